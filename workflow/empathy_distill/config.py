@@ -1,0 +1,93 @@
+"""Load and validate the workflow configuration against its JSON Schema (draft 2020-12).
+
+Defaults come from the schema, so config.yaml, the schema and the code cannot drift apart; unknown
+keys are rejected so that a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+from . import REPO_ROOT
+from .errors import ConfigError
+
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _extend_with_defaults(validator_class: type) -> type:
+    """A validator that fills in ``default`` values while it validates (jsonschema FAQ recipe)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator: Any, properties: Mapping, instance: Any, schema: Mapping) -> Iterator:
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                subschema = _resolve(validator, subschema)
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _resolve(validator: Any, subschema: Mapping) -> Mapping:
+    if isinstance(subschema, Mapping) and "$ref" in subschema and "default" not in subschema:
+        return validator._resolver.lookup(subschema["$ref"]).contents
+    return subschema
+
+
+_DefaultFillingValidator = _extend_with_defaults(Draft202012Validator)
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _format_error(error: Any) -> str:
+    where = "config" + "".join(f"[{part!r}]" for part in error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        hint = f" (allowed keys: {', '.join(allowed)})" if allowed else ""
+        return f"{where}: {error.message}{hint}"
+    return f"{where}: {error.message}"
+
+
+def validate_config(config: dict, schema: dict | None = None) -> dict:
+    """Validate ``config`` in place, filling in defaults; raise ConfigError naming every bad key."""
+    schema = schema if schema is not None else load_schema()
+    validator = _DefaultFillingValidator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = "\n  ".join(_format_error(e) for e in errors)
+        raise ConfigError(f"invalid configuration ({len(errors)} problem(s)):\n  {lines}")
+    return config
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> dict:
+    """Read a YAML config file, apply ``overrides`` (deep-merged), validate, fill defaults."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    if overrides:
+        config = deep_merge(config, overrides)
+    return validate_config(config)
+
+
+def deep_merge(base: dict, override: Mapping) -> dict:
+    """Return ``base`` updated recursively by ``override`` (neither is modified)."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

@@ -1,0 +1,156 @@
+"""The experiment grid: which data configurations, models, answer sets and comparisons exist.
+
+One source of truth for Snakemake (``workflow/rules/common.smk`` wraps these functions) and for
+the Python stages, so that ``snakemake -n`` and the code always agree on what the grid is.
+
+Naming (see ``../DESIGN.md``): ``method`` x ``strategy`` is a data configuration, ``student`` a
+key of ``config.students``, ``stage`` is ``sft`` or ``dpo``, ``judge`` a key of
+``config.judges``. An *answer tag* names one set of answers to the test dialogues:
+``teacher``, ``{student}--base`` or ``{student}--{method}--{strategy}--{stage}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+
+from .prompts import COMBINED_PARTS, COMBINED_STRATEGY, SEQUENTIAL_STRATEGY
+
+METHODS = ("direct", "improve_human", "improve_llm")
+IMPROVE_METHODS = ("improve_human", "improve_llm")
+DIRECT_SOURCES = ("chatgpt", "llama", "gemini", "mixtral")
+DIRECT_POOLED = "all"
+STAGES = ("sft", "dpo")
+COMPARISONS = ("vs_base", "vs_naive", "dpo_vs_sft", "vs_teacher")
+TAG_SEPARATOR = "--"
+PAIR_SEPARATOR = "__vs__"
+TEACHER_TAG = "teacher"
+
+
+@dataclass(frozen=True, order=True)
+class DataConfig:
+    method: str
+    strategy: str
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.method in IMPROVE_METHODS
+
+
+@dataclass(frozen=True, order=True)
+class Model:
+    """One trained model: a student fine-tuned on a data configuration up to a stage."""
+
+    student: str
+    method: str
+    strategy: str
+    stage: str
+
+    @property
+    def tag(self) -> str:
+        return TAG_SEPARATOR.join((self.student, self.method, self.strategy, self.stage))
+
+
+@dataclass(frozen=True, order=True)
+class Comparison:
+    """A judged pair: ``model`` (the candidate) against ``opponent`` on the same test dialogues."""
+
+    kind: str
+    model: str  # answer tag
+    opponent: str  # answer tag
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}{PAIR_SEPARATOR}{self.opponent}"
+
+
+def data_configs(config: dict) -> list[DataConfig]:
+    methods = config["distillation"]["methods"]
+    return [DataConfig(m, s) for m in METHODS for s in methods.get(m, [])]
+
+
+def teacher_strategies(config: dict, method: str) -> list[str]:
+    """Strategies of an improve method that need teacher calls (combined reuses its parts)."""
+    wanted = config["distillation"]["methods"].get(method, [])
+    calls: list[str] = []
+    for strategy in wanted:
+        parts = COMBINED_PARTS if strategy == COMBINED_STRATEGY else (strategy,)
+        calls.extend(p for p in parts if p not in calls)
+    return calls
+
+
+def students(config: dict) -> list[str]:
+    return list(config["students"])
+
+
+def judges(config: dict) -> list[str]:
+    return list(config.get("judges", {}))
+
+
+def models(config: dict) -> list[Model]:
+    return [Model(st, dc.method, dc.strategy, stage)
+            for st, dc, stage in product(students(config), data_configs(config), STAGES)]
+
+
+def base_tag(student: str) -> str:
+    return f"{student}{TAG_SEPARATOR}base"
+
+
+def parse_tag(tag: str) -> dict[str, str]:
+    """Inverse of the tag naming: {'kind': teacher|base|model, 'student', 'method', ...}."""
+    if tag == TEACHER_TAG:
+        return {"kind": "teacher"}
+    parts = tag.split(TAG_SEPARATOR)
+    if len(parts) == 2 and parts[1] == "base":
+        return {"kind": "base", "student": parts[0]}
+    if len(parts) == 4:
+        student, method, strategy, stage = parts
+        return {"kind": "model", "student": student, "method": method, "strategy": strategy,
+                "stage": stage}
+    raise ValueError(f"not an answer tag: {tag!r}")
+
+
+def answer_path(tag: str) -> str:
+    """File holding the answers of ``tag`` to the test dialogues."""
+    info = parse_tag(tag)
+    if info["kind"] == "teacher":
+        return "results/answers/teacher.jsonl"
+    if info["kind"] == "base":
+        return f"results/answers/{info['student']}/base.jsonl"
+    return ("results/answers/{student}/{method}/{strategy}/{stage}.jsonl").format(**info)
+
+
+def comparisons(config: dict) -> list[Comparison]:
+    """Every pair the configured evaluation judges, without duplicates, in a stable order."""
+    kinds = config.get("evaluation", {}).get("comparisons", list(COMPARISONS))
+    teacher_in_grid = bool(config.get("teacher")) and "vs_teacher" in kinds
+    pairs: list[Comparison] = []
+    for model in models(config):
+        if "vs_base" in kinds:
+            pairs.append(Comparison("vs_base", model.tag, base_tag(model.student)))
+        if ("vs_naive" in kinds and model.method in IMPROVE_METHODS
+                and model.strategy != "naive_prompt"
+                and "naive_prompt" in config["distillation"]["methods"].get(model.method, [])):
+            naive = Model(model.student, model.method, "naive_prompt", model.stage)
+            pairs.append(Comparison("vs_naive", model.tag, naive.tag))
+        if "dpo_vs_sft" in kinds and model.stage == "dpo":
+            sft = Model(model.student, model.method, model.strategy, "sft")
+            pairs.append(Comparison("dpo_vs_sft", model.tag, sft.tag))
+        if teacher_in_grid and model.stage == "dpo":
+            pairs.append(Comparison("vs_teacher", model.tag, TEACHER_TAG))
+    if teacher_in_grid:
+        pairs.extend(Comparison("vs_teacher", base_tag(s), TEACHER_TAG) for s in students(config))
+    return pairs
+
+
+def answer_tags(config: dict) -> list[str]:
+    """Every answer set the evaluation needs (models, base students, the teacher)."""
+    tags: dict[str, None] = {}
+    for pair in comparisons(config):
+        tags.setdefault(pair.model)
+        tags.setdefault(pair.opponent)
+    return list(tags)
+
+
+def sequential_strategy_requested(config: dict, method: str) -> bool:
+    return SEQUENTIAL_STRATEGY in config["distillation"]["methods"].get(method, [])
