@@ -15,13 +15,22 @@ def test_default_config_is_valid_and_complete():
     config = load_config(CONFIG)
     assert config["dataset"]["path"] == "resources/dataset.csv"
     assert config["distillation"]["direct_dpo_filter"] == "intended"
-    assert set(config["students"]) == {"llama31_8b", "mistral_7b"}
-    assert set(config["judges"]) == {"gpt4o", "gemini"}
+    assert config["grid"] == {
+        "students": ["llama31_8b", "mistral_7b"],
+        "judges": ["gpt4o", "gemini"],
+    }
+    assert set(config["students"]) == {"llama31_8b", "mistral_7b", "tiny"}
+    assert set(config["judges"]) == {"gpt4o", "gemini", "offline"}
     assert config["training"]["common"]["lora_rank"] == 8
 
 
 def test_defaults_are_filled_from_schema():
-    config = validate_config({"students": {"s": {"model": "m", "template": "llama3"}}})
+    config = validate_config(
+        {
+            "students": {"s": {"model": "m", "template": "llama3"}},
+            "grid": {"students": ["s"], "judges": []},
+        }
+    )
     assert config["dataset"]["sha256"].startswith("d43fe180")
     assert config["distillation"]["improve_llm_sft_sample"] == {"n": 950, "seed": 42}
     assert config["generation"]["max_new_tokens"] == 160
@@ -46,3 +55,8 @@ def test_wrong_type_is_named():
 def test_unknown_strategy_is_rejected():
     with pytest.raises(ConfigError, match=r"improve_human"):
         load_config(CONFIG, {"distillation": {"methods": {"improve_human": ["be_nicer"]}}})
+
+
+def test_grid_selection_must_name_defined_entries():
+    with pytest.raises(ConfigError, match=r"config\['grid'\]\['judges'\]: 'gpt5' is not defined"):
+        load_config(CONFIG, {"grid": {"judges": ["gpt4o", "gpt5"]}})

@@ -68,7 +68,25 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     if errors:
         lines = "\n  ".join(_format_error(e) for e in errors)
         raise ConfigError(f"invalid configuration ({len(errors)} problem(s)):\n  {lines}")
+    _check_references(config)
     return config
+
+
+def _check_references(config: dict) -> None:
+    """Cross-key checks JSON Schema cannot express: grid selections name defined entries."""
+    problems = []
+    for section, defined in (
+        ("students", config.get("students", {})),
+        ("judges", config.get("judges", {})),
+    ):
+        for name in config.get("grid", {}).get(section, []):
+            if name not in defined:
+                problems.append(
+                    f"config['grid']['{section}']: {name!r} is not defined under "
+                    f"config['{section}'] (defined: {', '.join(sorted(defined))})"
+                )
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:

@@ -80,11 +80,13 @@ def teacher_strategies(config: dict, method: str) -> list[str]:
 
 
 def students(config: dict) -> list[str]:
-    return list(config["students"])
+    """Students selected for this run (``grid.students``), each defined under ``students``."""
+    return list(config["grid"]["students"])
 
 
 def judges(config: dict) -> list[str]:
-    return list(config.get("judges", {}))
+    """Judges selected for this run (``grid.judges``), each defined under ``judges``."""
+    return list(config["grid"]["judges"])
 
 
 def models(config: dict) -> list[Model]:
