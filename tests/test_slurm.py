@@ -85,6 +85,25 @@ def test_profile_is_well_formed() -> None:
             assert flag not in extra, f"{rule}: {flag} in slurm_extra"
 
 
+def test_check_submissions_flags_wrong_calls(tmp_path: Path) -> None:
+    """The DAG-independent checks catch a GPU rule without --gpus, a GPU on a CPU rule and a
+    local rule that reached sbatch (no cluster needed)."""
+    calls = [
+        "--comment rule_train_sft -p gpu --mem 1000 --gpus=1 --wrap=x",
+        "--comment rule_answer_model_wildcards_a -p gpu --wrap=x",
+        "--comment rule_make_split --gpus=1 --wrap=x",
+        "--comment rule_teacher_initial -p cpu --wrap=x",
+    ]
+    run = toy.ToyRun(0, 1.0, tmp_path, "", calls)
+    assert run.submitted_rules() == ["train_sft", "answer_model", "make_split", "teacher_initial"]
+    problems = toy.check_submissions(run, local_rules=("teacher_initial",))
+    assert len(problems) == 3
+    assert problems[0].startswith("GPU rule answer_model")
+    assert problems[1].startswith("non-GPU rule make_split")
+    assert problems[2].startswith("local rule teacher_initial")
+    assert toy.check_submissions(toy.ToyRun(0, 1.0, tmp_path, "", calls[:1])) == []
+
+
 @pytest.mark.slow
 def test_toy_workflow_on_loopback_slurm(cluster: loopback.LoopbackSlurm, tmp_path: Path) -> None:
     """GPU rule -> sbatch --gpus=1 in the gpu partition; API rules throttled; local rule local."""

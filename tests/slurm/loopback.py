@@ -102,7 +102,8 @@ class LoopbackSlurm:
     """One Slurm node on 127.0.0.1; use as a context manager (stops its daemons on exit)."""
 
     root: Path
-    cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # CPUs this process may use (what `nproc` prints): never more than slurmd will detect.
+    cpus: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
     # Leave headroom: slurmd drains a node whose RealMemory exceeds what it detects.
     memory_mb: int = field(default_factory=lambda: int(_total_memory_mb() * 0.8))
     def_mem_per_cpu_mb: int = 512

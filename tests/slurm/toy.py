@@ -190,11 +190,33 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
     return best
 
 
-def check_toy(result: ToyRun) -> list[str]:
-    """Every claim the toy run must prove; returns the failed ones (empty = all hold)."""
-    problems: list[str] = []
+def check_submissions(
+    result: ToyRun,
+    gpu_rules: tuple[str, ...] = GPU_RULES,
+    local_rules: tuple[str, ...] = (),
+) -> list[str]:
+    """Claims that hold for any DAG (toy or real): the run succeeded, every GPU rule's sbatch
+    call asked for one GPU, no other rule asked for a GPU, and `local_rules` never reached
+    sbatch. Returns the failed claims (empty = all hold)."""
     if result.returncode != 0:
         return [f"snakemake exited {result.returncode}:\n{result.log[-4000:]}"]
+    problems: list[str] = []
+    for call, rule in zip(result.sbatch_calls, result.submitted_rules(), strict=True):
+        asks_gpu = "--gpus=" in call or "--gres=gpu" in call
+        if rule in local_rules:
+            problems.append(f"local rule {rule} went through sbatch: {call[:300]}")
+        elif rule in gpu_rules and not re.search(r"--gpus=(\S+:)?1\b|--gres=gpu(:\S+)?:1\b", call):
+            problems.append(f"GPU rule {rule} did not ask for one GPU: {call[:300]}")
+        elif rule not in gpu_rules and asks_gpu:
+            problems.append(f"non-GPU rule {rule} asked for a GPU: {call[:300]}")
+    return problems
+
+
+def check_toy(result: ToyRun) -> list[str]:
+    """Every claim the toy run must prove; returns the failed ones (empty = all hold)."""
+    problems = check_submissions(result, local_rules=("teacher_initial", "all"))
+    if result.returncode != 0:
+        return problems
     rules = sorted(result.submitted_rules())
     if rules != ["judge_pair", "judge_pair", "train_sft"]:
         problems.append(f"sbatch was called for {rules}, expected judge_pair x2 + train_sft")
@@ -232,23 +254,46 @@ def check_toy(result: ToyRun) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Start the loopback cluster, run the toy workflow, print evidence and problems."""
+    """Start the loopback cluster, run a workflow through the SLURM profile, print evidence.
+
+    Default: the toy workflow with all toy checks. With --snakefile (e.g. the real DAG) only
+    the DAG-independent checks of `check_submissions` run.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    parser.add_argument("--keep", type=Path, help="put cluster + work dirs here and keep them")
     parser.add_argument("--timeout", type=int, default=240, help="seconds for snakemake")
+    parser.add_argument("--snakefile", type=Path, default=SNAKEFILE, help="workflow to run")
+    parser.add_argument("--workdir", type=Path, help="snakemake --directory (default: temp)")
+    parser.add_argument(
+        "--local-rules",
+        default=",".join(API_RULES),
+        help="comma-separated rules that must never reach sbatch (real DAG only)",
+    )
+    parser.add_argument("snakemake_args", nargs="*", help="extra snakemake args (after --)")
     args = parser.parse_args(argv)
     ensure_installed()
+    toy_run = args.snakefile.resolve() == SNAKEFILE
     with tempfile.TemporaryDirectory(prefix="slurm-toy-") as tmp:
         base = args.keep.resolve() if args.keep else Path(tmp)
-        workdir = base / "work"
+        workdir = args.workdir.resolve() if args.workdir else base / "work"
         workdir.mkdir(parents=True, exist_ok=True)
         partitions = profile_partitions(load_profile(MAIN_PROFILE))
         with LoopbackSlurm(base / "slurm", partitions=partitions) as cluster:
-            result = run_workflow(cluster, workdir, timeout_s=args.timeout)
+            result = run_workflow(
+                cluster,
+                workdir,
+                snakefile=args.snakefile.resolve(),
+                extra_args=tuple(args.snakemake_args),
+                timeout_s=args.timeout,
+            )
         print(f"snakemake rc={result.returncode} in {result.seconds:.1f}s")
-        for call in result.sbatch_calls:
-            print("sbatch", call[:300])
-        problems = check_toy(result)
+        for call, rule in zip(result.sbatch_calls, result.submitted_rules(), strict=True):
+            print(f"sbatch [{rule}]", call[:240])
+        if toy_run:
+            problems = check_toy(result)
+        else:
+            local = tuple(r for r in args.local_rules.split(",") if r)
+            problems = check_submissions(result, local_rules=local)
         for p in problems:
             print("PROBLEM:", p)
         print("OK" if not problems else f"{len(problems)} problem(s)")
