@@ -1,0 +1,44 @@
+"""benchmarks/dry_run.py: parses Snakemake's job table and ends with the summary line."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = importlib.util.spec_from_file_location("dry_run", REPO / "benchmarks" / "dry_run.py")
+assert SPEC is not None and SPEC.loader is not None
+dry_run = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(dry_run)
+
+TABLE = """Building DAG of jobs...
+Job stats:
+job                count
+---------------  -------
+teacher_initial        2
+train_sft              1
+all                    1
+total                  4
+
+Job stats:
+job  count
+"""
+
+
+def test_parse_job_stats_reads_first_table_without_total() -> None:
+    assert dry_run.parse_job_stats(TABLE) == {"teacher_initial": 2, "train_sft": 1, "all": 1}
+
+
+def test_parse_job_stats_nothing_to_do() -> None:
+    assert dry_run.parse_job_stats("Nothing to be done (all requested files are present).") == {}
+
+
+def test_dry_run_on_toy_workflow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    snakefile = REPO / "tests" / "slurm" / "Snakefile.toy"
+    code = dry_run.main(["--repeat", "1", "--directory", str(tmp_path), "--", "-s", str(snakefile)])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    assert out[-1].startswith("dry_run_s=") and out[-1].endswith(" jobs=6")
+    assert any(line.split() == ["judge_pair", "2"] for line in out)
