@@ -2,6 +2,8 @@
 # DPO reference (see empathy_distill.training.llamafactory_config). A job's whole LLaMA-Factory
 # YAML is in its params, so a settings change retrains it and nothing else does.
 
+import os
+
 from empathy_distill.training import llamafactory_config as lf_config
 from empathy_distill.training import students as lf_students
 
@@ -14,7 +16,7 @@ rule build_tiny_student:
     output:
         expand("results/students/tiny/{file}", file=lf_students.BUILTIN_FILES),
     params:
-        out=lf_students.builtin_dir("tiny"),
+        out=lambda w, output: os.path.dirname(output[0]),
     conda:
         "../../envs/train.yaml"
     log:
@@ -42,7 +44,7 @@ rule train_sft:
             labels={"data": "{method} / {strategy}", "stage": "sft"},
         ),
     params:
-        out=lambda w: lf_config.output_dir(w.student, w.method, w.strategy, "sft"),
+        out=lambda w, output: os.path.dirname(output.adapter),
         settings=lambda w: lf_config.job_settings(config, w.student, w.method, w.strategy, "sft"),
         nproc=TRAIN_RESOURCES["nproc_per_node"],
     resources:
@@ -79,7 +81,7 @@ rule train_dpo:
             labels={"data": "{method} / {strategy}", "stage": "dpo"},
         ),
     params:
-        out=lambda w: lf_config.output_dir(w.student, w.method, w.strategy, "dpo"),
+        out=lambda w, output: os.path.dirname(output.adapter),
         settings=lambda w: lf_config.job_settings(config, w.student, w.method, w.strategy, "dpo"),
         nproc=TRAIN_RESOURCES["nproc_per_node"],
     resources:

@@ -92,18 +92,46 @@ MANAGED_KEYS = frozenset(
 #: Section order of train.yaml (LLaMA-Factory's example files); other keys follow in config order.
 KEY_ORDER = (
     # model
-    "model_name_or_path", "model_revision", "adapter_name_or_path", "trust_remote_code",
+    "model_name_or_path",
+    "model_revision",
+    "adapter_name_or_path",
+    "trust_remote_code",
     # method
-    "stage", "do_train", "finetuning_type", "create_new_adapter", "lora_rank", "lora_alpha",
-    "lora_dropout", "lora_target", "pref_beta", "pref_loss", "ref_model", "ref_model_adapters",
+    "stage",
+    "do_train",
+    "finetuning_type",
+    "create_new_adapter",
+    "lora_rank",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target",
+    "pref_beta",
+    "pref_loss",
+    "ref_model",
+    "ref_model_adapters",
     # dataset
-    "dataset", "dataset_dir", "template", "cutoff_len", "overwrite_cache",
+    "dataset",
+    "dataset_dir",
+    "template",
+    "cutoff_len",
+    "overwrite_cache",
     # output
-    "output_dir", "logging_steps", "plot_loss", "save_strategy", "overwrite_output_dir",
+    "output_dir",
+    "logging_steps",
+    "plot_loss",
+    "save_strategy",
+    "overwrite_output_dir",
     "report_to",
     # train
-    "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
-    "num_train_epochs", "lr_scheduler_type", "warmup_steps", "bf16", "fp16", "seed",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "num_train_epochs",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "bf16",
+    "fp16",
+    "seed",
 )
 
 
@@ -206,7 +234,7 @@ def ordered(args: dict) -> dict:
 
 def render_yaml(args: dict) -> str:
     """train.yaml text: keys in build order, one per line (stable, so params compare equal)."""
-    header = "# Written by empathy_distill.training.llamafactory_config; run: llamafactory-cli train\n"
+    header = "# Written by empathy_distill.training (llamafactory_config); llamafactory-cli train\n"
     return header + yaml.safe_dump(args, sort_keys=False, default_flow_style=False, width=1000)
 
 

@@ -50,7 +50,7 @@ TORCH_EXTRAS_FIX = (
     "On a CPU-only machine with PyPI's CUDA builds of torchvision/torchaudio: "
     "`pip uninstall -y torchvision` and delete torchaudio's native libraries "
     "(`rm -f \"$(python -c 'import importlib.util,os;"
-    "print(os.path.dirname(importlib.util.find_spec(\"torchaudio\").origin))')\"/lib/*.so`); "
+    'print(os.path.dirname(importlib.util.find_spec("torchaudio").origin))\')"/lib/*.so`); '
     "torchaudio then imports without them (LLaMA-Factory imports it but never uses it for text). "
     "On GPU machines install matching torch/torchvision/torchaudio builds instead."
 )
@@ -133,12 +133,19 @@ def launch_env(nproc_per_node: int) -> dict[str, str]:
     return env
 
 
-def stream(command: list[str], env: dict[str, str], sink: Callable[[str], None]) -> tuple[int, list[str]]:
+def stream(
+    command: list[str], env: dict[str, str], sink: Callable[[str], None]
+) -> tuple[int, list[str]]:
     """Run ``command``, pass its output to ``sink`` line by line; return (code, last lines)."""
     tail: collections.deque[str] = collections.deque(maxlen=300)
     with subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        errors="replace", bufsize=1,
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
     ) as process:
         assert process.stdout is not None
         for line in process.stdout:
@@ -232,15 +239,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (results/models/...)")
     p.add_argument("--dataset-dir", help="folder of dataset_info.json (default: the layout's)")
     p.add_argument("--sft-adapter", help="DPO only: the SFT output folder (default: ../sft)")
-    p.add_argument("--nproc-per-node", type=int, default=None,
-                   help="processes (GPUs) per node; default training.resources.nproc_per_node or 1")
+    p.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=None,
+        help="processes (GPUs) per node; default training.resources.nproc_per_node or 1",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     ns = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        stream=sys.stdout)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout
+    )
     try:
         return _run(ns)
     except EmpathyDistillError as exc:
@@ -251,13 +263,22 @@ def main(argv: list[str] | None = None) -> int:
 def _run(ns: argparse.Namespace) -> int:
     nproc = ns.nproc_per_node
     if ns.config:
-        missing = [f"--{n}" for n in ("student", "method", "strategy", "stage")
-                   if getattr(ns, n) is None]
+        missing = [
+            f"--{n}" for n in ("student", "method", "strategy", "stage") if getattr(ns, n) is None
+        ]
         if missing:
             raise SystemExit(f"--config needs {', '.join(missing)}")
         config = load_config(ns.config)
-        args = build_train_args(config, ns.student, ns.method, ns.strategy, ns.stage, out=ns.out,
-                                dataset_dir=ns.dataset_dir, sft_adapter=ns.sft_adapter)
+        args = build_train_args(
+            config,
+            ns.student,
+            ns.method,
+            ns.strategy,
+            ns.stage,
+            out=ns.out,
+            dataset_dir=ns.dataset_dir,
+            sft_adapter=ns.sft_adapter,
+        )
         if nproc is None:
             nproc = config["training"]["resources"]["nproc_per_node"]
     else:

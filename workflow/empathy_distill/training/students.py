@@ -76,6 +76,8 @@ def model_files(student_cfg: dict) -> list[str]:
 def _model(student_cfg: dict) -> str:
     model = student_cfg.get("model") if isinstance(student_cfg, dict) else None
     if not isinstance(model, str) or not model:
-        raise ConfigError(f"students: entry {student_cfg!r} has no 'model' (a Hugging Face id, "
-                          f"a local path or {BUILTIN_PREFIX}tiny)")
+        raise ConfigError(
+            f"students: entry {student_cfg!r} has no 'model' (a Hugging Face id, "
+            f"a local path or {BUILTIN_PREFIX}tiny)"
+        )
     return model

@@ -161,8 +161,12 @@ def build_tiny_student(train_csv: str | Path, out: str | Path, seed: int = DEFAU
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     (out / "tiny_student.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    LOG.info("tiny student written to %s (%d parameters, vocabulary %d)", out,
-             info["parameters"], info["vocab_size"])
+    LOG.info(
+        "tiny student written to %s (%d parameters, vocabulary %d)",
+        out,
+        info["parameters"],
+        info["vocab_size"],
+    )
     return out
 
 
