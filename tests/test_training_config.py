@@ -208,6 +208,8 @@ def test_prepare_output_dir_clears_only_its_own(tmp_path: Path) -> None:
 def test_broken_torchaudio_is_explained() -> None:
     tail = ["OSError: Could not load this library: .../torchaudio/lib/_torchaudio.abi3.so\n"]
     assert "pip uninstall -y torchvision" in run.diagnose(tail)
+    missing = ["ModuleNotFoundError: No module named 'torchaudio'\n"]
+    assert "must stay installed" in run.diagnose(missing)
     assert run.diagnose(["ValueError: something else\n"]) == ""
 
 
@@ -239,3 +241,11 @@ def test_main_reports_config_errors(tmp_path: Path, caplog: pytest.LogCaptureFix
     )
     assert code == 1
     assert "training.sft: output_dir" in caplog.text
+
+
+def test_loss_plot_exists_even_without_logged_loss(tmp_path: Path) -> None:
+    """LLaMA-Factory skips its plot when fewer steps than logging_steps ran; the rule needs one."""
+    history = {"log_history": [{"step": 3, "train_loss": 1.0}]}
+    (tmp_path / "trainer_state.json").write_text(json.dumps(history))
+    run.ensure_loss_plot(tmp_path)
+    assert (tmp_path / run.LOSS_PLOT).stat().st_size > 0

@@ -45,6 +45,8 @@ BROKEN_TORCH_EXTRAS = {
     "_torchaudio": "torchaudio's native library (a CUDA build) does not load",
     "libc10_cuda": "torchaudio's native library (a CUDA build) does not load",
     "torchvision::nms": "torchvision (a CUDA build) does not match the installed torch",
+    "No module named 'torchaudio'": "LLaMA-Factory 0.9.5 imports torchaudio (data/mm_plugin.py), "
+    "so it must stay installed",
 }
 TORCH_EXTRAS_FIX = (
     "On a CPU-only machine with PyPI's CUDA builds of torchvision/torchaudio: "
