@@ -19,3 +19,7 @@ class LlamaFactoryFormatError(EmpathyDistillError):
 
 class LeakageError(EmpathyDistillError):
     """A test-split dialogue reached a training file."""
+
+
+class TrainingError(EmpathyDistillError):
+    """A fine-tuning job cannot start or LLaMA-Factory failed."""
