@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from empathy_distill.config import load_config
 from empathy_distill.errors import ConfigError, TrainingError
 from empathy_distill.training import llamafactory_config as lf
@@ -219,6 +220,7 @@ def test_main_reports_config_errors(tmp_path: Path, caplog: pytest.LogCaptureFix
         yaml.safe_dump(
             {
                 "students": {"tiny": {"model": "builtin:tiny", "template": "llama3"}},
+                "grid": {"students": ["tiny"], "judges": []},
                 "training": {"sft": {"output_dir": "elsewhere"}},
             }
         )

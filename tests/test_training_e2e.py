@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
 from empathy_distill.training import llamafactory_config as lf
 from empathy_distill.training import run, tiny_model
 

@@ -18,6 +18,8 @@ from empathy_distill import grid  # noqa: E402
 from empathy_distill.config import validate_config  # noqa: E402
 from empathy_distill.dataset import load_dataset  # noqa: E402
 from empathy_distill.sets import teacher_files_for  # noqa: E402
+from empathy_distill.training import llamafactory_config as lf_config  # noqa: E402
+from empathy_distill.training import students as lf_students  # noqa: E402
 
 validate_config(config)
 
@@ -67,10 +69,25 @@ def teacher_outputs_for_set(wildcards):
     ]
 
 
+def train_resources(student):
+    """Resources of a training job: training.resources, then the student's own overrides."""
+    own = config["training"]["per_student"].get(student, {}).get("resources", {})
+    return {**config["training"]["resources"], **own}
+
+
+def model_outputs():
+    """Final adapter of every (student, data configuration, stage) of the grid."""
+    return [
+        f"results/models/{m.student}/{m.method}/{m.strategy}/{m.stage}/adapter_model.safetensors"
+        for m in grid.models(config)
+    ]
+
+
 def get_final_output():
     """Everything `snakemake` builds by default: the whole configured grid."""
     targets = ["results/datasets/dataset_info.json"]
     targets += [
         f"results/datasets/{dc.method}/{dc.strategy}/leakage_check.ok" for dc in data_configs()
     ]
+    targets += model_outputs()
     return targets

@@ -2,13 +2,6 @@
 # DPO reference (see empathy_distill.training.llamafactory_config). A job's whole LLaMA-Factory
 # YAML is in its params, so a settings change retrains it and nothing else does.
 
-import os
-
-from empathy_distill.training import llamafactory_config as lf_config
-from empathy_distill.training import students as lf_students
-
-TRAIN_RESOURCES = config["training"]["resources"]
-
 
 rule build_tiny_student:
     input:
@@ -46,12 +39,12 @@ rule train_sft:
     params:
         out=lambda w, output: os.path.dirname(output.adapter),
         settings=lambda w: lf_config.job_settings(config, w.student, w.method, w.strategy, "sft"),
-        nproc=TRAIN_RESOURCES["nproc_per_node"],
+        nproc=lambda w: train_resources(w.student)["nproc_per_node"],
     resources:
-        gpu=TRAIN_RESOURCES["gpu"],
-        mem_mb=TRAIN_RESOURCES["mem_mb"],
-        runtime=TRAIN_RESOURCES["runtime"],
-    threads: TRAIN_RESOURCES["threads"]
+        gpu=lambda w: train_resources(w.student)["gpu"],
+        mem_mb=lambda w: train_resources(w.student)["mem_mb"],
+        runtime=lambda w: train_resources(w.student)["runtime"],
+    threads: lambda w: train_resources(w.student)["threads"]
     conda:
         "../../envs/train.yaml"
     log:
@@ -83,12 +76,12 @@ rule train_dpo:
     params:
         out=lambda w, output: os.path.dirname(output.adapter),
         settings=lambda w: lf_config.job_settings(config, w.student, w.method, w.strategy, "dpo"),
-        nproc=TRAIN_RESOURCES["nproc_per_node"],
+        nproc=lambda w: train_resources(w.student)["nproc_per_node"],
     resources:
-        gpu=TRAIN_RESOURCES["gpu"],
-        mem_mb=TRAIN_RESOURCES["mem_mb"],
-        runtime=TRAIN_RESOURCES["runtime"],
-    threads: TRAIN_RESOURCES["threads"]
+        gpu=lambda w: train_resources(w.student)["gpu"],
+        mem_mb=lambda w: train_resources(w.student)["mem_mb"],
+        runtime=lambda w: train_resources(w.student)["runtime"],
+    threads: lambda w: train_resources(w.student)["threads"]
     conda:
         "../../envs/train.yaml"
     log:
