@@ -24,7 +24,9 @@ def _extend_with_defaults(validator_class: type) -> type:
     """A validator that fills in ``default`` values while it validates (jsonschema FAQ recipe)."""
     validate_properties = validator_class.VALIDATORS["properties"]
 
-    def set_defaults(validator: Any, properties: Mapping, instance: Any, schema: Mapping) -> Iterator:
+    def set_defaults(
+        validator: Any, properties: Mapping, instance: Any, schema: Mapping
+    ) -> Iterator:
         if isinstance(instance, dict):
             for name, subschema in properties.items():
                 subschema = _resolve(validator, subschema)

@@ -88,8 +88,10 @@ def judges(config: dict) -> list[str]:
 
 
 def models(config: dict) -> list[Model]:
-    return [Model(st, dc.method, dc.strategy, stage)
-            for st, dc, stage in product(students(config), data_configs(config), STAGES)]
+    return [
+        Model(st, dc.method, dc.strategy, stage)
+        for st, dc, stage in product(students(config), data_configs(config), STAGES)
+    ]
 
 
 def base_tag(student: str) -> str:
@@ -105,8 +107,13 @@ def parse_tag(tag: str) -> dict[str, str]:
         return {"kind": "base", "student": parts[0]}
     if len(parts) == 4:
         student, method, strategy, stage = parts
-        return {"kind": "model", "student": student, "method": method, "strategy": strategy,
-                "stage": stage}
+        return {
+            "kind": "model",
+            "student": student,
+            "method": method,
+            "strategy": strategy,
+            "stage": stage,
+        }
     raise ValueError(f"not an answer tag: {tag!r}")
 
 
@@ -128,9 +135,12 @@ def comparisons(config: dict) -> list[Comparison]:
     for model in models(config):
         if "vs_base" in kinds:
             pairs.append(Comparison("vs_base", model.tag, base_tag(model.student)))
-        if ("vs_naive" in kinds and model.method in IMPROVE_METHODS
-                and model.strategy != "naive_prompt"
-                and "naive_prompt" in config["distillation"]["methods"].get(model.method, [])):
+        if (
+            "vs_naive" in kinds
+            and model.method in IMPROVE_METHODS
+            and model.strategy != "naive_prompt"
+            and "naive_prompt" in config["distillation"]["methods"].get(model.method, [])
+        ):
             naive = Model(model.student, model.method, "naive_prompt", model.stage)
             pairs.append(Comparison("vs_naive", model.tag, naive.tag))
         if "dpo_vs_sft" in kinds and model.stage == "dpo":

@@ -56,29 +56,44 @@ class Prompts:
     # Student side -------------------------------------------------------------------------
     def student_train(self, situation: str, speaker_uttr: str) -> str:
         """User turn of every SFT example and prompt of every DPO pair."""
-        return fill(self.raw["student"]["train_user"], context=situation,
-                    speaker_utterance=speaker_uttr)
+        return fill(
+            self.raw["student"]["train_user"], context=situation, speaker_utterance=speaker_uttr
+        )
 
     def student_test_base(self, situation: str, speaker_uttr: str) -> str:
-        return fill(self.raw["student"]["test_prompt_base"], context=situation,
-                    speaker_utterance=speaker_uttr)
+        return fill(
+            self.raw["student"]["test_prompt_base"],
+            context=situation,
+            speaker_utterance=speaker_uttr,
+        )
 
     def student_test_finetuned(self, situation: str, speaker_uttr: str) -> str:
-        return fill(self.raw["student"]["test_prompt_finetuned"], context=situation,
-                    speaker_utterance=speaker_uttr)
+        return fill(
+            self.raw["student"]["test_prompt_finetuned"],
+            context=situation,
+            speaker_utterance=speaker_uttr,
+        )
 
     # Teacher side -------------------------------------------------------------------------
     def teacher_initial(self, situation: str, speaker_uttr: str) -> str:
-        return fill(self.raw["teacher"]["initial_response"]["user"], context=situation,
-                    speaker_utterance=speaker_uttr)
+        return fill(
+            self.raw["teacher"]["initial_response"]["user"],
+            context=situation,
+            speaker_utterance=speaker_uttr,
+        )
 
-    def teacher_improve(self, strategy: str, situation: str, speaker_uttr: str,
-                        response: str) -> str:
+    def teacher_improve(
+        self, strategy: str, situation: str, speaker_uttr: str, response: str
+    ) -> str:
         """Single-turn rewrite prompt; also turn 1 of the sequential chain (improve_cognitive)."""
         if strategy not in SINGLE_TURN_STRATEGIES:
             raise KeyError(f"{strategy!r} is not a single-turn improvement strategy")
-        return fill(self.raw["teacher"]["improve"][strategy], context=situation,
-                    speaker_utterance=speaker_uttr, response=response)
+        return fill(
+            self.raw["teacher"]["improve"][strategy],
+            context=situation,
+            speaker_utterance=speaker_uttr,
+            response=response,
+        )
 
     def teacher_sequential_turns(self) -> tuple[str, str]:
         """User turns 2 and 3 of improve_three_dimensions_sequentially (no placeholders)."""
@@ -86,17 +101,28 @@ class Prompts:
         return seq["turn2_user"], seq["turn3_user"]
 
     # Judge side ---------------------------------------------------------------------------
-    def judge_messages(self, situation: str, speaker_uttr: str, response_1: str,
-                       response_2: str) -> tuple[str, str]:
-        """(system, user) texts of the pairwise judge (OpenAI form, also Gemini's system_instruction)."""
+    def judge_messages(
+        self, situation: str, speaker_uttr: str, response_1: str, response_2: str
+    ) -> tuple[str, str]:
+        """(system, user) of the pairwise judge; Gemini gets the system as system_instruction."""
         judge = self.raw["judge"]["openai"]
-        user = fill(judge["user"], context=situation, speaker_utterance=speaker_uttr,
-                    response_1=response_1, response_2=response_2)
+        user = fill(
+            judge["user"],
+            context=situation,
+            speaker_utterance=speaker_uttr,
+            response_1=response_1,
+            response_2=response_2,
+        )
         return judge["system"], user
 
-    def judge_gemini_single_string(self, situation: str, speaker_uttr: str, response_1: str,
-                                   response_2: str) -> str:
+    def judge_gemini_single_string(
+        self, situation: str, speaker_uttr: str, response_1: str, response_2: str
+    ) -> str:
         """The reference's Gemini prompt: system and user text in one indented string."""
-        return fill(self.raw["judge"]["gemini"]["single_string"], context=situation,
-                    speaker_utterance=speaker_uttr, response_1=response_1,
-                    response_2=response_2)
+        return fill(
+            self.raw["judge"]["gemini"]["single_string"],
+            context=situation,
+            speaker_utterance=speaker_uttr,
+            response_1=response_1,
+            response_2=response_2,
+        )

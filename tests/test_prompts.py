@@ -1,0 +1,41 @@
+"""Prompts must be byte-identical to the paper's reference code (shared/reference/prompts.json)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from empathy_distill.prompts import SINGLE_TURN_STRATEGIES, Prompts, fill
+
+from .conftest import REFERENCE_PROMPTS, REPO_ROOT
+
+
+def test_shipped_prompts_equal_reference():
+    if not REFERENCE_PROMPTS.exists():
+        pytest.skip("reference prompts not available")
+    assert (REPO_ROOT / "resources" / "prompts.json").read_bytes() == REFERENCE_PROMPTS.read_bytes()
+
+
+def test_student_prompt_is_filled_byte_identically():
+    raw = json.loads((REPO_ROOT / "resources" / "prompts.json").read_text(encoding="utf-8"))
+    template = raw["student"]["train_user"]
+    text = Prompts().student_train("I lost {my} keys ", "Ugh.")
+    head, tail = template.split("{context}")
+    mid, end = tail.split("{speaker_utterance}")
+    assert text == head + "I lost {my} keys " + mid + "Ugh." + end
+    assert text.endswith("\nResponse: ")
+    assert "\u2019" in text  # the reference's typographic apostrophes survive
+
+
+def test_every_improve_strategy_fills_all_placeholders():
+    prompts = Prompts()
+    for strategy in SINGLE_TURN_STRATEGIES:
+        text = prompts.teacher_improve(strategy, "ctx", "utt", "resp")
+        assert "{" not in text, strategy
+        assert text.endswith("\nResponse: resp \nImproved Response:")
+
+
+def test_fill_rejects_missing_placeholder():
+    with pytest.raises(KeyError):
+        fill("no placeholders here", context="x")

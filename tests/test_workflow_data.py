@@ -1,0 +1,98 @@
+"""Rule-level tests of the data and dataset stages through the real snakemake CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pandas as pd
+import pytest
+
+from .conftest import REPO_ROOT
+from .workflow_helpers import SNAKEMAKE, run_snakemake
+
+DIRECT_ONLY = {
+    "distillation": {
+        "methods": {"direct": ["chatgpt", "all"], "improve_human": [], "improve_llm": []}
+    }
+}
+
+
+def test_lint_is_clean():
+    result = subprocess.run(
+        [*SNAKEMAKE, "--lint"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_direct_sets_build_with_paper_counts(dataset_path, tmp_path):
+    overlay = {**DIRECT_ONLY, "dataset": {"path": str(dataset_path)}}
+    result = run_snakemake(
+        tmp_path,
+        overlay,
+        "--cores",
+        "2",
+        "results/datasets/dataset_info.json",
+        "results/datasets/direct/chatgpt/leakage_check.ok",
+        "results/datasets/direct/chatgpt/dataset_info.json",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(pd.read_csv(tmp_path / "results/data/train.csv")) == 1750
+    assert len(pd.read_csv(tmp_path / "results/data/test.csv")) == 250
+    sets = tmp_path / "results/datasets/direct"
+    assert len(json.loads((sets / "chatgpt/sft.json").read_text())) == 1278
+    assert len(json.loads((sets / "chatgpt/dpo.json").read_text())) == 593
+    assert len(json.loads((sets / "all/sft.json").read_text())) == 4788
+    assert len(json.loads((sets / "all/dpo.json").read_text())) == 2231
+    info = json.loads((tmp_path / "results/datasets/dataset_info.json").read_text())
+    assert set(info) == {
+        "direct__chatgpt__sft",
+        "direct__chatgpt__dpo",
+        "direct__all__sft",
+        "direct__all__dpo",
+    }
+    assert info["direct__all__dpo"]["file_name"] == "direct/all/dpo.json"
+    local = json.loads((sets / "chatgpt/dataset_info.json").read_text())
+    assert local["direct__chatgpt__sft"]["file_name"] == "sft.json"
+    assert "no test dialogue found" in (sets / "chatgpt/leakage_check.ok").read_text()
+
+
+def test_as_coded_switch(dataset_path, tmp_path):
+    overlay = {
+        "distillation": {**DIRECT_ONLY["distillation"], "direct_dpo_filter": "as_coded"},
+        "dataset": {"path": str(dataset_path)},
+    }
+    result = run_snakemake(
+        tmp_path, overlay, "--cores", "2", "results/datasets/direct/chatgpt/dpo.json"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (
+        len(json.loads((tmp_path / "results/datasets/direct/chatgpt/dpo.json").read_text())) == 730
+    )
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.drop(columns=["speaker_uttr"]), "missing column(s) speaker_uttr"),
+        (
+            lambda d: d.assign(rating_human=[4, *list(d["rating_human"][1:])]),
+            "column rating_human: row(s) 1 have ['4']",
+        ),
+    ],
+    ids=["missing-column", "rating-4"],
+)
+def test_bad_dataset_stops_before_any_job(dataset, tmp_path, mutate, message):
+    bad = tmp_path / "bad.csv"
+    mutate(dataset.head(50)).to_csv(bad, index=False)
+    result = run_snakemake(tmp_path, {**DIRECT_ONLY, "dataset": {"path": str(bad)}}, "--cores", "1")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert message in output and str(bad) in output
+    assert not (tmp_path / "results").exists()
+
+
+def test_unknown_config_key_stops_the_run(tmp_path):
+    result = run_snakemake(tmp_path, {"distillation": {"direct_dpo_fliter": "intended"}}, "-n")
+    assert result.returncode != 0
+    assert "'direct_dpo_fliter' was unexpected" in result.stdout + result.stderr

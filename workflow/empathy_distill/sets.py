@@ -1,0 +1,166 @@
+"""Distillation sets (SFT examples and DPO pairs) as Xie et al. (2025) build them.
+
+Rules, from the reference code (FACTS.md):
+
+* Every SFT dialogue gives TWO examples with the same student prompt: one whose target is the
+  human response and one whose target is the LLM (or teacher-improved) response.
+* Every DPO pair has the student prompt, chosen = the LLM / improved response, rejected = the
+  human response (also for improve_llm, whose teacher draft is never the rejected side).
+* direct: SFT = human rated 3 AND that LLM rated 3; DPO = human rated 1 or 2 AND that LLM rated 3
+  (the stated rule). ``as_coded`` reproduces the reference's precedence bug
+  ``(h == 2) | (h == 1) & (x == 3)``, which takes every human-2 row whatever the LLM's rating.
+* improve_human: SFT sources = train dialogues whose human response is rated 3, DPO sources =
+  human rated 1 or 2; the teacher rewrites the human response.
+* combined_single_dimensions pools the three single-dimension sets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .dataset import LLM_RESPONDERS, rating_column, response_column
+from .errors import DatasetError
+from .formats import dpo_record, sft_record
+from .prompts import COMBINED_PARTS, COMBINED_STRATEGY, Prompts
+
+DIRECT_POOLED = "all"
+DPO_FILTERS = ("intended", "as_coded")
+SOURCE_COLUMNS = [
+    "dialog_id",
+    "role",
+    "situation",
+    "speaker_uttr",
+    "source_response",
+    "human_response",
+]
+
+
+def direct_sft_mask(train: pd.DataFrame, llm: str) -> pd.Series:
+    return (train[rating_column("human")] == 3) & (train[rating_column(llm)] == 3)
+
+
+def direct_dpo_mask(train: pd.DataFrame, llm: str, dpo_filter: str = "intended") -> pd.Series:
+    human, other = train[rating_column("human")], train[rating_column(llm)]
+    if dpo_filter == "intended":
+        return human.isin([1, 2]) & (other == 3)
+    if dpo_filter == "as_coded":
+        return (human == 2) | ((human == 1) & (other == 3))
+    raise ValueError(f"direct_dpo_filter must be one of {DPO_FILTERS}, got {dpo_filter!r}")
+
+
+def _prompt(prompts: Prompts, row: pd.Series) -> str:
+    return prompts.student_train(row["situation"], row["speaker_uttr"])
+
+
+def direct_records(
+    train: pd.DataFrame, strategy: str, prompts: Prompts, dpo_filter: str = "intended"
+) -> tuple[list[dict], list[dict]]:
+    """(SFT records, DPO records) for one direct source LLM or ``all`` four pooled."""
+    llms: Sequence[str] = LLM_RESPONDERS if strategy == DIRECT_POOLED else (strategy,)
+    if any(llm not in LLM_RESPONDERS for llm in llms):
+        raise ValueError(
+            f"unknown direct strategy {strategy!r}; expected one of "
+            f"{(*LLM_RESPONDERS, DIRECT_POOLED)}"
+        )
+    sft: list[dict] = []
+    dpo: list[dict] = []
+    human = response_column("human")
+    for llm in llms:
+        target = response_column(llm)
+        for _, row in train[direct_sft_mask(train, llm)].iterrows():
+            prompt = _prompt(prompts, row)
+            sft.append(sft_record(row["dialog_id"], prompt, row[human]))
+            sft.append(sft_record(row["dialog_id"], prompt, row[target]))
+        for _, row in train[direct_dpo_mask(train, llm, dpo_filter)].iterrows():
+            dpo.append(dpo_record(row["dialog_id"], _prompt(prompts, row), row[target], row[human]))
+    return sft, dpo
+
+
+def improve_human_sources(train: pd.DataFrame) -> pd.DataFrame:
+    """Responses the teacher rewrites for improve_human: SFT role = human 3, DPO role = 1 or 2."""
+    human_rating = train[rating_column("human")]
+    table = pd.DataFrame(
+        {
+            "dialog_id": train["dialog_id"],
+            "role": human_rating.map(lambda r: "sft" if r == 3 else "dpo"),
+            "situation": train["situation"],
+            "speaker_uttr": train["speaker_uttr"],
+            "source_response": train[response_column("human")],
+            "human_response": train[response_column("human")],
+        }
+    )
+    return table[SOURCE_COLUMNS].reset_index(drop=True)
+
+
+def read_teacher_outputs(path: str | Path) -> dict[str, str]:
+    """dialog_id -> improved response from a ``results/teacher/{method}/{strategy}.jsonl`` file."""
+    improved: dict[str, str] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                dialog_id, text = item["dialog_id"], item["improved_response"]
+            except (json.JSONDecodeError, KeyError) as exc:
+                raise DatasetError(
+                    f"{path}:{line_no}: expected a JSON object with dialog_id and "
+                    f"improved_response ({exc})"
+                ) from exc
+            if dialog_id in improved:
+                raise DatasetError(f"{path}:{line_no}: dialog_id {dialog_id!r} appears twice")
+            improved[dialog_id] = text
+    return improved
+
+
+def improved_records(
+    sources: pd.DataFrame,
+    improved: dict[str, str],
+    prompts: Prompts,
+    origin: str = "teacher outputs",
+) -> tuple[list[dict], list[dict]]:
+    """Turn teacher rewrites into (SFT records, DPO records) for one improve strategy.
+
+    Every source dialogue must have a non-empty rewrite: a gap would silently shrink the set.
+    """
+    missing = [d for d in sources["dialog_id"] if not str(improved.get(d, "")).strip()]
+    if missing:
+        raise DatasetError(
+            f"{origin}: no improved response for {len(missing)} source "
+            f"dialogue(s), e.g. {missing[:5]}; expected one per source row"
+        )
+    sft: list[dict] = []
+    dpo: list[dict] = []
+    for _, row in sources.iterrows():
+        prompt = _prompt(prompts, row)
+        better = improved[row["dialog_id"]].strip()
+        if row["role"] == "sft":
+            sft.append(sft_record(row["dialog_id"], prompt, row["human_response"]))
+            sft.append(sft_record(row["dialog_id"], prompt, better))
+        elif row["role"] == "dpo":
+            dpo.append(dpo_record(row["dialog_id"], prompt, better, row["human_response"]))
+        else:
+            raise DatasetError(
+                f"{origin}: source {row['dialog_id']!r} has role {row['role']!r}; "
+                "expected 'sft' or 'dpo'"
+            )
+    return sft, dpo
+
+
+def pooled(parts: Iterable[tuple[list[dict], list[dict]]]) -> tuple[list[dict], list[dict]]:
+    """Concatenate (SFT, DPO) sets, as the reference pools the single-dimension sets."""
+    sft: list[dict] = []
+    dpo: list[dict] = []
+    for part_sft, part_dpo in parts:
+        sft += part_sft
+        dpo += part_dpo
+    return sft, dpo
+
+
+def teacher_files_for(strategy: str) -> tuple[str, ...]:
+    """Teacher output files (strategies) a set is built from."""
+    return COMBINED_PARTS if strategy == COMBINED_STRATEGY else (strategy,)
