@@ -134,7 +134,8 @@ class LocalServer:
         return f"http://127.0.0.1:{self.port}"
 
     # Helpers for subclasses ------------------------------------------------------------------
-    def wait_latency_and_gate(self) -> None:
+    def wait_latency_and_gate(self) -> bool:
+        """Sleep ``latency``; False if the request was held (it then gets a 503, no answer)."""
         if self.latency:
             time.sleep(self.latency)
         if self.hold_after is not None:
@@ -142,6 +143,8 @@ class LocalServer:
                 held = sum(self.answered.values()) >= self.hold_after
             if held:
                 self.release.wait()
+                return False
+        return True
 
     def note_received(self, messages: list[dict[str, str]]) -> str:
         cid = conversation_id(messages)

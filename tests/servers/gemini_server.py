@@ -112,7 +112,12 @@ class GeminiServer(LocalServer):
                 },
                 headers,
             )
-        self.wait_latency_and_gate()
+        if not self.wait_latency_and_gate():
+            return Reply(
+                503,
+                raw=b'{"error": {"code": 503, "status": "UNAVAILABLE",'
+                b' "message": "held request released"}}',
+            )
         reply = self.response_for(model, request)
         self.note_answered(cid)
         return Reply(200, reply)

@@ -133,7 +133,10 @@ class OpenAIServer(LocalServer):
                 {"error": {"message": f"scripted {fault.status}", "type": "test"}},
                 headers,
             )
-        self.wait_latency_and_gate()
+        if not self.wait_latency_and_gate():
+            return Reply(
+                503, raw=b'{"error": {"message": "held request released", "type": "test"}}'
+            )
         reply = self.completion(body)
         self.note_answered(cid)
         return Reply(200, reply)
