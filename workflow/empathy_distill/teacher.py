@@ -326,6 +326,50 @@ def run_improve(
     write_jsonl(out, records)
 
 
+# Snakemake helpers (used by workflow/rules/teacher.smk) ---------------------------------------
+def set_key_envvars(endpoints: Iterable[dict[str, Any]]) -> list[str]:
+    """API-key variables of these endpoints' backends that are set in the environment.
+
+    Declared with Snakemake ``envvars:`` so they reach jobs without being written anywhere; an
+    unset one is left out so a dry run needs no key (the job then fails naming the variable).
+    """
+    import os
+
+    from .llm.backends import api_key_env
+
+    names = [api_key_env(e) for e in endpoints if e and e.get("backend") != "offline"]
+    return sorted({n for n in names if n and n in os.environ})
+
+
+def improve_inputs(config: dict[str, Any], prompts_path: str) -> Any:
+    """Input function of rule teacher_improve: the sources, and for the sequential chain the
+    improve_cognitive file when that strategy is in the grid (its first turn is then a cache hit,
+    never paid twice)."""
+    from . import grid
+
+    def inputs(wildcards: Any) -> dict[str, str]:
+        files = {"sources": f"results/data/sources/{wildcards.method}.csv", "prompts": prompts_path}
+        if wildcards.strategy == SEQUENTIAL_STRATEGY and "improve_cognitive" in (
+            grid.teacher_strategies(config, wildcards.method)
+        ):
+            files["cognitive"] = f"results/teacher/{wildcards.method}/improve_cognitive.jsonl"
+        return files
+
+    return inputs
+
+
+def cost_inputs(config: dict[str, Any], train: str, test: str, prompts_path: str) -> Any:
+    """Input function of rule cost: the split, and the improve_human sources when in the grid."""
+
+    def inputs(wildcards: Any) -> dict[str, str]:
+        files = {"train": train, "test": test, "prompts": prompts_path}
+        if config["distillation"]["methods"].get("improve_human"):
+            files["human"] = "results/data/sources/improve_human.csv"
+        return files
+
+    return inputs
+
+
 # CLI ------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(

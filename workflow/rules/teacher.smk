@@ -4,9 +4,8 @@
 
 import json
 
-from empathy_distill.llm.backends import api_key_env
+from empathy_distill import teacher as teacher_rules
 from empathy_distill.llm.settings import BUDGET_ENV
-from empathy_distill.prompts import SEQUENTIAL_STRATEGY
 
 TEACHER = config.get("teacher") or {}
 TEACHER_JSON = json.dumps(TEACHER, sort_keys=True)
@@ -18,32 +17,11 @@ if LLM["budget_usd"] is not None:
     os.environ[BUDGET_ENV] = str(LLM["budget_usd"])
 
 
-def teacher_key_envvars():
-    """API-key variables of the teacher's backend that are set (a missing key fails the job
-    with a message naming it, so a dry run needs no key)."""
-    names = [api_key_env(TEACHER)] if TEACHER else []
-    return [n for n in names if n and n in os.environ]
+envvars: *teacher_rules.set_key_envvars([TEACHER])
 
 
-envvars: *teacher_key_envvars()
-
-
-def teacher_improve_input(wildcards):
-    """Sources, and for the sequential chain the improve_cognitive file when that strategy is in
-    the grid: its first turn is then a cache hit and is never paid twice."""
-    inputs = {"sources": f"results/data/sources/{wildcards.method}.csv", "prompts": PROMPTS}
-    if wildcards.strategy == SEQUENTIAL_STRATEGY and "improve_cognitive" in grid.teacher_strategies(
-        config, wildcards.method
-    ):
-        inputs["cognitive"] = f"results/teacher/{wildcards.method}/improve_cognitive.jsonl"
-    return inputs
-
-
-def cost_inputs(wildcards):
-    inputs = {"train": TRAIN_CSV, "test": TEST_CSV, "prompts": PROMPTS}
-    if is_activated("improve_human"):
-        inputs["human"] = "results/data/sources/improve_human.csv"
-    return inputs
+teacher_improve_input = teacher_rules.improve_inputs(config, PROMPTS)
+cost_inputs = teacher_rules.cost_inputs(config, TRAIN_CSV, TEST_CSV, PROMPTS)
 
 
 rule teacher_initial:
