@@ -127,9 +127,7 @@ def test_cost_command_and_budget_cap(tmp_path, train, test_split, capsys):
     args = write_inputs(tmp_path, train, test_split, small_config(tmp_path))
     assert cost.main(args) == 0
     assert "projected total" in capsys.readouterr().out
-    assert (tmp_path / "projection.csv").read_text().count(
-        "\n"
-    ) == 5  # header, 3 rows, total
+    assert (tmp_path / "projection.csv").read_text().count("\n") == 5  # header, 3 rows, total
     capped = write_inputs(tmp_path, train, test_split, small_config(tmp_path, budget_usd=0.0001))
     assert cost.main(capped) == 1
     assert "exceeds llm.budget_usd" in capsys.readouterr().err
