@@ -13,6 +13,7 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/datasets.smk"
+include: "workflow/rules/teacher.smk"
 include: "workflow/rules/train.smk"
 
 

@@ -1,0 +1,93 @@
+"""Teacher throughput: our concurrent real-time backend vs a one-request-at-a-time loop.
+
+The paper's reference code calls the API one request at a time. Against the local
+OpenAI-compatible test server (run in its own process) with a fixed latency per request, this
+measures N requests through ``LLMClient.complete`` at a concurrency of C (cache, retries, rate
+limiter and progress bar included) and the same N through a plain loop of the openai client, and
+compares them with the ideal bound N x latency / C.
+
+    python benchmarks/teacher_throughput.py [--n 2000] [--latency 0.05] [--concurrency 32]
+
+The last line is machine-readable: ``ratio=<x> bound_fraction=<y>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "workflow"), str(REPO)]
+
+import openai  # noqa: E402
+
+from empathy_distill.llm import ChatRequest, Message, make_client  # noqa: E402
+
+SERVER = (
+    "import sys; from tests.servers.openai_server import OpenAIServer; "
+    "s = OpenAIServer(latency=float(sys.argv[1])).start(); print(s.url, flush=True); "
+    "sys.stdin.read()"
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args(argv)
+
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(args.latency)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = server.stdout.readline().strip()
+        endpoint = {
+            "backend": "openai_compatible",
+            "model": "bench",
+            "base_url": url,
+            "concurrency": args.concurrency,
+            "max_retries": 3,
+        }
+        with tempfile.TemporaryDirectory() as cache_dir:
+            client = make_client(endpoint, cache_dir=cache_dir, show_progress=False)
+            requests = [
+                ChatRequest("bench", (Message("user", f"concurrent {i}"),)) for i in range(args.n)
+            ]
+            start = time.perf_counter()
+            answers = client.complete(requests, desc="benchmark")
+            concurrent_s = time.perf_counter() - start
+            assert len(answers) == args.n
+
+        plain = openai.OpenAI(api_key="EMPTY", base_url=url, max_retries=0)
+        start = time.perf_counter()
+        for i in range(args.n):
+            plain.chat.completions.create(
+                model="bench", messages=[{"role": "user", "content": f"serial {i}"}]
+            )
+        serial_s = time.perf_counter() - start
+    finally:
+        server.stdin.close()
+        server.wait(timeout=10)
+
+    bound = args.n * args.latency / args.concurrency
+    ratio = serial_s / concurrent_s
+    fraction = bound / concurrent_s
+    print(f"requests={args.n} latency={args.latency * 1000:.0f}ms concurrency={args.concurrency}")
+    print(f"one-at-a-time loop: {serial_s:.2f} s ({args.n / serial_s:.1f} req/s)")
+    print(f"LLMClient realtime: {concurrent_s:.2f} s ({args.n / concurrent_s:.1f} req/s)")
+    print(f"ideal bound N x latency / concurrency: {bound:.2f} s")
+    print(f"ratio={ratio:.2f} bound_fraction={fraction:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,275 @@
+"""Teacher stage against the local OpenAI server: prompts byte-identical to the reference."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from empathy_distill import teacher
+from empathy_distill.prompts import SINGLE_TURN_STRATEGIES
+from empathy_distill.sets import improve_human_sources
+from tests.conftest import REFERENCE_PROMPTS
+from tests.servers.base import conversation_id, default_answer
+from tests.servers.openai_server import OpenAIServer
+
+REPO = Path(__file__).resolve().parents[1]
+SECRET = "sk-teacher-SECRET-42"
+
+
+def reference():
+    if not REFERENCE_PROMPTS.exists():
+        pytest.skip(f"reference prompts not available at {REFERENCE_PROMPTS}")
+    return json.loads(REFERENCE_PROMPTS.read_text(encoding="utf-8"))
+
+
+def filled(template, **values):
+    for name, value in values.items():
+        template = template.replace("{" + name + "}", value)
+    return template
+
+
+class Recorder:
+    """answer_fn that remembers every conversation the server was asked."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.seen: list[list[dict[str, str]]] = []
+
+    def __call__(self, messages):
+        with self.lock:
+            self.seen.append(messages)
+        return default_answer(messages)
+
+
+@pytest.fixture
+def setup(tmp_path, train, test_split, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    small_train = train.head(6)
+    small_test = test_split.head(3)
+    small_train.to_csv(tmp_path / "train.csv", index=False)
+    small_test.to_csv(tmp_path / "test.csv", index=False)
+    improve_human_sources(small_train).to_csv(tmp_path / "improve_human.csv", index=False)
+    recorder = Recorder()
+    with OpenAIServer(answer_fn=recorder) as server:
+        endpoint = {
+            "backend": "openai",
+            "model": "gpt-4o",
+            "base_url": server.url,
+            "mode": "realtime",
+            "max_retries": 2,
+        }
+        common = [
+            "--endpoint-json",
+            json.dumps(endpoint),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--price-table",
+            str(REPO / "resources/prices.yaml"),
+            "--prompts",
+            str(REFERENCE_PROMPTS),
+            "--cost-report",
+            str(tmp_path / "costs/teacher.csv"),
+        ]
+        yield tmp_path, server, recorder, common, small_train, small_test
+
+
+def test_initial_answers_and_llm_sources(setup):
+    tmp, _server, recorder, common, train, test = setup
+    ref = reference()
+    assert (
+        teacher.main(
+            [
+                "initial",
+                *common,
+                "--train",
+                str(tmp / "train.csv"),
+                "--test",
+                str(tmp / "test.csv"),
+                "--out",
+                str(tmp / "initial.jsonl"),
+                "--answers",
+                str(tmp / "answers.jsonl"),
+            ]
+        )
+        == 0
+    )
+    initial = teacher.read_jsonl(tmp / "initial.jsonl")
+    assert [r["dialog_id"] for r in initial] == [*train["dialog_id"], *test["dialog_id"]]
+    for record, (_, row) in zip(initial, pd.concat([train, test]).iterrows(), strict=True):
+        expected = filled(
+            ref["teacher"]["initial_response"]["user"],
+            context=row["situation"],
+            speaker_utterance=row["speaker_uttr"],
+        )
+        assert record["prompt"] == expected
+        assert record["response"] == default_answer([{"role": "user", "content": expected}])
+    assert sorted(m[0]["content"] for m in recorder.seen) == sorted(r["prompt"] for r in initial)
+    answers = teacher.read_jsonl(tmp / "answers.jsonl")
+    assert [a["dialog_id"] for a in answers] == list(test["dialog_id"])
+    assert set(answers[0]) == {"dialog_id", "prompt", "answer", "generation", "seed"}
+    assert answers[0]["generation"]["model"] == "gpt-4o"
+
+    assert (
+        teacher.main(
+            [
+                "llm-sources",
+                "--train",
+                str(tmp / "train.csv"),
+                "--initial",
+                str(tmp / "initial.jsonl"),
+                "--out",
+                str(tmp / "llm.csv"),
+            ]
+        )
+        == 0
+    )
+    sources = pd.read_csv(tmp / "llm.csv", dtype=str, keep_default_na=False)
+    assert list(sources.columns) == teacher.SOURCE_COLUMNS
+    by_id = {r["dialog_id"]: r["response"] for r in initial}
+    assert list(sources["source_response"]) == [by_id[d] for d in train["dialog_id"]]
+    assert list(sources["human_response"]) == list(train["response_human"])
+    assert set(sources["role"]) == {"sft", "dpo"}
+    # secrets: nothing written by the stage contains the key
+    for path in tmp.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_improve_llm_split_is_the_paper_sample(train):
+    initial = {d: f"draft {d}" for d in train["dialog_id"]}
+    sources = teacher.improve_llm_sources(train, initial, n=950, seed=42)
+    assert (sources["role"] == "sft").sum() == 950 and (sources["role"] == "dpo").sum() == 800
+    expected_sft = set(train.reset_index(drop=True).sample(n=950, random_state=42)["dialog_id"])
+    assert set(sources.loc[sources["role"] == "sft", "dialog_id"]) == expected_sft
+    assert list(sources["dialog_id"]) == list(train["dialog_id"])  # dataset order kept
+
+
+def test_every_strategy_sends_byte_identical_prompts(setup):
+    tmp, _server, recorder, common, _train, _ = setup
+    ref = reference()
+    sources = pd.read_csv(tmp / "improve_human.csv", dtype=str, keep_default_na=False)
+    for strategy in SINGLE_TURN_STRATEGIES:
+        recorder.seen.clear()
+        out = tmp / f"{strategy}.jsonl"
+        assert (
+            teacher.main(
+                [
+                    "improve",
+                    *common,
+                    "--method",
+                    "improve_human",
+                    "--strategy",
+                    strategy,
+                    "--sources",
+                    str(tmp / "improve_human.csv"),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+        expected = [
+            filled(
+                ref["teacher"]["improve"][strategy],
+                context=r["situation"],
+                speaker_utterance=r["speaker_uttr"],
+                response=r["source_response"],
+            )
+            for _, r in sources.iterrows()
+        ]
+        assert sorted(m[0]["content"] for m in recorder.seen) == sorted(expected)
+        assert all(len(m) == 1 and m[0]["role"] == "user" for m in recorder.seen)
+        rows = teacher.read_jsonl(out)
+        assert [r["dialog_id"] for r in rows] == list(sources["dialog_id"])
+        assert [r["role"] for r in rows] == list(sources["role"])
+        for row, text in zip(rows, expected, strict=True):
+            assert row["strategy"] == strategy
+            assert row["improved_response"] == default_answer([{"role": "user", "content": text}])
+            assert set(row) >= {"source_response", "request_key", "model", "usage"}
+
+
+def test_sequential_chain_turns_and_first_turn_cache_hit(setup):
+    tmp, server, recorder, common, _train, _ = setup
+    ref = reference()
+    args = ["--method", "improve_human", "--sources", str(tmp / "improve_human.csv")]
+    assert (
+        teacher.main(
+            [
+                "improve",
+                *common,
+                *args,
+                "--strategy",
+                "improve_cognitive",
+                "--out",
+                str(tmp / "cog.jsonl"),
+            ]
+        )
+        == 0
+    )
+    recorder.seen.clear()
+    assert (
+        teacher.main(
+            [
+                "improve",
+                *common,
+                *args,
+                "--strategy",
+                "improve_three_dimensions_sequentially",
+                "--out",
+                str(tmp / "seq.jsonl"),
+            ]
+        )
+        == 0
+    )
+    sources = pd.read_csv(tmp / "improve_human.csv", dtype=str, keep_default_na=False)
+    seq = ref["teacher"]["improve_three_dimensions_sequentially"]
+    rows = teacher.read_jsonl(tmp / "seq.jsonl")
+    for row, (_, src) in zip(rows, sources.iterrows(), strict=True):
+        u1 = filled(
+            ref["teacher"]["improve"]["improve_cognitive"],
+            context=src["situation"],
+            speaker_utterance=src["speaker_uttr"],
+            response=src["source_response"],
+        )
+        turn1 = [{"role": "user", "content": u1}]
+        a1 = default_answer(turn1)
+        turn2 = [
+            *turn1,
+            {"role": "assistant", "content": a1},
+            {"role": "user", "content": seq["turn2_user"]},
+        ]
+        a2 = default_answer(turn2)
+        turn3 = [
+            *turn2,
+            {"role": "assistant", "content": a2},
+            {"role": "user", "content": seq["turn3_user"]},
+        ]
+        assert turn2 in recorder.seen and turn3 in recorder.seen
+        assert turn1 not in recorder.seen  # first turn: cache hit after improve_cognitive
+        assert server.received[conversation_id(turn1)] == 1
+        assert row["improved_response"] == default_answer(turn3)
+        assert [t["response"] for t in row["turns"]] == [a1, a2, default_answer(turn3)]
+    assert len(recorder.seen) == 2 * len(sources)
+
+
+def test_combined_strategy_makes_no_calls(setup):
+    tmp, server, _recorder, common, *_ = setup
+    code = teacher.main(
+        [
+            "improve",
+            *common,
+            "--method",
+            "improve_human",
+            "--strategy",
+            "combined_single_dimensions",
+            "--sources",
+            str(tmp / "improve_human.csv"),
+            "--out",
+            str(tmp / "x.jsonl"),
+        ]
+    )
+    assert code == 1 and server.counts["POST /v1/chat/completions"] == 0

@@ -1,0 +1,285 @@
+"""What the configured grid will cost on the paid APIs, computed before anything is spent.
+
+``python -m empathy_distill.cost --config config.yaml`` prints one row per teacher step and per
+judge x comparison kind, and the total, and writes them to ``results/costs/projection.csv``.
+
+How it counts (documented approximations, see ``llm/pricing.py``):
+
+* Teacher requests are built exactly as the teacher stage builds them (``teacher.py``), from
+  ``results/data/train.csv`` / ``test.csv`` and the improve_human sources. Texts that do not exist
+  yet (the teacher's initial responses that improve_llm rewrites, earlier answers of the
+  sequential chain) are stand-ins of ``TEACHER_ANSWER_TOKENS`` tokens. Identical requests are
+  counted once (the sequential chain's first turn is the improve_cognitive request), and requests
+  already answered in the cache cost nothing.
+* Every teacher answer is assumed to be ``TEACHER_ANSWER_TOKENS`` (130) tokens: the prompts ask
+  for at most 97 words, so this is an upper estimate.
+* Judge requests: every comparison of ``grid.comparisons(config)`` on every test dialogue, in 2
+  orders (1 if ``evaluation.paper_faithful``), with ``Prompts.judge_messages`` and an answer of
+  ``generation.max_new_tokens`` tokens per side; the verdict is 1 output token.
+* Input tokens: ``ceil(chars / 4)`` per message + chat overhead (no tokenizer is available
+  offline). Prices: ``llm.price_table``, batch or real-time price by each endpoint's ``mode``.
+* ``llm.budget_usd``: the command fails when the projection plus what the cache records as
+  already spent exceeds it; the LLM client checks the same cap again before every submission.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import grid
+from .config import load_config, validate_config
+from .errors import EmpathyDistillError
+from .llm.cache import CACHE_FILE, ResponseCache
+from .llm.endpoint import normalize_endpoint
+from .llm.errors import BudgetExceededError
+from .llm.pricing import PriceTable, approx_request_tokens
+from .llm.request import ChatRequest, Message
+from .llm.settings import resolve_resource
+from .prompts import SEQUENTIAL_STRATEGY, Prompts
+from .teacher import (
+    SOURCE_COLUMNS,
+    TEACHER_ANSWER_TOKENS,
+    improve_request,
+    initial_request,
+    read_table,
+    sequential_request,
+    sequential_turns,
+)
+
+JUDGE_OUTPUT_TOKENS = 1
+PROJECTION_COLUMNS = (
+    "stage",
+    "part",
+    "backend",
+    "model",
+    "mode",
+    "requests",
+    "cached",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+)
+
+
+@dataclass
+class ProjectionRow:
+    stage: str
+    part: str
+    backend: str
+    model: str
+    mode: str
+    requests: int
+    cached: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+def stand_in(tokens: int) -> str:
+    """A text that counts exactly ``tokens`` approximate tokens."""
+    return "x" * (4 * tokens)
+
+
+def teacher_requests(
+    config: dict[str, Any],
+    prompts: Prompts,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    human_sources: pd.DataFrame | None,
+) -> dict[str, list[ChatRequest]]:
+    """part name -> the teacher requests of that step, as ``teacher.py`` will send them."""
+    endpoint = normalize_endpoint(config["teacher"])
+    model, sampling = endpoint["model"], dict(endpoint["sampling"])
+    methods = config["distillation"]["methods"]
+    parts: dict[str, list[ChatRequest]] = {}
+    if methods.get("improve_llm") or grid.TEACHER_TAG in grid.answer_tags(config):
+        parts["initial"] = [
+            initial_request(prompts, model, sampling, r["situation"], r["speaker_uttr"])
+            for table in (train, test)
+            for _, r in table.iterrows()
+        ]
+    answer = stand_in(TEACHER_ANSWER_TOKENS)
+    for method in grid.IMPROVE_METHODS:
+        strategies = grid.teacher_strategies(config, method)
+        if not strategies:
+            continue
+        if method == "improve_human":
+            if human_sources is None:
+                raise EmpathyDistillError("improve_human is in the grid but has no sources table")
+            sources = [
+                (r["situation"], r["speaker_uttr"], r["source_response"])
+                for _, r in human_sources.iterrows()
+            ]
+        else:  # the teacher's own initial responses, not written yet
+            sources = [(r["situation"], r["speaker_uttr"], answer) for _, r in train.iterrows()]
+        for strategy in strategies:
+            if strategy == SEQUENTIAL_STRATEGY:
+                requests = [
+                    sequential_request(prompts, model, sampling, s, u, resp, [answer] * turn)
+                    for s, u, resp in sources
+                    for turn in range(sequential_turns(prompts))
+                ]
+            else:
+                requests = [
+                    improve_request(prompts, model, sampling, strategy, s, u, resp)
+                    for s, u, resp in sources
+                ]
+            parts[f"{method}/{strategy}"] = requests
+    return parts
+
+
+def judge_token_counts(
+    config: dict[str, Any], prompts: Prompts, test: pd.DataFrame
+) -> dict[str, tuple[int, int]]:
+    """comparison kind -> (requests, input tokens) of ONE judge over the whole grid."""
+    orders = 1 if config["evaluation"]["paper_faithful"] else 2
+    answer = stand_in(int(config["generation"]["max_new_tokens"]))
+    per_dialogue = 0
+    for _, row in test.iterrows():
+        system, user = prompts.judge_messages(row["situation"], row["speaker_uttr"], answer, answer)
+        request = ChatRequest("judge", (Message("system", system), Message("user", user)))
+        per_dialogue += approx_request_tokens(request)
+    counts: dict[str, tuple[int, int]] = {}
+    for pair in grid.comparisons(config):
+        requests, tokens = counts.get(pair.kind, (0, 0))
+        counts[pair.kind] = (requests + orders * len(test), tokens + orders * per_dialogue)
+    return counts
+
+
+def project(
+    config: dict[str, Any],
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    human_sources: pd.DataFrame | None = None,
+    cache: ResponseCache | None = None,
+) -> list[ProjectionRow]:
+    prompts = Prompts(resolve_resource(config["prompts"]))
+    prices = PriceTable.load(resolve_resource(config["llm"]["price_table"]))
+    rows: list[ProjectionRow] = []
+    if config.get("teacher"):
+        endpoint = normalize_endpoint(config["teacher"])
+        price = prices.price(endpoint["backend"], endpoint["model"], endpoint["mode"])
+        parts = teacher_requests(config, prompts, train, test, human_sources)
+        seen: set[str] = set()
+        for part, requests in parts.items():
+            fresh = [r for r in _unique(requests) if r.key not in seen]
+            seen.update(r.key for r in fresh)
+            cached = set(cache.get_many(r.key for r in fresh)) if cache else set()
+            paid = [r for r in fresh if r.key not in cached]
+            tokens_in = sum(approx_request_tokens(r) for r in paid)
+            tokens_out = TEACHER_ANSWER_TOKENS * len(paid)
+            rows.append(
+                ProjectionRow(
+                    "teacher",
+                    part,
+                    endpoint["backend"],
+                    endpoint["model"],
+                    endpoint["mode"],
+                    len(fresh),
+                    len(cached),
+                    tokens_in,
+                    tokens_out,
+                    price.cost(tokens_in, tokens_out),
+                )
+            )
+    judge_counts = None
+    for name, raw in config.get("judges", {}).items():
+        if raw.get("backend") == "offline":
+            continue
+        endpoint = normalize_endpoint(raw)
+        price = prices.price(endpoint["backend"], endpoint["model"], endpoint["mode"])
+        if judge_counts is None:
+            judge_counts = judge_token_counts(config, prompts, test)
+        for kind, (requests, tokens_in) in judge_counts.items():
+            tokens_out = JUDGE_OUTPUT_TOKENS * requests
+            rows.append(
+                ProjectionRow(
+                    f"judge:{name}",
+                    kind,
+                    endpoint["backend"],
+                    endpoint["model"],
+                    endpoint["mode"],
+                    requests,
+                    0,
+                    tokens_in,
+                    tokens_out,
+                    price.cost(tokens_in, tokens_out),
+                )
+            )
+    return rows
+
+
+def _unique(requests: Iterable[ChatRequest]) -> list[ChatRequest]:
+    return list({r.key: r for r in requests}.values())
+
+
+def projection_table(rows: list[ProjectionRow]) -> pd.DataFrame:
+    table = pd.DataFrame([asdict(r) for r in rows], columns=list(PROJECTION_COLUMNS))
+    total = {
+        c: table[c].sum()
+        for c in ("requests", "cached", "input_tokens", "output_tokens", "cost_usd")
+    }
+    total.update(stage="TOTAL", part="", backend="", model="", mode="")
+    return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+
+
+def check_budget(total_usd: float, budget_usd: float | None, spent_usd: float) -> None:
+    if budget_usd is not None and spent_usd + total_usd > budget_usd + 1e-12:
+        raise BudgetExceededError(
+            f"projected cost ${total_usd:.2f} + ${spent_usd:.2f} already spent exceeds"
+            f" llm.budget_usd = ${budget_usd:.2f}: shrink the grid, switch to batch mode or raise"
+            " the cap"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m empathy_distill.cost",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="workflow config file (YAML/JSON)")
+    source.add_argument("--config-json", help="the merged workflow config as JSON (Snakemake)")
+    parser.add_argument("--train", default="results/data/train.csv")
+    parser.add_argument("--test", default="results/data/test.csv")
+    parser.add_argument("--improve-human-sources", default="results/data/sources/improve_human.csv")
+    parser.add_argument("--output", default="results/costs/projection.csv")
+    args = parser.parse_args(argv)
+    try:
+        if args.config:
+            config = load_config(args.config)
+        else:
+            config = validate_config(json.loads(args.config_json))
+        columns = ["dialog_id", "situation", "speaker_uttr"]
+        train = read_table(args.train, columns)
+        test = read_table(args.test, columns)
+        human = None
+        if config["distillation"]["methods"].get("improve_human"):
+            human = read_table(args.improve_human_sources, SOURCE_COLUMNS)
+        cache_dir = Path(config["llm"]["cache_dir"])
+        cache = ResponseCache(cache_dir) if (cache_dir / CACHE_FILE).exists() else None
+        table = projection_table(project(config, train, test, human, cache))
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.output, index=False)
+        with pd.option_context("display.width", 200, "display.max_rows", 500):
+            print(table.to_string(index=False, float_format=lambda v: f"{v:,.4f}"))
+        total = float(table["cost_usd"].iloc[-1])
+        print(f"\nprojected total: ${total:,.2f} (token counts approximate: chars/4)")
+        check_budget(total, config["llm"]["budget_usd"], cache.spent_usd() if cache else 0.0)
+    except EmpathyDistillError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""What every backend provides: one real-time call, and (optionally) a batch job interface."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..request import Answer, ChatRequest
+
+#: Batch job states the client understands (backends map theirs onto these).
+RUNNING, COMPLETED, FAILED, EXPIRED, CANCELLED = (
+    "running",
+    "completed",
+    "failed",
+    "expired",
+    "cancelled",
+)
+TERMINAL = (COMPLETED, FAILED, EXPIRED, CANCELLED)
+
+
+@dataclass
+class BatchPoll:
+    state: str
+    detail: str = ""
+
+
+@dataclass
+class BatchResults:
+    """Answers and per-item errors of a finished batch, joined by request key (custom_id)."""
+
+    answers: dict[str, Answer] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    malformed: int = 0
+
+
+class Backend:
+    """Base class. ``agenerate`` raises TransientError (retry) or PermanentError (give up)."""
+
+    name = "backend"
+    supports_batch = False
+    local = False
+    max_batch_requests = 50_000
+    max_batch_bytes = 200_000_000
+
+    async def agenerate(self, request: ChatRequest) -> Answer:
+        raise NotImplementedError
+
+    def generate_many(self, requests: list[ChatRequest]) -> list[Answer]:
+        """Local backends only: answer a batch in-process."""
+        raise NotImplementedError
+
+    def batch_line(self, request: ChatRequest) -> bytes:
+        """Serialized size of one batch item (used to split under the size limit)."""
+        raise NotImplementedError
+
+    async def submit_batch(self, tag: str, requests: list[ChatRequest]) -> str:
+        raise NotImplementedError
+
+    async def find_batch(self, tag: str) -> str | None:
+        """Batch id of a submission recorded but not confirmed before a crash, if it exists."""
+        raise NotImplementedError
+
+    async def poll_batch(self, batch_id: str) -> BatchPoll:
+        raise NotImplementedError
+
+    async def batch_results(self, batch_id: str) -> BatchResults:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        return None
+
+
+def split_batches(
+    requests: Iterable[ChatRequest],
+    size_of: Callable[[ChatRequest], int],
+    max_requests: int,
+    max_bytes: int,
+) -> list[list[ChatRequest]]:
+    """Cut requests into consecutive batches under both provider limits."""
+    batches: list[list[ChatRequest]] = []
+    current: list[ChatRequest] = []
+    current_bytes = 0
+    for request in requests:
+        size = size_of(request)
+        if current and (len(current) >= max_requests or current_bytes + size > max_bytes):
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.append(request)
+        current_bytes += size
+    if current:
+        batches.append(current)
+    return batches
+
+
+def usage_dict(input_tokens: Any, output_tokens: Any) -> dict[str, int]:
+    return {"input_tokens": int(input_tokens or 0), "output_tokens": int(output_tokens or 0)}

@@ -1,0 +1,98 @@
+"""A local Hugging Face model answering chat requests in-process, in padded batches.
+
+WHY: lets the whole teacher/judge pipeline run offline or with an open-weights teacher, with the
+same cache and resume semantics as the paid APIs. Prompts are rendered with the tokenizer's chat
+template when it has one; only the newly generated tokens are decoded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import LLMError
+from ..request import Answer, ChatRequest
+from .base import Backend, usage_dict
+
+
+class TransformersBackend(Backend):
+    name = "transformers"
+    local = True
+
+    def __init__(self, model: str, max_new_tokens: int = 256, batch_size: int = 8) -> None:
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise LLMError(
+                "backend 'transformers' needs the training extras: pip install"
+                " 'empathy-distill[train]'"
+            ) from exc
+        self.torch = torch
+        self.model_name = model
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model)
+            self.model = AutoModelForCausalLM.from_pretrained(model)
+        except OSError as exc:
+            raise LLMError(f"cannot load local model {model!r}: {exc}") from exc
+        self.model.eval()
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    def _render(self, request: ChatRequest) -> str:
+        messages = [m.as_dict() for m in request.messages]
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+        turns = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+        return "\n\n".join([*turns, "Assistant:"])
+
+    def _generation_kwargs(self, sampling: dict[str, Any]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": int(
+                sampling.get("max_new_tokens", sampling.get("max_tokens", self.max_new_tokens))
+            ),
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        temperature = sampling.get("temperature")
+        do_sample = bool(sampling.get("do_sample", temperature not in (None, 0, 0.0)))
+        kwargs["do_sample"] = do_sample
+        if do_sample:
+            kwargs["temperature"] = float(temperature if temperature is not None else 1.0)
+            if "top_p" in sampling:
+                kwargs["top_p"] = float(sampling["top_p"])
+        return kwargs
+
+    def generate_many(self, requests: list[ChatRequest]) -> list[Answer]:
+        """Answer requests sharing one sampling setting in padded batches of ``batch_size``."""
+        answers: list[Answer] = []
+        for start in range(0, len(requests), self.batch_size):
+            chunk = requests[start : start + self.batch_size]
+            sampling = chunk[0].sampling
+            if "seed" in sampling:
+                self.torch.manual_seed(int(sampling["seed"]))
+            texts = [self._render(r) for r in chunk]
+            encoded = self.tokenizer(
+                texts, return_tensors="pt", padding=True, add_special_tokens=False
+            )
+            with self.torch.no_grad():
+                output = self.model.generate(**encoded, **self._generation_kwargs(sampling))
+            new_tokens = output[:, encoded["input_ids"].shape[1] :]
+            for row, request in enumerate(chunk):
+                ids = new_tokens[row].tolist()
+                special = {self.tokenizer.pad_token_id, self.tokenizer.eos_token_id}
+                produced = len(ids)
+                while produced and ids[produced - 1] in special:
+                    produced -= 1
+                text = self.tokenizer.decode(ids[:produced], skip_special_tokens=True)
+                answers.append(
+                    Answer(
+                        text=text.strip(),
+                        model=request.model,
+                        usage=usage_dict(int(encoded["attention_mask"][row].sum()), produced),
+                    )
+                )
+        return answers

@@ -1,0 +1,221 @@
+"""Persistent SQLite cache of every answer and every submitted batch.
+
+WHY: API calls cost money and batches take hours. Each answer is committed the moment it
+arrives, and each batch is recorded (with the keys it carries) *before* it is created, so a run
+killed at any point (SIGKILL included) resumes by reusing answers and polling the same batches
+instead of paying again. WAL mode and a busy timeout let several processes share one file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .request import Answer, ChatRequest, canonical_json
+
+CACHE_FILE = "llm_cache.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    text TEXT NOT NULL,
+    usage TEXT NOT NULL,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    backend TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    source TEXT,
+    request TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS submissions (
+    tag TEXT PRIMARY KEY,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    batch_id TEXT,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS submission_items (
+    tag TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request TEXT NOT NULL,
+    PRIMARY KEY (tag, key)
+);
+CREATE INDEX IF NOT EXISTS submission_items_key ON submission_items (key);
+"""
+
+#: Submission states: ``preparing`` (recorded, batch maybe not created yet), ``submitted``
+#: (batch id known), ``closed`` (results read back; its unanswered items were requeued).
+OPEN_STATES = ("preparing", "submitted")
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    key: str
+    text: str
+    model: str
+    usage: dict[str, int]
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class Submission:
+    tag: str
+    batch_id: str | None
+    status: str
+    keys: tuple[str, ...]
+
+
+class ResponseCache:
+    """One SQLite file under ``cache_dir``; safe to share between threads and processes."""
+
+    def __init__(self, cache_dir: str | Path, busy_timeout_s: float = 60.0) -> None:
+        self.dir = Path(cache_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / CACHE_FILE
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives a process kill (only an OS crash can lose it).
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # Answers -------------------------------------------------------------------------------
+    def get_many(self, keys: Iterable[str]) -> dict[str, CachedAnswer]:
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, CachedAnswer] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    "SELECT key, text, model, usage, cost_usd FROM responses"
+                    f" WHERE key IN ({marks})",
+                    chunk,
+                ).fetchall()
+                for key, text, model, usage, cost in rows:
+                    found[key] = CachedAnswer(key, text, model, json.loads(usage), cost)
+        return found
+
+    def put(
+        self,
+        request: ChatRequest,
+        answer: Answer,
+        *,
+        cost_usd: float,
+        backend: str,
+        mode: str,
+        source: str | None = None,
+    ) -> bool:
+        """Store an answer (the first one wins); True if it was new."""
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO responses (key, model, text, usage, cost_usd, backend, mode,"
+                " source, request, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    request.key,
+                    answer.model,
+                    answer.text,
+                    canonical_json(answer.usage),
+                    cost_usd,
+                    backend,
+                    mode,
+                    source,
+                    canonical_json(request.payload()),
+                    time.time(),
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def spent_usd(self) -> float:
+        """Total recorded API spend of every run sharing this cache (the budget ledger)."""
+        with self._lock:
+            (total,) = self._db.execute(
+                "SELECT COALESCE(SUM(cost_usd), 0) FROM responses"
+            ).fetchone()
+        return float(total)
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    # Batches -------------------------------------------------------------------------------
+    def add_submission(
+        self, tag: str, backend: str, model: str, requests: Iterable[ChatRequest]
+    ) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO submissions (tag, backend, model, batch_id, status, created_at,"
+                    " updated_at) VALUES (?,?,?,NULL,'preparing',?,?)",
+                    (tag, backend, model, now, now),
+                )
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO submission_items (tag, key, request) VALUES (?,?,?)",
+                    [(tag, r.key, canonical_json(r.payload())) for r in requests],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def set_batch_id(self, tag: str, batch_id: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE submissions SET batch_id=?, status='submitted', updated_at=? WHERE tag=?",
+                (batch_id, time.time(), tag),
+            )
+
+    def close_submission(self, tag: str, status: str = "closed") -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE submissions SET status=?, updated_at=? WHERE tag=?",
+                (status, time.time(), tag),
+            )
+
+    def open_submissions(self, backend: str, model: str) -> list[Submission]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT tag, batch_id, status FROM submissions WHERE backend=? AND model=? AND"
+                " status IN ('preparing','submitted') ORDER BY created_at",
+                (backend, model),
+            ).fetchall()
+            subs = []
+            for tag, batch_id, status in rows:
+                keys = tuple(
+                    k
+                    for (k,) in self._db.execute(
+                        "SELECT key FROM submission_items WHERE tag=? ORDER BY rowid", (tag,)
+                    )
+                )
+                subs.append(Submission(tag, batch_id, status, keys))
+        return subs
+
+    def submission_requests(self, tag: str) -> dict[str, ChatRequest]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, request FROM submission_items WHERE tag=?", (tag,)
+            ).fetchall()
+        return {key: ChatRequest.from_payload(json.loads(req)) for key, req in rows}
+
+    def all_submissions(self) -> list[tuple[str, str | None, str]]:
+        with self._lock:
+            return self._db.execute(
+                "SELECT tag, batch_id, status FROM submissions ORDER BY created_at"
+            ).fetchall()

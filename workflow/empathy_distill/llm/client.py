@@ -1,0 +1,514 @@
+"""The LLM client every stage uses: cache first, then real time, Batch API or a local model.
+
+Guarantees (issue 3): every request is answered once across calls and processes (SQLite cache
+keyed by the request hash); a killed run resumes from the cache and polls the batches it had
+submitted; nothing is sent when the projected spend would pass the budget; an answer that never
+arrives fails the call with an LLMError naming the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tqdm.auto import tqdm
+
+from .backends import make_backend
+from .backends.base import TERMINAL, Backend, split_batches
+from .cache import ResponseCache, Submission
+from .endpoint import normalize_endpoint
+from .errors import BudgetExceededError, LLMError, PermanentError, TransientError
+from .limits import RateLimits
+from .pricing import FREE_BACKENDS, Price, PriceTable, approx_request_tokens
+from .request import Answer, ChatRequest, ChatResponse, canonical_json
+from .retry import with_retries
+
+log = logging.getLogger("empathy_distill.llm")
+T = TypeVar("T")
+
+COST_REPORT_COLUMNS = (
+    "timestamp",
+    "desc",
+    "backend",
+    "model",
+    "mode",
+    "requests",
+    "unique",
+    "cached",
+    "answered",
+    "failed",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+)
+
+
+class Budget:
+    """Spend guard: recorded spend (all runs sharing the cache) + reservations <= limit."""
+
+    def __init__(self, limit_usd: float | None, spent_usd: float) -> None:
+        self.limit = limit_usd
+        self.spent = spent_usd
+        self.reserved = 0.0
+
+    def check(self, amount: float, what: str) -> None:
+        if self.limit is None:
+            return
+        if self.spent + self.reserved + amount > self.limit + 1e-12:
+            raise BudgetExceededError(
+                f"budget cap llm.budget_usd = ${self.limit:.4f} would be exceeded by {what}:"
+                f" projected ${amount:.4f} on top of ${self.spent:.4f} already spent (recorded in"
+                f" the cache) and ${self.reserved:.4f} in flight; nothing more was sent"
+            )
+
+    def reserve(self, amount: float, what: str) -> None:
+        self.check(amount, what)
+        self.reserved += amount
+
+    def settle(self, reserved: float, actual: float) -> None:
+        self.reserved = max(0.0, self.reserved - reserved)
+        self.spent += actual
+
+
+@dataclass
+class RunStats:
+    answered: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class Progress:
+    """tqdm bar counting done (answered now) / cached / failed."""
+
+    def __init__(self, desc: str, total: int, cached: int, enabled: bool) -> None:
+        self.cached = cached
+        self.done = 0
+        self.failed = 0
+        self.bar = tqdm(
+            total=total, initial=cached, desc=desc, unit="req", disable=not enabled, mininterval=0.5
+        )
+        self._postfix()
+
+    def _postfix(self) -> None:
+        self.bar.set_postfix(done=self.done, cached=self.cached, failed=self.failed, refresh=False)
+
+    def answered(self) -> None:
+        self.done += 1
+        self.bar.update(1)
+        self._postfix()
+
+    def fail(self) -> None:
+        self.failed += 1
+        self.bar.update(1)
+        self._postfix()
+
+    def close(self) -> None:
+        self._postfix()
+        self.bar.close()
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, also from inside a running loop (e.g. Jupyter): then in a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+class LLMClient:
+    """Answers ChatRequests for one endpoint (``teacher`` or ``judges.<name>`` of the config)."""
+
+    def __init__(
+        self,
+        endpoint: dict[str, Any],
+        cache: ResponseCache,
+        price: Price,
+        budget_usd: float | None = None,
+        cost_report: str | Path | None = None,
+        *,
+        show_progress: bool = True,
+        backend: Backend | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.backend_name = endpoint["backend"]
+        self.model = endpoint["model"]
+        self.mode = endpoint["mode"]
+        self.cache = cache
+        self.price = price
+        self.budget_usd = budget_usd
+        self.cost_report = Path(cost_report) if cost_report else None
+        self.show_progress = show_progress
+        self._backend = backend
+        self.sleep = asyncio.sleep
+
+    # Public API -----------------------------------------------------------------------------
+    def complete(
+        self,
+        requests: Iterable[ChatRequest],
+        desc: str = "llm",
+        expected_output_tokens: int | None = None,
+    ) -> list[ChatResponse]:
+        """Answers in input order; duplicates answered once; LLMError if any stays missing.
+
+        ``expected_output_tokens`` (default: the endpoint's ``max_new_tokens``) only feeds the
+        budget projection made before anything is sent.
+        """
+        requests = list(requests)
+        for request in requests:
+            if request.model != self.model:
+                raise LLMError(
+                    f"{request.describe()} asks for model {request.model!r} but this client"
+                    f" talks to {self.model!r} ({self.backend_name})"
+                )
+        unique = {r.key: r for r in reversed(requests)}
+        unique = {k: unique[k] for k in dict.fromkeys(r.key for r in requests)}
+        before = self.cache.get_many(unique)
+        pending = {k: r for k, r in unique.items() if k not in before}
+        out_tokens = int(expected_output_tokens or self.endpoint.get("max_new_tokens") or 256)
+        stats = RunStats()
+        failures: dict[str, str] = {}
+        try:
+            if pending:
+                budget = Budget(self.budget_usd, self.cache.spent_usd())
+                projected = sum(
+                    self.price.cost(approx_request_tokens(r), out_tokens) for r in pending.values()
+                )
+                budget.check(projected, f"{len(pending)} new request(s) of {desc!r}")
+                progress = Progress(desc, len(unique), len(before), self.show_progress)
+                try:
+                    run_sync(self._run(pending, budget, out_tokens, stats, failures, progress))
+                finally:
+                    progress.close()
+        finally:
+            self._report(desc, len(requests), len(unique), len(before), stats)
+        final = self.cache.get_many(unique)
+        missing = [unique[k] for k in unique if k not in final]
+        if missing:
+            lines = "\n  ".join(
+                f"{r.describe()}: {failures.get(r.key, 'no answer')}" for r in missing[:10]
+            )
+            more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise LLMError(
+                f"{len(missing)} of {len(unique)} request(s) of {desc!r} got no answer from"
+                f" {self.backend_name}/{self.model} after {self.endpoint['max_retries']}"
+                f" retries:\n  {lines}{more}\nAnswers received so far are cached; rerun to"
+                " resume."
+            )
+        return [
+            ChatResponse(
+                key=r.key,
+                text=final[r.key].text,
+                model=final[r.key].model,
+                usage=dict(final[r.key].usage),
+                cached=r.key in before,
+            )
+            for r in requests
+        ]
+
+    # Dispatch -------------------------------------------------------------------------------
+    async def _run(
+        self,
+        pending: dict[str, ChatRequest],
+        budget: Budget,
+        out_tokens: int,
+        stats: RunStats,
+        failures: dict[str, str],
+        progress: Progress,
+    ) -> None:
+        backend = self._backend
+        owned = False
+        if backend is None:
+            backend = make_backend(self.endpoint)
+            if backend.local:
+                self._backend = backend  # keep the loaded model for the next call
+            else:
+                owned = True  # API clients hold connections bound to this event loop
+        try:
+            if backend.local:
+                await self._run_local(backend, pending, stats, progress)
+            elif self.mode == "batch" and backend.supports_batch:
+                await self._run_batch(
+                    backend, pending, budget, out_tokens, stats, failures, progress
+                )
+            else:
+                await self._run_realtime(
+                    backend, pending, budget, out_tokens, stats, failures, progress
+                )
+        finally:
+            if owned:
+                await backend.aclose()
+
+    def _store(self, request: ChatRequest, answer: Answer, stats: RunStats, source: str) -> float:
+        if not answer.model:
+            answer = Answer(answer.text, request.model, answer.usage)
+        cost = self.price.cost(answer.usage["input_tokens"], answer.usage["output_tokens"])
+        if self.cache.put(
+            request,
+            answer,
+            cost_usd=cost,
+            backend=self.backend_name,
+            mode=self.mode,
+            source=source,
+        ):
+            stats.answered += 1
+            stats.input_tokens += answer.usage["input_tokens"]
+            stats.output_tokens += answer.usage["output_tokens"]
+            stats.cost_usd += cost
+        return cost
+
+    async def _retry(self, call: Any) -> Any:
+        return await with_retries(call, int(self.endpoint["max_retries"]), sleep=self.sleep)
+
+    # Real time ------------------------------------------------------------------------------
+    async def _run_realtime(
+        self,
+        backend: Backend,
+        pending: dict[str, ChatRequest],
+        budget: Budget,
+        out_tokens: int,
+        stats: RunStats,
+        failures: dict[str, str],
+        progress: Progress,
+    ) -> None:
+        limits = RateLimits(
+            int(self.endpoint["concurrency"]),
+            self.endpoint.get("requests_per_minute"),
+            self.endpoint.get("tokens_per_minute"),
+        )
+        budget_errors: list[BudgetExceededError] = []
+
+        async def one(request: ChatRequest) -> None:
+            tokens = approx_request_tokens(request)
+            estimate = self.price.cost(tokens, out_tokens)
+            try:
+                if budget_errors:
+                    raise budget_errors[0]
+                budget.reserve(estimate, request.describe())
+            except BudgetExceededError as exc:
+                if not budget_errors:
+                    budget_errors.append(exc)
+                failures[request.key] = str(exc)
+                progress.fail()
+                return
+
+            async def attempt() -> Answer:
+                async with limits.slot(tokens + out_tokens):
+                    return await backend.agenerate(request)
+
+            try:
+                answer = await self._retry(attempt)
+            except (TransientError, PermanentError) as exc:
+                budget.settle(estimate, 0.0)
+                failures[request.key] = f"{type(exc).__name__}: {exc}"
+                stats.failed += 1
+                progress.fail()
+                return
+            cost = self._store(request, answer, stats, "realtime")
+            budget.settle(estimate, cost)
+            progress.answered()
+
+        await asyncio.gather(*(one(r) for r in pending.values()))
+        if budget_errors:
+            raise budget_errors[0]
+
+    # Local model ----------------------------------------------------------------------------
+    async def _run_local(
+        self,
+        backend: Backend,
+        pending: dict[str, ChatRequest],
+        stats: RunStats,
+        progress: Progress,
+    ) -> None:
+        groups: dict[str, list[ChatRequest]] = {}
+        for request in pending.values():
+            groups.setdefault(canonical_json(request.sampling), []).append(request)
+        size = int(self.endpoint.get("batch_size", 8))
+        for group in groups.values():
+            for start in range(0, len(group), size):
+                chunk = group[start : start + size]
+                answers = await asyncio.to_thread(backend.generate_many, chunk)
+                for request, answer in zip(chunk, answers, strict=True):
+                    self._store(request, answer, stats, "local")
+                    progress.answered()
+
+    # Batch API ------------------------------------------------------------------------------
+    async def _resume_submissions(
+        self, backend: Backend, wanted: set[str]
+    ) -> dict[str, Submission]:
+        """Open submissions of earlier (killed) runs that carry keys we still need."""
+        inflight: dict[str, Submission] = {}
+        for sub in self.cache.open_submissions(self.backend_name, self.model):
+            if not wanted.intersection(sub.keys):
+                continue
+            if sub.batch_id is None:
+                found = await self._retry(lambda sub=sub: backend.find_batch(sub.tag))
+                if found is None:  # killed before the batch was created: nothing was sent
+                    self.cache.close_submission(sub.tag, "never_created")
+                    continue
+                self.cache.set_batch_id(sub.tag, found)
+                sub = Submission(sub.tag, found, "submitted", sub.keys)
+            log.info("resuming batch %s (%d requests)", sub.batch_id, len(sub.keys))
+            inflight[sub.tag] = sub
+        return inflight
+
+    async def _run_batch(
+        self,
+        backend: Backend,
+        pending: dict[str, ChatRequest],
+        budget: Budget,
+        out_tokens: int,
+        stats: RunStats,
+        failures: dict[str, str],
+        progress: Progress,
+    ) -> None:
+        remaining = dict(pending)
+        attempts: Counter[str] = Counter()
+        last_error: dict[str, str] = {}
+        reservations: dict[str, float] = {}
+        max_attempts = int(self.endpoint["max_retries"]) + 1
+        inflight = await self._resume_submissions(backend, set(remaining))
+        for sub in inflight.values():
+            attempts.update(k for k in sub.keys if k in remaining)
+        while remaining or inflight:
+            covered = {k for sub in inflight.values() for k in sub.keys}
+            to_submit = [r for k, r in remaining.items() if k not in covered]
+            chunks = split_batches(
+                to_submit,
+                lambda r: len(backend.batch_line(r)),
+                backend.max_batch_requests,
+                backend.max_batch_bytes,
+            )
+            for chunk in chunks:
+                estimate = sum(self.price.cost(approx_request_tokens(r), out_tokens) for r in chunk)
+                budget.reserve(estimate, f"a batch of {len(chunk)} request(s)")
+                tag = f"ed-{uuid.uuid4().hex}"
+                # Recorded BEFORE creation: a kill between the two is found again by its tag.
+                self.cache.add_submission(tag, self.backend_name, self.model, chunk)
+                batch_id = await self._retry(
+                    lambda tag=tag, chunk=chunk: backend.submit_batch(tag, chunk)
+                )
+                self.cache.set_batch_id(tag, batch_id)
+                log.info("submitted batch %s (%d requests)", batch_id, len(chunk))
+                keys = tuple(r.key for r in chunk)
+                attempts.update(keys)
+                reservations[tag] = estimate
+                inflight[tag] = Submission(tag, batch_id, "submitted", keys)
+            if not inflight:
+                break
+            finished = 0
+            for tag, sub in list(inflight.items()):
+                assert sub.batch_id is not None
+                poll = await self._retry(lambda sub=sub: backend.poll_batch(sub.batch_id))
+                if poll.state not in TERMINAL:
+                    continue
+                finished += 1
+                results = await self._retry(lambda sub=sub: backend.batch_results(sub.batch_id))
+                if results.malformed:
+                    log.warning(
+                        "batch %s: %d unreadable result line(s)", sub.batch_id, results.malformed
+                    )
+                known = self.cache.submission_requests(tag)
+                spent = 0.0
+                for key, answer in results.answers.items():
+                    request = known.get(key)
+                    if request is None:
+                        continue
+                    spent += self._store(request, answer, stats, f"batch:{sub.batch_id}")
+                    if remaining.pop(key, None) is not None:
+                        progress.answered()
+                budget.settle(reservations.pop(tag, 0.0), spent)
+                for key in sub.keys:
+                    if key not in remaining:
+                        continue
+                    last_error[key] = results.errors.get(key) or (
+                        f"batch {sub.batch_id} ended {poll.state} ({poll.detail}) without a"
+                        " result for it"
+                    )
+                    if attempts[key] >= max_attempts:
+                        failures[key] = last_error[key]
+                        del remaining[key]
+                        stats.failed += 1
+                        progress.fail()
+                self.cache.close_submission(tag, poll.state)
+                del inflight[tag]
+                log.info("batch %s %s", sub.batch_id, poll.state)
+            if inflight and not finished:
+                await self.sleep(float(self.endpoint["poll_interval_s"]))
+
+    # Cost report ----------------------------------------------------------------------------
+    def _report(self, desc: str, n: int, unique: int, cached: int, stats: RunStats) -> None:
+        if self.cost_report is None:
+            return
+        self.cost_report.parent.mkdir(parents=True, exist_ok=True)
+        new_file = not self.cost_report.exists() or self.cost_report.stat().st_size == 0
+        row = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "desc": desc,
+            "backend": self.backend_name,
+            "model": self.model,
+            "mode": self.mode,
+            "requests": n,
+            "unique": unique,
+            "cached": cached,
+            "answered": stats.answered,
+            "failed": stats.failed,
+            "input_tokens": stats.input_tokens,
+            "output_tokens": stats.output_tokens,
+            "cost_usd": f"{stats.cost_usd:.6f}",
+        }
+        with open(self.cost_report, "a", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COST_REPORT_COLUMNS)
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def make_client(
+    endpoint_cfg: dict[str, Any],
+    cache_dir: str | Path = "resources/cache",
+    price_table: str | Path = "resources/prices.yaml",
+    budget_usd: float | None = None,
+    cost_report: str | Path | None = None,
+    *,
+    show_progress: bool = True,
+) -> LLMClient:
+    """A client for one endpoint config; a paid model missing from the price table fails here."""
+    endpoint = normalize_endpoint(endpoint_cfg)
+    mode = endpoint["mode"]
+    if endpoint["backend"] in FREE_BACKENDS:
+        price = Price(0.0, 0.0)
+    else:
+        price = PriceTable.load(price_table).price(endpoint["backend"], endpoint["model"], mode)
+    return LLMClient(
+        endpoint,
+        ResponseCache(cache_dir),
+        price,
+        budget_usd,
+        cost_report,
+        show_progress=show_progress,
+    )

@@ -1,0 +1,24 @@
+"""Validate one endpoint config (``teacher`` / ``judges.<name>``) and fill its defaults.
+
+Uses the same schema ($defs/llm_endpoint) as the workflow config, so a client made from Python
+gets exactly the defaults a Snakemake run would.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..config import load_schema, validate_config
+from ..errors import ConfigError
+from .errors import LLMError
+
+
+def normalize_endpoint(endpoint: dict[str, Any]) -> dict[str, Any]:
+    schema = load_schema()
+    sub_schema = {"$defs": schema["$defs"], **schema["$defs"]["llm_endpoint"]}
+    endpoint = copy.deepcopy(dict(endpoint))
+    try:
+        return validate_config(endpoint, sub_schema)
+    except ConfigError as exc:
+        raise LLMError(f"invalid LLM endpoint {endpoint!r}: {exc}") from exc
