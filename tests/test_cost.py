@@ -35,6 +35,7 @@ def small_config(tmp_path, **llm):
             },
             "teacher": {"backend": "openai", "model": "gpt-4o", "mode": "batch"},
             "students": {"tiny": {"model": "tiny", "template": "llama3"}},
+            "grid": {"students": ["tiny"], "judges": ["gpt4o", "offline"]},
             "generation": {"max_new_tokens": 10},
             "judges": {
                 "gpt4o": {"backend": "openai", "model": "gpt-4o", "mode": "realtime"},

@@ -40,13 +40,9 @@ pytestmark = [
 ]
 
 TEST_SNAKEFILE = """
-import sys
-sys.path.insert(0, {package!r})
-from empathy_distill.config import validate_config
-
 configfile: "config.yaml"
-validate_config(config)
 
+include: {common!r}
 include: {rules!r}
 
 rule all:
@@ -60,6 +56,7 @@ def training_config(dpo_beta: float = 0.1) -> dict:
     """Tiny but real: SFT with a large learning rate so the SFT model differs from the base."""
     return {
         "students": {"tiny": {"model": "builtin:tiny", "template": "llama3"}},
+        "grid": {"students": ["tiny"], "judges": []},
         "distillation": {"methods": {METHOD: [STRATEGY]}},
         "training": {
             "common": {
@@ -174,7 +171,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (work / "config.yaml").write_text(yaml.safe_dump(training_config()))
     (work / "Snakefile").write_text(
         TEST_SNAKEFILE.format(
-            package=str(REPO / "workflow"),
+            common=str(REPO / "workflow/rules/common.smk"),
             rules=str(REPO / "workflow/rules/train.smk"),
             method=METHOD,
             strategy=STRATEGY,

@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
+PACKAGE_DIR = str(Path(workflow.current_basedir).parent)  # workflow/, beside rules/
 if PACKAGE_DIR not in sys.path:
     sys.path.insert(0, PACKAGE_DIR)
 # Rules call `python -m empathy_distill...`: make the package importable in every job, local or
@@ -81,6 +81,12 @@ def model_outputs():
         f"results/models/{m.student}/{m.method}/{m.strategy}/{m.stage}/adapter_model.safetensors"
         for m in grid.models(config)
     ]
+
+
+def teacher_model_files():
+    """A local teacher model the workflow builds itself (builtin:tiny in the demo) is an input."""
+    teacher = config["teacher"]
+    return lf_students.model_files(teacher) if teacher["backend"] == "transformers" else []
 
 
 def get_final_output():

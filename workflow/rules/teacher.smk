@@ -29,6 +29,7 @@ rule teacher_initial:
         train=TRAIN_CSV,
         test=TEST_CSV,
         prompts=PROMPTS,
+        model=teacher_model_files(),
     output:
         initial="results/teacher/initial.jsonl",
         answers="results/answers/teacher.jsonl",
@@ -73,6 +74,7 @@ rule improve_llm_sources:
 rule teacher_improve:
     input:
         unpack(teacher_improve_input),
+        model=teacher_model_files(),
     output:
         "results/teacher/{method}/{strategy}.jsonl",
     wildcard_constraints:

@@ -52,10 +52,11 @@ def make_backend(endpoint: dict[str, Any]) -> Backend:
 
         return GeminiBackend(_require_key(endpoint), endpoint.get("base_url"), timeout)
     if backend == "transformers":
+        from ...training.students import resolve_model
         from .transformers_backend import TransformersBackend
 
         return TransformersBackend(
-            endpoint["model"],
+            resolve_model({"model": endpoint["model"]}),
             int(endpoint.get("max_new_tokens", 256)),
             int(endpoint.get("batch_size", 8)),
         )
