@@ -130,16 +130,45 @@ def _fit(data: Embedded, candidate: Candidate) -> Any:
     return Ridge(alpha=candidate.alpha).fit(x, np.asarray(y, dtype=float))
 
 
+class Calibration:
+    """Maps raw predictions to percentiles of the training predictions (the score scale).
+
+    Ridge predictions of noisy ratings shrink towards the mean (their spread is a few hundredths
+    of a rating point), so a margin in rating units would make nearly every pair a tie. On the
+    percentile scale ``margin`` 0.05 means "within 5 percentile points of the training
+    responses". Rating classes come from the same scale, with cut points that reproduce the
+    training rating shares (quantile matching).
+    """
+
+    def __init__(self, predictions: np.ndarray, ratings: np.ndarray) -> None:
+        self.sorted = np.sort(np.asarray(predictions, dtype=float))
+        ratings = np.asarray(ratings)
+        self.cuts = np.cumsum([np.mean(ratings == 1), np.mean(ratings == 2)])
+
+    def percentile(self, predictions: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.sorted, predictions, side="right") / len(self.sorted)
+
+    def rating_class(self, percentiles: np.ndarray) -> np.ndarray:
+        return 1 + np.searchsorted(self.cuts, percentiles, side="right")
+
+
 @dataclass
 class OfflineScorer:
-    """A fitted scorer: ``score(situations, utterances, responses)`` -> predicted rating (1-3)."""
+    """A fitted scorer: ``score(situations, utterances, responses)`` -> percentile in [0, 1]."""
 
     candidate: Candidate
     model: Any
+    calibration: Calibration
     embedder_name: str
     trained_on: list[str]  # dialog_ids of every row that reached fitting or selection
     selection: list[dict] = field(default_factory=list)
     embedder: Any = field(default=None, repr=False, compare=False)
+
+    def score_embedded(self, data: Embedded) -> np.ndarray:
+        raw = self.model.predict(
+            featurize(data.ctx, data.resp, data.words, self.candidate.features)
+        )
+        return self.calibration.percentile(raw)
 
     def score(
         self, situations: list[str], utterances: list[str], responses: list[str]
@@ -154,10 +183,7 @@ class OfflineScorer:
                 "response": [str(r) for r in responses],
             }
         )
-        data = embed_rows(rows, self.embedder)
-        return self.model.predict(
-            featurize(data.ctx, data.resp, data.words, self.candidate.features)
-        )
+        return self.score_embedded(embed_rows(rows, self.embedder))
 
     def save(self, path: str | Path) -> None:
         import joblib
@@ -166,6 +192,7 @@ class OfflineScorer:
         state = {
             "candidate": asdict(self.candidate),
             "model": self.model,
+            "calibration": self.calibration,
             "embedder_name": self.embedder_name,
             "trained_on": self.trained_on,
             "selection": self.selection,
@@ -182,6 +209,7 @@ class OfflineScorer:
         scorer = cls(
             Candidate(**state["candidate"]),
             state["model"],
+            state["calibration"],
             state["embedder_name"],
             state["trained_on"],
             state["selection"],
@@ -194,18 +222,25 @@ class OfflineScorer:
         return scorer
 
 
-def _score_embedded(scorer_model: Any, data: Embedded, candidate: Candidate) -> np.ndarray:
-    return scorer_model.predict(featurize(data.ctx, data.resp, data.words, candidate.features))
+def fit_scorer(data: Embedded, candidate: Candidate, embedder_name: str) -> OfflineScorer:
+    """Fit one candidate on ``data`` (train rows only) with its percentile calibration."""
+    model = _fit(data, candidate)
+    raw = model.predict(featurize(data.ctx, data.resp, data.words, candidate.features))
+    calibration = Calibration(raw, data.rows["rating"].to_numpy())
+    ids = sorted(map(str, data.rows["dialog_id"].unique()))
+    return OfflineScorer(candidate, model, calibration, embedder_name, ids)
 
 
-def agreement(rows: pd.DataFrame, scores: np.ndarray, margin: float) -> dict:
+def agreement(
+    rows: pd.DataFrame, scores: np.ndarray, margin: float, classes: np.ndarray | None = None
+) -> dict:
     """Agreement of scores with the human ratings over same-dialogue response pairs.
 
     ``pairwise_agreement``: of the pairs the humans rated differently, the share the scorer orders
     the same way by at least ``margin`` (a tie counts as a miss); ``pairwise_agreement_no_margin``
-    the same with any score difference. ``pairwise_3class_accuracy``/``_kappa``: over all pairs,
-    better/tie/worse of the scorer (tie below margin) vs the humans (tie = same rating).
-    ``rating_accuracy``: rounded score vs the 1-3 rating.
+    the same with any score difference. Scores are percentiles (see ``Calibration``).
+    ``pairwise_3class_accuracy``/``_kappa``: over all pairs, better/tie/worse of the scorer (tie below margin) vs the humans (tie = same rating).
+    ``rating_accuracy``: predicted 1-3 class (``classes``) vs the rating.
     """
     frame = rows[["dialog_id", "rating"]].copy()
     frame["score"] = np.asarray(scores, dtype=float)
@@ -223,7 +258,7 @@ def agreement(rows: pd.DataFrame, scores: np.ndarray, margin: float) -> dict:
                 differing += 1
                 agree += m == h
                 agree_any += int(np.sign(diff)) == h
-    predicted = np.clip(np.rint(frame["score"]), 1, 3)
+    predicted = np.clip(np.rint(frame["score"]), 1, 3) if classes is None else classes
     return {
         "n_dialogues": int(frame["dialog_id"].nunique()),
         "n_pairs": len(human3),
@@ -258,19 +293,19 @@ def select_and_fit(
     selection = []
     for features, target, alpha in itertools.product(FEATURE_SETS, TARGETS, ALPHAS):
         candidate = Candidate(features, target, alpha)
-        model = _fit(fit_part, candidate)
-        result = agreement(val_part.rows, _score_embedded(model, val_part, candidate), margin)
+        scorer = fit_scorer(fit_part, candidate, embedder.name)
+        result = evaluate_embedded(scorer, val_part, margin)
         selection.append({**asdict(candidate), **{f"val_{k}": v for k, v in result.items()}})
     best = max(selection, key=lambda r: r["val_pairwise_agreement_no_margin"])
     candidate = Candidate(best["features"], best["target"], best["alpha"])
-    return OfflineScorer(
-        candidate,
-        _fit(data, candidate),
-        embedder.name,
-        sorted(map(str, dialogues)),
-        selection,
-        embedder,
-    )
+    scorer = fit_scorer(data, candidate, embedder.name)
+    scorer.selection, scorer.embedder = selection, embedder
+    return scorer
+
+
+def evaluate_embedded(scorer: OfflineScorer, data: Embedded, margin: float) -> dict:
+    scores = scorer.score_embedded(data)
+    return agreement(data.rows, scores, margin, scorer.calibration.rating_class(scores))
 
 
 def check_disjoint(train: pd.DataFrame, test: pd.DataFrame) -> None:
@@ -287,8 +322,7 @@ def evaluate(scorer: OfflineScorer, test: pd.DataFrame, margin: float) -> dict:
     check_disjoint(pd.DataFrame({"dialog_id": scorer.trained_on}), test)
     rows = long_ratings(test)
     embedder = scorer.embedder if scorer.embedder is not None else default_embedder()
-    scores = _score_embedded(scorer.model, embed_rows(rows, embedder), scorer.candidate)
-    return agreement(rows, scores, margin)
+    return evaluate_embedded(scorer, embed_rows(rows, embedder), margin)
 
 
 def offline_judge_margin(config: dict) -> float:
