@@ -66,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     name, model, tokenizer = model_and_tokenizer(args.model_path, args.device)
     rows = test_rows(args.n)
-    print(f"model: {name}; device: {model.device}; threads: {torch.get_num_threads()}; "
-          f"{len(rows)} prompts; max_new_tokens {args.max_new_tokens}")
+    print(
+        f"model: {name}; device: {model.device}; threads: {torch.get_num_threads()}; "
+        f"{len(rows)} prompts; max_new_tokens {args.max_new_tokens}"
+    )
     if args.template:
         template = llamafactory_template(tokenizer, args.template)
         prompts = [e.ids for e in encode_finetuned(rows, tokenizer, template, Prompts())]
@@ -87,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         tokens = sum(len(ids) for ids in out)
         timings[label] = tokens / seconds
         answers[label] = out
-        print(f"{label:>14}: batch {batch_size:>3}, {tokens} new tokens in {seconds:.2f} s = "
-              f"{timings[label]:.1f} tokens/s")
+        print(
+            f"{label:>14}: batch {batch_size:>3}, {tokens} new tokens in {seconds:.2f} s = "
+            f"{timings[label]:.1f} tokens/s"
+        )
     ratio = timings["batched"] / timings["one-at-a-time"]
     identical = answers["batched"] == answers["one-at-a-time"]
     print(f"ratio={ratio:.2f} identical={'true' if identical else 'false'}")

@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-
 from empathy_distill.evaluation.generate import (
     GenerationSettings,
     answer_test,
@@ -17,6 +16,7 @@ from empathy_distill.evaluation.generate import (
 )
 from empathy_distill.evaluation.records import read_jsonl, read_split
 from empathy_distill.prompts import Prompts
+
 from tests.tiny_lm import build_tiny
 
 TEMPLATE = "default"  # a LLaMA-Factory template that needs no extra special tokens
@@ -147,7 +147,7 @@ def test_cut_base_answer_stops_at_next_dialogue_field():
 def test_command_line_with_lora_adapter(tiny, split, tmp_path):
     from peft import LoraConfig, get_peft_model
 
-    model, tokenizer, model_dir = tiny
+    model, _, model_dir = tiny
     base_copy = type(model)(model.config)
     base_copy.load_state_dict(model.state_dict())
     lora = get_peft_model(

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from empathy_distill.errors import LeakageError
 from empathy_distill.evaluation.embeddings import CachedEmbedder
 from empathy_distill.evaluation.judge import PairItem, combine_orders, run_judge

@@ -239,7 +239,8 @@ def agreement(
     ``pairwise_agreement``: of the pairs the humans rated differently, the share the scorer orders
     the same way by at least ``margin`` (a tie counts as a miss); ``pairwise_agreement_no_margin``
     the same with any score difference. Scores are percentiles (see ``Calibration``).
-    ``pairwise_3class_accuracy``/``_kappa``: over all pairs, better/tie/worse of the scorer (tie below margin) vs the humans (tie = same rating).
+    ``pairwise_3class_accuracy``/``_kappa``: over all pairs, better/tie/worse of the scorer
+    (tie below margin) vs the humans (tie = same rating).
     ``rating_accuracy``: predicted 1-3 class (``classes``) vs the rating.
     """
     frame = rows[["dialog_id", "rating"]].copy()
