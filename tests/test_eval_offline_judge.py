@@ -130,3 +130,51 @@ def test_minilm_loads_offline_and_embeds(tmp_path):
     vectors = embedder.encode([context_text("I lost my job", "I feel awful"), "So sorry."])
     assert vectors.shape == (2, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_judge_command_line_with_settings_slice(frames, tmp_path, monkeypatch):
+    import empathy_distill.evaluation.offline_judge as offline
+    from empathy_distill.evaluation import judge
+    from empathy_distill.evaluation.records import read_jsonl, write_jsonl
+
+    train, test = frames
+    select_and_fit(train, SpyEmbedder()).save(tmp_path / "model.joblib")
+    monkeypatch.setattr(offline, "default_embedder", lambda *a, **k: SpyEmbedder())
+    test.head(5).to_csv(tmp_path / "test.csv", index=False)
+    for name, column in (("a", "response_chatgpt_empathy"), ("b", "response_human")):
+        write_jsonl(
+            tmp_path / f"{name}.jsonl",
+            [
+                {"dialog_id": d, "prompt": "", "answer": str(a), "generation": {}, "seed": 0}
+                for d, a in zip(test.head(5)["dialog_id"], test.head(5)[column], strict=True)
+            ],
+        )
+    settings = json.dumps(
+        {
+            "judges": {"offline": {"backend": "offline", "model": "spy", "margin": 0.05}},
+            "evaluation": {"paper_faithful": False},
+        }
+    )
+    out = tmp_path / "judgments.jsonl"
+    assert (
+        judge.main(
+            [
+                "--settings",
+                settings,
+                "--judge",
+                "offline",
+                "--test",
+                str(tmp_path / "test.csv"),
+                "--model-answers",
+                str(tmp_path / "a.jsonl"),
+                "--opponent-answers",
+                str(tmp_path / "b.jsonl"),
+                "--offline-model",
+                str(tmp_path / "model.joblib"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert len(read_jsonl(out)) == 10

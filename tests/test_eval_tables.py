@@ -6,7 +6,6 @@ import json
 
 import pandas as pd
 import pytest
-
 from empathy_distill.config import validate_config
 from empathy_distill.evaluation import figures, tables
 from empathy_distill.evaluation.judge import (
@@ -18,6 +17,7 @@ from empathy_distill.evaluation.judge import (
 from empathy_distill.evaluation.records import read_answers, write_jsonl
 from empathy_distill.grid import answer_path, answer_tags, comparisons
 from empathy_distill.prompts import Prompts
+
 from tests.servers.judge_server import prefer_longer
 from tests.test_eval_judge import rule_ask
 

@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import load_config
 from ..errors import ConfigError, EmpathyDistillError
 from ..prompts import Prompts
+from .cli import add_config_arguments, settings_from
 from .records import read_split, write_jsonl
 
 BASE_STOP = re.compile(r"\n\s*(?:Context|Speaker Utterance|Response)\s*:")
@@ -65,20 +65,25 @@ class EncodedPrompt:
     ids: list[int]
 
 
-def load_tokenizer(model_path: str | Path, adapter_dir: str | Path | None = None) -> Any:
+def load_tokenizer(
+    model_path: str | Path, adapter_dir: str | Path | None = None, revision: str | None = None
+) -> Any:
     """The tokenizer saved with the adapter (LLaMA-Factory writes it there), else the base one."""
     from transformers import AutoTokenizer
 
-    source = model_path
     if adapter_dir is not None and (Path(adapter_dir) / "tokenizer_config.json").exists():
-        source = adapter_dir
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
+        tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path), revision=revision)
     tokenizer.padding_side = "left"
     return tokenizer
 
 
 def load_model(
-    model_path: str | Path, adapter_dir: str | Path | None = None, device: str | None = None
+    model_path: str | Path,
+    adapter_dir: str | Path | None = None,
+    device: str | None = None,
+    revision: str | None = None,
 ) -> Any:
     """Base model, with the LoRA adapter merged in when given (merged: faster generation)."""
     import torch
@@ -86,7 +91,7 @@ def load_model(
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype, revision=revision)
     if adapter_dir is not None:
         from peft import PeftModel
 
@@ -238,12 +243,14 @@ def answer_test(
     adapter_dir: str | Path | None = None,
     model: Any = None,
     tokenizer: Any = None,
+    revision: str | None = None,
 ) -> list[dict]:
     """One answer record per test dialogue. ``template`` set = fine-tuned (training template).
 
     ``model``/``tokenizer`` may be passed in (tests, benchmarks); otherwise they are loaded.
     """
-    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_path, adapter_dir)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(model_path, adapter_dir, revision)
     tokenizer.padding_side = "left"
     finetuned = template is not None
     if finetuned:
@@ -257,7 +264,8 @@ def answer_test(
     if settings.engine == "vllm":
         new_ids = generate_ids_vllm(model_path, adapter_dir, ids, settings, stop_ids)
     else:
-        model = model if model is not None else load_model(model_path, adapter_dir)
+        if model is None:
+            model = load_model(model_path, adapter_dir, revision=revision)
         new_ids = generate_ids(model, tokenizer, ids, settings, stop_ids)
     record_settings = {
         **asdict(settings),
@@ -295,14 +303,14 @@ def resolve_student(config: dict, student: str) -> tuple[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Answer the test dialogues with a student.")
-    parser.add_argument("--config", required=True, help="merged workflow config (YAML/JSON)")
+    add_config_arguments(parser)
     parser.add_argument("--student", required=True, help="a key of config.students")
     parser.add_argument("--test", required=True, help="results/data/test.csv")
     parser.add_argument("--adapter", help="fine-tuned LoRA adapter dir (omit for the base model)")
     parser.add_argument("--model-path", help="override the student's resolved model path")
     parser.add_argument("--out", required=True, help="answers JSONL")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = settings_from(args)
     if args.model_path:
         model_path, student_cfg = args.model_path, config["students"][args.student]
     else:
@@ -316,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         Prompts(config.get("prompts", "resources/prompts.json")),
         template=template,
         adapter_dir=args.adapter,
+        revision=student_cfg.get("revision"),
     )
     write_jsonl(args.out, rows)
     print(f"{args.out}: {len(rows)} answers")

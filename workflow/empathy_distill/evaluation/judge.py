@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import load_config
 from ..errors import ConfigError
 from ..grid import PAIR_SEPARATOR
 from ..prompts import Prompts
+from .cli import add_config_arguments, settings_from
 from .records import AnswersError, read_answers, read_split, write_jsonl
 
 MODEL_FIRST = "model_first"  # the model's answer is Response 1
@@ -310,7 +310,7 @@ def judgment_path(judge: str, model_tag: str, opponent_tag: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Judge two answer sets pairwise.")
-    parser.add_argument("--config", required=True, help="merged workflow config (YAML/JSON)")
+    add_config_arguments(parser)
     parser.add_argument("--judge", required=True, help="a key of config.judges")
     parser.add_argument("--test", required=True, help="results/data/test.csv")
     parser.add_argument("--model-answers", required=True)
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cost-report", help="CSV the LLM layer appends its costs to")
     parser.add_argument("--out", required=True, help="judgments JSONL")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = settings_from(args)
     items = pair_items(args.test, args.model_answers, args.opponent_answers)
     records = run_judge(
         config, args.judge, items, offline_model=args.offline_model, cost_report=args.cost_report

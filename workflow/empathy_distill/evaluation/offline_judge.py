@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import load_config
 from ..errors import ConfigError, DatasetError, LeakageError
+from .cli import add_config_arguments, settings_from
 from .embeddings import Embedder, default_embedder
 from .records import read_split
 from .stats import cohen_kappa
@@ -145,6 +145,12 @@ class Calibration:
         ratings = np.asarray(ratings)
         self.cuts = np.cumsum([np.mean(ratings == 1), np.mean(ratings == 2)])
 
+    @classmethod
+    def from_arrays(cls, sorted: np.ndarray, cuts: np.ndarray) -> Calibration:
+        calibration = cls.__new__(cls)
+        calibration.sorted, calibration.cuts = np.asarray(sorted), np.asarray(cuts)
+        return calibration
+
     def percentile(self, predictions: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.sorted, predictions, side="right") / len(self.sorted)
 
@@ -192,7 +198,8 @@ class OfflineScorer:
         state = {
             "candidate": asdict(self.candidate),
             "model": self.model,
-            "calibration": self.calibration,
+            # plain arrays, not the class: a pickle made under `python -m` would name __main__
+            "calibration": {"sorted": self.calibration.sorted, "cuts": self.calibration.cuts},
             "embedder_name": self.embedder_name,
             "trained_on": self.trained_on,
             "selection": self.selection,
@@ -209,7 +216,7 @@ class OfflineScorer:
         scorer = cls(
             Candidate(**state["candidate"]),
             state["model"],
-            state["calibration"],
+            Calibration.from_arrays(**state["calibration"]),
             state["embedder_name"],
             state["trained_on"],
             state["selection"],
@@ -335,13 +342,13 @@ def offline_judge_margin(config: dict) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the offline judge on train-split ratings.")
-    parser.add_argument("--config", help="merged workflow config (for margin, cache dir, seed)")
+    add_config_arguments(parser, required=False)
     parser.add_argument("--train", required=True, help="results/data/train.csv")
     parser.add_argument("--test", required=True, help="results/data/test.csv (agreement only)")
     parser.add_argument("--model-out", required=True)
     parser.add_argument("--agreement-out", required=True)
     args = parser.parse_args(argv)
-    config = load_config(args.config) if args.config else {}
+    config = settings_from(args)
     margin = offline_judge_margin(config)
     seed = int(config.get("evaluation", {}).get("seed", 0))
     embedder = default_embedder(config.get("llm", {}).get("cache_dir", "resources/cache"))

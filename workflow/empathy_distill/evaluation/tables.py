@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import load_config
 from ..grid import Comparison, answer_path, comparisons, judges, parse_tag
+from .cli import add_config_arguments, settings_from
 from .judge import combine_orders, judgment_path
 from .records import n_words, read_answers, read_jsonl
 from .stats import (
@@ -214,12 +214,12 @@ def _agreement_row(a: str, b: str, scope: str, xa: list[int], xb: list[int]) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the evaluation tables.")
     parser.add_argument("table", choices=["win-rates", "judge-agreement"])
-    parser.add_argument("--config", required=True, help="merged workflow config (YAML/JSON)")
+    add_config_arguments(parser)
     parser.add_argument("--offline-agreement", help="results/judges/offline/agreement.json")
     parser.add_argument("--root", default=".", help="directory holding results/")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = settings_from(args)
     if args.table == "win-rates":
         table = win_rate_table(config, args.root)
     else:
