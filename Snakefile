@@ -10,14 +10,27 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/teacher.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/judge.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         get_final_output(),
     default_target: True
+
+
+# The offline demo (and anyone who sets report.build_on_success) gets results/report.html at the
+# end of a successful run; otherwise: snakemake --report results/report.html
+onsuccess:
+    if config["report"]["build_on_success"]:
+        shell(report_command())

@@ -20,6 +20,10 @@ def dataset_path() -> Path:
     return DATASET_CSV
 
 
+#: Same file, under the name the evaluation tests use.
+dataset_csv = dataset_path
+
+
 @pytest.fixture(scope="session")
 def dataset(dataset_path: Path) -> pd.DataFrame:
     from empathy_distill.dataset import load_dataset
@@ -42,3 +46,20 @@ def train(train_test) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def test_split(train_test) -> pd.DataFrame:
     return train_test[1]
+
+
+@pytest.fixture(scope="session")
+def split(train_test, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The paper's split written as train.csv / test.csv, as the split rule writes it."""
+    out = tmp_path_factory.mktemp("split")
+    train_test[0].to_csv(out / "train.csv", index=False)
+    train_test[1].to_csv(out / "test.csv", index=False)
+    return {"train": out / "train.csv", "test": out / "test.csv"}
+
+
+@pytest.fixture(scope="session")
+def llm_types():
+    """The LLM layer's request types (Message, ChatRequest)."""
+    import empathy_distill.llm as llm
+
+    return llm

@@ -1,6 +1,7 @@
 # Grid enumeration, input functions and wildcard constraints: the only Python in .smk files.
 # The grid itself is computed by empathy_distill.grid so that it is unit-tested.
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -89,6 +90,117 @@ def teacher_model_files():
     return lf_students.model_files(teacher) if teacher["backend"] == "transformers" else []
 
 
+# --- generate.smk ------------------------------------------------------------------------------
+
+GEN_RESOURCES = config["generation"]["resources"]
+
+
+def student_model_files(wildcards):
+    """Files of a built-in student (e.g. the offline tiny model) to wait for; none for hub ids."""
+    return lf_students.model_files(config["students"][wildcards.student])
+
+
+def generation_settings(wildcards):
+    """The config slice an answer job depends on (a change reruns only affected jobs)."""
+    generation = {k: v for k, v in config["generation"].items() if k != "resources"}
+    return json.dumps(
+        {
+            "students": {wildcards.student: config["students"][wildcards.student]},
+            "generation": generation,
+            "prompts": config["prompts"],
+        },
+        sort_keys=True,
+    )
+
+
+# --- judge.smk ---------------------------------------------------------------------------------
+
+def judge_key_envvars():
+    """API-key variables of the configured LLM judges that are set (passed to jobs, never
+    written anywhere); an unset one is left out so a dry run needs no key."""
+    from empathy_distill.llm.backends import api_key_env
+
+    selected = [config["judges"][name] for name in grid.judges(config)]
+    names = [api_key_env(e) for e in selected if e["backend"] != "offline"]
+    return sorted({n for n in names if n and n in os.environ})
+
+
+def judge_inputs(wildcards):
+    """Both answer sets of the pair, and the trained scorer for an offline judge."""
+    files = {
+        "test": TEST_CSV,
+        "model": grid.answer_path(wildcards.model),
+        "opponent": grid.answer_path(wildcards.opponent),
+    }
+    if config["judges"][wildcards.judge]["backend"] == "offline":
+        files["scorer"] = "results/judges/offline/model.joblib"
+    else:
+        files["prompts"] = config["prompts"]
+    return files
+
+
+def judge_settings(wildcards):
+    """The config slice a judge job depends on."""
+    return json.dumps(
+        {
+            "judges": {wildcards.judge: config["judges"][wildcards.judge]},
+            "evaluation": {"paper_faithful": config["evaluation"]["paper_faithful"]},
+            "llm": {k: config["llm"][k] for k in ("cache_dir", "price_table")},
+            "prompts": config["prompts"],
+        },
+        sort_keys=True,
+    )
+
+
+def judge_api_calls(wildcards):
+    """LLM judges share the global api_calls resource (one at a time); the offline one not."""
+    return 0 if config["judges"][wildcards.judge]["backend"] == "offline" else 1
+
+
+def offline_judge_settings():
+    offline = {
+        name: config["judges"][name]
+        for name in grid.judges(config)
+        if config["judges"][name]["backend"] == "offline"
+    }
+    return json.dumps(
+        {
+            "judges": offline,
+            "llm": {"cache_dir": config["llm"]["cache_dir"]},
+            "evaluation": {"seed": config["evaluation"]["seed"]},
+        },
+        sort_keys=True,
+    )
+
+
+# --- report.smk --------------------------------------------------------------------------------
+
+def all_judgments(wildcards=None):
+    return [
+        f"results/judgments/{judge}/{pair.name}.jsonl"
+        for judge in grid.judges(config)
+        for pair in grid.comparisons(config)
+    ]
+
+
+def all_answers(wildcards=None):
+    return [grid.answer_path(tag) for tag in grid.answer_tags(config)]
+
+
+def offline_judge_selected():
+    return any(config["judges"][j]["backend"] == "offline" for j in grid.judges(config))
+
+
+def offline_agreement_files(wildcards=None):
+    return ["results/judges/offline/agreement.json"] if offline_judge_selected() else []
+
+
+def figure_files():
+    from empathy_distill.evaluation.figures import KINDS
+
+    return [f"results/figures/{kind}_{judge}.png" for kind in KINDS for judge in grid.judges(config)]
+
+
 def get_final_output():
     """Everything `snakemake` builds by default: the whole configured grid."""
     targets = ["results/datasets/dataset_info.json"]
@@ -96,4 +208,17 @@ def get_final_output():
         f"results/datasets/{dc.method}/{dc.strategy}/leakage_check.ok" for dc in data_configs()
     ]
     targets += model_outputs()
+    targets += all_answers()
+    targets += ["results/tables/win_rates.csv", "results/tables/judge_agreement.csv"]
+    targets += figure_files()
     return targets
+
+
+def report_command():
+    """`snakemake --report` for this very run (same Snakefile, directory and config files)."""
+    configfiles = " ".join(f"{Path(f).resolve()}" for f in workflow.configfiles)
+    return (
+        f"{sys.executable} -m snakemake --nolock -s {workflow.main_snakefile}"
+        f" -d {Path.cwd()} --configfile {configfiles}"
+        f" --report {config['report']['path']}"
+    )

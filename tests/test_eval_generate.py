@@ -1,0 +1,211 @@
+"""Batched generation on a tiny random Llama model: equality with one-at-a-time, templates,
+end-of-turn stop, seeds, adapters, and the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from empathy_distill.evaluation.generate import (
+    GenerationSettings,
+    answer_test,
+    cut_base_answer,
+    llamafactory_template,
+    main,
+)
+from empathy_distill.evaluation.records import read_jsonl, read_split
+from empathy_distill.prompts import Prompts
+from tests.tiny_lm import build_tiny
+
+TEMPLATE = "default"  # a LLaMA-Factory template that needs no extra special tokens
+
+
+@pytest.fixture(scope="module")
+def tiny(dataset_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    model, tokenizer = build_tiny(dataset_csv, out)
+    return model, tokenizer, out
+
+
+@pytest.fixture(scope="module")
+def test_rows(split):
+    return read_split(split["test"]).head(12)
+
+
+def settings(**kw) -> GenerationSettings:
+    return GenerationSettings(**{"max_new_tokens": 16, "batch_size": 6, **kw})
+
+
+@pytest.mark.parametrize("template", [None, TEMPLATE])
+def test_batched_equals_one_at_a_time_under_greedy(tiny, test_rows, template):
+    model, tokenizer, _ = tiny
+    batched = answer_test(
+        test_rows, "tiny", settings(), Prompts(), template, model=model, tokenizer=tokenizer
+    )
+    single = answer_test(
+        test_rows,
+        "tiny",
+        settings(batch_size=1),
+        Prompts(),
+        template,
+        model=model,
+        tokenizer=tokenizer,
+    )
+    assert [r["answer"] for r in batched] == [r["answer"] for r in single]
+    assert [r["dialog_id"] for r in batched] == test_rows["dialog_id"].tolist()
+    assert any(r["answer"] for r in batched)
+
+
+def test_prompts_base_raw_text_finetuned_training_template(tiny, test_rows):
+    model, tokenizer, _ = tiny
+    row = test_rows.iloc[0]
+    base = answer_test(
+        test_rows.head(1),
+        "tiny",
+        settings(max_new_tokens=2),
+        Prompts(),
+        None,
+        model=model,
+        tokenizer=tokenizer,
+    )[0]
+    assert base["prompt"] == Prompts().student_test_base(row.situation, row.speaker_uttr)
+    assert base["generation"]["prompt"] == "student_test_base"
+    tuned = answer_test(
+        test_rows.head(1),
+        "tiny",
+        settings(max_new_tokens=2),
+        Prompts(),
+        TEMPLATE,
+        model=model,
+        tokenizer=tokenizer,
+    )[0]
+    user = Prompts().student_train(row.situation, row.speaker_uttr)
+    template = llamafactory_template(tokenizer, TEMPLATE)
+    ids, _ = template.encode_oneturn(
+        tokenizer, [{"role": "user", "content": user}, {"role": "assistant", "content": ""}]
+    )
+    assert tuned["prompt"] == tokenizer.decode(ids)
+    assert tuned["prompt"].startswith("Human: ") and tuned["prompt"].endswith("\nAssistant:")
+    assert tuned["generation"]["template"] == TEMPLATE
+    assert set(tuned) == {"dialog_id", "prompt", "answer", "generation", "seed"}
+    assert tuned["generation"]["max_new_tokens"] == 2 and tuned["generation"]["do_sample"] is False
+
+
+def test_generation_stops_at_end_of_turn(tiny, test_rows):
+    model, tokenizer, _ = tiny
+    # Make the end-of-turn token the only sensible next token: answers must come back empty
+    # (stop token excluded) and not run on to max_new_tokens.
+    head = model.lm_head
+    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+    biased.weight.data.copy_(head.weight.data)
+    biased.bias.data.zero_()
+    biased.bias.data[tokenizer.eos_token_id] = 1e4
+    model.lm_head = biased
+    try:
+        rows = answer_test(
+            test_rows.head(3),
+            "tiny",
+            settings(),
+            Prompts(),
+            TEMPLATE,
+            model=model,
+            tokenizer=tokenizer,
+        )
+    finally:
+        model.lm_head = head
+    assert [r["answer"] for r in rows] == ["", "", ""]
+    assert tokenizer.eos_token_id in rows[0]["generation"]["stop_token_ids"]
+
+
+def test_sampling_is_reproducible_with_seed(tiny, test_rows):
+    model, tokenizer, _ = tiny
+    runs = [
+        answer_test(
+            test_rows.head(4),
+            "tiny",
+            settings(do_sample=True, seed=s),
+            Prompts(),
+            TEMPLATE,
+            model=model,
+            tokenizer=tokenizer,
+        )
+        for s in (7, 7, 8)
+    ]
+    answers = [[r["answer"] for r in run] for run in runs]
+    assert answers[0] == answers[1] != answers[2]
+    assert runs[0][0]["seed"] == 7
+
+
+def test_cut_base_answer_stops_at_next_dialogue_field():
+    assert cut_base_answer(" I am sorry.\nContext: next one") == "I am sorry."
+    assert cut_base_answer("Great!\n\nSpeaker Utterance: hi") == "Great!"
+    assert cut_base_answer("Fine. Response: kept") == "Fine. Response: kept"
+
+
+def test_command_line_with_lora_adapter(tiny, split, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    model, _, model_dir = tiny
+    base_copy = type(model)(model.config)
+    base_copy.load_state_dict(model.state_dict())
+    lora = get_peft_model(
+        base_copy, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
+    adapter = tmp_path / "adapter"
+    lora.save_pretrained(adapter)
+    test_csv = tmp_path / "test.csv"
+    read_split(split["test"]).head(3).to_csv(test_csv, index=False)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "students": {"tiny": {"model": "builtin:tiny", "template": TEMPLATE}},
+                "generation": {"max_new_tokens": 8, "batch_size": 2},
+            }
+        )
+    )
+    out = tmp_path / "answers.jsonl"
+    assert (
+        main(
+            [
+                "--config",
+                str(config),
+                "--student",
+                "tiny",
+                "--test",
+                str(test_csv),
+                "--model-path",
+                str(model_dir),
+                "--adapter",
+                str(adapter),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    rows = read_jsonl(out)
+    assert len(rows) == 3
+    assert rows[0]["generation"]["adapter"] == str(adapter)
+    assert rows[0]["generation"]["template"] == TEMPLATE
+    base_out = tmp_path / "base.jsonl"
+    assert (
+        main(
+            [
+                "--config",
+                str(config),
+                "--student",
+                "tiny",
+                "--test",
+                str(test_csv),
+                "--model-path",
+                str(model_dir),
+                "--out",
+                str(base_out),
+            ]
+        )
+        == 0
+    )
+    assert [r["prompt"] for r in read_jsonl(base_out)] != [r["prompt"] for r in rows]

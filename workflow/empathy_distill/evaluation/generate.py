@@ -1,0 +1,335 @@
+"""Students answer the test dialogues: batched generation with the training template.
+
+Prompting (the paper, Xie et al. SIGDIAL 2025, fed raw text to every model and cut the decoded
+sequence afterwards; see ../shared/reference/FACTS.md for what that gets wrong):
+
+* Base students get ``Prompts.student_test_base`` as raw text: a base model has no chat
+  template, so the paper's prompt, ending in "Response: ", is continued as plain text (with the
+  tokenizer's BOS token, as ``tokenizer(prompt)`` in the paper). A base model has no end-of-turn
+  token either, so its answer ends at EOS or where it starts a new dialogue field ("Context:",
+  "Speaker Utterance:", "Response:" on a new line), which is where the paper's cut at
+  "Response: " would split a continued sequence.
+* Fine-tuned students get ``Prompts.student_train`` encoded with LLaMA-Factory's template of the
+  student (config ``students.<name>.template``), exactly as training encoded the user turn and as
+  LLaMA-Factory's own chat engine does (``encode_oneturn`` + ``get_stop_token_ids``). The
+  training prompt is what the student learnt to answer; the paper's ``test_prompt_finetuned``
+  differs from it only by ASCII instead of typographic apostrophes and one missing space before
+  "Context:", i.e. it is a slightly out-of-distribution copy of the same text, so we use the
+  training text.
+
+Generation: prompts sorted by length, left padding, KV cache, only new tokens decoded, stop at
+the template's end-of-turn tokens, at most ``generation.max_new_tokens`` (default 160; the paper
+used 4096 and cut afterwards). Greedy by default; sampling with ``generation.seed``. An optional
+vLLM path is used when ``generation.engine: vllm`` (GPU machines with vllm installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, EmpathyDistillError
+from ..prompts import Prompts
+from .cli import add_config_arguments, settings_from
+from .records import read_split, write_jsonl
+
+BASE_STOP = re.compile(r"\n\s*(?:Context|Speaker Utterance|Response)\s*:")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """The ``generation`` config block; recorded with every answer."""
+
+    max_new_tokens: int = 160
+    batch_size: int = 16
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    engine: str = "transformers"
+
+    @classmethod
+    def from_config(cls, config: dict) -> GenerationSettings:
+        fields = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in config.get("generation", {}).items() if k in fields})
+
+
+@dataclass(frozen=True)
+class EncodedPrompt:
+    dialog_id: str
+    text: str  # the exact model input, decoded (template markup included)
+    ids: list[int]
+
+
+def load_tokenizer(
+    model_path: str | Path, adapter_dir: str | Path | None = None, revision: str | None = None
+) -> Any:
+    """The tokenizer saved with the adapter (LLaMA-Factory writes it there), else the base one."""
+    from transformers import AutoTokenizer
+
+    if adapter_dir is not None and (Path(adapter_dir) / "tokenizer_config.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path), revision=revision)
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_model(
+    model_path: str | Path,
+    adapter_dir: str | Path | None = None,
+    device: str | None = None,
+    revision: str | None = None,
+) -> Any:
+    """Base model, with the LoRA adapter merged in when given (merged: faster generation)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype, revision=revision)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    return model.to(device).eval()
+
+
+def llamafactory_template(tokenizer: Any, name: str) -> Any:
+    """LLaMA-Factory's template ``name``, fixing the tokenizer's special tokens as training did."""
+    try:
+        from llamafactory.data.template import TEMPLATES, get_template_and_fix_tokenizer
+        from llamafactory.hparams import DataArguments
+    except (ImportError, OSError) as exc:  # LLaMA-Factory imports torchaudio at module level
+        raise EmpathyDistillError(
+            f"cannot import LLaMA-Factory's templates ({exc}). On CPU machines with PyPI's CUDA "
+            "build of torchaudio, delete torchaudio's native libraries (see README); "
+            "LLaMA-Factory imports torchaudio but never uses it for text."
+        ) from exc
+
+    if name not in TEMPLATES:
+        raise ConfigError(f"students.*.template: {name!r} is not a LLaMA-Factory template")
+    return get_template_and_fix_tokenizer(tokenizer, DataArguments(template=name))
+
+
+def encode_finetuned(
+    test: Any, tokenizer: Any, template: Any, prompts: Prompts
+) -> list[EncodedPrompt]:
+    """Training user turn through the training template (LLaMA-Factory ``encode_oneturn``)."""
+    out = []
+    for row in test.itertuples(index=False):
+        user = prompts.student_train(str(row.situation), str(row.speaker_uttr))
+        messages = [{"role": "user", "content": user}, {"role": "assistant", "content": ""}]
+        ids, _ = template.encode_oneturn(tokenizer, messages)
+        out.append(EncodedPrompt(row.dialog_id, tokenizer.decode(ids), list(ids)))
+    return out
+
+
+def encode_base(test: Any, tokenizer: Any, prompts: Prompts) -> list[EncodedPrompt]:
+    """The paper's base prompt as raw text (BOS added as ``tokenizer(prompt)`` does)."""
+    out = []
+    for row in test.itertuples(index=False):
+        text = prompts.student_test_base(str(row.situation), str(row.speaker_uttr))
+        out.append(EncodedPrompt(row.dialog_id, text, tokenizer(text)["input_ids"]))
+    return out
+
+
+def cut_base_answer(text: str) -> str:
+    """A base model's answer ends where it starts the next dialogue field."""
+    match = BASE_STOP.search(text)
+    return (text[: match.start()] if match else text).strip()
+
+
+def _cut_at_stop(ids: Sequence[int], stop_ids: set[int]) -> list[int]:
+    """Tokens before the first end-of-turn (generate() pads finished rows after their stop)."""
+    out = []
+    for token in ids:
+        if token in stop_ids:
+            break
+        out.append(token)
+    return out
+
+
+def generate_ids(
+    model: Any,
+    tokenizer: Any,
+    prompt_ids: Sequence[Sequence[int]],
+    settings: GenerationSettings,
+    stop_ids: Sequence[int],
+) -> list[list[int]]:
+    """New token ids per prompt (stop token excluded), in input order.
+
+    Prompts are sorted by length so a batch holds similar lengths (little padding), padded on the
+    left so every sequence's next token sits in the last column, and decoded with the KV cache.
+    """
+    import torch
+    from transformers import set_seed
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
+    order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
+    results: list[list[int]] = [[] for _ in prompt_ids]
+    set_seed(settings.seed)
+    sampling = (
+        {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
+        if settings.do_sample
+        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    )
+    stop_set = set(stop_ids)
+    for start in range(0, len(order), settings.batch_size):
+        chunk = order[start : start + settings.batch_size]
+        width = max(len(prompt_ids[i]) for i in chunk)
+        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, i in enumerate(chunk):
+            ids = prompt_ids[i]
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention[row, width - len(ids) :] = 1
+        with torch.inference_mode():
+            output = model.generate(
+                input_ids=input_ids.to(model.device),
+                attention_mask=attention.to(model.device),
+                max_new_tokens=settings.max_new_tokens,
+                eos_token_id=list(stop_ids),
+                pad_token_id=pad_id,
+                use_cache=True,
+                **sampling,
+            )
+        for row, i in enumerate(chunk):
+            new = output[row, width:].tolist()
+            results[i] = _cut_at_stop(new, stop_set)
+    return results
+
+
+def generate_ids_vllm(
+    model_path: str | Path,
+    adapter_dir: str | Path | None,
+    prompt_ids: Sequence[Sequence[int]],
+    settings: GenerationSettings,
+    stop_ids: Sequence[int],
+) -> list[list[int]]:
+    """The same generation through vLLM (continuous batching, LoRA served on the base model)."""
+    try:
+        from vllm import LLM, SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.lora.request import LoRARequest
+    except ImportError as exc:
+        raise ConfigError("generation.engine is 'vllm' but vllm is not installed") from exc
+    llm = LLM(model=str(model_path), enable_lora=adapter_dir is not None, seed=settings.seed)
+    params = SamplingParams(
+        max_tokens=settings.max_new_tokens,
+        temperature=settings.temperature if settings.do_sample else 0.0,
+        top_p=settings.top_p if settings.do_sample else 1.0,
+        seed=settings.seed,
+        stop_token_ids=list(stop_ids),
+    )
+    lora = LoRARequest("adapter", 1, str(adapter_dir)) if adapter_dir is not None else None
+    outputs = llm.generate(
+        [TokensPrompt(prompt_token_ids=list(p)) for p in prompt_ids], params, lora_request=lora
+    )
+    stop_set = set(stop_ids)
+    return [_cut_at_stop(list(o.outputs[0].token_ids), stop_set) for o in outputs]
+
+
+def answer_test(
+    test: Any,
+    model_path: str | Path,
+    settings: GenerationSettings,
+    prompts: Prompts,
+    template: str | None = None,
+    adapter_dir: str | Path | None = None,
+    model: Any = None,
+    tokenizer: Any = None,
+    revision: str | None = None,
+) -> list[dict]:
+    """One answer record per test dialogue. ``template`` set = fine-tuned (training template).
+
+    ``model``/``tokenizer`` may be passed in (tests, benchmarks); otherwise they are loaded.
+    """
+    if tokenizer is None:
+        tokenizer = load_tokenizer(model_path, adapter_dir, revision)
+    tokenizer.padding_side = "left"
+    finetuned = template is not None
+    if finetuned:
+        lf_template = llamafactory_template(tokenizer, template)
+        encoded = encode_finetuned(test, tokenizer, lf_template, prompts)
+        stop_ids = lf_template.get_stop_token_ids(tokenizer)
+    else:
+        encoded = encode_base(test, tokenizer, prompts)
+        stop_ids = [tokenizer.eos_token_id]
+    ids = [e.ids for e in encoded]
+    if settings.engine == "vllm":
+        new_ids = generate_ids_vllm(model_path, adapter_dir, ids, settings, stop_ids)
+    else:
+        if model is None:
+            model = load_model(model_path, adapter_dir, revision=revision)
+        new_ids = generate_ids(model, tokenizer, ids, settings, stop_ids)
+    record_settings = {
+        **asdict(settings),
+        "prompt": "student_train" if finetuned else "student_test_base",
+        "template": template,
+        "stop_token_ids": sorted(int(s) for s in stop_ids),
+        "model": str(model_path),
+        "adapter": str(adapter_dir) if adapter_dir is not None else None,
+    }
+    rows = []
+    for enc, new in zip(encoded, new_ids, strict=True):
+        text = tokenizer.decode(new, skip_special_tokens=True)
+        answer = text.strip() if finetuned else cut_base_answer(text)
+        rows.append(
+            {
+                "dialog_id": enc.dialog_id,
+                "prompt": enc.text,
+                "answer": answer,
+                "generation": record_settings,
+                "seed": settings.seed,
+            }
+        )
+    return rows
+
+
+def resolve_student(config: dict, student: str) -> tuple[str, dict]:
+    """(model path, student config) through the training stage's resolver."""
+    students = config.get("students", {})
+    if student not in students:
+        raise ConfigError(f"config.students has no student {student!r} (have: {sorted(students)})")
+    from ..training.students import resolve_model
+
+    return str(resolve_model(students[student])), students[student]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Answer the test dialogues with a student.")
+    add_config_arguments(parser)
+    parser.add_argument("--student", required=True, help="a key of config.students")
+    parser.add_argument("--test", required=True, help="results/data/test.csv")
+    parser.add_argument("--adapter", help="fine-tuned LoRA adapter dir (omit for the base model)")
+    parser.add_argument("--model-path", help="override the student's resolved model path")
+    parser.add_argument("--out", required=True, help="answers JSONL")
+    args = parser.parse_args(argv)
+    config = settings_from(args)
+    if args.model_path:
+        model_path, student_cfg = args.model_path, config["students"][args.student]
+    else:
+        model_path, student_cfg = resolve_student(config, args.student)
+    settings = GenerationSettings.from_config(config)
+    template = student_cfg["template"] if args.adapter else None
+    rows = answer_test(
+        read_split(args.test),
+        model_path,
+        settings,
+        Prompts(config.get("prompts", "resources/prompts.json")),
+        template=template,
+        adapter_dir=args.adapter,
+        revision=student_cfg.get("revision"),
+    )
+    write_jsonl(args.out, rows)
+    print(f"{args.out}: {len(rows)} answers")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

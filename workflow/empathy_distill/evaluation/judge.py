@@ -1,0 +1,334 @@
+"""Pairwise judging of two answer sets on the test dialogues, debiased for position.
+
+Every pair is asked in both orders (the model's answer as Response 1, then as Response 2); a
+verdict that flips with the order is a tie, as in MT-Bench (Zheng et al. 2023, arXiv:2306.05685).
+An answer that is not a clear "1" or "2" after tolerant parsing is recorded as invalid and
+reported, never silently counted as a loss. ``paper_faithful`` reproduces the protocol of Xie et
+al. (SIGDIAL 2025): one fixed order with the opponent (the base model) as Response 1, no ties,
+wins divided by the number of dialogues.
+
+The judge prompts are the paper's, byte for byte (``Prompts.judge_messages``); for Gemini the
+LLM layer sends the system message as ``system_instruction``. API calls go through
+``empathy_distill.llm`` (cache, batch, retries, cost); the core takes an ``ask`` callable so
+that tests can plug in a rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..grid import PAIR_SEPARATOR
+from ..prompts import Prompts
+from .cli import add_config_arguments, settings_from
+from .records import AnswersError, read_answers, read_split, write_jsonl
+
+MODEL_FIRST = "model_first"  # the model's answer is Response 1
+OPPONENT_FIRST = "opponent_first"  # the opponent's answer is Response 1 (the paper's order)
+ORDERS = (MODEL_FIRST, OPPONENT_FIRST)
+
+#: ask(requests) -> one reply per request, in order: a str, or an object with ``.text`` (and
+#: ``.key``), such as the LLM layer's ``ChatResponse``.
+AskFn = Callable[[list[Any]], Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class PairItem:
+    """One test dialogue with the two answers to compare."""
+
+    dialog_id: str
+    situation: str
+    speaker_uttr: str
+    model_answer: str
+    opponent_answer: str
+
+
+_STRIP = str.maketrans("", "", "*_`\"'#")
+_VERDICT = re.compile(r"(?<![\d.])([12])(?![\d]|\.\d)")
+
+
+def parse_verdict(text: str | None) -> int | None:
+    """1 or 2 when the judge's answer names exactly one response; None when it is not clear.
+
+    Tolerant of the forms judges actually produce ("1", "2.", "Response 2", "**2**", "I pick 1")
+    but strict about ambiguity: text mentioning both 1 and 2 (e.g. "Response 1 is worse than
+    Response 2"), other numbers only, or nothing at all is invalid.
+    """
+    if text is None:
+        return None
+    cleaned = text.translate(_STRIP).strip()
+    if not cleaned or len(cleaned) > 200:
+        return None
+    found = set(_VERDICT.findall(cleaned))
+    if len(found) != 1:
+        return None
+    return int(found.pop())
+
+
+def winner_of(verdict: int | None, order: str) -> str | None:
+    """Which side a verdict (1, 2, 0 = tie, None = invalid) favours in a given order."""
+    if verdict is None:
+        return None
+    if verdict == 0:
+        return "tie"
+    model_position = 1 if order == MODEL_FIRST else 2
+    return "model" if verdict == model_position else "opponent"
+
+
+_SIGN = {"model": 1, "tie": 0, "opponent": -1}
+
+
+@dataclass(frozen=True)
+class DialogueOutcome:
+    """The combined verdict of one dialogue: +1 model wins, 0 tie, -1 loss, None invalid."""
+
+    dialog_id: str
+    outcome: int | None
+    by_order: dict[str, int | None]  # order -> the model's outcome in that order
+
+
+def combine_orders(records: Sequence[dict], paper_faithful: bool = False) -> list[DialogueOutcome]:
+    """One outcome per dialogue from its per-order records, in first-seen dialogue order.
+
+    Both orders: equal verdicts stand, a flip is a tie, an invalid answer in either order makes
+    the dialogue invalid (reported, excluded from the win rate). ``paper_faithful``: the single
+    fixed-order verdict, and an invalid answer is a loss, as the paper counted it.
+    """
+    wanted = orders_for(paper_faithful)
+    grouped: dict[str, dict[str, int | None]] = {}
+    for record in records:
+        if record["order"] not in wanted:
+            continue
+        by_order = grouped.setdefault(record["dialog_id"], {})
+        if record["order"] in by_order:
+            raise AnswersError(
+                f"dialogue {record['dialog_id']!r} judged twice in order {record['order']}"
+            )
+        winner = record.get("winner")
+        by_order[record["order"]] = None if winner is None else _SIGN[winner]
+    outcomes = []
+    for dialog_id, by_order in grouped.items():
+        missing = [o for o in wanted if o not in by_order]
+        if missing:
+            raise AnswersError(f"dialogue {dialog_id!r} has no judgment in order {missing[0]}")
+        values = [by_order[o] for o in wanted]
+        if paper_faithful:
+            outcome = -1 if values[0] is None else values[0]
+        elif any(v is None for v in values):
+            outcome = None
+        else:
+            outcome = values[0] if values[0] == values[1] else 0
+        outcomes.append(DialogueOutcome(dialog_id, outcome, by_order))
+    return outcomes
+
+
+def orders_for(paper_faithful: bool) -> tuple[str, ...]:
+    return (OPPONENT_FIRST,) if paper_faithful else ORDERS
+
+
+def _responses(item: PairItem, order: str) -> tuple[str, str]:
+    if order == MODEL_FIRST:
+        return item.model_answer, item.opponent_answer
+    return item.opponent_answer, item.model_answer
+
+
+def build_requests(
+    items: Sequence[PairItem],
+    prompts: Prompts,
+    model: str,
+    sampling: dict | None = None,
+    paper_faithful: bool = False,
+) -> list[tuple[PairItem, str, Any]]:
+    """(item, order, ChatRequest) for every pair and order: system + user message, exact texts."""
+    from ..llm import ChatRequest, Message
+
+    out = []
+    for item in items:
+        for order in orders_for(paper_faithful):
+            first, second = _responses(item, order)
+            system, user = prompts.judge_messages(item.situation, item.speaker_uttr, first, second)
+            request = ChatRequest(
+                model=model,
+                messages=(Message("system", system), Message("user", user)),
+                sampling=dict(sampling or {}),
+            )
+            out.append((item, order, request))
+    return out
+
+
+def _record(
+    item: PairItem, order: str, raw: str, verdict: int | None, key: str | None, judge: str
+) -> dict:
+    return {
+        "dialog_id": item.dialog_id,
+        "order": order,
+        "model_position": 1 if order == MODEL_FIRST else 2,
+        "raw": raw,
+        "verdict": verdict,
+        "winner": winner_of(verdict, order),
+        "request_key": key,
+        "judge": judge,
+    }
+
+
+def judge_with_llm(
+    items: Sequence[PairItem],
+    ask: AskFn,
+    prompts: Prompts,
+    model: str,
+    judge: str,
+    sampling: dict | None = None,
+    paper_faithful: bool = False,
+) -> list[dict]:
+    """Ask an LLM judge every pair (both orders unless paper_faithful); one record per call."""
+    triples = build_requests(items, prompts, model, sampling, paper_faithful)
+    replies = list(ask([request for _, _, request in triples]))
+    if len(replies) != len(triples):
+        raise AnswersError(f"judge {judge}: {len(replies)} replies for {len(triples)} requests")
+    records = []
+    for (item, order, request), reply in zip(triples, replies, strict=True):
+        text = reply if isinstance(reply, str) else reply.text
+        key = getattr(reply, "key", None) or getattr(request, "key", None)
+        records.append(_record(item, order, text, parse_verdict(text), key, judge))
+    return records
+
+
+def judge_with_scorer(
+    items: Sequence[PairItem],
+    score: Callable[[list[str], list[str], list[str]], Sequence[float]],
+    judge: str,
+    margin: float,
+    paper_faithful: bool = False,
+) -> list[dict]:
+    """Judge by a per-response score (the offline judge): higher wins, |difference| < margin ties.
+
+    Position cannot matter to a scorer, so both orders agree by construction; they are still
+    written so every judge's files have the same shape. Under ``paper_faithful`` there are no
+    ties: an exact draw goes to Response 1, as a judge forced to pick would.
+    """
+    situations = [i.situation for i in items] * 2
+    utterances = [i.speaker_uttr for i in items] * 2
+    answers = [i.model_answer for i in items] + [i.opponent_answer for i in items]
+    values = list(score(situations, utterances, answers))
+    n = len(items)
+    records = []
+    for k, item in enumerate(items):
+        s_model, s_opp = float(values[k]), float(values[n + k])
+        for order in orders_for(paper_faithful):
+            first, second = (s_model, s_opp) if order == MODEL_FIRST else (s_opp, s_model)
+            if paper_faithful:
+                verdict = 1 if first >= second else 2
+            elif abs(first - second) < margin:
+                verdict = 0
+            else:
+                verdict = 1 if first > second else 2
+            raw = json.dumps({"score_1": round(first, 6), "score_2": round(second, 6)})
+            records.append(_record(item, order, raw, verdict, None, judge))
+    return records
+
+
+def pair_items(
+    test_csv: str | Path, model_answers: str | Path, opponent_answers: str | Path
+) -> list[PairItem]:
+    """Join the test dialogues with both answer sets; every test dialogue needs both answers."""
+    test = read_split(test_csv)
+    mine, theirs = read_answers(model_answers), read_answers(opponent_answers)
+    items = []
+    for row in test.itertuples(index=False):
+        for path, answers in ((model_answers, mine), (opponent_answers, theirs)):
+            if row.dialog_id not in answers:
+                raise AnswersError(f"{path}: no answer for test dialogue {row.dialog_id!r}")
+        items.append(
+            PairItem(
+                row.dialog_id,
+                str(row.situation),
+                str(row.speaker_uttr),
+                mine[row.dialog_id],
+                theirs[row.dialog_id],
+            )
+        )
+    return items
+
+
+def client_ask(config: dict, judge: str, cost_report: str | Path | None = None) -> AskFn:
+    """The default ``ask``: the LLM layer's client for ``config.judges[judge]``."""
+    from ..llm import make_client
+
+    llm = config.get("llm", {})
+    client = make_client(
+        config["judges"][judge],
+        cache_dir=llm.get("cache_dir", "resources/cache"),
+        price_table=llm.get("price_table", "resources/prices.yaml"),
+        budget_usd=llm.get("budget_usd"),
+        cost_report=cost_report,
+    )
+    return lambda requests: client.complete(requests, desc=f"judge {judge}")
+
+
+def run_judge(
+    config: dict,
+    judge: str,
+    items: Sequence[PairItem],
+    ask: AskFn | None = None,
+    offline_model: str | Path | None = None,
+    cost_report: str | Path | None = None,
+) -> list[dict]:
+    """Judge ``items`` with the configured judge (LLM or offline scorer)."""
+    endpoint = config.get("judges", {}).get(judge)
+    if endpoint is None:
+        raise ConfigError(
+            f"config.judges has no judge {judge!r} (have: {sorted(config.get('judges', {}))})"
+        )
+    paper_faithful = bool(config.get("evaluation", {}).get("paper_faithful", False))
+    if endpoint["backend"] == "offline":
+        from .offline_judge import OfflineScorer
+
+        if offline_model is None:
+            raise ConfigError(
+                f"judge {judge!r} is offline: pass the trained scorer (--offline-model)"
+            )
+        scorer = OfflineScorer.load(offline_model)
+        return judge_with_scorer(
+            items, scorer.score, judge, endpoint.get("margin", 0.05), paper_faithful
+        )
+    prompts = Prompts(config.get("prompts", "resources/prompts.json"))
+    ask = ask or client_ask(config, judge, cost_report)
+    return judge_with_llm(
+        items, ask, prompts, endpoint["model"], judge, endpoint.get("sampling"), paper_faithful
+    )
+
+
+def judgment_path(judge: str, model_tag: str, opponent_tag: str) -> str:
+    return f"results/judgments/{judge}/{model_tag}{PAIR_SEPARATOR}{opponent_tag}.jsonl"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Judge two answer sets pairwise.")
+    add_config_arguments(parser)
+    parser.add_argument("--judge", required=True, help="a key of config.judges")
+    parser.add_argument("--test", required=True, help="results/data/test.csv")
+    parser.add_argument("--model-answers", required=True)
+    parser.add_argument("--opponent-answers", required=True)
+    parser.add_argument("--offline-model", help="trained offline scorer (offline judges only)")
+    parser.add_argument("--cost-report", help="CSV the LLM layer appends its costs to")
+    parser.add_argument("--out", required=True, help="judgments JSONL")
+    args = parser.parse_args(argv)
+    config = settings_from(args)
+    items = pair_items(args.test, args.model_answers, args.opponent_answers)
+    records = run_judge(
+        config, args.judge, items, offline_model=args.offline_model, cost_report=args.cost_report
+    )
+    write_jsonl(args.out, records)
+    invalid = sum(r["verdict"] is None for r in records)
+    print(f"{args.out}: {len(records)} judgments of {len(items)} dialogues, {invalid} invalid")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

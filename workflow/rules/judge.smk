@@ -1,0 +1,47 @@
+# Pairwise judgments (both orders unless evaluation.paper_faithful) and the offline judge.
+# Input functions: workflow/rules/common.smk.
+
+
+envvars: *judge_key_envvars()
+
+
+rule train_offline_judge:
+    input:
+        train="results/data/train.csv",
+        test="results/data/test.csv",
+    output:
+        model="results/judges/offline/model.joblib",
+        agreement="results/judges/offline/agreement.json",
+    params:
+        settings=offline_judge_settings(),
+    threads: 2
+    conda:
+        "../../envs/train.yaml"
+    log:
+        "logs/judges/offline/train.log",
+    shell:
+        "python -m empathy_distill.evaluation.offline_judge --settings {params.settings:q}"
+        " --train {input.train:q} --test {input.test:q} --model-out {output.model:q}"
+        " --agreement-out {output.agreement:q} > {log} 2>&1"
+
+
+rule judge_pair:
+    input:
+        unpack(judge_inputs),
+    output:
+        "results/judgments/{judge}/{model}__vs__{opponent}.jsonl",
+    params:
+        settings=judge_settings,
+        offline=lambda w, input: f"--offline-model {input.scorer}" if "scorer" in input.keys() else "",
+        cost_report="results/costs/judge_{judge}.csv",
+    resources:
+        api_calls=judge_api_calls,
+    conda:
+        "../../envs/train.yaml"
+    log:
+        "logs/judgments/{judge}/{model}__vs__{opponent}.log",
+    shell:
+        "python -m empathy_distill.evaluation.judge --settings {params.settings:q}"
+        " --judge {wildcards.judge} --test {input.test:q} --model-answers {input.model:q}"
+        " --opponent-answers {input.opponent:q} {params.offline}"
+        " --cost-report {params.cost_report:q} --out {output:q} > {log} 2>&1"

@@ -1,0 +1,112 @@
+# Result tables, figures and the Snakemake report (snakemake --report results/report.html).
+# Input functions: workflow/rules/common.smk.
+
+
+rule win_rates:
+    input:
+        judgments=all_judgments,
+        answers=all_answers,
+    output:
+        report(
+            "results/tables/win_rates.csv",
+            caption="../report/win_rates.rst",
+            category="Tables",
+            labels={"table": "win rates"},
+        ),
+    params:
+        settings=json.dumps(config, sort_keys=True),
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/tables/win_rates.log",
+    shell:
+        "python -m empathy_distill.evaluation.tables win-rates --settings {params.settings:q}"
+        " --out {output:q} > {log} 2>&1"
+
+
+rule judge_agreement:
+    input:
+        judgments=all_judgments,
+        offline=offline_agreement_files,
+    output:
+        report(
+            "results/tables/judge_agreement.csv",
+            caption="../report/judge_agreement.rst",
+            category="Tables",
+            labels={"table": "judge agreement"},
+        ),
+    params:
+        settings=json.dumps(config, sort_keys=True),
+        offline=lambda w, input: f"--offline-agreement {input.offline}" if input.offline else "",
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/tables/judge_agreement.log",
+    shell:
+        "python -m empathy_distill.evaluation.tables judge-agreement"
+        " --settings {params.settings:q} {params.offline} --out {output:q} > {log} 2>&1"
+
+
+rule figure_heatmap:
+    input:
+        "results/tables/win_rates.csv",
+    output:
+        report(
+            "results/figures/heatmap_{judge}.png",
+            caption="../report/heatmap.rst",
+            category="Figures",
+            subcategory="{judge}",
+            labels={"figure": "heatmap", "judge": "{judge}"},
+        ),
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/figures/heatmap_{judge}.log",
+    shell:
+        "python -m empathy_distill.evaluation.figures heatmap --table {input:q}"
+        " --judge {wildcards.judge} --out {output:q} > {log} 2>&1"
+
+
+rule figure_targeted_vs_naive:
+    input:
+        "results/tables/win_rates.csv",
+    output:
+        report(
+            "results/figures/targeted_vs_naive_{judge}.png",
+            caption="../report/targeted_vs_naive.rst",
+            category="Figures",
+            subcategory="{judge}",
+            labels={"figure": "targeted strategies vs naive", "judge": "{judge}"},
+        ),
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/figures/targeted_vs_naive_{judge}.log",
+    shell:
+        "python -m empathy_distill.evaluation.figures targeted_vs_naive --table {input:q}"
+        " --judge {wildcards.judge} --out {output:q} > {log} 2>&1"
+
+
+rule figure_sft_vs_dpo:
+    input:
+        "results/tables/win_rates.csv",
+    output:
+        report(
+            "results/figures/sft_vs_dpo_{judge}.png",
+            caption="../report/sft_vs_dpo.rst",
+            category="Figures",
+            subcategory="{judge}",
+            labels={"figure": "SFT vs SFT+DPO", "judge": "{judge}"},
+        ),
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/figures/sft_vs_dpo_{judge}.log",
+    shell:
+        "python -m empathy_distill.evaluation.figures sft_vs_dpo --table {input:q}"
+        " --judge {wildcards.judge} --out {output:q} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        figure_files(),
