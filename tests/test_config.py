@@ -57,6 +57,16 @@ def test_unknown_strategy_is_rejected():
         load_config(CONFIG, {"distillation": {"methods": {"improve_human": ["be_nicer"]}}})
 
 
+def test_grid_selection_defaults_to_every_defined_entry():
+    config = validate_config(
+        {
+            "students": {"a": {"model": "m", "template": "t"}},
+            "judges": {"j": {"backend": "offline", "model": "x"}},
+        }
+    )
+    assert config["grid"] == {"students": ["a"], "judges": ["j"]}
+
+
 def test_grid_selection_must_name_defined_entries():
     with pytest.raises(ConfigError, match=r"config\['grid'\]\['judges'\]: 'gpt5' is not defined"):
         load_config(CONFIG, {"grid": {"judges": ["gpt4o", "gpt5"]}})

@@ -73,7 +73,13 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
 
 
 def _check_references(config: dict) -> None:
-    """Cross-key checks JSON Schema cannot express: grid selections name defined entries."""
+    """Cross-key checks JSON Schema cannot express: grid selections name defined entries.
+
+    A selection left out defaults to every defined entry.
+    """
+    selection = config.setdefault("grid", {})
+    selection.setdefault("students", list(config.get("students", {})))
+    selection.setdefault("judges", list(config.get("judges", {})))
     problems = []
     for section, defined in (
         ("students", config.get("students", {})),
