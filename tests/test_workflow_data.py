@@ -96,3 +96,51 @@ def test_unknown_config_key_stops_the_run(tmp_path):
     result = run_snakemake(tmp_path, {"distillation": {"direct_dpo_fliter": "intended"}}, "-n")
     assert result.returncode != 0
     assert "'direct_dpo_fliter' was unexpected" in result.stdout + result.stderr
+
+
+PAPER_GRID_JOBS = {
+    "split_dataset": 1,
+    "improve_human_sources": 1,
+    "direct_sets": 5,
+    "improved_sets": 16,
+    "leakage_guard": 21,
+    "set_dataset_info": 21,
+    "dataset_info": 1,
+    "teacher_initial": 1,
+    "improve_llm_sources": 1,
+    "teacher_improve": 14,
+    "train_sft": 42,
+    "train_dpo": 42,
+    "answer_base": 2,
+    "answer_model": 84,
+    "judge_pair": 452,
+    "win_rates": 1,
+    "judge_agreement": 1,
+    "figure_heatmap": 2,
+    "figure_targeted_vs_naive": 2,
+    "figure_sft_vs_dpo": 2,
+    "all": 1,
+}
+
+
+def _job_stats(output: str) -> dict[str, int]:
+    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        name, count = line.split()
+        if name != "total":
+            counts[name] = int(count)
+    return counts
+
+
+def test_dry_run_shows_the_whole_paper_grid(dataset_path, tmp_path):
+    """snakemake -n on the default config: every job of the paper grid, GPU jobs ask for a GPU."""
+    result = run_snakemake(tmp_path, {"dataset": {"path": str(dataset_path)}}, "-n")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert _job_stats(output) == PAPER_GRID_JOBS
+    blocks = output.split("\nrule ")
+    for rule in ("train_sft", "train_dpo", "answer_model", "answer_base"):
+        jobs = [b for b in blocks if b.startswith(f"{rule}:")]
+        assert jobs, rule
+        assert all("gpu=1" in b.split("resources:", 1)[1].splitlines()[0] for b in jobs), rule
