@@ -28,9 +28,3 @@ rule all:
         get_final_output(),
     default_target: True
 
-
-# The offline demo (and anyone who sets report.build_on_success) gets results/report.html at the
-# end of a successful run; otherwise: snakemake --report results/report.html
-onsuccess:
-    if config["report"]["build_on_success"]:
-        shell(report_command())

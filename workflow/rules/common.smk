@@ -211,14 +211,10 @@ def get_final_output():
     targets += all_answers()
     targets += ["results/tables/win_rates.csv", "results/tables/judge_agreement.csv"]
     targets += figure_files()
+    targets += report_targets()
     return targets
 
 
-def report_command():
-    """`snakemake --report` for this very run (same Snakefile, directory and config files)."""
-    configfiles = " ".join(f"{Path(f).resolve()}" for f in workflow.configfiles)
-    return (
-        f"{sys.executable} -m snakemake --nolock -s {workflow.main_snakefile}"
-        f" -d {Path.cwd()} --configfile {configfiles}"
-        f" --report {config['report']['path']}"
-    )
+def report_targets():
+    """results/report.html when report.build is on (the demo), else only on request."""
+    return [config["report"]["path"]] if config["report"]["build"] else []

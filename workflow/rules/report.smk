@@ -110,3 +110,24 @@ rule figure_sft_vs_dpo:
 rule figures:
     input:
         figure_files(),
+
+
+# The self-contained HTML report as a product of the DAG (used by the demo): a nested
+# `snakemake --report` over the same Snakefile, directory and final config, after every table
+# and figure it shows exists.
+rule report_html:
+    input:
+        tables=["results/tables/win_rates.csv", "results/tables/judge_agreement.csv"],
+        figures=figure_files(),
+    output:
+        config["report"]["path"],
+    params:
+        config_json=lambda w: json.dumps(config, sort_keys=True),
+        snakefile=workflow.main_snakefile,
+    conda:
+        CORE_ENV
+    log:
+        "logs/report/report_html.log",
+    shell:
+        "python -m empathy_distill.report_html --snakefile {params.snakefile:q}"
+        " --config-json {params.config_json:q} --out {output:q} > {log} 2>&1"
