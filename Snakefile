@@ -28,3 +28,31 @@ rule all:
         get_final_output(),
     default_target: True
 
+
+# On a cluster (workflow/profiles/slurm) these run in the main Snakemake process on the submit
+# host, never through sbatch: the API rules (teacher, judges) and the download need the internet
+# and the API keys, the rest take seconds and would only wait in the queue. Training, answering
+# (GPU), build_tiny_student and train_offline_judge are submitted. Without a cluster: no effect.
+localrules:
+    all,
+    download_dataset,
+    split_dataset,
+    improve_human_sources,
+    improve_llm_sources,
+    direct_sets,
+    improved_sets,
+    set_dataset_info,
+    dataset_info,
+    leakage_guard,
+    teacher_initial,
+    teacher_improve,
+    cost,
+    judge_pair,
+    win_rates,
+    judge_agreement,
+    figure_heatmap,
+    figure_targeted_vs_naive,
+    figure_sft_vs_dpo,
+    figures,
+    report_html,
+

@@ -1,10 +1,11 @@
 """workflow/profiles/slurm against a real Slurm: one node on 127.0.0.1 with a fake GPU.
 
-Starts munged, slurmctld and slurmd (tests/slurm/loopback.py), runs tests/slurm/Snakefile.toy
-with `--profile workflow/profiles/slurm --profile <test overlay>` and checks from the logged
-sbatch calls, `scontrol show job` and the jobs' own environment that the GPU rule asked for
-`--gpus=1`, that the local API rule never went through sbatch, and that the global `api_calls`
-resource kept API jobs (local and submitted) from overlapping.
+Starts munged, slurmctld and slurmd (tests/slurm/loopback.py), runs part of the repository's
+own Snakefile (demo grid on 60 + 10 dialogues: split, direct sets, leakage guard, tiny student,
+SFT, the local tiny teacher) with `--profile workflow/profiles/slurm --profile <test overlay>`
+(tests/slurm/dag.py) and checks from the logged sbatch calls and `scontrol show job` that
+train_sft asked for and got one GPU in the gpu partition, that the API and cheap data rules ran
+in the main Snakemake process and never went through sbatch, and that the outputs exist.
 
 Needs root (or Slurm already installed) and apt. Skips otherwise, unless
 EMPATHY_DISTILL_REQUIRE_SLURM=1 (set in CI), which turns every skip into a failure.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -23,8 +25,8 @@ import yaml
 SLURM_DIR = Path(__file__).resolve().parent / "slurm"
 sys.path.insert(0, str(SLURM_DIR))
 
+import dag  # noqa: E402
 import loopback  # noqa: E402
-import toy  # noqa: E402
 
 REQUIRED = os.environ.get("EMPATHY_DISTILL_REQUIRE_SLURM") == "1"
 
@@ -47,7 +49,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     except (loopback.SlurmUnavailable, OSError) as exc:
         _unavailable(f"cannot install Slurm: {exc}")
     root = tmp_path_factory.mktemp("slurm")
-    partitions = toy.profile_partitions(toy.load_profile(toy.MAIN_PROFILE))
+    partitions = dag.profile_partitions(dag.load_profile(dag.MAIN_PROFILE))
     node = loopback.LoopbackSlurm(root, partitions=partitions)
     try:
         node.start()
@@ -63,9 +65,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     assert not survivors, f"daemons survived stop(): {survivors}"
 
 
+def _localrules() -> set[str]:
+    """Rule names of the Snakefile's `localrules:` directive."""
+    text = (dag.REPO / "Snakefile").read_text()
+    block = re.search(r"^localrules:\n((?:[ \t]+\w+,?\n)+)", text, flags=re.MULTILINE)
+    assert block, "no localrules: block in the Snakefile"
+    return set(re.findall(r"\w+", block.group(1)))
+
+
 def test_profile_is_well_formed() -> None:
     """The profile's claims that need no cluster: squeue polling, throttle, GPU rules."""
-    profile = toy.load_profile(toy.MAIN_PROFILE)
+    profile = dag.load_profile(dag.MAIN_PROFILE)
     assert profile["executor"] == "slurm"
     assert profile["slurm-status-command"] == "squeue"
     init_s = int(profile["slurm-init-seconds-before-status-checks"])
@@ -74,15 +84,38 @@ def test_profile_is_well_formed() -> None:
     assert any(r.startswith("api_calls=") for r in profile["resources"])
     assert "slurm_account" not in yaml.safe_dump(profile)
     res = profile["set-resources"]
-    for rule in toy.GPU_RULES:
+    for rule in dag.GPU_RULES:
         assert res[rule]["gpu"] == 1, rule
         assert {"cpus_per_gpu", "mem_mb", "runtime"} <= set(res[rule]), rule
-    for rule in toy.API_RULES:
-        assert "gpu" not in res[rule], rule
+    assert "gpu" not in res["train_offline_judge"]
     for rule, values in res.items():
+        assert rule not in _localrules(), f"{rule} is a local rule: its set-resources are dead"
         extra = str(values.get("slurm_extra", ""))
         for flag in ("--gres", "--gpus", "--mem"):
             assert flag not in extra, f"{rule}: {flag} in slurm_extra"
+
+
+def test_api_rules_are_local_and_gpu_rules_are_not() -> None:
+    """API rules must run on the submit host (internet, keys); GPU rules must be submitted."""
+    local = _localrules()
+    assert set(dag.API_RULES) | {"download_dataset"} <= local
+    assert not (set(dag.GPU_RULES) | {"train_offline_judge", "build_tiny_student"}) & local
+
+
+def test_profile_matches_config_resources() -> None:
+    """On SLURM the profile's set-resources win over config.yaml's training/generation
+    resources: they must say the same, so a local run and a cluster run size jobs alike."""
+    res = dag.load_profile(dag.MAIN_PROFILE)["set-resources"]
+    config = yaml.safe_load((dag.REPO / "config.yaml").read_text())
+    for rules, wanted in (
+        (("train_sft", "train_dpo"), config["training"]["resources"]),
+        (("answer_base", "answer_model"), config["generation"]["resources"]),
+    ):
+        for rule in rules:
+            assert res[rule]["gpu"] == wanted["gpu"], rule
+            assert res[rule]["mem_mb"] == wanted["mem_mb"], rule
+            assert res[rule]["runtime"] == wanted["runtime"], rule
+            assert res[rule]["cpus_per_gpu"] == wanted["threads"], rule
 
 
 def test_check_submissions_flags_wrong_calls(tmp_path: Path) -> None:
@@ -91,36 +124,42 @@ def test_check_submissions_flags_wrong_calls(tmp_path: Path) -> None:
     calls = [
         "--comment rule_train_sft -p gpu --mem 1000 --gpus=1 --wrap=x",
         "--comment rule_answer_model_wildcards_a -p gpu --wrap=x",
-        "--comment rule_make_split --gpus=1 --wrap=x",
+        "--comment rule_split_dataset --gpus=1 --wrap=x",
         "--comment rule_teacher_initial -p cpu --wrap=x",
     ]
-    run = toy.ToyRun(0, 1.0, tmp_path, "", calls)
-    assert run.submitted_rules() == ["train_sft", "answer_model", "make_split", "teacher_initial"]
-    problems = toy.check_submissions(run, local_rules=("teacher_initial",))
+    run = dag.SlurmRun(0, 1.0, tmp_path, "", calls)
+    want = ["train_sft", "answer_model", "split_dataset", "teacher_initial"]
+    assert run.submitted_rules() == want
+    problems = dag.check_submissions(run, local_rules=("teacher_initial",))
     assert len(problems) == 3
     assert problems[0].startswith("GPU rule answer_model")
-    assert problems[1].startswith("non-GPU rule make_split")
+    assert problems[1].startswith("non-GPU rule split_dataset")
     assert problems[2].startswith("local rule teacher_initial")
-    assert toy.check_submissions(toy.ToyRun(0, 1.0, tmp_path, "", calls[:1])) == []
+    assert dag.check_submissions(dag.SlurmRun(0, 1.0, tmp_path, "", calls[:1])) == []
 
 
 @pytest.mark.slow
-def test_toy_workflow_on_loopback_slurm(cluster: loopback.LoopbackSlurm, tmp_path: Path) -> None:
-    """GPU rule -> sbatch --gpus=1 in the gpu partition; API rules throttled; local rule local."""
+def test_real_dag_on_loopback_slurm(cluster: loopback.LoopbackSlurm, tmp_path: Path) -> None:
+    """The real Snakefile through the SLURM profile: train_sft -> sbatch --gpus=1 in the gpu
+    partition and Slurm gave it gres:gpu:1; build_tiny_student -> a CPU job; the teacher and
+    the data rules ran locally; the adapter and the teacher's 10 answers exist."""
+    if not dag.DATASET.exists():
+        _unavailable(f"dataset not available at {dag.DATASET}")
     workdir = tmp_path / "work"
     workdir.mkdir()
-    result = toy.run_workflow(cluster, workdir, timeout_s=240)
+    result = dag.run_workflow(cluster, workdir, timeout_s=420)
     assert result.returncode == 0, result.log[-4000:]
-    assert sorted(result.submitted_rules()) == ["judge_pair", "judge_pair", "train_sft"]
+    assert sorted(result.submitted_rules()) == ["build_tiny_student", "train_sft"]
     (sft_call,) = result.calls_for("train_sft")
     assert "--gpus=1" in sft_call
     assert "--cpus-per-gpu=" in sft_call
     assert "-p gpu" in sft_call
-    for call in result.calls_for("judge_pair"):
-        assert "--gpus" not in call and "--gres" not in call
-        assert "-p cpu" in call
-    sft = toy.read_evidence(workdir / "toy" / "train_sft.txt")
-    assert sft["TresPerJob"] == "gres:gpu:1"
-    assert sft["SLURM_GPUS_ON_NODE"] == "1"
-    assert sft["Partition"] == "gpu"
-    assert toy.check_toy(result) == []
+    (tiny_call,) = result.calls_for("build_tiny_student")
+    assert "--gpus" not in tiny_call and "--gres" not in tiny_call
+    assert "-p cpu" in tiny_call
+    (sft_job,) = result.jobs_for("train_sft")
+    assert sft_job["JobState"] == "COMPLETED"
+    assert sft_job["Partition"] == "gpu"
+    assert sft_job["TresPerJob"] == "gres:gpu:1"
+    assert "teacher_initial" in result.local_rules_run()
+    assert dag.check_dag(result) == []
