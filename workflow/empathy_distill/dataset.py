@@ -16,9 +16,9 @@ import urllib.request
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from . import REPO_ROOT
+from .config import read_yaml
 from .errors import DatasetError
 
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "dataset.schema.yaml"
@@ -90,8 +90,7 @@ def download(
 
 
 def load_schema() -> dict:
-    with open(SCHEMA_PATH, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    return read_yaml(SCHEMA_PATH)
 
 
 def _rows(index: pd.Index) -> str:

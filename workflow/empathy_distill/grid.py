@@ -25,6 +25,8 @@ COMPARISONS = ("vs_base", "vs_naive", "dpo_vs_sft", "vs_teacher")
 TAG_SEPARATOR = "--"
 PAIR_SEPARATOR = "__vs__"
 TEACHER_TAG = "teacher"
+#: Figures per judge (empathy_distill.evaluation.figures draws them).
+FIGURE_KINDS = ("heatmap", "targeted_vs_naive", "sft_vs_dpo")
 
 
 @dataclass(frozen=True, order=True)

@@ -196,9 +196,11 @@ def offline_agreement_files(wildcards=None):
 
 
 def figure_files():
-    from empathy_distill.evaluation.figures import KINDS
-
-    return [f"results/figures/{kind}_{judge}.png" for kind in KINDS for judge in grid.judges(config)]
+    return [
+        f"results/figures/{kind}_{judge}.png"
+        for kind in grid.FIGURE_KINDS
+        for judge in grid.judges(config)
+    ]
 
 
 def get_final_output():

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-KINDS = ("heatmap", "targeted_vs_naive", "sft_vs_dpo")
+from ..grid import FIGURE_KINDS as KINDS
 
 
 def _empty(ax: plt.Axes, message: str) -> None:
