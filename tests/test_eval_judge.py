@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
+from empathy_distill.evaluation import judge
 from empathy_distill.evaluation.judge import (
     MODEL_FIRST,
     OPPONENT_FIRST,
@@ -14,10 +16,15 @@ from empathy_distill.evaluation.judge import (
     judge_with_llm,
     judge_with_scorer,
     parse_verdict,
+    run_judge,
 )
+from empathy_distill.evaluation.records import read_jsonl, write_jsonl
 from empathy_distill.evaluation.tables import summarize
 from empathy_distill.prompts import Prompts
-from tests.servers.judge_server import JudgeServer, always, prefer_longer, responses_of
+from tests.servers.judge_rules import always, prefer_longer, responses_of
+from tests.servers.openai_server import OpenAIServer
+
+CHAT = "POST /v1/chat/completions"
 
 
 @pytest.mark.parametrize(
@@ -71,25 +78,27 @@ def rule_ask(rule):
     return ask
 
 
-def openai_ask(base_url: str):
-    """Thin adapter: the real openai client against the local server (until the LLM layer's
-    ``make_client`` with backend openai_compatible is merged into this branch)."""
-    from openai import OpenAI
+def local_judge_config(server: OpenAIServer, cache_dir) -> dict:
+    """A config whose judge ``local`` is the local server, reached through the LLM layer
+    (``make_client``, backend openai_compatible), as for any API judge."""
+    endpoint = {"backend": "openai_compatible", "model": "local-judge", "base_url": server.url}
+    return {
+        "judges": {"local": endpoint},
+        "llm": {"cache_dir": str(cache_dir)},
+        "evaluation": {"paper_faithful": False},
+    }
 
-    client = OpenAI(base_url=base_url, api_key="test-key", max_retries=0)
 
-    def ask(requests):
-        out = []
-        for r in requests:
-            reply = client.chat.completions.create(
-                model=r.model,
-                messages=[{"role": m.role, "content": m.content} for m in r.messages],
-                **r.sampling,
-            )
-            out.append(reply.choices[0].message.content)
-        return out
+class Recording:
+    """Wraps a rule and keeps every conversation the server was asked to judge."""
 
-    return ask
+    def __init__(self, rule) -> None:
+        self.rule = rule
+        self.seen: list[list[dict]] = []
+
+    def __call__(self, messages):
+        self.seen.append(messages)
+        return self.rule(messages)
 
 
 def answers(items):
@@ -157,14 +166,14 @@ def test_paper_faithful_uses_one_fixed_order_and_counts_invalid_as_loss(llm_type
     assert (stats["win_rate"], stats["invalid"], stats["losses"]) == (0.0, 10, 0)
 
 
-def test_local_server_longer_preferring_judge_reveals_length_bias(llm_types):
+def test_local_server_longer_preferring_judge_reveals_length_bias(llm_types, tmp_path):
     items = make_items(60)
-    with JudgeServer(prefer_longer) as server:
-        records = judge_with_llm(
-            items, openai_ask(server.base_url), Prompts(), "local-judge", "local"
-        )
-        assert len(server.requests) == 120
-        assert server.requests[0]["messages"][0]["role"] == "system"
+    rule = Recording(prefer_longer)
+    with OpenAIServer(answer_fn=rule) as server:
+        records = run_judge(local_judge_config(server, tmp_path / "cache"), "local", items)
+        assert server.counts[CHAT] == 120
+    assert [m["role"] for m in rule.seen[0]] == ["system", "user"]
+    assert all(r["request_key"] for r in records)
     stats = summarize(records, *answers(items))
     assert stats["win_rate"] == pytest.approx(0.7)
     assert stats["position_consistency"] == 1.0
@@ -172,12 +181,61 @@ def test_local_server_longer_preferring_judge_reveals_length_bias(llm_types):
     assert abs(stats["lc_win_rate"] - stats["win_rate"]) > 0.1
 
 
-def test_local_server_always_one_judge_is_all_ties(llm_types):
+def test_local_server_always_one_judge_is_all_ties(llm_types, tmp_path):
     items = make_items(10)
-    with JudgeServer(always("Response 1")) as server:
-        records = judge_with_llm(items, openai_ask(server.base_url), Prompts(), "m", "local")
+    with OpenAIServer(answer_fn=always("Response 1")) as server:
+        records = run_judge(local_judge_config(server, tmp_path / "cache"), "local", items)
     stats = summarize(records, *answers(items))
     assert (stats["ties"], stats["position_consistency"], stats["invalid"]) == (10, 0.0, 0)
+    assert stats["wins"] == stats["losses"] == 0
+
+
+def test_judge_command_against_local_server_counts_invalid_and_caches(tmp_path, capsys):
+    """``python -m empathy_distill.evaluation.judge`` for an API judge, end to end: test split and
+    answer files in, judgments file out; the rerun is answered by the cache alone."""
+    items = make_items(12)
+    pd.DataFrame(
+        {
+            "dialog_id": [i.dialog_id for i in items],
+            "situation": [i.situation for i in items],
+            "speaker_uttr": [i.speaker_uttr for i in items],
+        }
+    ).to_csv(tmp_path / "test.csv", index=False)
+    for name, side in (("model", answers(items)[0]), ("opponent", answers(items)[1])):
+        write_jsonl(
+            tmp_path / f"{name}.jsonl",
+            [
+                {"dialog_id": d, "prompt": "", "answer": a, "generation": {}, "seed": 0}
+                for d, a in side.items()
+            ],
+        )
+
+    def rule(messages):  # refuses whenever Response 1 is a short "ok ..." answer
+        one, _ = responses_of(messages)
+        return "I cannot choose." if one.startswith("ok") else prefer_longer(messages)
+
+    def run(server, out):
+        settings = json.dumps(local_judge_config(server, tmp_path / "cache"))
+        argv = ["--settings", settings, "--judge", "local", "--test", str(tmp_path / "test.csv")]
+        argv += ["--model-answers", str(tmp_path / "model.jsonl")]
+        argv += ["--opponent-answers", str(tmp_path / "opponent.jsonl")]
+        argv += ["--cost-report", str(tmp_path / "costs.csv"), "--out", str(out)]
+        assert judge.main(argv) == 0
+
+    with OpenAIServer(answer_fn=rule) as server:
+        run(server, tmp_path / "first.jsonl")
+        assert server.counts[CHAT] == 24
+        run(server, tmp_path / "again.jsonl")
+        assert server.counts[CHAT] == 24  # the rerun made no request
+    first = read_jsonl(tmp_path / "first.jsonl")
+    assert first == read_jsonl(tmp_path / "again.jsonl")
+    short = sum(i.model_answer.startswith("ok") for i in items)  # model answer as Response 1
+    assert sum(r["verdict"] is None for r in first) == short == 3
+    assert f"24 judgments of 12 dialogues, {short} invalid" in capsys.readouterr().out
+    stats = summarize(first, *answers(items))
+    assert stats["invalid"] == short and stats["wins"] == 12 - short
+    costs = pd.read_csv(tmp_path / "costs.csv")
+    assert costs["answered"].tolist() == [24, 0] and costs["cached"].tolist() == [0, 24]
 
 
 def test_combine_orders_flip_is_tie_agreement_stands():

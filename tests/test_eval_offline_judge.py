@@ -12,12 +12,20 @@ import pytest
 from empathy_distill.errors import LeakageError
 from empathy_distill.evaluation.embeddings import CachedEmbedder
 from empathy_distill.evaluation.judge import PairItem, combine_orders, run_judge
+from empathy_distill.evaluation.lexical import NAMES, lexical_features
 from empathy_distill.evaluation.offline_judge import (
     OfflineScorer,
+    PairwiseRanker,
+    agreement,
+    candidates,
     check_disjoint,
     context_text,
+    dialogue_folds,
+    dialogue_pairs,
     evaluate,
     long_ratings,
+    rater_debiased,
+    reference_orderings,
     select_and_fit,
 )
 
@@ -46,6 +54,12 @@ def frames(split):
     return pd.read_csv(split["train"]).head(120), pd.read_csv(split["test"]).head(40)
 
 
+@pytest.fixture(scope="module")
+def fitted(frames):
+    """One scorer fitted on the 120 train dialogues with the stand-in embedder (a few seconds)."""
+    return select_and_fit(frames[0], SpyEmbedder())
+
+
 def test_no_test_dialogue_reaches_training(frames):
     train, test = frames
     spy = SpyEmbedder()
@@ -58,25 +72,24 @@ def test_no_test_dialogue_reaches_training(frames):
     train_texts = set(long_ratings(train)["response"]) | set(long_ratings(train)["context"])
     assert not seen & set(test_rows["context"])  # no test context was ever embedded
     assert not (seen & set(test_rows["response"])) - train_texts
-    assert len(scorer.selection) == 16
+    assert len(scorer.selection) == len(candidates()) == 36
     # evaluating afterwards uses the test split, but only then
     report = evaluate(scorer, test, margin=0.05)
     assert report["n_dialogues"] == 40 and report["n_pairs"] == 400
     assert 0.0 <= report["pairwise_agreement"] <= report["pairwise_agreement_no_margin"] <= 1.0
 
 
-def test_overlapping_splits_are_refused(frames):
+def test_overlapping_splits_are_refused(frames, fitted):
     train, test = frames
     with pytest.raises(LeakageError, match="test dialogue"):
         check_disjoint(train, pd.concat([test, train.head(1)]))
-    scorer = select_and_fit(train, SpyEmbedder())
     with pytest.raises(LeakageError):
-        evaluate(scorer, train.head(5), margin=0.05)
+        evaluate(fitted, train.head(5), margin=0.05)
 
 
-def test_scores_are_percentiles_and_survive_save_load(frames, tmp_path):
-    train, test = frames
-    scorer = select_and_fit(train, SpyEmbedder())
+def test_scores_are_percentiles_and_survive_save_load(frames, fitted, tmp_path):
+    _, test = frames
+    scorer = fitted
     path = tmp_path / "model.joblib"
     scorer.save(path)
     loaded = OfflineScorer.load(path, SpyEmbedder())
@@ -91,9 +104,9 @@ def test_scores_are_percentiles_and_survive_save_load(frames, tmp_path):
     assert set(loaded.calibration.rating_class(np.array([0.0, 0.5, 1.0]))) <= {1, 2, 3}
 
 
-def test_offline_judge_through_run_judge(frames, tmp_path, monkeypatch):
-    train, test = frames
-    scorer = select_and_fit(train, SpyEmbedder())
+def test_offline_judge_through_run_judge(frames, fitted, tmp_path, monkeypatch):
+    _, test = frames
+    scorer = fitted
     path = tmp_path / "model.joblib"
     scorer.save(path)
     row = test.iloc[0]
@@ -133,13 +146,13 @@ def test_minilm_loads_offline_and_embeds(tmp_path):
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
 
 
-def test_judge_command_line_with_settings_slice(frames, tmp_path, monkeypatch):
+def test_judge_command_line_with_settings_slice(frames, fitted, tmp_path, monkeypatch):
     import empathy_distill.evaluation.offline_judge as offline
     from empathy_distill.evaluation import judge
     from empathy_distill.evaluation.records import read_jsonl, write_jsonl
 
-    train, test = frames
-    select_and_fit(train, SpyEmbedder()).save(tmp_path / "model.joblib")
+    _, test = frames
+    fitted.save(tmp_path / "model.joblib")
     monkeypatch.setattr(offline, "default_embedder", lambda *a, **k: SpyEmbedder())
     test.head(5).to_csv(tmp_path / "test.csv", index=False)
     for name, column in (("a", "response_chatgpt_empathy"), ("b", "response_human")):
@@ -179,3 +192,85 @@ def test_judge_command_line_with_settings_slice(frames, tmp_path, monkeypatch):
         == 0
     )
     assert len(read_jsonl(out)) == 10
+
+
+def test_rater_debiasing_removes_leniency_but_keeps_author_means():
+    # Each rater rates one responder (as in the dataset): "easy" gives 3s, "harsh" 1s to the same
+    # author; author B is rated 2 by a neutral rater. Author means must survive (A 2.0, B 2.0
+    # here); the lenient rater's ratings must move down and the harsh one's up, symmetrically.
+    rows = pd.DataFrame(
+        {
+            "responder": ["A"] * 4 + ["B"] * 2,
+            "annotator": ["easy", "easy", "harsh", "harsh", "mid", "mid"],
+            "rating": [3.0, 3.0, 1.0, 1.0, 2.0, 2.0],
+        }
+    )
+    debiased = rater_debiased(rows)
+    # offset(easy) = (6 + 5 * 2) / (2 + 5) - 2 = 2 / 7
+    assert debiased[:2] == pytest.approx([3 - 2 / 7] * 2)
+    assert debiased[2:4] == pytest.approx([1 + 2 / 7] * 2)
+    assert debiased[4:] == pytest.approx([2.0, 2.0])
+    assert debiased[:4].mean() == pytest.approx(2.0)
+
+
+def test_dialogue_pairs_orders_only_within_a_dialogue():
+    ids = np.array(["a", "a", "a", "b", "b"])
+    target = np.array([3.0, 1.0, 3.0, 2.0, 1.0])
+    better, worse = dialogue_pairs(ids, target)
+    assert sorted(zip(better.tolist(), worse.tolist(), strict=True)) == [(0, 1), (2, 1), (3, 4)]
+
+
+def test_pairwise_ranker_recovers_a_planted_order():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1000, 4))
+    quality = x @ np.array([2.0, -1.0, 0.0, 0.0])
+    ids = np.repeat(np.arange(200), 5)
+    # per-dialogue offsets (a pointwise model must absorb them, the pairwise one ignores them)
+    rating = np.digitize(quality + np.repeat(rng.normal(scale=3, size=200), 5), [-1, 1]) + 1.0
+    rating = np.where(rng.random(1000) < 0.1, 4 - rating, rating)  # 10 % flipped labels
+    ranker = PairwiseRanker(alpha=1.0).fit(x, rating, ids)
+    w = ranker.coef_
+    assert w[0] > 0 > w[1] and w[0] / -w[1] == pytest.approx(2.0, rel=0.25)
+    assert max(abs(w[2]), abs(w[3])) < w[0] / 10
+    rows = pd.DataFrame({"dialog_id": ids, "rating": rating})
+    learnt = agreement(rows, ranker.predict(x), 0.0)["pairwise_agreement_no_margin"]
+    oracle = agreement(rows, quality, 0.0)["pairwise_agreement_no_margin"]  # the true order
+    assert learnt >= oracle - 0.01
+
+
+def test_folds_keep_each_dialogue_on_one_side():
+    ids = np.repeat([f"d{i}" for i in range(23)], 5)
+    fold = dialogue_folds(ids, 5, seed=1)
+    per_dialogue = pd.Series(fold).groupby(ids).nunique()
+    assert (per_dialogue == 1).all()
+    assert sorted(pd.Series(fold).groupby(ids).first().value_counts()) == [4, 4, 5, 5, 5]
+
+
+def test_lexical_features_mark_empathy_cues():
+    plain, warm = lexical_features(["The bus was late.", "I'm so sorry! How are you feeling?"])
+    named = dict(zip(NAMES, warm, strict=True))
+    assert named["has_question"] == 1 and named["has_exclamation"] == 1
+    assert named["second_person_rate"] == pytest.approx(1 / 7)
+    assert named["sympathy_rate"] == pytest.approx(2 / 7)
+    assert plain[NAMES.index("second_person_rate")] == 0
+    assert lexical_features([]).shape == (0, len(NAMES))
+
+
+def test_reference_orderings_on_hand_made_ratings():
+    def frame(ratings, raters, ids):
+        data = {"dialog_id": ids, "situation": "s", "speaker_uttr": "u"}
+        for k, responder in enumerate(
+            ("human", "chatgpt_empathy", "llama_empathy", "gemini_empathy", "mixtral_empathy")
+        ):
+            data[f"response_{responder}"] = f"text {k}"
+            data[f"rating_{responder}"] = [r[k] for r in ratings]
+            data[f"annotator_{responder}"] = [f"{responder}-{x[k]}" for x in raters]
+        return pd.DataFrame(data)
+
+    # train: chatgpt always 3, human always 1, the rest 2; raters "0" of each responder
+    train = frame([[1, 3, 2, 2, 2]] * 4, [["0"] * 5] * 4, [f"t{i}" for i in range(4)])
+    # test: the human order matches the author order exactly in dialogue x
+    test = frame([[1, 3, 2, 2, 2]], [["0"] * 5], ["x"])
+    ref = reference_orderings(train, test)
+    # author order decides the 7 differing pairs; leniency offsets are all 0 -> every pair a miss
+    assert ref == {"author_mean": 1.0, "rater_leniency": 0.0}

@@ -18,7 +18,7 @@ from empathy_distill.evaluation.judge import (
 from empathy_distill.evaluation.records import read_answers, write_jsonl
 from empathy_distill.grid import answer_path, answer_tags, comparisons
 from empathy_distill.prompts import Prompts
-from tests.servers.judge_server import prefer_longer
+from tests.servers.judge_rules import prefer_longer
 from tests.test_eval_judge import rule_ask
 
 N = 30
