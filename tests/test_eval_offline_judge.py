@@ -274,3 +274,49 @@ def test_reference_orderings_on_hand_made_ratings():
     ref = reference_orderings(train, test)
     # author order decides the 7 differing pairs; leniency offsets are all 0 -> every pair a miss
     assert ref == {"author_mean": 1.0, "rater_leniency": 0.0}
+
+
+def test_model_trained_by_the_command_loads_in_another_process(frames, tmp_path, monkeypatch):
+    """`python -m ...offline_judge` must pickle classes by their importable module name."""
+    import runpy
+    import subprocess
+    import sys
+
+    import empathy_distill.evaluation.offline_judge as offline
+
+    from .conftest import REPO_ROOT
+
+    train, test = frames
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    model = tmp_path / "model.joblib"
+    monkeypatch.setattr(offline, "default_embedder", lambda *a, **k: SpyEmbedder())
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "offline_judge",
+            "--train",
+            str(tmp_path / "train.csv"),
+            "--test",
+            str(tmp_path / "test.csv"),
+            "--model-out",
+            str(model),
+            "--agreement-out",
+            str(tmp_path / "agreement.json"),
+        ],
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("empathy_distill.evaluation.offline_judge", run_name="__main__")
+    assert exit_info.value.code == 0
+    load = (
+        "from empathy_distill.evaluation.offline_judge import OfflineScorer; "
+        f"OfflineScorer.load({str(model)!r})"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", load],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO_ROOT / "workflow"), "PATH": "/usr/bin"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]

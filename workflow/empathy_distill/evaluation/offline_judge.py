@@ -510,4 +510,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run the canonical module, not this __main__ copy: the saved model pickles this module's
+    # classes, which must be importable by name when the judge jobs load it.
+    from empathy_distill.evaluation import offline_judge
+
+    raise SystemExit(offline_judge.main())
