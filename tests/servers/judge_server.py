@@ -12,7 +12,9 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from .base import LocalHTTPServer
 
 Rule = Callable[[list[dict]], str]
 _RESPONSES = re.compile(r"\nResponse 1: (?P<one>.*) \nResponse 2: (?P<two>.*)\Z", re.DOTALL)
@@ -77,7 +79,7 @@ class JudgeServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = LocalHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

@@ -1,5 +1,8 @@
 """OpenAI chat completions: real time (async) and the Batch API; also any OpenAI-compatible server.
 
+Real-time requests are posted by ``chat_http.ChatPoster`` (same body and headers, a fraction of
+the SDK's CPU per request); files and batches go through the SDK.
+
 Batch API (https://platform.openai.com/docs/guides/batch): a JSONL file of
 ``{custom_id, method, url, body}`` lines is uploaded with purpose ``batch``, a batch is created
 with ``completion_window: 24h``, polled, and its output and error files are read back. Lines are
@@ -12,11 +15,6 @@ import json
 from typing import Any
 
 import openai
-
-try:  # openai >= 2.x ships on httpx2; cast_to must be the class its transport returns
-    from httpx2 import Response as RawResponse
-except ImportError:  # pragma: no cover - older openai releases use httpx
-    from httpx import Response as RawResponse
 
 from ..errors import PermanentError, TransientError
 from ..request import Answer, ChatRequest, canonical_json
@@ -32,6 +30,7 @@ from .base import (
     BatchResults,
     usage_dict,
 )
+from .chat_http import ChatPoster
 
 CHAT_ENDPOINT = "/v1/chat/completions"
 TAG_METADATA = "empathy_distill_tag"
@@ -107,6 +106,19 @@ class OpenAIBackend(Backend):
             timeout=timeout_s,
             http_client=_http_client(timeout_s),
         )
+        self.chat = ChatPoster(str(self.client.base_url), self._headers(api_key), timeout_s)
+
+    def _headers(self, api_key: str) -> dict[str, str]:
+        """What the SDK would send that matters: the key, organization, project, user agent."""
+        headers = {"Authorization": f"Bearer {api_key}"}
+        for name, value in (
+            ("OpenAI-Organization", getattr(self.client, "organization", None)),
+            ("OpenAI-Project", getattr(self.client, "project", None)),
+            ("User-Agent", getattr(self.client, "user_agent", None)),
+        ):
+            if isinstance(value, str) and value:
+                headers[name] = value
+        return headers
 
     @staticmethod
     def _body(request: ChatRequest) -> dict[str, Any]:
@@ -117,19 +129,7 @@ class OpenAIBackend(Backend):
         }
 
     async def agenerate(self, request: ChatRequest) -> Answer:
-        try:
-            # The SDK's generic post (auth, headers, errors, timeouts) without its per-call
-            # TypedDict transform and pydantic parsing, which cost more CPU than the request
-            # itself at high concurrency (see benchmarks/teacher_throughput.py).
-            raw = await self.client.post(
-                "/chat/completions", body=self._body(request), cast_to=RawResponse
-            )
-            body = json.loads(raw.text)
-        except openai.OpenAIError as exc:
-            raise _translate(exc) from exc
-        except ValueError as exc:
-            raise TransientError(f"malformed response body (not JSON): {exc}") from exc
-        return answer_from_body(body, request.model)
+        return answer_from_body(await self.chat.post(self._body(request)), request.model)
 
     # Batch API ------------------------------------------------------------------------------
     def batch_line(self, request: ChatRequest) -> bytes:
@@ -218,4 +218,5 @@ class OpenAIBackend(Backend):
             results.errors[key] = f"batch item failed (HTTP {status}): {message}"
 
     async def aclose(self) -> None:
+        await self.chat.aclose()
         await self.client.close()
