@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         concurrent_s, cpu_s = float("inf"), 0.0
         for repeat in range(args.repeats):
             with tempfile.TemporaryDirectory() as cache_dir:
-                client = make_client(endpoint, cache_dir=cache_dir, show_progress=False)
+                client = make_client(endpoint, cache_dir=cache_dir, show_progress=True)
                 requests = [
                     ChatRequest("bench", (Message("user", f"concurrent {repeat} {i}"),))
                     for i in range(args.n)
