@@ -2,15 +2,23 @@
 
 Default: the tiny student (``results/students/tiny`` when built, else a tiny random Llama built
 on the spot) on CPU, greedy. ``--model-path`` benchmarks any model (e.g. a real student on a GPU).
-Prints tokens/s of both ways and their ratio; the last line is machine-readable:
-``ratio=<x> identical=<true|false>`` (identical: the greedy answers are the same).
+Both ways answer the same prompts with the same settings; the default length cap is the
+workflow's (``generation.max_new_tokens``: 160). Prints tokens/s of both ways and their ratio;
+the last line is machine-readable: ``ratio=<x> identical=<true|false>`` (identical: the greedy
+answers are the same).
 
-    PYTHONPATH=workflow:. python benchmarks/generation.py [--n 64] [--batch-size 32]
+Run it on an idle machine and read the load averages it prints: when other processes hold the
+cores, torch's intra-op threads wait for each other and the one-at-a-time loop (thousands of tiny
+parallel ops) slows far more than the batched run, which inflates the ratio (measured here: 11x
+with another process busy vs 3x idle for the same settings). ``--threads 1`` is immune to that.
+
+    PYTHONPATH=workflow:. python benchmarks/generation.py [--n 64] [--batch-size 64] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -58,13 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", help="LLaMA-Factory template (default: the base prompt)")
     parser.add_argument("--n", type=int, default=64, help="test dialogues")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--device")
     parser.add_argument("--repeats", type=int, default=2, help="best of N (shared machines)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    load_before = os.getloadavg()
     name, model, tokenizer = model_and_tokenizer(args.model_path, args.device)
     rows = test_rows(args.n)
     print(
@@ -96,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{label:>14}: batch {batch_size:>3}, {tokens} new tokens in {seconds:.2f} s = "
             f"{timings[label]:.1f} tokens/s"
         )
+    load_after = os.getloadavg()
+    print(
+        f"load average (1 min) before/after: {load_before[0]:.2f} / {load_after[0]:.2f}"
+        f" on {os.cpu_count()} cores"
+    )
     ratio = timings["batched"] / timings["one-at-a-time"]
     identical = answers["batched"] == answers["one-at-a-time"]
     print(f"ratio={ratio:.2f} identical={'true' if identical else 'false'}")

@@ -1,8 +1,9 @@
 """Persistent SQLite cache of every answer and every submitted batch.
 
 WHY: API calls cost money and batches take hours. Each answer is committed the moment it
-arrives, and each batch is recorded (with the keys it carries) *before* it is created, so a run
-killed at any point (SIGKILL included) resumes by reusing answers and polling the same batches
+arrives (answers arriving in the same event-loop tick share a transaction, see commit.py), and
+each batch is recorded (with the keys it carries) *before* it is created, so a run killed at
+any point (SIGKILL included) resumes by reusing answers and polling the same batches
 instead of paying again. WAL mode and a busy timeout let several processes share one file.
 """
 
@@ -122,24 +123,53 @@ class ResponseCache:
         source: str | None = None,
     ) -> bool:
         """Store an answer (the first one wins); True if it was new."""
+        return self.put_many(
+            [(request, answer, cost_usd)], backend=backend, mode=mode, source=source
+        )[0]
+
+    def put_many(
+        self,
+        items: list[tuple[ChatRequest, Answer, float]],
+        *,
+        backend: str,
+        mode: str,
+        source: str | None = None,
+    ) -> list[bool]:
+        """Store (request, answer, cost) items in one transaction; per item, True if new.
+
+        One commit for many answers: the commit, not the insert, is what costs (see commit.py).
+        """
+        now = time.time()
+        sql = (
+            "INSERT OR IGNORE INTO responses (key, model, text, usage, cost_usd, backend, mode,"
+            " source, request, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+        )
+        new: list[bool] = []
         with self._lock:
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO responses (key, model, text, usage, cost_usd, backend, mode,"
-                " source, request, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    request.key,
-                    answer.model,
-                    answer.text,
-                    canonical_json(answer.usage),
-                    cost_usd,
-                    backend,
-                    mode,
-                    source,
-                    canonical_json(request.payload()),
-                    time.time(),
-                ),
-            )
-            return cursor.rowcount == 1
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for request, answer, cost_usd in items:
+                    cursor = self._db.execute(
+                        sql,
+                        (
+                            request.key,
+                            answer.model,
+                            answer.text,
+                            canonical_json(answer.usage),
+                            cost_usd,
+                            backend,
+                            mode,
+                            source,
+                            canonical_json(request.payload()),
+                            now,
+                        ),
+                    )
+                    new.append(cursor.rowcount == 1)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return new
 
     def spent_usd(self) -> float:
         """Total recorded API spend of every run sharing this cache (the budget ledger)."""
