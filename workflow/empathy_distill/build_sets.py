@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import dataset, formats, sets
-from .errors import EmpathyDistillError
+from .command import run_subcommand
 from .leakage import check_no_leakage
 from .prompts import Prompts
 
@@ -109,14 +109,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = parser().parse_args(argv)
-    try:
-        args.func(args)
-    except EmpathyDistillError as exc:
-        log.error("%s", exc)
-        return 1
-    return 0
+    return run_subcommand(parser(), argv, log)
 
 
 if __name__ == "__main__":

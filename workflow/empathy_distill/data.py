@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 from . import dataset, sets, split
-from .errors import EmpathyDistillError
+from .command import run_subcommand
 
 log = logging.getLogger("empathy_distill.data")
 
@@ -75,14 +75,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = parser().parse_args(argv)
-    try:
-        args.func(args)
-    except EmpathyDistillError as exc:
-        log.error("%s", exc)
-        return 1
-    return 0
+    return run_subcommand(parser(), argv, log)
 
 
 if __name__ == "__main__":
