@@ -8,7 +8,17 @@ from empathy_distill import teacher as teacher_rules
 from empathy_distill.llm.settings import BUDGET_ENV
 
 TEACHER = config.get("teacher") or {}
-TEACHER_JSON = json.dumps(TEACHER, sort_keys=True)
+# What determines the teacher's answers is a param (a change reruns the teacher and everything
+# downstream); operational settings (concurrency, rate limits, retries, polling) reach the jobs
+# through the environment, so tuning them never retrains 84 models from cached answers.
+TEACHER_IDENTITY = json.dumps(
+    {
+        key: TEACHER.get(key)
+        for key in ("backend", "model", "mode", "base_url", "sampling", "max_new_tokens")
+    },
+    sort_keys=True,
+)
+os.environ.update(EMPATHY_DISTILL_TEACHER_ENDPOINT=json.dumps(TEACHER, sort_keys=True))
 LLM = config["llm"]
 TEACHER_COST_REPORT = "results/costs/teacher.csv"
 # The budget cap reaches jobs through the environment, not a param: raising it after a stop
@@ -34,7 +44,7 @@ rule teacher_initial:
         initial="results/teacher/initial.jsonl",
         answers="results/answers/teacher.jsonl",
     params:
-        endpoint=TEACHER_JSON,
+        teacher=TEACHER_IDENTITY,
         cache_dir=LLM["cache_dir"],
         price_table=LLM["price_table"],
         cost_report=TEACHER_COST_REPORT,
@@ -45,7 +55,8 @@ rule teacher_initial:
     log:
         "logs/teacher/initial.log",
     shell:
-        "python -m empathy_distill.teacher initial --endpoint-json {params.endpoint:q}"
+        "python -m empathy_distill.teacher initial"
+        ' --endpoint-json "$EMPATHY_DISTILL_TEACHER_ENDPOINT"'
         " --cache-dir {params.cache_dir:q} --price-table {params.price_table:q}"
         " --cost-report {params.cost_report} --prompts {input.prompts:q}"
         " --train {input.train} --test {input.test}"
@@ -83,7 +94,7 @@ rule teacher_improve:
         "|improve_cognitive|improve_affective|improve_compassionate"
         "|improve_three_dimensions_sequentially",
     params:
-        endpoint=TEACHER_JSON,
+        teacher=TEACHER_IDENTITY,
         cache_dir=LLM["cache_dir"],
         price_table=LLM["price_table"],
         cost_report=TEACHER_COST_REPORT,
@@ -94,7 +105,8 @@ rule teacher_improve:
     log:
         "logs/teacher/{method}/{strategy}.log",
     shell:
-        "python -m empathy_distill.teacher improve --endpoint-json {params.endpoint:q}"
+        "python -m empathy_distill.teacher improve"
+        ' --endpoint-json "$EMPATHY_DISTILL_TEACHER_ENDPOINT"'
         " --cache-dir {params.cache_dir:q} --price-table {params.price_table:q}"
         " --cost-report {params.cost_report} --prompts {input.prompts:q}"
         " --method {wildcards.method} --strategy {wildcards.strategy}"
