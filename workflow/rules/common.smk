@@ -44,11 +44,6 @@ wildcard_constraints:
     judge=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
-def is_activated(method):
-    """A distillation method with at least one strategy in the configured grid."""
-    return bool(config["distillation"]["methods"].get(method))
-
-
 def data_configs():
     return grid.data_configs(config)
 
