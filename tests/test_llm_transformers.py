@@ -4,40 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
 
 from empathy_distill.llm import ChatRequest, Message, make_client  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
+    """A tiny random Llama saved as an HF model directory (tests/tiny_lm builds it)."""
+    from tests.tiny_lm import build_model, build_tokenizer
+
     path = tmp_path_factory.mktemp("tiny")
-    words = ["<pad>", "<eos>", "<unk>", "user", "assistant", "system", ":", "hello", "kind", "a"]
-    vocab = {w: i for i, w in enumerate(words)}
-    core = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<unk>"))
-    core.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    tok = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
-    )
-    tok.chat_template = (
-        "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}assistant :"
-    )
-    tok.save_pretrained(path)
-    config = transformers.LlamaConfig(
-        vocab_size=len(words),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=1,
-    )
-    torch.manual_seed(0)
-    transformers.LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer = build_tokenizer(["user: hello, a kind system", "assistant: hello a a a"] * 20)
+    tokenizer.save_pretrained(path)
+    build_model(len(tokenizer)).save_pretrained(path)
     return str(path)
 
 
