@@ -8,7 +8,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
-from empathy_distill.llm import ChatRequest, Message, make_client  # noqa: E402
+from empathy_distill.llm import ChatRequest, Message, make_client
 
 
 @pytest.fixture(scope="module")
