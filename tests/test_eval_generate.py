@@ -209,3 +209,46 @@ def test_command_line_with_lora_adapter(tiny, split, tmp_path):
         == 0
     )
     assert [r["prompt"] for r in read_jsonl(base_out)] != [r["prompt"] for r in rows]
+
+
+def test_native_gqa_on_cpu_matches_stock_sdpa_bitwise(dataset_csv, monkeypatch):
+    """The copy-free GQA attention gives the same logits and greedy tokens as transformers' SDPA."""
+    import empathy_distill.evaluation.generate as generate
+    from empathy_distill.evaluation.cpu_attention import NAME
+
+    model, tokenizer = build_tiny(dataset_csv)
+    tokenizer.padding_side = "left"
+    assert model.config.num_key_value_heads < model.config.num_attention_heads
+    texts = ("I lost my job today and I do not know what to do.", "We won the cup!")
+    prompts = [tokenizer(t)["input_ids"] for t in texts]
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = (torch.arange(width) >= torch.tensor([[width - len(p)] for p in prompts])).long()
+
+    def forward() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.inference_mode():
+            padded = model(input_ids=ids, attention_mask=mask).logits
+            causal = model(input_ids=ids[:1]).logits  # no mask: SDPA's is_causal path
+        return padded, causal
+
+    with monkeypatch.context() as patch:
+        patch.setattr(generate, "use_native_gqa", lambda model: False)
+        stock_tokens = generate.generate_ids(model, tokenizer, prompts, settings(batch_size=2), [2])
+    assert model.config._attn_implementation == "sdpa"
+    stock_padded, stock_causal = forward()
+    native_tokens = generate.generate_ids(model, tokenizer, prompts, settings(batch_size=2), [2])
+    assert model.config._attn_implementation == NAME
+    native_padded, native_causal = forward()
+    assert native_tokens == stock_tokens and any(native_tokens)
+    assert torch.equal(native_padded, stock_padded)
+    assert torch.equal(native_causal, stock_causal)
+
+
+def test_native_gqa_leaves_models_without_grouped_heads_alone(dataset_csv):
+    from empathy_distill.evaluation.cpu_attention import use_native_gqa
+    from tests.tiny_lm import build_model
+
+    model = build_model(vocab_size=64)
+    model.config.num_key_value_heads = model.config.num_attention_heads
+    assert not use_native_gqa(model)
+    assert model.config._attn_implementation == "sdpa"

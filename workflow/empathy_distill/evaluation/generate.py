@@ -17,7 +17,8 @@ sequence afterwards; see ../shared/reference/FACTS.md for what that gets wrong):
   "Context:", i.e. it is a slightly out-of-distribution copy of the same text, so we use the
   training text.
 
-Generation: prompts sorted by length, left padding, KV cache, only new tokens decoded, stop at
+Generation: prompts sorted by length, left padding, KV cache (grouped KV heads not copied on
+CPU), only new tokens decoded, stop at
 the template's end-of-turn tokens, at most ``generation.max_new_tokens`` (default 160; the paper
 used 4096 and cut afterwards). Greedy by default; sampling with ``generation.seed``. An optional
 vLLM path is used when ``generation.engine: vllm`` (GPU machines with vllm installed).
@@ -35,6 +36,7 @@ from typing import Any
 from ..errors import ConfigError, EmpathyDistillError
 from ..prompts import Prompts
 from .cli import add_config_arguments, settings_from
+from .cpu_attention import use_native_gqa
 from .records import read_split, write_jsonl
 
 BASE_STOP = re.compile(r"\n\s*(?:Context|Speaker Utterance|Response)\s*:")
@@ -165,9 +167,12 @@ def generate_ids(
 
     Prompts are sorted by length so a batch holds similar lengths (little padding), padded on the
     left so every sequence's next token sits in the last column, and decoded with the KV cache.
+    On CPU, grouped KV heads are attended without copying them (``cpu_attention``).
     """
     import torch
     from transformers import set_seed
+
+    use_native_gqa(model)
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
