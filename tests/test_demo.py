@@ -36,8 +36,8 @@ def demo_checkout(dataset_path, tmp_path_factory):
     return root
 
 
-def run_demo(root) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/demo"]
+def run_demo(root, *extra: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/demo", *extra]
     return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1500)
 
 
@@ -60,3 +60,20 @@ def test_demo_runs_the_whole_dag_offline_and_reruns_nothing(demo_checkout):
     second = run_demo(demo_checkout)
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
     assert "Nothing to be done" in second.stdout + second.stderr
+
+    # Operational settings (concurrency, retries) are not params: tuning them reruns nothing.
+    tuned = demo_checkout / "tuned.yaml"
+    tuned.write_text(
+        "teacher: {concurrency: 3, max_retries: 1}\n"
+        "judges: {offline: {concurrency: 5, timeout_s: 9}}\n"
+    )
+    configfiles = ["config.yaml", "workflow/profiles/demo/config.demo.yaml", str(tuned)]
+    dry = run_demo(demo_checkout, "--dry-run", "--configfiles", *configfiles)
+    assert dry.returncode == 0, (dry.stdout + dry.stderr)[-4000:]
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    # ... while what shapes verdicts is: a new tie margin re-judges (and retrains nothing).
+    tuned.write_text("judges: {offline: {margin: 0.2}}\n")
+    dry = run_demo(demo_checkout, "--dry-run", "--configfiles", *configfiles)
+    text = dry.stdout + dry.stderr
+    assert dry.returncode == 0 and "judge_pair" in text, text[-4000:]
+    assert "train_sft" not in text and "teacher_improve" not in text

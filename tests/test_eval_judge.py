@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from empathy_distill.errors import ConfigError
 from empathy_distill.evaluation import judge
 from empathy_distill.evaluation.judge import (
     MODEL_FIRST,
@@ -214,9 +215,13 @@ def test_judge_command_against_local_server_counts_invalid_and_caches(tmp_path, 
         one, _ = responses_of(messages)
         return "I cannot choose." if one.startswith("ok") else prefer_longer(messages)
 
-    def run(server, out):
-        settings = json.dumps(local_judge_config(server, tmp_path / "cache"))
-        argv = ["--settings", settings, "--judge", "local", "--test", str(tmp_path / "test.csv")]
+    def run(server, out, operational=None):
+        config = local_judge_config(server, tmp_path / "cache")
+        argv = ["--settings", json.dumps(config), "--judge", "local"]
+        if operational:  # as judge.smk passes it: full endpoint through the environment
+            full = {**config["judges"]["local"], **operational}
+            argv += ["--endpoints-json", json.dumps({"local": full})]
+        argv += ["--test", str(tmp_path / "test.csv")]
         argv += ["--model-answers", str(tmp_path / "model.jsonl")]
         argv += ["--opponent-answers", str(tmp_path / "opponent.jsonl")]
         argv += ["--cost-report", str(tmp_path / "costs.csv"), "--out", str(out)]
@@ -225,7 +230,7 @@ def test_judge_command_against_local_server_counts_invalid_and_caches(tmp_path, 
     with OpenAIServer(answer_fn=rule) as server:
         run(server, tmp_path / "first.jsonl")
         assert server.counts[CHAT] == 24
-        run(server, tmp_path / "again.jsonl")
+        run(server, tmp_path / "again.jsonl", {"concurrency": 1, "max_retries": 2})
         assert server.counts[CHAT] == 24  # the rerun made no request
     first = read_jsonl(tmp_path / "first.jsonl")
     assert first == read_jsonl(tmp_path / "again.jsonl")
@@ -263,3 +268,16 @@ def test_scorer_judge_ties_below_margin():
     records = judge_with_scorer(items, score, "offline", margin=0.05)
     assert [o.outcome for o in combine_orders(records)] == [1, 0]
     assert json.loads(records[0]["raw"]) == {"score_1": 3.0, "score_2": 1.0}
+
+
+def test_full_endpoint_must_match_the_verdict_shaping_settings():
+    settings = {"judges": {"j": {"backend": "openai", "model": "gpt-4o", "margin": 0.05}}}
+    full = {"backend": "openai", "model": "gpt-4o", "margin": 0.05, "concurrency": 4}
+    merged = judge.with_full_endpoint(settings, "j", json.dumps({"j": full}))
+    assert merged["judges"]["j"] == full
+    assert judge.with_full_endpoint(settings, "j", None) is settings
+    stale = {"j": {**full, "model": "gpt-4o-mini"}}
+    with pytest.raises(ConfigError, match="disagree on model"):
+        judge.with_full_endpoint(settings, "j", json.dumps(stale))
+    with pytest.raises(ConfigError, match="no judge 'j'"):
+        judge.with_full_endpoint(settings, "j", json.dumps({"other": full}))

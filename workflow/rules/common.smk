@@ -18,6 +18,10 @@ os.environ.update(
 from empathy_distill import grid  # noqa: E402
 from empathy_distill.config import validate_config  # noqa: E402
 from empathy_distill.dataset import load_dataset  # noqa: E402
+from empathy_distill.llm.settings import (  # noqa: E402
+    VERDICT_SHAPING_KEYS,
+    endpoint_identity,
+)
 from empathy_distill.sets import teacher_files_for  # noqa: E402
 from empathy_distill.training import llamafactory_config as lf_config  # noqa: E402
 from empathy_distill.training import students as lf_students  # noqa: E402
@@ -135,10 +139,12 @@ def judge_inputs(wildcards):
 
 
 def judge_settings(wildcards):
-    """The config slice a judge job depends on."""
+    """The config slice a judge job's verdicts depend on: the judge's identity, not its
+    operational keys (those reach the job through $EMPATHY_DISTILL_JUDGES, judge.smk)."""
+    endpoint = config["judges"][wildcards.judge]
     return json.dumps(
         {
-            "judges": {wildcards.judge: config["judges"][wildcards.judge]},
+            "judges": {wildcards.judge: endpoint_identity(endpoint, VERDICT_SHAPING_KEYS)},
             "evaluation": {"paper_faithful": config["evaluation"]["paper_faithful"]},
             "llm": {k: config["llm"][k] for k in ("cache_dir", "price_table")},
             "prompts": config["prompts"],
@@ -154,7 +160,7 @@ def judge_api_calls(wildcards):
 
 def offline_judge_settings():
     offline = {
-        name: config["judges"][name]
+        name: endpoint_identity(config["judges"][name], VERDICT_SHAPING_KEYS)
         for name in grid.judges(config)
         if config["judges"][name]["backend"] == "offline"
     }

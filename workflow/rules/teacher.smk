@@ -5,19 +5,13 @@
 import json
 
 from empathy_distill import teacher as teacher_rules
-from empathy_distill.llm.settings import BUDGET_ENV
+from empathy_distill.llm.settings import BUDGET_ENV, endpoint_identity
 
 TEACHER = config.get("teacher") or {}
 # What determines the teacher's answers is a param (a change reruns the teacher and everything
 # downstream); operational settings (concurrency, rate limits, retries, polling) reach the jobs
 # through the environment, so tuning them never retrains 84 models from cached answers.
-TEACHER_IDENTITY = json.dumps(
-    {
-        key: TEACHER.get(key)
-        for key in ("backend", "model", "mode", "base_url", "sampling", "max_new_tokens")
-    },
-    sort_keys=True,
-)
+TEACHER_IDENTITY = json.dumps(endpoint_identity(TEACHER), sort_keys=True)
 os.environ.update(EMPATHY_DISTILL_TEACHER_ENDPOINT=json.dumps(TEACHER, sort_keys=True))
 LLM = config["llm"]
 TEACHER_COST_REPORT = "results/costs/teacher.csv"

@@ -29,6 +29,8 @@ from ..prompts import Prompts
 from .cli import add_config_arguments, settings_from
 from .records import AnswersError, read_answers, read_split, write_jsonl
 
+#: The full endpoints of the configured judges, operational keys included (judge.smk sets it).
+JUDGES_ENV = "EMPATHY_DISTILL_JUDGES"
 MODEL_FIRST = "model_first"  # the model's answer is Response 1
 OPPONENT_FIRST = "opponent_first"  # the opponent's answer is Response 1 (the paper's order)
 ORDERS = (MODEL_FIRST, OPPONENT_FIRST)
@@ -304,6 +306,33 @@ def run_judge(
     )
 
 
+def with_full_endpoint(config: dict, judge: str, endpoints_json: str | None) -> dict:
+    """``config`` with ``judges[judge]`` replaced by its full endpoint from ``endpoints_json``.
+
+    Rules pass only what shapes the verdicts as ``--settings`` (so tuning concurrency re-judges
+    nothing) and the full endpoints through ``$EMPATHY_DISTILL_JUDGES``; the two must describe
+    the same judge.
+    """
+    if not endpoints_json:
+        return config
+    try:
+        endpoints = json.loads(endpoints_json)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--endpoints-json is not valid JSON: {exc.msg}") from exc
+    if not isinstance(endpoints, dict) or judge not in endpoints:
+        raise ConfigError(f"--endpoints-json has no judge {judge!r}")
+    full = endpoints[judge]
+    given = config.get("judges", {}).get(judge)
+    if given is not None:
+        differing = sorted(k for k, v in given.items() if full.get(k) != v)
+        if differing:
+            raise ConfigError(
+                f"judge {judge!r}: --settings and --endpoints-json disagree on "
+                f"{', '.join(differing)}; rerun through Snakemake, which passes both"
+            )
+    return {**config, "judges": {**config.get("judges", {}), judge: full}}
+
+
 def judgment_path(judge: str, model_tag: str, opponent_tag: str) -> str:
     return f"results/judgments/{judge}/{model_tag}{PAIR_SEPARATOR}{opponent_tag}.jsonl"
 
@@ -315,11 +344,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", required=True, help="results/data/test.csv")
     parser.add_argument("--model-answers", required=True)
     parser.add_argument("--opponent-answers", required=True)
+    parser.add_argument(
+        "--endpoints-json",
+        help=f"full judge endpoints as JSON, operational keys included (rules pass ${JUDGES_ENV})",
+    )
     parser.add_argument("--offline-model", help="trained offline scorer (offline judges only)")
     parser.add_argument("--cost-report", help="CSV the LLM layer appends its costs to")
     parser.add_argument("--out", required=True, help="judgments JSONL")
     args = parser.parse_args(argv)
-    config = settings_from(args)
+    config = with_full_endpoint(settings_from(args), args.judge, args.endpoints_json)
     items = pair_items(args.test, args.model_answers, args.opponent_answers)
     records = run_judge(
         config, args.judge, items, offline_model=args.offline_model, cost_report=args.cost_report

@@ -20,6 +20,16 @@ from ..config import load_config
 from ..errors import ConfigError
 
 BUDGET_ENV = "EMPATHY_DISTILL_BUDGET_USD"
+# What shapes a model's answers; every other endpoint key (concurrency, rate limits, retries,
+# timeouts, polling, batch size, key variable) is operational and must not rerun finished jobs.
+ANSWER_SHAPING_KEYS = ("backend", "model", "mode", "base_url", "sampling", "max_new_tokens")
+# A judge's verdicts also depend on the offline scorer's tie margin.
+VERDICT_SHAPING_KEYS = (*ANSWER_SHAPING_KEYS, "margin")
+
+
+def endpoint_identity(endpoint: dict[str, Any], keys: tuple[str, ...] = ANSWER_SHAPING_KEYS):
+    """The part of an endpoint config that a rule's params hold (a change reruns the job)."""
+    return {key: endpoint.get(key) for key in keys}
 
 
 def resolve_resource(path: str | Path) -> Path:
