@@ -4,6 +4,7 @@ end-of-turn stop, seeds, adapters, and the command line."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -252,3 +253,71 @@ def test_native_gqa_leaves_models_without_grouped_heads_alone(dataset_csv):
     model.config.num_key_value_heads = model.config.num_attention_heads
     assert not use_native_gqa(model)
     assert model.config._attn_implementation == "sdpa"
+
+
+class FakeVLLM:
+    """Records what ``generate_ids_vllm`` asks of vLLM (no GPU here); answers with fixed ids."""
+
+    def __init__(self, replies: list[list[int]]) -> None:
+        self.replies, self.engine_kwargs, self.calls = replies, {}, []
+
+    def module(self):
+        import types
+
+        fake = self
+
+        class LLM:
+            def __init__(self, **kwargs):
+                fake.engine_kwargs = kwargs
+
+            def generate(self, prompts, params, lora_request=None):
+                fake.calls.append((prompts, params, lora_request))
+                return [
+                    types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=ids)])
+                    for ids in fake.replies
+                ]
+
+        vllm = types.ModuleType("vllm")
+        vllm.LLM = LLM
+        vllm.SamplingParams = lambda **kw: kw
+        inputs = types.ModuleType("vllm.inputs")
+        inputs.TokensPrompt = lambda prompt_token_ids: {"prompt_token_ids": prompt_token_ids}
+        lora = types.ModuleType("vllm.lora.request")
+        lora.LoRARequest = lambda name, id_, path: (name, id_, path)
+        return {"vllm": vllm, "vllm.inputs": inputs, "vllm.lora": lora, "vllm.lora.request": lora}
+
+
+def test_vllm_path_maps_settings_adapter_and_stop_tokens(tmp_path, monkeypatch):
+    """The vLLM fast path (GPU only) gets greedy as temperature 0, the template's stop ids, the
+    LoRA adapter with its rank, a context sized to the requests; answers are cut at stop ids."""
+    from empathy_distill.evaluation.generate import generate_ids_vllm
+
+    fake = FakeVLLM(replies=[[5, 6, 2, 9], [7]])
+    for name, module in fake.module().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 32}))
+    prompts = [[1, 3, 4], [1, 3]]
+    out = generate_ids_vllm("base", adapter, prompts, settings(max_new_tokens=20), [2, 8])
+    assert out == [[5, 6], [7]]
+    assert fake.engine_kwargs == {
+        "model": "base",
+        "seed": 0,
+        "max_model_len": 23,
+        "enable_lora": True,
+        "max_lora_rank": 32,
+    }
+    ((requests, params, lora),) = fake.calls
+    assert requests == [{"prompt_token_ids": [1, 3, 4]}, {"prompt_token_ids": [1, 3]}]
+    assert params == {
+        "max_tokens": 20,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "seed": 0,
+        "stop_token_ids": [2, 8],
+    }
+    assert lora == ("adapter", 1, str(adapter))
+    generate_ids_vllm("base", None, prompts, settings(do_sample=True, temperature=0.7), [2])
+    assert fake.engine_kwargs["enable_lora"] is False and "max_lora_rank" not in fake.engine_kwargs
+    assert fake.calls[-1][1]["temperature"] == 0.7 and fake.calls[-1][2] is None

@@ -27,6 +27,7 @@ vLLM path is used when ``generation.engine: vllm`` (GPU machines with vllm insta
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -223,7 +224,18 @@ def generate_ids_vllm(
         from vllm.lora.request import LoRARequest
     except ImportError as exc:
         raise ConfigError("generation.engine is 'vllm' but vllm is not installed") from exc
-    llm = LLM(model=str(model_path), enable_lora=adapter_dir is not None, seed=settings.seed)
+    lora_rank = None
+    if adapter_dir is not None:
+        adapter_config = Path(adapter_dir) / "adapter_config.json"
+        lora_rank = int(json.loads(adapter_config.read_text(encoding="utf-8"))["r"])
+    llm = LLM(
+        model=str(model_path),
+        seed=settings.seed,
+        # the KV cache is sized for the longest request, not the model's 128k context
+        max_model_len=max(map(len, prompt_ids)) + settings.max_new_tokens,
+        enable_lora=lora_rank is not None,
+        **({"max_lora_rank": max(16, lora_rank)} if lora_rank is not None else {}),
+    )
     params = SamplingParams(
         max_tokens=settings.max_new_tokens,
         temperature=settings.temperature if settings.do_sample else 0.0,
