@@ -144,3 +144,25 @@ def test_dry_run_shows_the_whole_paper_grid(dataset_path, tmp_path):
         jobs = [b for b in blocks if b.startswith(f"{rule}:")]
         assert jobs, rule
         assert all("gpu=1" in b.split("resources:", 1)[1].splitlines()[0] for b in jobs), rule
+
+
+def test_tiny_student_jobs_ask_for_no_gpu_others_do(dataset_path, tmp_path):
+    """Per-student resources: with the tiny student beside a real one, only the real one's
+    training and answer jobs ask for a GPU (training/generation.per_student in config.yaml)."""
+    overlay = {
+        "dataset": {"path": str(dataset_path)},
+        "distillation": {"methods": {"direct": ["chatgpt"]}},
+        "grid": {"students": ["tiny", "mistral_7b"], "judges": ["offline"]},
+    }
+    result = run_snakemake(tmp_path, overlay, "-n")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    blocks = output.split("\nrule ")
+    seen = set()
+    for rule in ("train_sft", "train_dpo", "answer_model", "answer_base"):
+        for block in (b for b in blocks if b.startswith(f"{rule}:")):
+            resources = block.split("resources:", 1)[1].splitlines()[0]
+            student = "tiny" if "tiny" in block.split("resources:", 1)[0] else "mistral_7b"
+            assert ("gpu=0" if student == "tiny" else "gpu=1") in resources, (rule, block)
+            seen.add((rule, student))
+    assert len(seen) == 8

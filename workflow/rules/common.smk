@@ -91,7 +91,10 @@ def teacher_model_files():
 
 # --- generate.smk ------------------------------------------------------------------------------
 
-GEN_RESOURCES = config["generation"]["resources"]
+def generation_resources(student):
+    """Resources of an answer job: generation.resources, then the student's own overrides."""
+    own = config["generation"]["per_student"].get(student, {}).get("resources", {})
+    return {**config["generation"]["resources"], **own}
 
 
 def student_model_files(wildcards):
@@ -101,7 +104,8 @@ def student_model_files(wildcards):
 
 def generation_settings(wildcards):
     """The config slice an answer job depends on (a change reruns only affected jobs)."""
-    generation = {k: v for k, v in config["generation"].items() if k != "resources"}
+    operational = ("resources", "per_student")
+    generation = {k: v for k, v in config["generation"].items() if k not in operational}
     return json.dumps(
         {
             "students": {wildcards.student: config["students"][wildcards.student]},

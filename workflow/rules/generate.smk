@@ -12,10 +12,10 @@ rule answer_base:
     params:
         settings=generation_settings,
     resources:
-        gpu=GEN_RESOURCES["gpu"],
-        mem_mb=GEN_RESOURCES["mem_mb"],
-        runtime=GEN_RESOURCES["runtime"],
-    threads: GEN_RESOURCES["threads"]
+        gpu=lambda w: generation_resources(w.student)["gpu"],
+        mem_mb=lambda w: generation_resources(w.student)["mem_mb"],
+        runtime=lambda w: generation_resources(w.student)["runtime"],
+    threads: lambda w: generation_resources(w.student)["threads"]
     conda:
         "../../envs/train.yaml"
     log:
@@ -38,10 +38,10 @@ rule answer_model:
         settings=generation_settings,
         adapter=lambda w, input: os.path.dirname(input.adapter),
     resources:
-        gpu=GEN_RESOURCES["gpu"],
-        mem_mb=GEN_RESOURCES["mem_mb"],
-        runtime=GEN_RESOURCES["runtime"],
-    threads: GEN_RESOURCES["threads"]
+        gpu=lambda w: generation_resources(w.student)["gpu"],
+        mem_mb=lambda w: generation_resources(w.student)["mem_mb"],
+        runtime=lambda w: generation_resources(w.student)["runtime"],
+    threads: lambda w: generation_resources(w.student)["threads"]
     conda:
         "../../envs/train.yaml"
     log:
