@@ -34,6 +34,12 @@ test the raters' leniency measured on train (``reference_orderings``) orders 0.6
 without reading a word, while a perfect author oracle gets 0.596. The test split holds the
 dialogues where fewer than 2 responses got a 3, i.e. it is selected on the ratings, hence on
 harsh raters, so its human order is more rater-driven than the train split's.
+
+Tried and not adopted (2026-11, same folds): averaging the top 3 to 36 candidates' scores (CV
+0.579-0.582, no gain); a perfect author oracle plus a within-author ridge on the text (CV 0.596:
+the text adds ~0.01 beyond who wrote it); fine-tuning MiniLM end to end as a (context,
+response) cross-encoder with the same pairwise loss (2 epochs, 24 min on 2 CPU cores:
+validation fold 0.590 against 0.588-0.598 for these frozen-embedding candidates).
 """
 
 from __future__ import annotations
