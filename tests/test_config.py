@@ -70,3 +70,42 @@ def test_grid_selection_defaults_to_every_defined_entry():
 def test_grid_selection_must_name_defined_entries():
     with pytest.raises(ConfigError, match=r"config\['grid'\]\['judges'\]: 'gpt5' is not defined"):
         load_config(CONFIG, {"grid": {"judges": ["gpt4o", "gpt5"]}})
+
+
+def test_without_operational_keeps_what_shapes_outputs_only():
+    from empathy_distill.operational import without_operational
+
+    config = load_config(CONFIG)
+    reduced = without_operational(config)
+    assert reduced["teacher"] == {
+        key: config["teacher"][key]
+        for key in ("backend", "model", "mode", "base_url", "sampling", "max_new_tokens")
+    }
+    assert set(reduced["judges"]["gpt4o"]) == {
+        "backend",
+        "model",
+        "mode",
+        "base_url",
+        "sampling",
+        "max_new_tokens",
+        "margin",
+    }
+    assert "budget_usd" not in reduced["llm"] and "cache_dir" in reduced["llm"]
+    assert "resources" not in reduced["training"] and "resources" not in reduced["generation"]
+    assert "per_student" not in reduced["generation"]
+    assert "resources" not in reduced["training"]["per_student"]["tiny"]
+    assert reduced["training"]["per_student"]["tiny"]["common"]["bf16"] is False
+    assert reduced["generation"]["max_new_tokens"] == config["generation"]["max_new_tokens"]
+    assert config["teacher"]["concurrency"] == 32  # the input is not modified
+    tuned = load_config(
+        CONFIG,
+        {
+            "teacher": {"concurrency": 2},
+            "llm": {"budget_usd": 5.0},
+            "judges": {"gpt4o": {"requests_per_minute": 60}},
+            "training": {"resources": {"gpu": 4}},
+        },
+    )
+    assert without_operational(tuned) == reduced
+    retuned = load_config(CONFIG, {"judges": {"gpt4o": {"model": "gpt-4o-mini"}}})
+    assert without_operational(retuned) != reduced

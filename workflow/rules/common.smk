@@ -22,11 +22,17 @@ from empathy_distill.llm.settings import (  # noqa: E402
     VERDICT_SHAPING_KEYS,
     endpoint_identity,
 )
+from empathy_distill.operational import CONFIG_ENV, without_operational  # noqa: E402
 from empathy_distill.sets import teacher_files_for  # noqa: E402
 from empathy_distill.training import llamafactory_config as lf_config  # noqa: E402
 from empathy_distill.training import students as lf_students  # noqa: E402
 
 validate_config(config)
+# Params of the whole-grid jobs (tables, report) hold the config without its operational keys,
+# so tuning concurrency or resources reruns nothing; the full config reaches them through the
+# environment (empathy_distill/operational.py).
+CONFIG_IDENTITY = json.dumps(without_operational(config), sort_keys=True)
+os.environ[CONFIG_ENV] = json.dumps(config, sort_keys=True)
 
 DATASET = config["dataset"]["path"]
 PROMPTS = config["prompts"]

@@ -14,7 +14,7 @@ rule win_rates:
             labels={"table": "win rates"},
         ),
     params:
-        settings=json.dumps(config, sort_keys=True),
+        settings=CONFIG_IDENTITY,
     conda:
         "../../envs/core.yaml"
     log:
@@ -36,7 +36,7 @@ rule judge_agreement:
             labels={"table": "judge agreement"},
         ),
     params:
-        settings=json.dumps(config, sort_keys=True),
+        settings=CONFIG_IDENTITY,
         offline=lambda w, input: f"--offline-agreement {input.offline}" if input.offline else "",
     conda:
         "../../envs/core.yaml"
@@ -122,7 +122,7 @@ rule report_html:
     output:
         config["report"]["path"],
     params:
-        config_json=lambda w: json.dumps(config, sort_keys=True),
+        config=CONFIG_IDENTITY,
         snakefile=workflow.main_snakefile,
     conda:
         CORE_ENV
@@ -130,4 +130,4 @@ rule report_html:
         "logs/report/report_html.log",
     shell:
         "python -m empathy_distill.report_html --snakefile {params.snakefile:q}"
-        " --config-json {params.config_json:q} --out {output:q} > {log} 2>&1"
+        ' --config-json "$EMPATHY_DISTILL_CONFIG" --out {output:q} > {log} 2>&1'
