@@ -122,7 +122,7 @@ rule report_html:
     output:
         config["report"]["path"],
     params:
-        config=CONFIG_IDENTITY,
+        config=CONFIG_IDENTITY,  # the rerun trigger; the job reads $EMPATHY_DISTILL_CONFIG
         snakefile=workflow.main_snakefile,
     conda:
         CORE_ENV

@@ -18,10 +18,10 @@ sequence afterwards; see ../shared/reference/FACTS.md for what that gets wrong):
   training text.
 
 Generation: prompts sorted by length, left padding, KV cache (grouped KV heads not copied on
-CPU), only new tokens decoded, stop at
-the template's end-of-turn tokens, at most ``generation.max_new_tokens`` (default 160; the paper
-used 4096 and cut afterwards). Greedy by default; sampling with ``generation.seed``. An optional
-vLLM path is used when ``generation.engine: vllm`` (GPU machines with vllm installed).
+CPU), only new tokens decoded, stop at the template's end-of-turn tokens, at most
+``generation.max_new_tokens`` (default 160; the paper used 4096 and cut afterwards). Greedy by
+default; sampling with ``generation.seed``. An optional vLLM path is used when
+``generation.engine: vllm`` (GPU machines with vllm installed).
 """
 
 from __future__ import annotations
