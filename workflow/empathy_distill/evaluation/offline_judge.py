@@ -37,7 +37,8 @@ harsh raters, so its human order is more rater-driven than the train split's.
 
 Tried and not adopted (2026-11, same folds): averaging the top 3 to 36 candidates' scores (CV
 0.579-0.582, no gain); a perfect author oracle plus a within-author ridge on the text (CV 0.596:
-the text adds ~0.01 beyond who wrote it); fine-tuning MiniLM end to end as a (context,
+the text adds ~0.01 beyond who wrote it); an author classifier's expected author rating (CV
+0.565-0.570); fine-tuning MiniLM end to end as a (context,
 response) cross-encoder with the same pairwise loss (2 epochs, 24 min on 2 CPU cores:
 validation fold 0.590 against 0.588-0.598 for these frozen-embedding candidates).
 """
