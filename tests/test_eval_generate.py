@@ -168,47 +168,15 @@ def test_command_line_with_lora_adapter(tiny, split, tmp_path):
         )
     )
     out = tmp_path / "answers.jsonl"
-    assert (
-        main(
-            [
-                "--config",
-                str(config),
-                "--student",
-                "tiny",
-                "--test",
-                str(test_csv),
-                "--model-path",
-                str(model_dir),
-                "--adapter",
-                str(adapter),
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    common = ["--config", str(config), "--student", "tiny", "--test", str(test_csv)]
+    common += ["--model-path", str(model_dir)]
+    assert main([*common, "--adapter", str(adapter), "--out", str(out)]) == 0
     rows = read_jsonl(out)
     assert len(rows) == 3
     assert rows[0]["generation"]["adapter"] == str(adapter)
     assert rows[0]["generation"]["template"] == TEMPLATE
     base_out = tmp_path / "base.jsonl"
-    assert (
-        main(
-            [
-                "--config",
-                str(config),
-                "--student",
-                "tiny",
-                "--test",
-                str(test_csv),
-                "--model-path",
-                str(model_dir),
-                "--out",
-                str(base_out),
-            ]
-        )
-        == 0
-    )
+    assert main([*common, "--out", str(base_out)]) == 0
     assert [r["prompt"] for r in read_jsonl(base_out)] != [r["prompt"] for r in rows]
 
 
