@@ -44,8 +44,8 @@ from .llm.pricing import PriceTable, approx_request_tokens
 from .llm.request import ChatRequest, Message
 from .llm.settings import resolve_resource
 from .prompts import SEQUENTIAL_STRATEGY, Prompts
+from .sets import SOURCE_COLUMNS
 from .teacher import (
-    SOURCE_COLUMNS,
     TEACHER_ANSWER_TOKENS,
     improve_request,
     initial_request,

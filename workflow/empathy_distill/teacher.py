@@ -33,17 +33,10 @@ from .errors import DatasetError, EmpathyDistillError
 from .llm import ChatRequest, ChatResponse, LLMClient, Message, make_client
 from .llm.settings import LLMSettings, add_llm_arguments, llm_settings, resolve_resource
 from .prompts import SEQUENTIAL_STRATEGY, SINGLE_TURN_STRATEGIES, Prompts
+from .sets import SOURCE_COLUMNS  # improve_llm sources share the improve_human table's columns
 
 log = logging.getLogger("empathy_distill.teacher")
 
-SOURCE_COLUMNS = [
-    "dialog_id",
-    "role",
-    "situation",
-    "speaker_uttr",
-    "source_response",
-    "human_response",
-]
 #: Paper split of the improve_llm sources (950 SFT / 800 DPO of 1,750 train rows), used to
 #: scale the SFT share when a demo run has fewer train rows than ``n``.
 PAPER_SFT_FRACTION = 950 / 1750
