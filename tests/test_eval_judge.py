@@ -218,9 +218,9 @@ def test_judge_command_against_local_server_counts_invalid_and_caches(tmp_path, 
     def run(server, out, operational=None):
         config = local_judge_config(server, tmp_path / "cache")
         argv = ["--settings", json.dumps(config), "--judge", "local"]
-        if operational:  # as judge.smk passes it: full endpoint through the environment
+        if operational:  # as judge.smk passes it: the full config through the environment
             full = {**config["judges"]["local"], **operational}
-            argv += ["--endpoints-json", json.dumps({"local": full})]
+            argv += ["--full-config-json", json.dumps({**config, "judges": {"local": full}})]
         argv += ["--test", str(tmp_path / "test.csv")]
         argv += ["--model-answers", str(tmp_path / "model.jsonl")]
         argv += ["--opponent-answers", str(tmp_path / "opponent.jsonl")]
@@ -273,11 +273,11 @@ def test_scorer_judge_ties_below_margin():
 def test_full_endpoint_must_match_the_verdict_shaping_settings():
     settings = {"judges": {"j": {"backend": "openai", "model": "gpt-4o", "margin": 0.05}}}
     full = {"backend": "openai", "model": "gpt-4o", "margin": 0.05, "concurrency": 4}
-    merged = judge.with_full_endpoint(settings, "j", json.dumps({"j": full}))
+    merged = judge.with_full_endpoint(settings, "j", json.dumps({"judges": {"j": full}}))
     assert merged["judges"]["j"] == full
     assert judge.with_full_endpoint(settings, "j", None) is settings
-    stale = {"j": {**full, "model": "gpt-4o-mini"}}
+    stale = {"judges": {"j": {**full, "model": "gpt-4o-mini"}}}
     with pytest.raises(ConfigError, match="disagree on model"):
         judge.with_full_endpoint(settings, "j", json.dumps(stale))
     with pytest.raises(ConfigError, match="no judge 'j'"):
-        judge.with_full_endpoint(settings, "j", json.dumps({"other": full}))
+        judge.with_full_endpoint(settings, "j", json.dumps({"judges": {"other": full}}))

@@ -150,7 +150,7 @@ def judge_inputs(wildcards):
 
 def judge_settings(wildcards):
     """The config slice a judge job's verdicts depend on: the judge's identity, not its
-    operational keys (those reach the job through $EMPATHY_DISTILL_JUDGES, judge.smk)."""
+    operational keys (those reach the job with the full config, $EMPATHY_DISTILL_CONFIG)."""
     endpoint = config["judges"][wildcards.judge]
     return json.dumps(
         {

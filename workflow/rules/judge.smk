@@ -1,15 +1,6 @@
 # Pairwise judgments (both orders unless evaluation.paper_faithful) and the offline judge.
 # Input functions: workflow/rules/common.smk.
 
-from empathy_distill.evaluation.judge import JUDGES_ENV
-
-# Params hold what shapes the verdicts (judge_settings); the full endpoints, with concurrency,
-# rate limits and retries, reach the jobs through the environment, so tuning them re-judges
-# nothing.
-os.environ[JUDGES_ENV] = json.dumps(
-    {name: config["judges"][name] for name in grid.judges(config)}, sort_keys=True
-)
-
 
 envvars: *judge_key_envvars()
 
@@ -51,7 +42,7 @@ rule judge_pair:
         "logs/judgments/{judge}/{model}__vs__{opponent}.log",
     shell:
         "python -m empathy_distill.evaluation.judge --settings {params.settings:q}"
-        ' --endpoints-json "$EMPATHY_DISTILL_JUDGES"'
+        ' --full-config-json "$EMPATHY_DISTILL_CONFIG"'
         " --judge {wildcards.judge} --test {input.test:q} --model-answers {input.model:q}"
         " --opponent-answers {input.opponent:q} {params.offline}"
         " --cost-report {params.cost_report:q} --out {output:q} > {log} 2>&1"

@@ -25,12 +25,11 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..grid import PAIR_SEPARATOR
+from ..operational import CONFIG_ENV
 from ..prompts import Prompts
 from .cli import add_config_arguments, settings_from
 from .records import AnswersError, read_answers, read_split, write_jsonl
 
-#: The full endpoints of the configured judges, operational keys included (judge.smk sets it).
-JUDGES_ENV = "EMPATHY_DISTILL_JUDGES"
 MODEL_FIRST = "model_first"  # the model's answer is Response 1
 OPPONENT_FIRST = "opponent_first"  # the opponent's answer is Response 1 (the paper's order)
 ORDERS = (MODEL_FIRST, OPPONENT_FIRST)
@@ -306,28 +305,29 @@ def run_judge(
     )
 
 
-def with_full_endpoint(config: dict, judge: str, endpoints_json: str | None) -> dict:
-    """``config`` with ``judges[judge]`` replaced by its full endpoint from ``endpoints_json``.
+def with_full_endpoint(config: dict, judge: str, full_config_json: str | None) -> dict:
+    """``config`` with ``judges[judge]`` replaced by its full endpoint from ``full_config_json``.
 
     Rules pass only what shapes the verdicts as ``--settings`` (so tuning concurrency re-judges
-    nothing) and the full endpoints through ``$EMPATHY_DISTILL_JUDGES``; the two must describe
-    the same judge.
+    nothing) and the full config through ``$EMPATHY_DISTILL_CONFIG`` (``operational.py``); the
+    two must describe the same judge.
     """
-    if not endpoints_json:
+    if not full_config_json:
         return config
     try:
-        endpoints = json.loads(endpoints_json)
+        full_config = json.loads(full_config_json)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"--endpoints-json is not valid JSON: {exc.msg}") from exc
+        raise ConfigError(f"--full-config-json is not valid JSON: {exc.msg}") from exc
+    endpoints = full_config.get("judges") if isinstance(full_config, dict) else None
     if not isinstance(endpoints, dict) or judge not in endpoints:
-        raise ConfigError(f"--endpoints-json has no judge {judge!r}")
+        raise ConfigError(f"--full-config-json has no judge {judge!r}")
     full = endpoints[judge]
     given = config.get("judges", {}).get(judge)
     if given is not None:
         differing = sorted(k for k, v in given.items() if full.get(k) != v)
         if differing:
             raise ConfigError(
-                f"judge {judge!r}: --settings and --endpoints-json disagree on "
+                f"judge {judge!r}: --settings and --full-config-json disagree on "
                 f"{', '.join(differing)}; rerun through Snakemake, which passes both"
             )
     return {**config, "judges": {**config.get("judges", {}), judge: full}}
@@ -345,14 +345,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-answers", required=True)
     parser.add_argument("--opponent-answers", required=True)
     parser.add_argument(
-        "--endpoints-json",
-        help=f"full judge endpoints as JSON, operational keys included (rules pass ${JUDGES_ENV})",
+        "--full-config-json",
+        help=f"the full validated config, operational keys included (rules pass ${CONFIG_ENV})",
     )
     parser.add_argument("--offline-model", help="trained offline scorer (offline judges only)")
     parser.add_argument("--cost-report", help="CSV the LLM layer appends its costs to")
     parser.add_argument("--out", required=True, help="judgments JSONL")
     args = parser.parse_args(argv)
-    config = with_full_endpoint(settings_from(args), args.judge, args.endpoints_json)
+    config = with_full_endpoint(settings_from(args), args.judge, args.full_config_json)
     items = pair_items(args.test, args.model_answers, args.opponent_answers)
     records = run_judge(
         config, args.judge, items, offline_model=args.offline_model, cost_report=args.cost_report
