@@ -12,7 +12,7 @@ import pytest
 from empathy_distill import teacher
 from empathy_distill.prompts import SINGLE_TURN_STRATEGIES
 from empathy_distill.sets import improve_human_sources
-from tests.conftest import REFERENCE_PROMPTS
+from tests.conftest import REFERENCE_PROMPTS, REPO_ROOT
 from tests.servers.base import conversation_id, default_answer
 from tests.servers.openai_server import OpenAIServer
 
@@ -273,3 +273,26 @@ def test_combined_strategy_makes_no_calls(setup):
         ]
     )
     assert code == 1 and server.counts["POST /v1/chat/completions"] == 0
+
+
+def test_llm_settings_take_the_full_config_as_json(monkeypatch):
+    """Rules pass $EMPATHY_DISTILL_CONFIG: the teacher endpoint with its operational keys."""
+    import argparse
+
+    import yaml
+
+    from empathy_distill.config import validate_config
+    from empathy_distill.errors import ConfigError
+    from empathy_distill.llm.settings import BUDGET_ENV, add_llm_arguments, llm_settings
+
+    monkeypatch.delenv(BUDGET_ENV, raising=False)
+    config = validate_config(yaml.safe_load((REPO_ROOT / "config.yaml").read_text()))
+    config["teacher"]["concurrency"] = 3
+    config["llm"]["budget_usd"] = 12.5
+    parser = argparse.ArgumentParser()
+    add_llm_arguments(parser, "costs.csv")
+    settings = llm_settings(parser.parse_args(["--config-json", json.dumps(config)]))
+    assert settings.endpoint == config["teacher"] and settings.endpoint["concurrency"] == 3
+    assert settings.budget_usd == 12.5 and settings.cache_dir == config["llm"]["cache_dir"]
+    with pytest.raises(ConfigError, match="--config-json is not valid JSON"):
+        llm_settings(parser.parse_args(["--config-json", "{teacher"]))

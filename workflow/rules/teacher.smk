@@ -10,9 +10,9 @@ from empathy_distill.llm.settings import BUDGET_ENV, endpoint_identity
 TEACHER = config.get("teacher") or {}
 # What determines the teacher's answers is a param (a change reruns the teacher and everything
 # downstream); operational settings (concurrency, rate limits, retries, polling) reach the jobs
-# through the environment, so tuning them never retrains 84 models from cached answers.
+# with the full config through the environment ($EMPATHY_DISTILL_CONFIG, common.smk), so tuning
+# them never retrains 84 models from cached answers.
 TEACHER_IDENTITY = json.dumps(endpoint_identity(TEACHER), sort_keys=True)
-os.environ.update(EMPATHY_DISTILL_TEACHER_ENDPOINT=json.dumps(TEACHER, sort_keys=True))
 LLM = config["llm"]
 TEACHER_COST_REPORT = "results/costs/teacher.csv"
 # The budget cap reaches jobs through the environment, not a param: raising it after a stop
@@ -50,7 +50,7 @@ rule teacher_initial:
         "logs/teacher/initial.log",
     shell:
         "python -m empathy_distill.teacher initial"
-        ' --endpoint-json "$EMPATHY_DISTILL_TEACHER_ENDPOINT"'
+        ' --config-json "$EMPATHY_DISTILL_CONFIG"'
         " --cache-dir {params.cache_dir:q} --price-table {params.price_table:q}"
         " --cost-report {params.cost_report} --prompts {input.prompts:q}"
         " --train {input.train} --test {input.test}"
@@ -100,7 +100,7 @@ rule teacher_improve:
         "logs/teacher/{method}/{strategy}.log",
     shell:
         "python -m empathy_distill.teacher improve"
-        ' --endpoint-json "$EMPATHY_DISTILL_TEACHER_ENDPOINT"'
+        ' --config-json "$EMPATHY_DISTILL_CONFIG"'
         " --cache-dir {params.cache_dir:q} --price-table {params.price_table:q}"
         " --cost-report {params.cost_report} --prompts {input.prompts:q}"
         " --method {wildcards.method} --strategy {wildcards.strategy}"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import REPO_ROOT
-from ..config import load_config
+from ..config import load_config, validate_config
 from ..errors import ConfigError
 
 BUDGET_ENV = "EMPATHY_DISTILL_BUDGET_USD"
@@ -53,6 +53,9 @@ class LLMSettings:
 
 def add_llm_arguments(parser: argparse.ArgumentParser, cost_report: str) -> None:
     parser.add_argument("--config", help="workflow config (YAML/JSON); endpoint and llm keys")
+    parser.add_argument(
+        "--config-json", help="the workflow config as JSON (rules pass $EMPATHY_DISTILL_CONFIG)"
+    )
     parser.add_argument("--endpoint-json", help="endpoint config as JSON (overrides --config)")
     parser.add_argument("--cache-dir", help="LLM cache directory (default: config llm.cache_dir)")
     parser.add_argument("--price-table", help="price table (default: config llm.price_table)")
@@ -64,7 +67,14 @@ def add_llm_arguments(parser: argparse.ArgumentParser, cost_report: str) -> None
 
 def llm_settings(args: argparse.Namespace, role: str = "teacher") -> LLMSettings:
     """Endpoint + llm settings from --config and explicit flags (flags win)."""
-    config = load_config(args.config) if args.config else None
+    config = None
+    if args.config:
+        config = load_config(args.config)
+    elif getattr(args, "config_json", None):
+        try:
+            config = validate_config(json.loads(args.config_json))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--config-json is not valid JSON: {exc.msg}") from exc
     llm = (config or {}).get("llm", {})
     if args.endpoint_json:
         endpoint = json.loads(args.endpoint_json)
