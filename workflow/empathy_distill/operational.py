@@ -28,9 +28,8 @@ def without_operational(config: dict[str, Any]) -> dict[str, Any]:
     }
     reduced.get("llm", {}).pop("budget_usd", None)
     for stage in ("training", "generation"):
-        block = reduced.get(stage, {})
-        block.pop("resources", None)
-        for own in block.get("per_student", {}).values():
-            own.pop("resources", None)
-    reduced.get("generation", {}).pop("per_student", None)
+        reduced.get(stage, {}).pop("resources", None)
+    for own in reduced.get("training", {}).get("per_student", {}).values():
+        own.pop("resources", None)
+    reduced.get("generation", {}).pop("per_student", None)  # it holds nothing but resources
     return reduced
