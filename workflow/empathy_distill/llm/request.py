@@ -88,12 +88,21 @@ class ChatResponse:
     model: str
     usage: dict[str, int]
     cached: bool
+    #: Why the provider refused to answer (a safety block), else None. A refusal is a final
+    #: answer: it is cached like any other and never bought again; ``text`` is then "".
+    refusal: str | None = None
 
 
 @dataclass(frozen=True)
 class Answer:
-    """What a backend returns for one request (before it becomes a cached ChatResponse)."""
+    """What a backend returns for one request (before it becomes a cached ChatResponse).
+
+    ``usage`` holds ``input_tokens`` and ``output_tokens``, where output counts every billed
+    output token (visible text plus thinking/reasoning tokens); ``refusal`` is set, with
+    ``text`` "", when the provider blocked the request or its answer for its content.
+    """
 
     text: str
     model: str
     usage: dict[str, int]
+    refusal: str | None = None
