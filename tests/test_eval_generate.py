@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from empathy_distill.errors import ConfigError
 from empathy_distill.evaluation.generate import (
     GenerationSettings,
     answer_test,
@@ -265,16 +266,20 @@ def test_vllm_path_maps_settings_adapter_and_stop_tokens(tmp_path, monkeypatch):
         monkeypatch.setitem(sys.modules, name, module)
     adapter = tmp_path / "adapter"
     adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(json.dumps({"r": 32}))
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 24}))
     prompts = [[1, 3, 4], [1, 3]]
-    out = generate_ids_vllm("base", adapter, prompts, settings(max_new_tokens=20), [2, 8])
+    out = generate_ids_vllm(
+        "base", adapter, prompts, settings(max_new_tokens=20), [2, 8], revision="abc123"
+    )
     assert out == [[5, 6], [7]]
     assert fake.engine_kwargs == {
         "model": "base",
+        "revision": "abc123",  # weights and tokenizer of the commit the student was trained on
+        "tokenizer_revision": "abc123",
         "seed": 0,
         "max_model_len": 23,
         "enable_lora": True,
-        "max_lora_rank": 32,
+        "max_lora_rank": 32,  # r=24 rounded up to a rank vLLM accepts
     }
     ((requests, params, lora),) = fake.calls
     assert requests == [{"prompt_token_ids": [1, 3, 4]}, {"prompt_token_ids": [1, 3]}]
@@ -288,4 +293,31 @@ def test_vllm_path_maps_settings_adapter_and_stop_tokens(tmp_path, monkeypatch):
     assert lora == ("adapter", 1, str(adapter))
     generate_ids_vllm("base", None, prompts, settings(do_sample=True, temperature=0.7), [2])
     assert fake.engine_kwargs["enable_lora"] is False and "max_lora_rank" not in fake.engine_kwargs
+    assert fake.engine_kwargs["revision"] is fake.engine_kwargs["tokenizer_revision"] is None
     assert fake.calls[-1][1]["temperature"] == 0.7 and fake.calls[-1][2] is None
+    # vLLM's allowed ranks are 1, 8, 16, 32, 64, 128, 256, 320, 512 (vllm/config/lora.py)
+    for rank, served in [(1, 1), (4, 8), (8, 8), (17, 32), (300, 320), (512, 512)]:
+        (adapter / "adapter_config.json").write_text(json.dumps({"r": rank}))
+        generate_ids_vllm("base", adapter, prompts, settings(), [2])
+        assert fake.engine_kwargs["max_lora_rank"] == served, rank
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 1024}))
+    with pytest.raises(ConfigError, match=r"adapter_config.json: LoRA rank r=1024"):
+        generate_ids_vllm("base", adapter, prompts, settings(), [2])
+
+
+def test_vllm_path_gets_the_students_revision(tiny, test_rows, monkeypatch):
+    """answer_test hands the pinned revision to the vLLM engine, as to the transformers path."""
+    _, tokenizer, _ = tiny
+    fake = FakeVLLM(replies=[[5], [7]])
+    for name, module in fake.module().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    rows = answer_test(
+        test_rows.head(2),
+        "org/student",
+        settings(engine="vllm"),
+        Prompts(),
+        tokenizer=tokenizer,
+        revision="0123abcd",
+    )
+    assert len(rows) == 2
+    assert fake.engine_kwargs["revision"] == fake.engine_kwargs["tokenizer_revision"] == "0123abcd"

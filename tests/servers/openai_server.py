@@ -2,11 +2,30 @@
 
 Serves chat completions, file upload/content, and batches (create, retrieve, list). Faults are
 scripted: latency, 429 with Retry-After, 5xx, malformed bodies, a lost batch line, failed or
-erroring batch items, a batch that ends ``failed`` or ``expired``. ``answer_fn(messages) -> str``
-decides every answer, so the same server is a teacher or a rule-based judge, e.g.::
+erroring batch items, a batch that ends ``failed`` or ``expired``, a batch created whose create
+reply is lost (500 or a dropped connection). ``answer_fn(messages) -> str`` decides every answer,
+so the same server is a teacher or a rule-based judge, e.g.::
 
     with OpenAIServer(answer_fn=lambda messages: "1") as server:
         endpoint = {"backend": "openai_compatible", "model": "gpt-4o", "base_url": server.url}
+
+What it models of the real API, as documented (and as the openai SDK parses it):
+
+* Chat completion object (https://platform.openai.com/docs/api-reference/chat/object):
+  ``usage.completion_tokens`` includes reasoning tokens, broken down in
+  ``usage.completion_tokens_details.reasoning_tokens`` (``reasoning_tokens`` per answer here);
+  a safety block is ``finish_reason: "content_filter"`` (content omitted) or a non-null
+  ``message.refusal`` (last user turn containing ``FILTER`` / ``REFUSE``).
+* Errors (https://platform.openai.com/docs/guides/error-codes): a prompt over the context
+  window (``TOO_LONG``) is HTTP 400 ``invalid_request_error`` / ``context_length_exceeded``;
+  reasoning models reject ``max_tokens`` with 400 ``unsupported_parameter`` (they take
+  ``max_completion_tokens``, https://platform.openai.com/docs/guides/reasoning).
+* Batch output and error files (https://platform.openai.com/docs/guides/batch): UTF-8 JSONL,
+  one object per "\n"; strings are not ASCII-escaped, so an answer may hold U+2028. A request
+  the endpoint rejected goes to the error file with ``response.status_code`` and
+  ``response.body.error``. A batch failing validation ends ``failed`` with ``errors.data[]`` of
+  ``{code, message, param, line}`` (Batch object,
+  https://platform.openai.com/docs/api-reference/batch/object).
 """
 
 from __future__ import annotations
@@ -22,6 +41,14 @@ from email.parser import BytesParser
 from typing import Any
 
 from .base import AnswerFn, LocalServer, Reply, approx_tokens, conversation_id
+
+#: Markers in the last user turn that script what the model does with a request.
+REFUSE = "[refuse]"
+FILTER = "[content_filter]"
+TOO_LONG = "[too long]"
+REFUSAL_TEXT = "I'm sorry, but I can't help with that."
+#: Model names taken as reasoning models (max_completion_tokens, reasoning-token usage).
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
 
 @dataclass
@@ -48,6 +75,11 @@ class OpenAIServer(LocalServer):
         self.batch_drop_lines = 0  # lose this many output lines of the next finished batch
         self.batch_error_items = 0  # report this many items of the next batch as errors
         self.batch_malformed_lines = 0  # add this many unreadable lines to the next output
+        # Next batch creations: "lost:500" / "lost:drop" = created, then the reply is lost (HTTP
+        # 500 / connection dropped); "reject:403" = refused with that status, nothing created.
+        self.create_batch_faults: deque[str] = deque()
+        self.reasoning_tokens = 0  # hidden reasoning tokens billed with every answer
+        self.bodies: list[dict[str, Any]] = []  # every chat body, real time and batch lines
 
     @property
     def url(self) -> str:
@@ -95,34 +127,67 @@ class OpenAIServer(LocalServer):
         return Reply(404, {"error": {"message": f"no route {method} {path}"}})
 
     # Chat ------------------------------------------------------------------------------------
+    @staticmethod
+    def rejection(body: dict[str, Any]) -> dict[str, Any] | None:
+        """The 400 error body the API answers this request with, or None if it is valid."""
+        reasoning = str(body["model"]).startswith(REASONING_PREFIXES)
+        if reasoning and "max_tokens" in body:
+            return {
+                "message": "Unsupported parameter: 'max_tokens' is not supported with this"
+                " model. Use 'max_completion_tokens' instead.",
+                "type": "invalid_request_error",
+                "param": "max_tokens",
+                "code": "unsupported_parameter",
+            }
+        if TOO_LONG in body["messages"][-1]["content"]:
+            return {
+                "message": "This model's maximum context length is 128000 tokens. However,"
+                " your messages resulted in 130000 tokens.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        return None
+
     def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         messages = body["messages"]
-        text = self.answer_fn(messages)
+        last = messages[-1]["content"]
+        message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+        finish = "stop"
+        if REFUSE in last:
+            message["refusal"] = text = REFUSAL_TEXT
+        elif FILTER in last:
+            text, finish = "", "content_filter"
+        else:
+            message["content"] = text = self.answer_fn(messages)
         prompt = sum(approx_tokens(m["content"]) for m in messages)
-        output = approx_tokens(text)
+        output = approx_tokens(text) + self.reasoning_tokens
         return {
             "id": self._new_id("chatcmpl"),
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body["model"],
             "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
+                {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
             ],
             "usage": {
                 "prompt_tokens": prompt,
                 "completion_tokens": output,
                 "total_tokens": prompt + output,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {
+                    "reasoning_tokens": self.reasoning_tokens,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
             },
         }
 
     def _chat(self, body: dict[str, Any]) -> Reply:
         cid = self.note_received(body["messages"])
         with self.lock:
+            self.bodies.append(body)
             fault = self.faults.popleft() if self.faults else None
         if fault is not None:
             if fault.malformed:
@@ -137,6 +202,8 @@ class OpenAIServer(LocalServer):
             return Reply(
                 503, raw=b'{"error": {"message": "held request released", "type": "test"}}'
             )
+        if (error := self.rejection(body)) is not None:
+            return Reply(400, {"error": error})
         reply = self.completion(body)
         self.note_answered(cid)
         return Reply(200, reply)
@@ -186,8 +253,19 @@ class OpenAIServer(LocalServer):
             "errors": None,
             "request_counts": {"total": 0, "completed": 0, "failed": 0},
         }
-        self.batches[batch_id] = batch
-        self._batch_polls[batch_id] = 0
+        with self.lock:
+            fault = self.create_batch_faults.popleft() if self.create_batch_faults else ""
+            kind, _, what = fault.partition(":")
+            if kind == "reject":  # refused, nothing created (e.g. 403 for a key without access)
+                error = {"message": "scripted refusal", "type": "invalid_request_error"}
+                return Reply(int(what), {"error": error})
+            self.batches[batch_id] = batch
+            self._batch_polls[batch_id] = 0
+        if kind == "lost" and what == "drop":  # created, then the connection drops
+            return Reply(drop=True)
+        if kind == "lost":  # created, then the reply is a server error
+            error = {"message": "scripted error", "type": "server_error"}
+            return Reply(int(what), {"error": error})
         return Reply(200, batch)
 
     def _retrieve_batch(self, batch_id: str) -> Reply:
@@ -206,14 +284,21 @@ class OpenAIServer(LocalServer):
     def _finish(self, batch: dict[str, Any]) -> None:
         """Answer the batch's lines (called with the lock held)."""
         outcome = self.batch_outcomes.popleft() if self.batch_outcomes else "completed"
-        lines = [json.loads(x) for x in self.files[batch["input_file_id"]].splitlines() if x]
+        lines = [json.loads(x) for x in self.files[batch["input_file_id"]].split(b"\n") if x]
         batch["request_counts"]["total"] = len(lines)
-        if outcome == "failed":
+        if outcome.startswith("failed"):
+            # "failed" = the enqueued-token limit (transient); "failed:<code>" = that code
+            code = outcome.partition(":")[2] or "token_limit_exceeded"
             batch["status"] = "failed"
             batch["errors"] = {
                 "object": "list",
                 "data": [
-                    {"code": "scripted_failure", "message": "the test server failed this batch"}
+                    {
+                        "code": code,
+                        "message": f"the test server failed this batch ({code})",
+                        "param": None,
+                        "line": 1 if code == "invalid_json_line" else None,
+                    }
                 ],
             }
             return
@@ -222,6 +307,21 @@ class OpenAIServer(LocalServer):
         outputs, errors = [], []
         for index, line in enumerate(lines_done):
             cid = self._received_locked(line["body"]["messages"])
+            self.bodies.append(line["body"])
+            if (error := self.rejection(line["body"])) is not None:
+                errors.append(
+                    {
+                        "id": self._new_id("batch_req"),
+                        "custom_id": line["custom_id"],
+                        "response": {
+                            "status_code": 400,
+                            "request_id": "r",
+                            "body": {"error": error},
+                        },
+                        "error": None,
+                    }
+                )
+                continue
             if index < self.batch_error_items:
                 errors.append(
                     {
@@ -252,9 +352,9 @@ class OpenAIServer(LocalServer):
             self.answered[cid] += 1
         # Output lines are shuffled so that joining by order would be wrong.
         outputs.reverse()
-        raw = "".join(json.dumps(o) + "\n" for o in outputs)
+        raw = "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in outputs)
         raw += "this is not json\n" * self.batch_malformed_lines
-        batch["output_file_id"] = self._store_locked(raw.encode())
+        batch["output_file_id"] = self._store_locked(raw.encode("utf-8"))
         if errors:
             batch["error_file_id"] = self._store_locked(
                 "".join(json.dumps(e) + "\n" for e in errors).encode()

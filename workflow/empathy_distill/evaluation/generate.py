@@ -210,14 +210,33 @@ def generate_ids(
     return results
 
 
+#: Ranks vLLM accepts for ``max_lora_rank`` (``MaxLoRARanks`` in vllm/config/lora.py).
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def vllm_lora_rank(rank: int, adapter_config: Path) -> int:
+    """The smallest rank vLLM accepts that holds the adapter's (vLLM rejects any other)."""
+    allowed = [r for r in VLLM_LORA_RANKS if r >= rank]
+    if not allowed:
+        raise ConfigError(
+            f"{adapter_config}: LoRA rank r={rank} is above the largest rank vLLM serves"
+            f" ({VLLM_LORA_RANKS[-1]}); use generation.engine: transformers"
+        )
+    return allowed[0]
+
+
 def generate_ids_vllm(
     model_path: str | Path,
     adapter_dir: str | Path | None,
     prompt_ids: Sequence[Sequence[int]],
     settings: GenerationSettings,
     stop_ids: Sequence[int],
+    revision: str | None = None,
 ) -> list[list[int]]:
-    """The same generation through vLLM (continuous batching, LoRA served on the base model)."""
+    """The same generation through vLLM (continuous batching, LoRA served on the base model).
+
+    ``revision`` pins the weights and the tokenizer to the commit the student was trained on.
+    """
     try:
         from vllm import LLM, SamplingParams
         from vllm.inputs import TokensPrompt
@@ -227,14 +246,17 @@ def generate_ids_vllm(
     lora_rank = None
     if adapter_dir is not None:
         adapter_config = Path(adapter_dir) / "adapter_config.json"
-        lora_rank = int(json.loads(adapter_config.read_text(encoding="utf-8"))["r"])
+        rank = int(json.loads(adapter_config.read_text(encoding="utf-8"))["r"])
+        lora_rank = vllm_lora_rank(rank, adapter_config)
     llm = LLM(
         model=str(model_path),
+        revision=revision,
+        tokenizer_revision=revision,
         seed=settings.seed,
         # the KV cache is sized for the longest request, not the model's 128k context
         max_model_len=max(map(len, prompt_ids)) + settings.max_new_tokens,
         enable_lora=lora_rank is not None,
-        **({"max_lora_rank": max(16, lora_rank)} if lora_rank is not None else {}),
+        **({"max_lora_rank": lora_rank} if lora_rank is not None else {}),
     )
     params = SamplingParams(
         max_tokens=settings.max_new_tokens,
@@ -279,7 +301,7 @@ def answer_test(
         stop_ids = [tokenizer.eos_token_id]
     ids = [e.ids for e in encoded]
     if settings.engine == "vllm":
-        new_ids = generate_ids_vllm(model_path, adapter_dir, ids, settings, stop_ids)
+        new_ids = generate_ids_vllm(model_path, adapter_dir, ids, settings, stop_ids, revision)
     else:
         if model is None:
             model = load_model(model_path, adapter_dir, revision=revision)

@@ -23,6 +23,9 @@ TERMINAL = (COMPLETED, FAILED, EXPIRED, CANCELLED)
 class BatchPoll:
     state: str
     detail: str = ""
+    #: The whole batch failed for a reason that resubmitting the same requests cannot fix (its
+    #: input was invalid); a failure not known to be deterministic is treated as transient.
+    deterministic: bool = False
 
 
 @dataclass
@@ -32,6 +35,8 @@ class BatchResults:
     answers: dict[str, Answer] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     malformed: int = 0
+    #: Keys of ``errors`` that would fail again if resubmitted (e.g. context too long).
+    deterministic: set[str] = field(default_factory=set)
 
 
 class Backend:
@@ -93,5 +98,15 @@ def split_batches(
     return batches
 
 
-def usage_dict(input_tokens: Any, output_tokens: Any) -> dict[str, int]:
-    return {"input_tokens": int(input_tokens or 0), "output_tokens": int(output_tokens or 0)}
+def usage_dict(
+    input_tokens: Any, output_tokens: Any, *, reasoning_tokens: Any = None
+) -> dict[str, int]:
+    """Usage of one answer; ``output_tokens`` is every billed output token, reasoning included.
+
+    ``reasoning_tokens``, when the provider reports it, is the part of ``output_tokens`` spent
+    on reasoning (informative, never added to the bill a second time).
+    """
+    usage = {"input_tokens": int(input_tokens or 0), "output_tokens": int(output_tokens or 0)}
+    if reasoning_tokens is not None:
+        usage["reasoning_tokens"] = int(reasoning_tokens)
+    return usage

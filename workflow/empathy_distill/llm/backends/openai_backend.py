@@ -8,15 +8,11 @@ joined to requests by ``custom_id`` (our request key), never by line order.
 
 from __future__ import annotations
 
+import importlib
 import json
 from typing import Any
 
 import openai
-
-try:  # openai >= 2.x ships on httpx2; cast_to must be the class its transport returns
-    from httpx2 import Response as RawResponse
-except ImportError:  # pragma: no cover - older openai releases use httpx
-    from httpx import Response as RawResponse
 
 from ..errors import PermanentError, TransientError
 from ..request import Answer, ChatRequest, canonical_json
@@ -41,6 +37,29 @@ _STATES = {
     "expired": EXPIRED,
     "cancelled": CANCELLED,
 }
+#: ``errors.data[].code`` of a batch that failed validation because of its input file: the same
+#: requests fail the same way again (https://platform.openai.com/docs/guides/batch, Batch object
+#: https://platform.openai.com/docs/api-reference/batch/object). Any other code is treated as
+#: transient, notably ``token_limit_exceeded`` (the organisation's enqueued-token limit, which
+#: frees up as running batches finish: worth resubmitting after a wait).
+DETERMINISTIC_BATCH_CODES = frozenset(
+    {
+        "invalid_json_line",
+        "duplicate_custom_id",
+        "url_mismatch",
+        "model_mismatch",
+        "model_not_found",
+        "empty_file",
+        "too_many_tasks",
+        "missing_required_parameter",
+        "invalid_request",
+    }
+)
+#: Per-request error codes (error file) that recur on every attempt; an HTTP status on the item
+#: decides first (4xx other than 408/409/429 is deterministic).
+DETERMINISTIC_ITEM_CODES = frozenset(
+    {"context_length_exceeded", "invalid_request_error", "invalid_prompt", "model_not_found"}
+)
 
 
 def _translate(exc: Exception) -> Exception:
@@ -58,23 +77,65 @@ def _translate(exc: Exception) -> Exception:
     return exc
 
 
+def _usage(body: dict[str, Any]) -> dict[str, int]:
+    """Billed tokens of a chat.completion body.
+
+    In the Chat Completions API ``usage.completion_tokens`` already includes the reasoning
+    tokens of reasoning models; ``completion_tokens_details.reasoning_tokens`` is a breakdown of
+    it, not an addition (https://platform.openai.com/docs/api-reference/chat/object#chat/object-usage,
+    https://platform.openai.com/docs/guides/reasoning). So output = completion_tokens, counted
+    once; the reasoning part is kept beside it for the record.
+    """
+    usage = body.get("usage") or {}
+    details = usage.get("completion_tokens_details") or {}
+    return usage_dict(
+        usage.get("prompt_tokens"),
+        usage.get("completion_tokens"),
+        reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None,
+    )
+
+
 def answer_from_body(body: Any, fallback_model: str) -> Answer:
-    """Text, model and usage of a chat.completion body (dict or SDK object)."""
+    """Text (or refusal), model and usage of a chat.completion body (dict or SDK object).
+
+    A safety block is a final answer, never retried: ``finish_reason: "content_filter"`` (the
+    content was omitted by the content filter) or a non-null ``message.refusal`` (the model's
+    refusal text), https://platform.openai.com/docs/api-reference/chat/object.
+    """
     if not isinstance(body, dict):
         body = body.model_dump() if hasattr(body, "model_dump") else None
     try:
-        content = body["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError) as exc:
-        raise TransientError(
-            f"malformed response body: no choices[0].message.content ({exc})"
-        ) from exc
+        choice = body["choices"][0]
+        message = choice.get("message") or {}
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise TransientError(f"malformed response body: no choices[0].message ({exc})") from exc
+    model = body.get("model") or fallback_model
+    refusal = message.get("refusal")
+    if refusal or choice.get("finish_reason") == "content_filter":
+        reason = f"refusal: {refusal}" if refusal else "finish_reason content_filter"
+        return Answer(text="", model=model, usage=_usage(body), refusal=f"openai: {reason}")
+    content = message.get("content")
     if not isinstance(content, str):
         raise TransientError("malformed response body: message content is not text")
-    usage = body.get("usage") or {}
-    return Answer(
-        text=content,
-        model=body.get("model") or fallback_model,
-        usage=usage_dict(usage.get("prompt_tokens"), usage.get("completion_tokens")),
+    return Answer(text=content, model=model, usage=_usage(body))
+
+
+def response_class(http_client: Any) -> type:
+    """The response class of the SDK's own transport, which ``post(cast_to=...)`` must name.
+
+    openai 1.x/2.x send through ``httpx``, 3.x through ``httpx2``; the SDK accepts as
+    ``cast_to`` only the response type of its transport (``_response.py`` / ``_legacy_response.py``,
+    ``_parse``). Whether ``httpx2`` is importable says nothing: google-genai may pull it next to
+    an openai 2.x that still uses ``httpx``. So walk the transport client's classes to the
+    ``httpx``/``httpx2`` AsyncClient it derives from and take that package's Response.
+    """
+    for cls in type(http_client).__mro__:
+        package = cls.__module__.split(".")[0]
+        if package in ("httpx", "httpx2") and cls.__name__ == "AsyncClient":
+            return importlib.import_module(package).Response
+    raise TypeError(
+        f"the openai SDK's transport {type(http_client).__qualname__} is not an httpx/httpx2"
+        " AsyncClient; this openai version is not supported"
     )
 
 
@@ -85,6 +146,28 @@ def _http_client(timeout_s: float) -> Any:
         return openai.DefaultAioHttpClient(timeout=timeout_s)
     except (AttributeError, RuntimeError):
         return None
+
+
+def _item_error(item: dict[str, Any]) -> tuple[str, bool]:
+    """Message of a failed batch line, and whether resubmitting it would fail the same way.
+
+    The error sits in ``error`` ({code, message}) or, for requests the model endpoint rejected,
+    in ``response.body.error`` ({message, type, param, code}) with ``response.status_code``
+    (https://platform.openai.com/docs/guides/batch, "batch output" / error file).
+    """
+    response = item.get("response") or {}
+    status = response.get("status_code")
+    error = item.get("error") or (response.get("body") or {}).get("error") or {}
+    if not isinstance(error, dict):
+        error = {"message": str(error)}
+    code = error.get("code") or error.get("type")
+    if isinstance(status, int) and status >= 400:
+        deterministic = not is_retryable_status(status)
+    else:
+        deterministic = code in DETERMINISTIC_ITEM_CODES or error.get("type") in (
+            DETERMINISTIC_ITEM_CODES
+        )
+    return (f"batch item failed (HTTP {status}, {code}): {error.get('message')}", deterministic)
 
 
 class OpenAIBackend(Backend):
@@ -107,6 +190,7 @@ class OpenAIBackend(Backend):
             timeout=timeout_s,
             http_client=_http_client(timeout_s),
         )
+        self._raw_response = response_class(self.client._client)
 
     @staticmethod
     def _body(request: ChatRequest) -> dict[str, Any]:
@@ -122,7 +206,7 @@ class OpenAIBackend(Backend):
             # TypedDict transform and pydantic parsing, which cost more CPU than the request
             # itself at high concurrency (see benchmarks/teacher_throughput.py).
             raw = await self.client.post(
-                "/chat/completions", body=self._body(request), cast_to=RawResponse
+                "/chat/completions", body=self._body(request), cast_to=self._raw_response
             )
             body = json.loads(raw.text)
         except openai.OpenAIError as exc:
@@ -173,16 +257,26 @@ class OpenAIBackend(Backend):
 
     async def poll_batch(self, batch_id: str) -> BatchPoll:
         batch = await self._call(self.client.batches.retrieve(batch_id))
-        detail = ""
-        if batch.errors and batch.errors.data:
-            detail = "; ".join(f"{e.code}: {e.message}" for e in batch.errors.data)
-        return BatchPoll(_STATES.get(batch.status, RUNNING), detail or batch.status)
+        errors = list(batch.errors.data or []) if batch.errors else []
+        detail = "; ".join(
+            f"{e.code}: {e.message}" + (f" (line {e.line})" if e.line is not None else "")
+            for e in errors
+        )
+        state = _STATES.get(batch.status, RUNNING)
+        deterministic = (
+            state == FAILED
+            and bool(errors)
+            and all(e.code in DETERMINISTIC_BATCH_CODES for e in errors)
+        )
+        return BatchPoll(state, detail or batch.status, deterministic)
 
     async def _file_lines(self, file_id: str | None) -> list[str]:
+        """Lines of a result file, split on "\\n" only: JSON strings may hold U+2028, U+2029
+        or U+0085, on which ``str.splitlines`` would also cut (and lose) an answer."""
         if not file_id:
             return []
         content = await self._call(self.client.files.content(file_id))
-        return content.text.splitlines()
+        return content.content.decode("utf-8").split("\n")
 
     async def batch_results(self, batch_id: str) -> BatchResults:
         batch = await self._call(self.client.batches.retrieve(batch_id))
@@ -209,13 +303,18 @@ class OpenAIBackend(Backend):
             try:
                 results.answers[key] = answer_from_body(response.get("body"), "")
                 results.errors.pop(key, None)
+                results.deterministic.discard(key)
             except TransientError as exc:
                 results.errors.setdefault(key, str(exc))
             return
-        error = item.get("error") or (response.get("body") or {}).get("error") or {}
-        message = error.get("message") if isinstance(error, dict) else str(error)
-        if key not in results.answers:
-            results.errors[key] = f"batch item failed (HTTP {status}): {message}"
+        if key in results.answers:
+            return
+        message, deterministic = _item_error(item)
+        results.errors[key] = message
+        if deterministic:
+            results.deterministic.add(key)
+        else:
+            results.deterministic.discard(key)
 
     async def aclose(self) -> None:
         await self.client.close()
