@@ -39,7 +39,10 @@ class Reply:
         headers: dict[str, str] | None = None,
         raw: bytes | None = None,
         content_type: str = "application/json",
+        drop: bool = False,
     ) -> None:
+        #: Close the connection without any response (a reset connection for the client).
+        self.drop = drop
         self.status = status
         self.headers = headers or {}
         self.content_type = content_type
@@ -101,6 +104,9 @@ class LocalServer:
                     )
                 except Exception as exc:  # a bug in the test server must be visible
                     reply = Reply(599, {"error": {"message": f"test server bug: {exc!r}"}})
+                if reply.drop:
+                    self.close_connection = True
+                    return
                 self.send_response(reply.status)
                 self.send_header("Content-Type", reply.content_type)
                 self.send_header("Content-Length", str(len(reply.raw)))
