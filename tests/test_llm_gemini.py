@@ -168,6 +168,7 @@ HTTPX2_ONLY = textwrap.dedent(
 
 
 def test_httpx2_transport_error_is_retried_without_httpx_installed(srv):
+    pytest.importorskip("httpx2", reason="google-genai < 3 sends through httpx, not httpx2")
     srv.faults.append(GeminiFault(drop=True))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "workflow"), str(ROOT)])}
     done = subprocess.run(
@@ -216,6 +217,8 @@ def test_lost_result_is_resubmitted_alone(srv, tmp_path):
 
 def inline_batch(srv, tag, batch):
     """A batch of inlined requests, as earlier versions of this backend created them."""
+    if "metadata" not in getattr(types, "InlinedRequest", types.Content).model_fields:
+        pytest.skip("this google-genai has no InlinedRequest.metadata")
     sdk = genai.Client(api_key=SECRET, http_options=types.HttpOptions(base_url=srv.url))
     src = [
         types.InlinedRequest(
@@ -244,6 +247,8 @@ def test_unjoinable_batch_fails_once_and_is_not_resubmitted(srv, tmp_path):
 
 def test_inlined_results_with_metadata_still_join(srv):
     batch = requests("m0", "m1")
+    if "metadata" not in types.InlinedResponse.model_fields:
+        pytest.skip("this google-genai drops the metadata of inlined responses")
     srv.echo_metadata = True
     name = inline_batch(srv, "ed-meta", batch)
 

@@ -332,7 +332,8 @@ class GeminiBackend(Backend):
                 _read_item(results, key, response, _message(error), model)
         elif job.dest is not None and job.dest.inlined_responses:
             for number, item in enumerate(job.dest.inlined_responses, 1):
-                key = (item.metadata or {}).get(KEY_METADATA)
+                # getattr: SDKs before ~1.5x drop the metadata of inlined responses.
+                key = (getattr(item, "metadata", None) or {}).get(KEY_METADATA)
                 if not key:
                     unjoinable.append(f"inlined response {number} (no metadata.{KEY_METADATA})")
                     continue
