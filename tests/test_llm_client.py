@@ -260,14 +260,14 @@ def test_gemini_realtime_and_batch(tmp_path):
     with GeminiServer() as srv:
         ep = {
             "backend": "gemini",
-            "model": "gemini-2.0-flash",
+            "model": "gemini-3.5-flash",
             "base_url": srv.url,
             "poll_interval_s": 0.01,
             "max_retries": 3,
         }
         reqs = [
             ChatRequest(
-                "gemini-2.0-flash",
+                "gemini-3.5-flash",
                 (Message("system", "sys"), Message("user", f"u{i}")),
                 {"temperature": 0},
             )

@@ -1,22 +1,113 @@
 """A Gemini API (v1beta) look-alike on 127.0.0.1 for the real google-genai client.
 
-The SDK is pointed at it with ``http_options=types.HttpOptions(base_url=server.url)``. Serves
-``models/{m}:generateContent`` and Batch Mode with inlined requests
-(``models/{m}:batchGenerateContent``, ``batches/{id}``, ``batches``). Same ``answer_fn`` and
-scripted faults as the OpenAI server; messages are handed to ``answer_fn`` in OpenAI form
-(system instruction first, ``model`` turns as ``assistant``).
+The SDK is pointed at it with ``http_options=types.HttpOptions(base_url=server.url)``. What it
+serves, as the Gemini API documents it and google-genai calls it:
+
+* ``models/{m}:generateContent`` (https://ai.google.dev/api/generate-content), with usage that
+  counts thinking tokens (``usageMetadata.thoughtsTokenCount``), and safety blocks for planted
+  prompts: ``finishReason`` SAFETY/PROHIBITED_CONTENT/... without content, or
+  ``promptFeedback.blockReason`` without candidates.
+* Errors as the API sends them (https://ai.google.dev/gemini-api/docs/troubleshooting): a 429
+  carries ``google.rpc.QuotaFailure`` and ``google.rpc.RetryInfo`` (``retryDelay: "17s"``) in
+  ``error.details`` and no ``Retry-After`` header; a fault can also drop the connection.
+* The resumable file upload of ``files.upload`` (``upload/v1beta/files`` start, then the
+  ``X-Goog-Upload-URL`` with ``upload, finalize``; google-genai ``_api_client._async_upload_fd``)
+  and ``files/{id}:download?alt=media`` (``files.download``).
+* Batch Mode (https://ai.google.dev/gemini-api/docs/batch-mode): ``models/{m}:batchGenerateContent``
+  from an uploaded JSONL file (``inputConfig.fileName``) whose result file lines are
+  ``{"key", "response"}`` in SHUFFLED order; or from inlined requests, whose responses, like the
+  real service at times (python-genai issue #2008), do not echo ``metadata`` unless
+  ``echo_metadata`` is set. ``batches`` lists in pages (``pageSize``/``pageToken``).
+
+``answer_fn`` gets messages in OpenAI form (system instruction first, ``model`` turns as
+``assistant``).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import random
+import re
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from .base import AnswerFn, LocalServer, Reply, approx_tokens, conversation_id
-from .openai_server import Fault
+
+UPLOAD_PATH = re.compile(r"^/upload/v1(beta)?/files$")
+QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+#: Planted prompts (last user message) -> ("finish", reason) or ("prompt", block reason).
+DEFAULT_BLOCKS = {
+    "BLOCK finish SAFETY": ("finish", "SAFETY"),
+    "BLOCK finish PROHIBITED_CONTENT": ("finish", "PROHIBITED_CONTENT"),
+    "BLOCK finish BLOCKLIST": ("finish", "BLOCKLIST"),
+    "BLOCK finish SPII": ("finish", "SPII"),
+    "BLOCK finish RECITATION": ("finish", "RECITATION"),
+    "BLOCK prompt SAFETY": ("prompt", "SAFETY"),
+    "BLOCK prompt PROHIBITED_CONTENT": ("prompt", "PROHIBITED_CONTENT"),
+}
+
+
+@dataclass
+class GeminiFault:
+    """One scripted failure of a generateContent call.
+
+    ``status`` with the API's JSON error body; for 429 a ``retry_delay`` ("17s") and the
+    ``quota_id`` of the violated quota go into ``error.details``. ``retry_after`` adds a
+    ``Retry-After`` header (Gemini sends none; only for tests of that path), ``malformed`` sends
+    a broken body, ``drop`` closes the connection without a response.
+    """
+
+    status: int = 500
+    retry_after: float | None = None
+    malformed: bool = False
+    retry_delay: str | None = None
+    quota_id: str | None = None
+    drop: bool = False
+
+
+def error_body(status: int, message: str, details: list[dict[str, Any]] | None = None) -> dict:
+    names = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED"}
+    error: dict[str, Any] = {
+        "code": status,
+        "message": message,
+        "status": names.get(status, "UNAVAILABLE" if status >= 500 else "FAILED_PRECONDITION"),
+    }
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+def quota_details(model: str, quota_id: str, retry_delay: str | None) -> list[dict[str, Any]]:
+    """``error.details`` of a Gemini 429: the violated quota, a help link, the retry delay."""
+    details: list[dict[str, Any]] = [
+        {
+            "@type": QUOTA_FAILURE,
+            "violations": [
+                {
+                    "quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
+                    "quotaId": quota_id,
+                    "quotaDimensions": {"location": "global", "model": model},
+                    "quotaValue": "1000",
+                }
+            ],
+        },
+        {
+            "@type": "type.googleapis.com/google.rpc.Help",
+            "links": [
+                {
+                    "description": "Learn more about Gemini API quotas",
+                    "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                }
+            ],
+        },
+    ]
+    if retry_delay is not None:
+        details.append({"@type": RETRY_INFO, "retryDelay": retry_delay})
+    return details
 
 
 def to_messages(request: dict[str, Any]) -> list[dict[str, str]]:
@@ -33,13 +124,23 @@ def to_messages(request: dict[str, Any]) -> list[dict[str, str]]:
 class GeminiServer(LocalServer):
     def __init__(self, answer_fn: AnswerFn | None = None, latency: float = 0.0) -> None:
         super().__init__(answer_fn, latency)
-        self.faults: deque[Fault] = deque()
+        self.faults: deque[GeminiFault] = deque()  # consumed by the next generateContent calls
+        self.blocks: dict[str, tuple[str, str]] = dict(DEFAULT_BLOCKS)
+        self.thinking_tokens = 0  # thoughtsTokenCount of every answer (0 = field absent)
+        self.files: dict[str, dict[str, Any]] = {}  # "files/x" -> File resource
+        self.file_data: dict[str, bytes] = {}
+        self._uploads: dict[str, dict[str, Any]] = {}
+        self.upload_starts: list[dict[str, Any]] = []
         self.batches: dict[str, dict[str, Any]] = {}
-        self._inputs: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+        self._inputs: dict[str, tuple[str, list[dict[str, Any]], bool]] = {}
         self._polls: dict[str, int] = {}
         self._ids = itertools.count(1)
         self.batch_polls_before_done = 1
-        self.batch_drop_items = 0
+        self.batch_drop_items = 0  # lose this many results of the next finished batch
+        self.echo_metadata = False  # inlined batches: copy request metadata into responses
+        self.create_reply_status: deque[int] = deque()  # create succeeds, then this reply
+        self.list_page_size = 2  # batches per list page when the client asks for none
+        self.shuffle = random.Random(0)
         self.requests_seen: list[dict[str, Any]] = []
 
     @property
@@ -55,41 +156,76 @@ class GeminiServer(LocalServer):
         headers: dict[str, str],
         body: bytes,
     ) -> Reply:
+        lowered = {k.lower(): v for k, v in headers.items()}
         if method == "POST" and path.endswith(":generateContent"):
             model = path.split("/models/")[1].split(":")[0]
             return self._generate(model, json.loads(body))
+        if method == "POST" and UPLOAD_PATH.match(path):  # the SDK uses v1 or v1beta here
+            if "upload_id" in query:
+                return self._upload_bytes(query["upload_id"][0], lowered, body)
+            return self._upload_start(lowered, json.loads(body or b"{}"))
+        if method == "GET" and path.endswith(":download"):
+            name = "files/" + path.split("/files/")[1].split(":")[0]
+            if name not in self.file_data:
+                return Reply(404, error_body(404, f"no file {name}"))
+            return Reply(200, raw=self.file_data[name], content_type="application/octet-stream")
         if method == "POST" and path.endswith(":batchGenerateContent"):
             model = path.split("/models/")[1].split(":")[0]
             return self._create(model, json.loads(body))
         if method == "GET" and path.rstrip("/").endswith("/batches"):
-            return Reply(200, {"operations": list(self.batches.values())})
+            return self._list(query)
         if method == "GET" and "/batches/" in path:
             return self._get("batches/" + path.split("/batches/")[1])
-        return Reply(
-            404,
-            {"error": {"code": 404, "message": f"no route {method} {path}", "status": "NOT_FOUND"}},
-        )
+        return Reply(404, error_body(404, f"no route {method} {path}"))
 
+    # Real time -------------------------------------------------------------------------------
     def response_for(self, model: str, request: dict[str, Any]) -> dict[str, Any]:
         messages = to_messages(request)
-        text = self.answer_fn(messages)
         prompt = sum(approx_tokens(m["content"]) for m in messages)
-        output = approx_tokens(text)
-        return {
-            "candidates": [
-                {
-                    "content": {"role": "model", "parts": [{"text": text}]},
-                    "finishReason": "STOP",
-                    "index": 0,
-                }
-            ],
-            "usageMetadata": {
-                "promptTokenCount": prompt,
-                "candidatesTokenCount": output,
-                "totalTokenCount": prompt + output,
-            },
-            "modelVersion": model,
-        }
+        block = self.blocks.get(messages[-1]["content"]) if messages else None
+        if block is not None and block[0] == "prompt":
+            return {
+                "promptFeedback": {"blockReason": block[1]},
+                "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt},
+                "modelVersion": model,
+            }
+        usage = {"promptTokenCount": prompt}
+        if self.thinking_tokens:
+            usage["thoughtsTokenCount"] = self.thinking_tokens
+        if block is not None:
+            candidate: dict[str, Any] = {"finishReason": block[1], "index": 0}
+            output = 0
+        else:
+            text = self.answer_fn(messages)
+            output = approx_tokens(text)
+            usage["candidatesTokenCount"] = output
+            candidate = {
+                "content": {"role": "model", "parts": [{"text": text}]},
+                "finishReason": "STOP",
+                "index": 0,
+            }
+        usage["totalTokenCount"] = prompt + output + self.thinking_tokens
+        return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}
+
+    def _fault_reply(self, model: str, fault: GeminiFault) -> Reply:
+        # getattr: an openai_server.Fault (status, retry_after, malformed) works here too.
+        if getattr(fault, "drop", False):
+            return Reply(drop=True)
+        if fault.malformed:
+            return Reply(200, raw=b'{"candidates": [ not json')
+        headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+        details = None
+        if fault.status == 429:
+            quota = (
+                getattr(fault, "quota_id", None) or "GenerateRequestsPerMinutePerProjectPerModel"
+            )
+            details = quota_details(model, quota, getattr(fault, "retry_delay", None))
+        message = (
+            "You exceeded your current quota, please check your plan and billing details."
+            if fault.status == 429
+            else f"scripted {fault.status}"
+        )
+        return Reply(fault.status, error_body(fault.status, message, details), headers)
 
     def _generate(self, model: str, request: dict[str, Any]) -> Reply:
         with self.lock:
@@ -98,80 +234,134 @@ class GeminiServer(LocalServer):
         with self.lock:
             fault = self.faults.popleft() if self.faults else None
         if fault is not None:
-            if fault.malformed:
-                return Reply(200, raw=b'{"candidates": [ not json')
-            headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
-            return Reply(
-                fault.status,
-                {
-                    "error": {
-                        "code": fault.status,
-                        "status": "UNAVAILABLE",
-                        "message": f"scripted {fault.status}",
-                    }
-                },
-                headers,
-            )
+            return self._fault_reply(model, fault)
         if not self.wait_latency_and_gate():
-            return Reply(
-                503,
-                raw=b'{"error": {"code": 503, "status": "UNAVAILABLE",'
-                b' "message": "held request released"}}',
-            )
+            return Reply(503, error_body(503, "held request released"))
         reply = self.response_for(model, request)
         self.note_answered(cid)
         return Reply(200, reply)
 
+    # Files -----------------------------------------------------------------------------------
+    def _upload_start(self, headers: dict[str, str], body: dict[str, Any]) -> Reply:
+        if headers.get("x-goog-upload-protocol") != "resumable":
+            return Reply(400, error_body(400, "expected X-Goog-Upload-Protocol: resumable"))
+        upload_id = f"u{next(self._ids)}"
+        self.upload_starts.append(body)
+        self._uploads[upload_id] = {
+            "file": body.get("file") or {},
+            "mime": headers.get("x-goog-upload-header-content-type"),
+            "size": int(headers.get("x-goog-upload-header-content-length", "0")),
+        }
+        url = f"{self.root}/upload/v1beta/files?upload_id={upload_id}&upload_protocol=resumable"
+        return Reply(200, {}, {"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"})
+
+    def _upload_bytes(self, upload_id: str, headers: dict[str, str], body: bytes) -> Reply:
+        upload = self._uploads.get(upload_id)
+        if upload is None:
+            return Reply(404, error_body(404, f"no upload {upload_id}"))
+        upload.setdefault("data", b"")
+        upload["data"] += body
+        if "finalize" not in headers.get("x-goog-upload-command", ""):
+            return Reply(200, {}, {"X-Goog-Upload-Status": "active"})
+        name = f"files/f{next(self._ids)}"
+        resource = {
+            "name": name,
+            "displayName": upload["file"].get("displayName"),
+            "mimeType": upload["file"].get("mimeType") or upload["mime"],
+            "sizeBytes": str(len(upload["data"])),
+            "state": "ACTIVE",
+            "source": "UPLOADED",
+        }
+        self.files[name] = resource
+        self.file_data[name] = upload.pop("data")
+        return Reply(200, {"file": resource}, {"X-Goog-Upload-Status": "final"})
+
+    # Batch Mode ------------------------------------------------------------------------------
     def _create(self, model: str, body: dict[str, Any]) -> Reply:
         batch = body["batch"]
-        items = batch["inputConfig"]["requests"]["requests"]
+        source = batch["inputConfig"]
+        if "fileName" in source:
+            if source["fileName"] not in self.file_data:
+                return Reply(400, error_body(400, f"unknown input file {source['fileName']}"))
+            raw = self.file_data[source["fileName"]].decode("utf-8").splitlines()
+            items, from_file = [json.loads(line) for line in raw if line.strip()], True
+        else:
+            items, from_file = source["requests"]["requests"], False
         name = f"batches/b{next(self._ids)}"
-        self._inputs[name] = (model, items)
-        self._polls[name] = 0
-        self.batches[name] = {
-            "name": name,
-            "metadata": {
-                "@type": "type.googleapis.com/"
-                "google.ai.generativelanguage.v1beta.GenerateContentBatch",
-                "model": f"models/{model}",
-                "displayName": batch.get("displayName"),
-                "state": "BATCH_STATE_PENDING",
-                "createTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },
-        }
+        with self.lock:
+            self._inputs[name] = (model, items, from_file)
+            self._polls[name] = 0
+            self.batches[name] = {
+                "name": name,
+                "metadata": {
+                    "@type": "type.googleapis.com/"
+                    "google.ai.generativelanguage.v1beta.GenerateContentBatch",
+                    "model": f"models/{model}",
+                    "displayName": batch.get("displayName"),
+                    "state": "BATCH_STATE_PENDING",
+                    "createTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+            }
+            lost = self.create_reply_status.popleft() if self.create_reply_status else None
+        if lost is not None:  # created, but the client never learns it
+            return Reply(lost, error_body(lost, "internal error"))
         return Reply(200, self.batches[name])
+
+    def _list(self, query: dict[str, list[str]]) -> Reply:
+        size = int(query.get("pageSize", [self.list_page_size])[0])
+        start = int(query.get("pageToken", ["0"])[0] or 0)
+        with self.lock:
+            newest_first = list(reversed(self.batches.values()))
+        page: dict[str, Any] = {"operations": newest_first[start : start + size]}
+        if start + size < len(newest_first):
+            page["nextPageToken"] = str(start + size)
+        return Reply(200, page)
 
     def _get(self, name: str) -> Reply:
         operation = self.batches.get(name)
         if operation is None:
-            return Reply(
-                404, {"error": {"code": 404, "message": f"no {name}", "status": "NOT_FOUND"}}
-            )
+            return Reply(404, error_body(404, f"no {name}"))
         with self.lock:
             meta = operation["metadata"]
             if meta["state"] in ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING"):
                 self._polls[name] += 1
                 if self._polls[name] > self.batch_polls_before_done:
-                    self._finish(name, meta)
+                    self._finish(name, operation)
                 else:
                     meta["state"] = "BATCH_STATE_RUNNING"
         return Reply(200, operation)
 
-    def _finish(self, name: str, meta: dict[str, Any]) -> None:
-        model, items = self._inputs[name]
+    def _finish(self, name: str, operation: dict[str, Any]) -> None:
+        model, items, from_file = self._inputs[name]
         keep = items[: len(items) - self.batch_drop_items]
         outputs = []
         for item in keep:
             request = item["request"]
-            with_system = dict(request)
-            cid = conversation_id(to_messages(with_system))
+            cid = conversation_id(to_messages(request))
             self.received[cid] += 1
             self.requests_seen.append(request)
-            outputs.append(
-                {"response": self.response_for(model, request), "metadata": item.get("metadata")}
-            )
+            result: dict[str, Any] = {"response": self.response_for(model, request)}
+            if from_file:
+                result["key"] = item["key"]
+            elif self.echo_metadata and "metadata" in item:
+                result["metadata"] = item["metadata"]
+            outputs.append(result)
             self.answered[cid] += 1
-        outputs.reverse()  # joining by position would be wrong
-        meta["output"] = {"inlinedResponses": {"inlinedResponses": outputs}}
+        self.shuffle.shuffle(outputs)  # joining by position would be wrong
+        meta = operation["metadata"]
+        if from_file:
+            out_name = f"files/batch-{name.split('/')[1]}"
+            self.file_data[out_name] = "".join(json.dumps(o) + "\n" for o in outputs).encode()
+            self.files[out_name] = {"name": out_name, "source": "GENERATED"}
+            output: dict[str, Any] = {"responsesFile": out_name}
+        else:
+            output = {"inlinedResponses": {"inlinedResponses": outputs}}
+        meta["output"] = output
         meta["state"] = "BATCH_STATE_SUCCEEDED"
+        operation["done"] = True
+        operation["response"] = {
+            "@type": "type.googleapis.com/"
+            "google.ai.generativelanguage.v1beta.GenerateContentBatchOutput",
+            **output,
+        }
         self.batch_drop_items = 0

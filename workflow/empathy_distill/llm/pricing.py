@@ -9,6 +9,7 @@ reported usage, never the estimate.
 
 from __future__ import annotations
 
+import datetime
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +54,18 @@ FREE = Price(0.0, 0.0)
 
 
 class PriceTable:
-    """``resources/prices.yaml``: ``models: {name: {realtime: {input, output}, batch: {...}}}``."""
+    """``resources/prices.yaml``: ``models: {name: {realtime: {input, output}, batch: {...}}}``
+    and ``retired: {name: shutdown date}`` (models their provider has shut down)."""
 
-    def __init__(self, models: dict[str, dict[str, Price]], source: str = "<memory>") -> None:
+    def __init__(
+        self,
+        models: dict[str, dict[str, Price]],
+        source: str = "<memory>",
+        retired: dict[str, str] | None = None,
+    ) -> None:
         self.models = models
         self.source = source
+        self.retired = dict(retired or {})
 
     @classmethod
     def load(cls, path: str | Path) -> PriceTable:
@@ -81,12 +89,17 @@ class PriceTable:
                         f"{path}: models.{name}.{mode} needs numeric 'input' and 'output'"
                         " (USD per 1M tokens)"
                     ) from exc
-        return cls(models, str(path))
+        return cls(models, str(path), _retired(raw.get("retired"), path))
 
     def price(self, backend: str, model: str, mode: str) -> Price:
         """Price of ``model`` in ``mode``; a paid model missing from the table is an error."""
         if backend in FREE_BACKENDS:
             return FREE
+        if model in self.retired:
+            raise LLMError(
+                f"model {model!r} (backend {backend}) was retired by its provider on"
+                f" {self.retired[model]} (retired: in {self.source}); pick a current model"
+            )
         entry = self.models.get(model)
         if entry is None:
             raise LLMError(
@@ -97,3 +110,19 @@ class PriceTable:
         if mode not in entry:
             raise LLMError(f"model {model!r} has no {mode!r} price in {self.source}")
         return entry[mode]
+
+
+def _retired(raw: object, path: Path) -> dict[str, str]:
+    """``retired:`` of the price file as {model: ISO date}."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise LLMError(f"{path}: 'retired' must map model names to shutdown dates (YYYY-MM-DD)")
+    retired = {}
+    for name, when in raw.items():
+        if not isinstance(when, datetime.date):
+            raise LLMError(
+                f"{path}: retired.{name} must be a shutdown date YYYY-MM-DD, got {when!r}"
+            )
+        retired[str(name)] = when.isoformat()
+    return retired

@@ -1,18 +1,25 @@
 """Google Gemini through google-genai: real time (``client.aio.models.generate_content``) and
-Batch Mode (``client.batches.create`` with inlined requests, https://ai.google.dev/gemini-api/docs/batch-mode).
+Batch Mode from a JSONL input file (https://ai.google.dev/gemini-api/docs/batch-mode).
 
 System text goes into ``system_instruction`` (Gemini has no system role); assistant turns become
-``model`` turns. Each inlined batch request carries our request key in ``metadata.key`` so that
-responses are joined by key, not by position.
+``model`` turns.
+
+WHY a file and not inlined requests: results are joined to requests by the ``key`` of each
+input line, which the service copies into the matching output line. Inlined requests carry the
+key only in ``metadata``, which the service does not always echo (python-genai issue #2008,
+js-genai issue #1191) and whose responses can come back out of order (python-genai #1909); a
+batch whose results cannot be joined would be paid again on every resubmission.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import io
+import json
 from typing import Any
 
-import httpx
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -31,10 +38,12 @@ from .base import (
     BatchResults,
     usage_dict,
 )
+from .gemini_errors import QuotaExhaustedError, quota_error, retry_delay
 
+#: Batch Mode input files may be up to 2 GB.
+FILE_MAX_BYTES = 2_000_000_000
+#: Inlined requests (only read back from batches created by older versions of this code).
 KEY_METADATA = "key"
-#: Inlined batch requests are limited to 20 MB per job.
-INLINE_MAX_BYTES = 20_000_000
 _STATES = {
     "JOB_STATE_SUCCEEDED": COMPLETED,
     "JOB_STATE_PARTIALLY_SUCCEEDED": COMPLETED,
@@ -44,17 +53,44 @@ _STATES = {
 }
 #: Sampling keys named the OpenAI way, mapped onto GenerateContentConfig fields.
 _SAMPLING_ALIASES = {"max_tokens": "max_output_tokens", "stop": "stop_sequences"}
+#: Finish reasons that mean the provider withheld the answer for its content (types.FinishReason:
+#: safety policy, prohibited content, blocklist term, personal data, recitation of a source).
+#: They are final: the same request would be blocked again, so they are never retried.
+REFUSAL_FINISH_REASONS = frozenset(
+    {
+        "SAFETY",
+        "PROHIBITED_CONTENT",
+        "BLOCKLIST",
+        "SPII",
+        "RECITATION",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+    }
+)
 
-try:  # the SDK uses aiohttp for async calls when it is installed
-    import aiohttp
 
-    _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-        httpx.TransportError,
-        aiohttp.ClientError,
-        asyncio.TimeoutError,
-    )
-except ImportError:  # pragma: no cover - depends on the environment
-    _TRANSPORT_ERRORS = (httpx.TransportError, asyncio.TimeoutError)
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection-level errors of whichever HTTP stacks google-genai can use here.
+
+    google-genai < 3 sends through httpx, >= 3 through httpx2 (httpx only when installed), and
+    its async calls through aiohttp when that is installed (``_api_client._use_aiohttp``). None of
+    them is imported unconditionally: a core install need not have httpx.
+    """
+    found: list[type[BaseException]] = [asyncio.TimeoutError]
+    for module, name in (("httpx", "TransportError"), ("httpx2", "TransportError")):
+        with contextlib.suppress(ImportError):
+            found.append(getattr(importlib.import_module(module), name))
+    with contextlib.suppress(ImportError):
+        found.append(importlib.import_module("aiohttp").ClientError)
+    return tuple(found)
+
+
+_TRANSPORT_ERRORS = _transport_errors()
+
+
+class UnjoinableBatchError(PermanentError):
+    """A finished batch returned results that name no request: resubmitting would pay again."""
 
 
 def _headers(exc: genai_errors.APIError) -> dict[str, str] | None:
@@ -66,9 +102,15 @@ def _headers(exc: genai_errors.APIError) -> dict[str, str] | None:
 def _translate(exc: BaseException) -> BaseException:
     if isinstance(exc, genai_errors.APIError):
         code = int(exc.code or 0)
+        body = getattr(exc, "details", None)
         message = f"HTTP {code}: {exc.message}"
+        if code == 429 and (exhausted := quota_error(body)) is not None:
+            return exhausted
         if is_retryable_status(code):
-            return TransientError(message, parse_retry_after(_headers(exc)))
+            wait = retry_delay(body)
+            return TransientError(
+                message, wait if wait is not None else parse_retry_after(_headers(exc))
+            )
         return PermanentError(message)
     if isinstance(exc, _TRANSPORT_ERRORS):
         return TransientError(f"{type(exc).__name__}: {exc}")
@@ -89,13 +131,69 @@ def split_messages(request: ChatRequest) -> tuple[str | None, list[types.Content
     return (system or None), contents
 
 
+def _sampling(request: ChatRequest) -> dict[str, Any]:
+    return {_SAMPLING_ALIASES.get(k, k): v for k, v in request.sampling.items()}
+
+
 def generation_config(request: ChatRequest) -> types.GenerateContentConfig:
     system, _ = split_messages(request)
-    sampling = {_SAMPLING_ALIASES.get(k, k): v for k, v in request.sampling.items()}
-    return types.GenerateContentConfig(system_instruction=system, **sampling)
+    return types.GenerateContentConfig(system_instruction=system, **_sampling(request))
+
+
+def rest_request(request: ChatRequest) -> dict[str, Any]:
+    """The request as a REST ``GenerateContentRequest`` (the form a batch input line carries)."""
+    system, contents = split_messages(request)
+    body: dict[str, Any] = {
+        "contents": [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in contents]
+    }
+    if system:
+        body["systemInstruction"] = {"parts": [{"text": system}]}
+    try:
+        config = types.GenerationConfig(**_sampling(request))
+    except ValueError as exc:
+        raise PermanentError(
+            f"{request.describe()}: sampling {request.sampling!r} is not a Gemini generation"
+            f" config: {exc}"
+        ) from exc
+    generation = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if generation:
+        body["generationConfig"] = generation
+    return body
+
+
+def _value(enum_or_str: Any) -> str:
+    return str(getattr(enum_or_str, "value", enum_or_str) or "")
+
+
+def refusal_reason(response: types.GenerateContentResponse) -> str | None:
+    """Why Gemini blocked the prompt or withheld the answer, or None if it answered."""
+    feedback = response.prompt_feedback
+    blocked = _value(feedback.block_reason) if feedback is not None else ""
+    if blocked and blocked != "BLOCKED_REASON_UNSPECIFIED":
+        return f"gemini: block_reason {blocked}"
+    if response.candidates:
+        finish = _value(response.candidates[0].finish_reason)
+        if finish in REFUSAL_FINISH_REASONS:
+            return f"gemini: finish_reason {finish}"
+    return None
+
+
+def usage_of(response: types.GenerateContentResponse) -> dict[str, int]:
+    """Billed tokens: thinking tokens are output tokens (missing counts are 0)."""
+    meta = response.usage_metadata
+    if meta is None:
+        return usage_dict(0, 0)
+    visible = meta.candidates_token_count or 0
+    thinking = getattr(meta, "thoughts_token_count", None) or 0
+    return usage_dict(meta.prompt_token_count, visible + thinking)
 
 
 def answer_from_response(response: types.GenerateContentResponse, model: str) -> Answer:
+    usage = usage_of(response)
+    version = response.model_version or model
+    refusal = refusal_reason(response)
+    if refusal is not None:
+        return Answer(text="", model=version, usage=usage, refusal=refusal)
     try:
         text = response.text
     except (ValueError, AttributeError) as exc:
@@ -103,23 +201,15 @@ def answer_from_response(response: types.GenerateContentResponse, model: str) ->
     if text is None:
         reason = ""
         if response.candidates:
-            reason = f" (finish reason {response.candidates[0].finish_reason})"
+            reason = f" (finish reason {_value(response.candidates[0].finish_reason)})"
         raise TransientError(f"Gemini response has no text{reason}")
-    meta = response.usage_metadata
-    return Answer(
-        text=text,
-        model=response.model_version or model,
-        usage=usage_dict(
-            meta.prompt_token_count if meta else 0,
-            meta.candidates_token_count if meta else 0,
-        ),
-    )
+    return Answer(text=text, model=version, usage=usage)
 
 
 class GeminiBackend(Backend):
     name = "gemini"
     supports_batch = True
-    max_batch_bytes = INLINE_MAX_BYTES
+    max_batch_bytes = FILE_MAX_BYTES
 
     def __init__(self, api_key: str, base_url: str | None = None, timeout_s: float = 120) -> None:
         # attempts=1: the SDK never retries by itself; retry.py owns the policy.
@@ -129,14 +219,25 @@ class GeminiBackend(Backend):
             retry_options=types.HttpRetryOptions(attempts=1),
         )
         self.client = genai.Client(api_key=api_key, http_options=options)
+        #: Set once a per-day quota is exhausted: later calls fail at once, unsent.
+        self.exhausted: QuotaExhaustedError | None = None
+        #: tag -> uploaded input file, so that a retried submission does not upload again.
+        self._uploaded: dict[str, str] = {}
+        #: tags whose create call was sent but not confirmed (the reply may have been lost).
+        self._unconfirmed: set[str] = set()
 
     async def _call(self, coro: Any) -> Any:
+        if self.exhausted is not None:
+            coro.close()
+            raise self.exhausted
         try:
             return await coro
         except BaseException as exc:
             translated = _translate(exc)
             if translated is exc:
                 raise
+            if isinstance(translated, QuotaExhaustedError):
+                self.exhausted = translated
             raise translated from exc
 
     async def agenerate(self, request: ChatRequest) -> Answer:
@@ -149,32 +250,45 @@ class GeminiBackend(Backend):
         return answer_from_response(response, request.model)
 
     # Batch Mode -----------------------------------------------------------------------------
-    def _inlined(self, request: ChatRequest) -> types.InlinedRequest:
-        _, contents = split_messages(request)
-        return types.InlinedRequest(
-            contents=contents,
-            config=generation_config(request),
-            metadata={KEY_METADATA: request.key},
-        )
-
     def batch_line(self, request: ChatRequest) -> bytes:
-        dumped = self._inlined(request).model_dump(mode="json", exclude_none=True)
-        return canonical_json(dumped).encode("utf-8")
+        """One line of the JSONL input file: ``{"key": ..., "request": GenerateContentRequest}``."""
+        line = {"key": request.key, "request": rest_request(request)}
+        return (canonical_json(line) + "\n").encode("utf-8")
+
+    async def _upload(self, tag: str, requests: list[ChatRequest]) -> str:
+        if tag not in self._uploaded:
+            data = b"".join(self.batch_line(r) for r in requests)
+            uploaded = await self._call(
+                self.client.aio.files.upload(
+                    file=io.BytesIO(data),
+                    config=types.UploadFileConfig(display_name=tag, mime_type="jsonl"),
+                )
+            )
+            self._uploaded[tag] = uploaded.name
+        return self._uploaded[tag]
 
     async def submit_batch(self, tag: str, requests: list[ChatRequest]) -> str:
         models = {r.model for r in requests}
         if len(models) != 1:
             raise PermanentError(f"a Gemini batch needs one model, got {sorted(models)}")
+        if tag in self._unconfirmed and (existing := await self.find_batch(tag)) is not None:
+            self._unconfirmed.discard(tag)
+            return existing  # an earlier create succeeded but its reply was lost
+        file_name = await self._upload(tag, requests)
+        self._unconfirmed.add(tag)
         job = await self._call(
             self.client.aio.batches.create(
                 model=models.pop(),
-                src=[self._inlined(r) for r in requests],
+                src=file_name,
                 config=types.CreateBatchJobConfig(display_name=tag),
             )
         )
+        self._unconfirmed.discard(tag)
+        self._uploaded.pop(tag, None)
         return job.name
 
     async def find_batch(self, tag: str) -> str | None:
+        """The batch whose display name is ``tag`` (every page of the list), else None."""
         pager = await self._call(self.client.aio.batches.list())
         async for job in pager:
             if job.display_name == tag:
@@ -189,23 +303,76 @@ class GeminiBackend(Backend):
 
     async def batch_results(self, batch_id: str) -> BatchResults:
         job = await self._call(self.client.aio.batches.get(name=batch_id))
+        model = job.model or ""
         results = BatchResults()
-        inlined = (job.dest.inlined_responses if job.dest else None) or []
-        for item in inlined:
-            key = (item.metadata or {}).get(KEY_METADATA)
-            if not key:
-                results.malformed += 1
-                continue
-            if item.error is not None or item.response is None:
-                message = item.error.message if item.error else "no response"
-                results.errors[key] = f"batch item failed: {message}"
-                continue
-            try:
-                results.answers[key] = answer_from_response(item.response, job.model or "")
-            except TransientError as exc:
-                results.errors[key] = str(exc)
+        unjoinable: list[str] = []
+        if job.dest is not None and job.dest.file_name:
+            data = await self._call(self.client.aio.files.download(file=job.dest.file_name))
+            for number, raw in enumerate(bytes(data).decode("utf-8").splitlines(), 1):
+                if not raw.strip():
+                    continue
+                try:
+                    line = json.loads(raw)
+                    key = line.get("key") if isinstance(line, dict) else None
+                except ValueError:
+                    key, line = None, None
+                if not key:
+                    unjoinable.append(f"line {number} of {job.dest.file_name}")
+                    continue
+                error = line.get("error") or line.get("status")  # a google.rpc.Status
+                try:
+                    response = (
+                        types.GenerateContentResponse.model_validate(line["response"])
+                        if not error and isinstance(line.get("response"), dict)
+                        else None
+                    )
+                except ValueError as exc:
+                    results.errors[key] = f"unreadable batch result: {exc}"
+                    continue
+                _read_item(results, key, response, _message(error), model)
+        elif job.dest is not None and job.dest.inlined_responses:
+            for number, item in enumerate(job.dest.inlined_responses, 1):
+                # getattr: SDKs before ~1.5x drop the metadata of inlined responses.
+                key = (getattr(item, "metadata", None) or {}).get(KEY_METADATA)
+                if not key:
+                    unjoinable.append(f"inlined response {number} (no metadata.{KEY_METADATA})")
+                    continue
+                error = item.error.message or str(item.error) if item.error is not None else None
+                _read_item(results, key, item.response, error, model)
+        if unjoinable:
+            where = ", ".join(unjoinable[:3]) + (", ..." if len(unjoinable) > 3 else "")
+            raise UnjoinableBatchError(
+                f"Gemini batch {batch_id} finished but {len(unjoinable)} of its results carry no"
+                f" request key ({where})"
+                " and cannot be matched to their requests. The batch is not resubmitted, since"
+                " every resubmission is paid again; answer these requests in real time"
+                " (mode: realtime) instead."
+            )
         return results
 
     async def aclose(self) -> None:
         with contextlib.suppress(AttributeError, RuntimeError):  # older SDKs: no aclose
             await self.client.aio.aclose()
+
+
+def _message(error: Any) -> str | None:
+    if not error:
+        return None
+    return str(error.get("message") or error) if isinstance(error, dict) else str(error)
+
+
+def _read_item(
+    results: BatchResults,
+    key: str,
+    response: types.GenerateContentResponse | None,
+    error: str | None,
+    model: str,
+) -> None:
+    """One batch result: an answer (or refusal), or the service's per-request error."""
+    if error or response is None:
+        results.errors[key] = f"batch item failed: {error or 'no response'}"
+        return
+    try:
+        results.answers[key] = answer_from_response(response, model)
+    except TransientError as exc:
+        results.errors[key] = str(exc)
