@@ -239,7 +239,10 @@ def test_unjoinable_batch_fails_once_and_is_not_resubmitted(srv, tmp_path):
     cache = ResponseCache(tmp_path / "cache")
     cache.add_submission("ed-old", "gemini", MODEL, batch)
     cache.set_batch_id("ed-old", name)
-    with pytest.raises(UnjoinableBatchError, match=rf"{name} finished but 2 of its results"):
+    with pytest.raises(
+        LLMError,
+        match=rf"not retried\): UnjoinableBatchError: Gemini batch {name} finished but 2 of its results",
+    ):
         client.complete(batch)
     assert isinstance(UnjoinableBatchError("x"), PermanentError)
     assert len(srv.batches) == 1  # nothing was bought again

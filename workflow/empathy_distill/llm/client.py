@@ -383,9 +383,14 @@ class LLMClient:
         try:
             return await self._retry(call)
         except (TransientError, PermanentError) as exc:
+            how = (
+                f"after {self.endpoint['max_retries']} retries"
+                if isinstance(exc, TransientError)
+                else "(permanent, not retried)"
+            )
             raise LLMError(
-                f"{self.backend_name}/{self.model}: {what} failed after"
-                f" {self.endpoint['max_retries']} retries: {type(exc).__name__}: {exc}\nAnswers"
+                f"{self.backend_name}/{self.model}: {what} failed {how}:"
+                f" {type(exc).__name__}: {exc}\nAnswers"
                 " received so far are cached; rerun to resume (a batch already created is found"
                 " again by its tag)."
             ) from exc
