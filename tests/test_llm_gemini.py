@@ -241,7 +241,7 @@ def test_unjoinable_batch_fails_once_and_is_not_resubmitted(srv, tmp_path):
     cache.set_batch_id("ed-old", name)
     with pytest.raises(
         LLMError,
-        match=rf"not retried\): UnjoinableBatchError: Gemini batch {name} finished but 2 of its results",
+        match=rf"not retried\): UnjoinableBatchError: Gemini batch {name} finished but 2 of",
     ):
         client.complete(batch)
     assert isinstance(UnjoinableBatchError("x"), PermanentError)
