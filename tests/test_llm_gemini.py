@@ -297,6 +297,33 @@ def test_thinking_tokens_are_stored_and_costed_as_output(srv, tmp_path, mode, pr
     assert int(row["output_tokens"]) == 801
 
 
+@pytest.mark.parametrize("mode", ["realtime", "batch"])
+def test_thinking_that_spends_the_whole_budget_is_a_final_empty_answer(srv, tmp_path, mode):
+    srv.thinking_tokens = 800
+    request = ChatRequest(
+        model=MODEL, messages=(Message("user", "judge this"),), sampling={"max_tokens": 64}
+    )
+    client = client_for(srv, tmp_path, mode=mode)
+    [out] = client.complete([request])
+    assert out.text == ""
+    assert out.refusal is not None and "MAX_TOKENS" in out.refusal
+    assert out.usage["output_tokens"] == 64  # the thoughts were billed
+    again = client_for(srv, tmp_path, mode=mode).complete([request])
+    assert again[0].cached and again[0].refusal == out.refusal
+    assert received(srv, request) == 1  # never bought again
+
+
+def test_max_completion_tokens_maps_to_max_output_tokens(srv, tmp_path):
+    request = ChatRequest(
+        model=MODEL,
+        messages=(Message("user", "short please"),),
+        sampling={"max_completion_tokens": 33},
+    )
+    [out] = client_for(srv, tmp_path).complete([request])
+    assert out.text == default_answer(messages(request))
+    assert srv.requests_seen[-1]["generationConfig"]["maxOutputTokens"] == 33
+
+
 # 5. 429: the wait is in the body; a per-day quota stops the run -------------------------------
 def test_retry_delay_of_the_error_body_is_honoured(srv, tmp_path):
     srv.faults.append(GeminiFault(429, retry_delay="17s"))

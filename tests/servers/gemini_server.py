@@ -192,8 +192,16 @@ class GeminiServer(LocalServer):
         usage = {"promptTokenCount": prompt}
         if self.thinking_tokens:
             usage["thoughtsTokenCount"] = self.thinking_tokens
+        budget = (request.get("generationConfig") or {}).get("maxOutputTokens")
         if block is not None:
             candidate: dict[str, Any] = {"finishReason": block[1], "index": 0}
+            output = 0
+        elif budget is not None and self.thinking_tokens >= int(budget):
+            # Thinking counts against maxOutputTokens: a thinking model that spends the whole
+            # budget thinking ends with MAX_TOKENS and no text part (reported in
+            # googleapis/python-genai issues about empty ``response.text`` on 2.5 models).
+            usage["thoughtsTokenCount"] = int(budget)
+            candidate = {"finishReason": "MAX_TOKENS", "index": 0}
             output = 0
         else:
             text = self.answer_fn(messages)
@@ -204,7 +212,7 @@ class GeminiServer(LocalServer):
                 "finishReason": "STOP",
                 "index": 0,
             }
-        usage["totalTokenCount"] = prompt + output + self.thinking_tokens
+        usage["totalTokenCount"] = prompt + output + usage.get("thoughtsTokenCount", 0)
         return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}
 
     def _fault_reply(self, model: str, fault: GeminiFault) -> Reply:

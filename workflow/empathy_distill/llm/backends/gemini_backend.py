@@ -52,7 +52,11 @@ _STATES = {
     "JOB_STATE_CANCELLED": CANCELLED,
 }
 #: Sampling keys named the OpenAI way, mapped onto GenerateContentConfig fields.
-_SAMPLING_ALIASES = {"max_tokens": "max_output_tokens", "stop": "stop_sequences"}
+_SAMPLING_ALIASES = {
+    "max_tokens": "max_output_tokens",
+    "max_completion_tokens": "max_output_tokens",
+    "stop": "stop_sequences",
+}
 #: Finish reasons that mean the provider withheld the answer for its content (types.FinishReason:
 #: safety policy, prohibited content, blocklist term, personal data, recitation of a source).
 #: They are final: the same request would be blocked again, so they are never retried.
@@ -137,7 +141,13 @@ def _sampling(request: ChatRequest) -> dict[str, Any]:
 
 def generation_config(request: ChatRequest) -> types.GenerateContentConfig:
     system, _ = split_messages(request)
-    return types.GenerateContentConfig(system_instruction=system, **_sampling(request))
+    try:
+        return types.GenerateContentConfig(system_instruction=system, **_sampling(request))
+    except ValueError as exc:  # pydantic: an unknown or mistyped sampling key
+        raise PermanentError(
+            f"{request.describe()}: sampling {request.sampling!r} is not a Gemini generation"
+            f" config: {exc}"
+        ) from exc
 
 
 def rest_request(request: ChatRequest) -> dict[str, Any]:
@@ -188,6 +198,10 @@ def usage_of(response: types.GenerateContentResponse) -> dict[str, int]:
     return usage_dict(meta.prompt_token_count, visible + thinking)
 
 
+def _finish_reason(response: types.GenerateContentResponse) -> str:
+    return _value(response.candidates[0].finish_reason) if response.candidates else ""
+
+
 def answer_from_response(response: types.GenerateContentResponse, model: str) -> Answer:
     usage = usage_of(response)
     version = response.model_version or model
@@ -198,6 +212,16 @@ def answer_from_response(response: types.GenerateContentResponse, model: str) ->
         text = response.text
     except (ValueError, AttributeError) as exc:
         raise TransientError(f"malformed Gemini response: {exc}") from exc
+    if text is None and _finish_reason(response) == "MAX_TOKENS":
+        # Thinking counts against max_output_tokens: the budget went to thoughts and no text is
+        # left. Final (and billed): asking again buys the same empty answer.
+        return Answer(
+            text="",
+            model=version,
+            usage=usage,
+            refusal="gemini: finish_reason MAX_TOKENS before any text (thinking used the whole"
+            " max_output_tokens budget; raise max_new_tokens)",
+        )
     if text is None:
         reason = ""
         if response.candidates:
