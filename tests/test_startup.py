@@ -3,16 +3,18 @@ real run), naming the file, config key or environment variable: through the real
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from empathy_distill import startup
 from empathy_distill.errors import ConfigError
 from empathy_distill.startup import check_config_file
 
-from .conftest import SYNTHETIC_CSV
+from .conftest import REPO_ROOT, SYNTHETIC_CSV
 from .workflow_helpers import run_snakemake
 
 KEYS = ("OPENAI_API_KEY", "GEMINI_API_KEY")
@@ -108,3 +110,44 @@ def test_real_run_without_keys_runs_targets_that_need_none(tmp_path, monkeypatch
     result = run_snakemake(tmp_path, BASE, "--cores", "1", "results/data/train.csv")
     assert result.returncode == 0, output_of(result)[-3000:]
     assert (tmp_path / "results" / "data" / "train.csv").exists()
+
+
+def test_load_config_names_file_and_line(tmp_path):
+    from empathy_distill.config import load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text("students:\n  tiny: {model: builtin:tiny, template: llama3\n")
+    with pytest.raises(ConfigError, match=rf"{path}: line 3, column 1: not valid YAML"):
+        load_config(path)
+
+
+@pytest.fixture
+def paper_config():
+    from empathy_distill.config import load_config
+
+    return load_config(REPO_ROOT / "config.yaml")
+
+
+def test_teacher_is_checked_only_when_the_grid_calls_it(paper_config):
+    config = json.loads(json.dumps(paper_config))
+    config["teacher"] = {**config["teacher"], "backend": "offline"}
+    assert startup.endpoint_problems(config)[0].startswith("teacher.backend: 'offline'")
+    config["distillation"]["methods"] = {
+        "direct": ["chatgpt"],
+        "improve_human": [],
+        "improve_llm": [],
+    }
+    config["evaluation"]["comparisons"] = ["vs_base"]
+    assert "teacher" not in startup.planned_endpoints(config)
+    assert startup.endpoint_problems(config) == []
+
+
+def test_keys_are_required_for_the_jobs_given_only(paper_config):
+    jobs = [("split_dataset", {}), ("judge_pair", {"judge": "gemini", "model": "m"})]
+    assert startup.missing_keys(startup.endpoints_of_jobs(paper_config, jobs)) == {
+        "judges.gemini": "GEMINI_API_KEY"
+    }
+    local = {"backend": "openai_compatible", "model": "q", "base_url": "http://127.0.0.1:1/v1"}
+    assert startup.missing_keys({"teacher": local, "judges.offline": {"backend": "offline"}}) == {}
+    with pytest.raises(ConfigError, match=r"judges.gemini needs \$GEMINI_API_KEY"):
+        startup.require_keys(paper_config, jobs)
