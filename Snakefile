@@ -2,9 +2,19 @@
 # Reproduces Xie et al., "Distilling Empathy from Large Language Models" (SIGDIAL 2025,
 # arXiv:2507.08151) as one declarative workflow. All logic lives in workflow/empathy_distill/.
 
+import sys
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# A config.yaml that is not YAML: name the file and line (Snakemake's own message names neither).
+# Overlays given with --configfile are parsed by Snakemake before this file runs.
+sys.path.insert(0, str(Path(workflow.current_basedir) / "workflow"))
+from empathy_distill.startup import check_config_files
+
+check_config_files(["config.yaml"])
 
 
 configfile: "config.yaml"

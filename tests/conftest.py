@@ -1,23 +1,102 @@
-"""Shared fixtures: the real dataset (read from ../shared/data, never committed) and its split."""
+"""Shared fixtures: a committed synthetic dataset for most tests, the real one for paper counts.
+
+``dataset_path`` / ``dataset`` / ``train`` / ``test_split`` / ``split`` use
+``tests/data/synthetic_dataset.csv`` (60 made-up dialogues in the real schema, written by
+``tests/data/make_synthetic_dataset.py``), so they run anywhere. The ``paper_*`` fixtures use the
+real Welivita & Pu (2024) table (no licence, never committed) and are skipped, with one reason
+naming every place searched, when it is not where the README tells users to put it.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SYNTHETIC_CSV = REPO_ROOT / "tests" / "data" / "synthetic_dataset.csv"
+#: Environment variable naming a copy of the real dataset anywhere on disk.
+DATASET_ENV = "EMPATHY_DISTILL_DATASET"
 SHARED = REPO_ROOT.parent / "shared"
-DATASET_CSV = SHARED / "data" / "dataset.csv"
 REFERENCE_PROMPTS = SHARED / "reference" / "prompts.json"
+
+
+def _config_dataset() -> dict:
+    return yaml.safe_load((REPO_ROOT / "config.yaml").read_text(encoding="utf-8"))["dataset"]
+
+
+def paper_dataset_candidates() -> list[Path]:
+    """Where the real dataset may be, in order: $EMPATHY_DISTILL_DATASET, config.yaml's
+    dataset.path (resources/dataset.csv, as the README says), a sibling shared/data checkout."""
+    candidates = [Path(os.environ[DATASET_ENV])] if os.environ.get(DATASET_ENV) else []
+    configured = Path(_config_dataset()["path"])
+    candidates.append(configured if configured.is_absolute() else REPO_ROOT / configured)
+    candidates.append(SHARED / "data" / "dataset.csv")
+    return list(dict.fromkeys(candidates))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def find_paper_dataset() -> tuple[Path | None, str]:
+    """(path of the pinned real dataset, "") or (None, why every candidate was rejected)."""
+    expected = _config_dataset()["sha256"]
+    rejected = []
+    for path in paper_dataset_candidates():
+        if not path.is_file():
+            rejected.append(f"{path} (missing)")
+        elif _sha256(path) != expected:
+            rejected.append(f"{path} (sha256 differs from config.yaml dataset.sha256)")
+        else:
+            return path, ""
+    return None, (
+        "needs the real Welivita & Pu (2024) dataset for the paper's exact counts; searched: "
+        + "; ".join(rejected)
+        + f". Put it at resources/dataset.csv (snakemake download_dataset) or set {DATASET_ENV}"
+    )
+
+
+@pytest.fixture(scope="session")
+def paper_dataset_path() -> Path:
+    path, reason = find_paper_dataset()
+    if path is None:
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def paper_dataset(paper_dataset_path: Path) -> pd.DataFrame:
+    from empathy_distill.dataset import load_dataset
+
+    return load_dataset(paper_dataset_path)
+
+
+@pytest.fixture(scope="session")
+def paper_train_test(paper_dataset: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from empathy_distill.split import split
+
+    return split(paper_dataset)
+
+
+@pytest.fixture(scope="session")
+def paper_train(paper_train_test) -> pd.DataFrame:
+    return paper_train_test[0]
+
+
+@pytest.fixture(scope="session")
+def paper_test_split(paper_train_test) -> pd.DataFrame:
+    return paper_train_test[1]
 
 
 @pytest.fixture(scope="session")
 def dataset_path() -> Path:
-    if not DATASET_CSV.exists():
-        pytest.skip(f"dataset not available at {DATASET_CSV}")
-    return DATASET_CSV
+    """The committed synthetic dataset (real schema, made-up dialogues)."""
+    return SYNTHETIC_CSV
 
 
 #: Same file, under the name the evaluation tests use.
@@ -50,7 +129,7 @@ def test_split(train_test) -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def split(train_test, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The paper's split written as train.csv / test.csv, as the split rule writes it."""
+    """The split written as train.csv / test.csv, as the split rule writes it."""
     out = tmp_path_factory.mktemp("split")
     train_test[0].to_csv(out / "train.csv", index=False)
     train_test[1].to_csv(out / "test.csv", index=False)

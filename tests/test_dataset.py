@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import threading
 from functools import partial
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,7 +14,8 @@ from empathy_distill.dataset import download, load_dataset, validation_problems
 from empathy_distill.errors import DatasetError
 
 
-def test_real_dataset_is_valid(dataset):
+def test_real_dataset_is_valid(paper_dataset):
+    dataset = paper_dataset
     assert dataset.shape == (2000, 32)
     assert dataset["dialog_id"].is_unique
     assert dataset["rating_human"].value_counts().to_dict() == {3: 986, 2: 672, 1: 342}
@@ -90,3 +93,74 @@ def test_download_with_wrong_checksum_deletes_file(file_server, tmp_path):
         download(file_server, "0" * 64, out)
     assert not out.exists()
     assert list(out.parent.iterdir()) == []
+
+
+def test_empty_file_is_refused_naming_it(tmp_path):
+    path = tmp_path / "dataset.csv"
+    path.write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"the file is empty \(0 bytes\)") as info:
+        load_dataset(path)
+    assert str(path) in str(info.value)
+
+
+def test_header_only_file_is_refused(dataset_path, tmp_path):
+    path = tmp_path / "dataset.csv"
+    path.write_text(dataset_path.read_text(encoding="utf-8").splitlines()[0] + "\n")
+    with pytest.raises(DatasetError, match="only a header, no dialogue rows") as info:
+        load_dataset(path)
+    assert str(path) in str(info.value)
+
+
+def _cut(dataset_path, tmp_path, keep_lines: int, extra: str):
+    """The first ``keep_lines`` lines of the synthetic file (header + rows), then ``extra``."""
+    lines = dataset_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path = tmp_path / "dataset.csv"
+    path.write_text("".join(lines[:keep_lines]) + extra, encoding="utf-8")
+    return path, lines[keep_lines]
+
+
+def test_file_cut_mid_row_says_truncated_with_the_line(dataset_path, tmp_path):
+    # header + 9 rows (one line each in the synthetic file), then the first 5 fields of row 10
+    path, row10 = _cut(dataset_path, tmp_path, 10, "")
+    path.write_text(path.read_text() + ",".join(row10.split(",")[:5]), encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "data row 10 (ending at line 11) has 5 of the header's 32 fields" in message
+    assert "looks truncated" in message
+    assert "empty" not in message  # not one "empty" error per missing column
+
+
+def test_file_cut_inside_a_quoted_cell_says_truncated(dataset_path, tmp_path):
+    path, row4 = _cut(dataset_path, tmp_path, 4, "")
+    quote = row4.index('"')
+    path.write_text(path.read_text() + row4[: quote + 8], encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"looks truncated: it ends at line 5 inside a quoted"):
+        load_dataset(path)
+
+
+def test_crlf_inside_cells_never_reaches_training_files(dataset, tmp_path):
+    """A file saved on Windows: CRLF record ends and CRLF line breaks inside quoted cells."""
+    from empathy_distill import build_sets, data
+
+    frame = dataset.copy()
+    frame["response_human"] = frame["response_human"] + "\r\nTake care."
+    frame["speaker_uttr"] = frame["speaker_uttr"] + "\rReally."
+    source = tmp_path / "windows.csv"
+    frame.to_csv(source, index=False, lineterminator="\r\n")
+    assert b'Take care."' in source.read_bytes() and b"\r\nTake care" in source.read_bytes()
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    assert (
+        data.main(["split", "--dataset", str(source), "--train", str(train), "--test", str(test)])
+        == 0
+    )
+    prompts = str(Path(__file__).resolve().parents[1] / "resources" / "prompts.json")
+    sft, dpo = tmp_path / "sft.json", tmp_path / "dpo.json"
+    argv = ["direct", "--train", str(train), "--strategy", "all", "--prompts", prompts]
+    assert build_sets.main([*argv, "--sft", str(sft), "--dpo", str(dpo)]) == 0
+    for path in (train, test, sft, dpo):
+        assert b"\r" not in path.read_bytes(), path
+    records = json.loads(sft.read_text())
+    assert any(r["messages"][1]["content"].endswith("\nTake care.") for r in records)
+    assert all("\nReally." in r["messages"][0]["content"] for r in records)

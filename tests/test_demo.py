@@ -28,11 +28,11 @@ COPY_IGNORE = shutil.ignore_patterns(
 
 
 @pytest.fixture(scope="module")
-def demo_checkout(dataset_path, tmp_path_factory):
+def demo_checkout(paper_dataset_path, tmp_path_factory):
     """A copy of the checkout with the dataset where the README says to put it."""
     root = tmp_path_factory.mktemp("demo") / "empathy-distill"
     shutil.copytree(REPO_ROOT, root, ignore=COPY_IGNORE)
-    shutil.copy(dataset_path, root / "resources" / "dataset.csv")
+    shutil.copy(paper_dataset_path, root / "resources" / "dataset.csv")
     return root
 
 

@@ -56,7 +56,7 @@ def frames(split):
 
 @pytest.fixture(scope="module")
 def fitted(frames):
-    """One scorer fitted on the 120 train dialogues with the stand-in embedder (a few seconds)."""
+    """One scorer fitted on up to 120 train dialogues with the stand-in embedder (seconds)."""
     return select_and_fit(frames[0], SpyEmbedder())
 
 
@@ -75,7 +75,8 @@ def test_no_test_dialogue_reaches_training(frames):
     assert len(scorer.selection) == len(candidates()) == 36
     # evaluating afterwards uses the test split, but only then
     report = evaluate(scorer, test, margin=0.05)
-    assert report["n_dialogues"] == 40 and report["n_pairs"] == 400
+    # every dialogue of the test frame, each with C(5, 2) = 10 pairs of its five responses
+    assert report["n_dialogues"] == len(test) and report["n_pairs"] == 10 * len(test)
     assert 0.0 <= report["pairwise_agreement"] <= report["pairwise_agreement_no_margin"] <= 1.0
 
 

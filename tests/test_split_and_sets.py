@@ -18,7 +18,8 @@ DIRECT_COUNTS = {  # strategy: (SFT records, DPO intended, DPO as coded)
 }
 
 
-def test_split_counts(train, test_split):
+def test_split_counts(paper_train, paper_test_split):
+    train, test_split = paper_train, paper_test_split
     assert len(train) == 1750
     assert len(test_split) == 250
     assert (good_count(test_split) < 2).all()
@@ -27,7 +28,8 @@ def test_split_counts(train, test_split):
 
 
 @pytest.mark.parametrize("strategy", list(DIRECT_COUNTS))
-def test_direct_counts(train, strategy):
+def test_direct_counts(paper_train, strategy):
+    train = paper_train
     n_sft, n_dpo, n_dpo_coded = DIRECT_COUNTS[strategy]
     sft, dpo = sets.direct_records(train, strategy, Prompts(), "intended")
     assert (len(sft), len(dpo)) == (n_sft, n_dpo)
@@ -65,14 +67,16 @@ def test_every_sft_user_turn_is_the_filled_student_prompt(train):
         )
 
 
-def test_improve_human_sources(train):
+def test_improve_human_sources(paper_train):
+    train = paper_train
     sources = sets.improve_human_sources(train)
     assert sources["role"].value_counts().to_dict() == {"sft": 950, "dpo": 800}
     assert list(sources.columns) == sets.SOURCE_COLUMNS
     assert (sources["source_response"] == sources["human_response"]).all()
 
 
-def test_improved_records_from_teacher_outputs(train, tmp_path):
+def test_improved_records_from_teacher_outputs(paper_train, tmp_path):
+    train = paper_train
     sources = sets.improve_human_sources(train)
     improved = {d: f"Improved answer for {d}." for d in sources["dialog_id"]}
     sft, dpo = sets.improved_records(sources, improved, Prompts())

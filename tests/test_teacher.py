@@ -139,7 +139,8 @@ def test_initial_answers_and_llm_sources(setup):
             assert SECRET.encode() not in path.read_bytes(), path
 
 
-def test_improve_llm_split_is_the_paper_sample(train):
+def test_improve_llm_split_is_the_paper_sample(paper_train):
+    train = paper_train
     initial = {d: f"draft {d}" for d in train["dialog_id"]}
     sources = teacher.improve_llm_sources(train, initial, n=950, seed=42)
     assert (sources["role"] == "sft").sum() == 950 and (sources["role"] == "dpo").sum() == 800

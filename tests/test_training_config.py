@@ -251,3 +251,50 @@ def test_loss_plot_exists_even_without_logged_loss(tmp_path: Path) -> None:
     (tmp_path / "trainer_state.json").write_text(json.dumps(history))
     run.ensure_loss_plot(tmp_path)
     assert (tmp_path / run.LOSS_PLOT).stat().st_size > 0
+
+
+def test_committed_argument_table_matches_installed_llamafactory() -> None:
+    """workflow/schemas/llamafactory_args.json is what the installed packages generate."""
+    from empathy_distill.training import lf_args_table
+
+    generated = lf_args_table.generate()
+    assert lf_args_table.render(generated) == lf_args_table.TABLE_PATH.read_text(encoding="utf-8")
+    # spot checks against LLaMA-Factory's documented arguments
+    arguments = generated["arguments"]
+    assert arguments["learning_rate"]["kinds"] == ["float", "int"]
+    assert arguments["per_device_train_batch_size"]["kinds"] == ["int"]
+    assert "sigmoid" in arguments["pref_loss"]["choices"]
+
+
+@pytest.mark.parametrize(
+    ("layer", "key", "value", "expected"),
+    [
+        ("common", "num_train_epochs", "three", "'three' is text; expected a number"),
+        ("common", "learning_rate", 0, "0 is out of range; expected > 0"),
+        ("dpo", "learning_rate", -1.0e-5, "-1e-05 is out of range; expected > 0"),
+        ("common", "per_device_train_batch_size", 0, "0 is out of range; expected >= 1"),
+        ("sft", "learnin_rate", 1.0e-4, "not a LLaMA-Factory training argument (did you mean"),
+        ("common", "learning_rate", "5e-5", "write it with a decimal point"),
+        ("dpo", "pref_loss", "sigmod", "'sigmod' is not one of sigmoid"),
+        ("common", "bf16", "yes", "'yes' is text; expected true/false"),
+    ],
+)
+def test_bad_training_values_are_named(paper_config, layer, key, value, expected) -> None:
+    config = json.loads(json.dumps(paper_config))
+    config["training"][layer] = {**config["training"][layer], key: value}
+    with pytest.raises(ConfigError) as info:
+        lf.validate_training(config)
+    assert f"training.{layer}.{key}: " in str(info.value) and expected in str(info.value)
+
+
+def test_paper_config_training_keys_are_valid(paper_config) -> None:
+    assert lf.training_problems(paper_config) == []
+
+
+def test_per_student_keys_are_checked(paper_config) -> None:
+    config = json.loads(json.dumps(paper_config))
+    config["training"]["per_student"]["tiny"]["common"]["per_device_train_batch_size"] = 2.5
+    assert lf.training_problems(config) == [
+        "training.per_student.tiny.common.per_device_train_batch_size: 2.5 is a number;"
+        " expected an integer"
+    ]

@@ -25,7 +25,8 @@ def test_lint_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_direct_sets_build_with_paper_counts(dataset_path, tmp_path):
+def test_direct_sets_build_with_paper_counts(paper_dataset_path, tmp_path):
+    dataset_path = paper_dataset_path
     overlay = {**DIRECT_ONLY, "dataset": {"path": str(dataset_path)}}
     result = run_snakemake(
         tmp_path,
@@ -57,7 +58,8 @@ def test_direct_sets_build_with_paper_counts(dataset_path, tmp_path):
     assert "no test dialogue found" in (sets / "chatgpt/leakage_check.ok").read_text()
 
 
-def test_as_coded_switch(dataset_path, tmp_path):
+def test_as_coded_switch(paper_dataset_path, tmp_path):
+    dataset_path = paper_dataset_path
     overlay = {
         "distillation": {**DIRECT_ONLY["distillation"], "direct_dpo_filter": "as_coded"},
         "dataset": {"path": str(dataset_path)},
@@ -166,3 +168,12 @@ def test_tiny_student_jobs_ask_for_no_gpu_others_do(dataset_path, tmp_path):
             assert ("gpu=0" if student == "tiny" else "gpu=1") in resources, (rule, block)
             seen.add((rule, student))
     assert len(seen) == 8
+
+
+def test_empty_dataset_stops_the_dry_run_naming_the_file(tmp_path):
+    empty = tmp_path / "dataset.csv"
+    empty.write_bytes(b"")
+    result = run_snakemake(tmp_path, {**DIRECT_ONLY, "dataset": {"path": str(empty)}}, "-n")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{empty}: the file is empty (0 bytes)" in output

@@ -17,6 +17,8 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 def write_overlay(workdir: Path, overlay: dict) -> Path:
     """Config overlay with absolute paths to shipped resources, so rules run in ``workdir``."""
     overlay = {"prompts": str(REPO_ROOT / "resources" / "prompts.json"), **overlay}
+    price_table = str(REPO_ROOT / "resources" / "prices.yaml")
+    overlay["llm"] = {"price_table": price_table, **overlay.get("llm", {})}
     path = workdir / "overlay.yaml"
     path.write_text(yaml.safe_dump(overlay))
     return path

@@ -103,12 +103,14 @@ def _check_references(config: dict) -> None:
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:
     """Read a YAML config file, apply ``overrides`` (deep-merged), validate, fill defaults."""
+    from .startup import check_config_file
+
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            config = yaml.load(handle, Loader=_YAML_LOADER) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {path}") from exc
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    check_config_file(path)  # not YAML or not a mapping: file, line and column
+    with open(path, encoding="utf-8") as handle:
+        config = yaml.load(handle, Loader=_YAML_LOADER) or {}
     if overrides:
         config = deep_merge(config, overrides)
     return validate_config(config)

@@ -8,8 +8,10 @@ paper's repository pinned to one commit and refuses any file whose sha256 differ
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import urllib.request
@@ -33,6 +35,7 @@ RESPONDERS = {
 }
 LLM_RESPONDERS = ("chatgpt", "llama", "gemini", "mixtral")
 MAX_ROWS_SHOWN = 5
+_LINE_BREAK = re.compile(r"\r\n?")
 
 
 def response_column(responder: str) -> str:
@@ -141,6 +144,68 @@ def validation_problems(table: pd.DataFrame, schema: dict | None = None) -> list
     return problems
 
 
+def _check_complete(path: Path) -> None:
+    """Refuse an empty, header-only or cut-off file with one message saying so.
+
+    pandas reads a file cut in the middle of a row as a short last row (one "empty" error per
+    missing column) and a cut inside a quoted cell as text running to the end of the file, so
+    the records are counted here first, with the physical line where each ends.
+    """
+    expected = len(load_schema()["required"])
+    if path.stat().st_size == 0:
+        raise DatasetError(
+            f"{path}: the file is empty (0 bytes); expected a CSV header and one row per "
+            "dialogue. An interrupted copy or download? Delete it and run the download_dataset "
+            "rule, or fix dataset.path."
+        )
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle, strict=True)
+        header: list[str] | None = None
+        rows = 0
+        try:
+            for record in reader:
+                if header is None:
+                    header = record
+                    continue
+                rows += 1
+                if len(record) < len(header):
+                    where = f"data row {rows} (ending at line {reader.line_num})"
+                    is_last = next(reader, None) is None
+                    raise DatasetError(
+                        f"{path}: {where} has {len(record)} of the header's {len(header)} fields;"
+                        + (
+                            " the file looks truncated (it ends there). Download it again."
+                            if is_last
+                            else " expected every row to have them all."
+                        )
+                    )
+        except csv.Error as exc:
+            if "unexpected end of data" not in str(exc):
+                return  # let pandas report other malformations
+            raise DatasetError(
+                f"{path}: the file looks truncated: it ends at line {reader.line_num} inside a "
+                f"quoted cell of data row {rows + 1}. Download it again."
+            ) from exc
+    if header is None or not any(cell.strip() for cell in header):
+        raise DatasetError(f"{path}: no CSV header; expected the dataset's {expected}+ columns")
+    if rows == 0:
+        raise DatasetError(
+            f"{path}: only a header, no dialogue rows; expected one row per dialogue "
+            "(2,000 in the pinned dataset). An interrupted copy? Run download_dataset again."
+        )
+
+
+def normalise_line_endings(table: pd.DataFrame) -> pd.DataFrame:
+    """CRLF or CR inside quoted cells -> LF (a file saved on Windows), so no carriage return
+    reaches a prompt or a training file."""
+    for column in table.columns:
+        if table[column].dtype == object:
+            table[column] = table[column].map(
+                lambda v: _LINE_BREAK.sub("\n", v) if isinstance(v, str) else v
+            )
+    return table
+
+
 def load_dataset(path: str | Path) -> pd.DataFrame:
     """Read and validate the dataset; raise DatasetError listing every problem found."""
     path = Path(path)
@@ -149,13 +214,15 @@ def load_dataset(path: str | Path) -> pd.DataFrame:
             f"{path}: dataset file not found (config dataset.path). Run the "
             "download_dataset rule or point dataset.path at your copy."
         )
+    _check_complete(path)
     try:
         table = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: not a readable CSV file: {exc}") from exc
     problems = validation_problems(table)
     if problems:
         raise DatasetError(f"{path}: invalid dataset:\n  " + "\n  ".join(problems))
+    table = normalise_line_endings(table)
     for responder in RESPONDERS:
         table[rating_column(responder)] = table[rating_column(responder)].astype(int)
     return table

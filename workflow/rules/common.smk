@@ -15,7 +15,7 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (PACKAGE_DIR, os.environ.get("PYTHONPATH")) if p)
 )
 
-from empathy_distill import grid  # noqa: E402
+from empathy_distill import grid, startup  # noqa: E402
 from empathy_distill.config import validate_config  # noqa: E402
 from empathy_distill.dataset import load_dataset  # noqa: E402
 from empathy_distill.llm.settings import (  # noqa: E402
@@ -28,6 +28,19 @@ from empathy_distill.training import llamafactory_config as lf_config  # noqa: E
 from empathy_distill.training import students as lf_students  # noqa: E402
 
 validate_config(config)
+# Training keys against LLaMA-Factory's own argument table (no LLaMA-Factory import here).
+lf_config.validate_training(config)
+# Teacher and judges the grid calls: a usable backend, base_url, a price for paid models.
+startup.check_endpoints(config)
+# API keys: a dry run plans without them (warning); a real run checks them in `onstart` (below),
+# after the DAG is known and before any job, for the endpoints its jobs actually call.
+_missing_keys = startup.missing_keys(startup.planned_endpoints(config))
+if _missing_keys:
+    print(
+        f"warning: {startup.key_message(_missing_keys)}; a dry run plans anyway, a real run "
+        "refuses to start if its jobs call these endpoints",
+        file=sys.stderr,
+    )
 # Params of the whole-grid jobs (tables, report) hold the config without its operational keys,
 # so tuning concurrency or resources reruns nothing; the full config reaches them through the
 # environment (empathy_distill/operational.py).
@@ -44,6 +57,13 @@ CORE_ENV = "../../envs/core.yaml"
 # A malformed dataset must stop the run before any job, API call or GPU hour.
 if Path(DATASET).exists():
     load_dataset(DATASET)
+
+
+onstart:
+    # Runs only for a real run (never with -n), after the DAG is built, before the first job.
+    startup.require_keys(
+        config, ((job.rule.name, dict(job.wildcards)) for job in workflow.dag.needrun_jobs())
+    )
 
 
 wildcard_constraints:

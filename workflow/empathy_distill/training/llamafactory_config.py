@@ -33,12 +33,14 @@ that memory but is broken for Mistral with transformers >= 5.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 from pathlib import Path
 
 import yaml
 
 from ..errors import ConfigError
+from .lf_args_table import load_table
 from .students import resolve_model, resolve_revision
 
 STAGES = ("sft", "dpo")
@@ -133,6 +135,128 @@ KEY_ORDER = (
     "fp16",
     "seed",
 )
+
+
+#: Ranges LLaMA-Factory does not check before the GPU job has loaded the model: key -> (lowest,
+#: whether the lowest is allowed, highest or None). A learning rate of 0 trains nothing silently.
+RANGES: dict[str, tuple[float, bool, float | None]] = {
+    "learning_rate": (0, False, None),
+    "num_train_epochs": (0, False, None),
+    "per_device_train_batch_size": (1, True, None),
+    "per_device_eval_batch_size": (1, True, None),
+    "gradient_accumulation_steps": (1, True, None),
+    "lora_rank": (1, True, None),
+    "lora_alpha": (1, True, None),
+    "lora_dropout": (0, True, 1),
+    "pref_beta": (0, False, None),
+    "cutoff_len": (1, True, None),
+    "warmup_steps": (0, True, None),
+    "warmup_ratio": (0, True, 1),
+    "logging_steps": (0, False, None),
+    "weight_decay": (0, True, None),
+    "max_grad_norm": (0, True, None),
+}
+_KIND_NAMES = {
+    "float": "a number",
+    "int": "an integer",
+    "bool": "true/false",
+    "str": "text",
+    "list": "a list",
+    "dict": "a mapping",
+    "null": "null",
+}
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    for kind, types_ in (
+        ("bool", bool),
+        ("int", int),
+        ("float", float),
+        ("str", str),
+        ("list", list),
+        ("dict", dict),
+    ):
+        if isinstance(value, types_):
+            return kind
+    return type(value).__name__
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _key_problem(key: str, value: object, arguments: dict) -> str | None:
+    """Why ``key: value`` would fail inside LLaMA-Factory, or None."""
+    spec = arguments.get(key)
+    if spec is None:
+        close = difflib.get_close_matches(key, arguments, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"not a LLaMA-Factory training argument{hint}"
+    kinds = spec["kinds"]
+    kind = _kind(value)
+    if "any" not in kinds and kind not in kinds:
+        expected = " or ".join(
+            _KIND_NAMES.get(k, k) for k in kinds if k != "int" or "float" not in kinds
+        )
+        hint = ""
+        if kind == "str" and "float" in kinds and _is_number(str(value)):
+            hint = f" (YAML reads {value} as text: write it with a decimal point, e.g. 5.0e-5)"
+        return f"{value!r} is {_KIND_NAMES.get(kind, kind)}; expected {expected}{hint}"
+    if "choices" in spec and value is not None and value not in spec["choices"]:
+        return f"{value!r} is not one of {', '.join(map(str, spec['choices']))}"
+    if key in RANGES and kind in ("int", "float"):
+        low, inclusive, high = RANGES[key]
+        too_low = value < low or (value == low and not inclusive)
+        if too_low or (high is not None and value > high):
+            bound = f"{'>=' if inclusive else '>'} {low}" + (
+                f" and <= {high}" if high is not None else ""
+            )
+            return f"{value!r} is out of range; expected {bound}"
+    return None
+
+
+def training_problems(config: dict, arguments: dict | None = None) -> list[str]:
+    """Every training.common|sft|dpo|per_student.* key LLaMA-Factory would reject or misuse.
+
+    Names and types come from the committed table of LLaMA-Factory's argument dataclasses
+    (:mod:`.lf_args_table`), so this runs at start-up without importing LLaMA-Factory.
+    """
+    if arguments is None:
+        arguments = load_table()["arguments"]
+    training = config.get("training", {})
+    layers = [(f"training.{part}", training.get(part) or {}) for part in ("common", *STAGES)]
+    for student, own in (training.get("per_student") or {}).items():
+        layers += [
+            (f"training.per_student.{student}.{part}", (own or {}).get(part) or {})
+            for part in ("common", *STAGES)
+        ]
+    problems = []
+    for where, layer in layers:
+        for key, value in layer.items():
+            if key in MANAGED_KEYS:
+                problems.append(f"{where}.{key}: set by the workflow per job; remove it")
+                continue
+            problem = _key_problem(key, value, arguments)
+            if problem:
+                problems.append(f"{where}.{key}: {problem}")
+    return problems
+
+
+def validate_training(config: dict) -> None:
+    """Raise ConfigError naming every bad training key (start-up check, before any GPU job)."""
+    problems = training_problems(config)
+    if problems:
+        raise ConfigError(
+            f"invalid training configuration ({len(problems)} problem(s)); keys are checked "
+            "against LLaMA-Factory's arguments (workflow/schemas/llamafactory_args.json):\n  "
+            + "\n  ".join(problems)
+        )
 
 
 def dataset_key(method: str, strategy: str, stage: str) -> str:

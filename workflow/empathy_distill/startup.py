@@ -1,0 +1,155 @@
+"""Start-up checks of what the planned jobs will need: config files, LLM endpoints, API keys.
+
+Run when the Snakefile loads (and by the command-line front end), so a run that is bound to fail
+stops before any job, API call or GPU hour, with a message naming the file, key or variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import grid
+from .errors import ConfigError
+
+#: Rules whose jobs call the teacher endpoint / a judge endpoint (wildcard ``judge``).
+TEACHER_RULES = frozenset({"teacher_initial", "teacher_improve"})
+JUDGE_RULES = frozenset({"judge_pair"})
+#: Backends that can write the teacher's responses.
+TEACHER_BACKENDS = ("openai", "gemini", "openai_compatible", "transformers")
+
+
+def check_config_file(path: str | Path) -> None:
+    """Raise ConfigError naming the file, line and column when ``path`` is not YAML (or JSON)."""
+    path = Path(path).absolute()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({exc})") from exc
+    try:
+        content = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"{path}: {where}not valid YAML ({problem}); expected a mapping of config keys "
+            "(see config.yaml)"
+        ) from exc
+    if content is not None and not isinstance(content, dict):
+        raise ConfigError(
+            f"{path}: the top level is a {type(content).__name__}; expected a mapping of config"
+            " keys (see config.yaml)"
+        )
+
+
+def check_config_files(paths: Iterable[str | Path]) -> None:
+    for path in paths:
+        if Path(path).exists():
+            check_config_file(path)
+
+
+def teacher_needed(config: dict) -> bool:
+    """The grid builds improved sets or judges against the teacher's answers."""
+    improving = any(grid.teacher_strategies(config, m) for m in grid.IMPROVE_METHODS)
+    return improving or grid.TEACHER_TAG in grid.answer_tags(config)
+
+
+def planned_endpoints(config: dict) -> dict[str, dict[str, Any]]:
+    """Config key -> endpoint for every LLM endpoint the configured grid calls."""
+    endpoints = {}
+    if teacher_needed(config):
+        endpoints["teacher"] = config.get("teacher") or {}
+    for name in grid.judges(config):
+        if config["judges"][name]["backend"] != "offline":
+            endpoints[f"judges.{name}"] = config["judges"][name]
+    return endpoints
+
+
+def endpoint_problems(config: dict) -> list[str]:
+    """Endpoints that cannot work whatever the environment: wrong backend, no base_url, a paid
+    model without a price (or retired by its provider, as the price table says)."""
+    from .llm.errors import LLMError
+    from .llm.pricing import PriceTable
+
+    problems = []
+    endpoints = planned_endpoints(config)
+    teacher = endpoints.get("teacher")
+    if teacher is not None and not teacher:
+        problems.append(
+            "teacher: not configured; the grid needs it (improve methods or vs_teacher)"
+        )
+    elif teacher is not None and teacher["backend"] not in TEACHER_BACKENDS:
+        problems.append(
+            f"teacher.backend: {teacher['backend']!r} cannot write responses; expected one of "
+            f"{', '.join(TEACHER_BACKENDS)}"
+        )
+    prices = None
+    for where, endpoint in endpoints.items():
+        if not endpoint or endpoint["backend"] == "offline":
+            continue
+        if endpoint["backend"] == "openai_compatible" and not endpoint.get("base_url"):
+            problems.append(
+                f"{where}.base_url: backend openai_compatible needs the server's URL, e.g. "
+                "http://127.0.0.1:8000/v1"
+            )
+        try:
+            prices = prices or PriceTable.load(config["llm"]["price_table"])
+            prices.price(endpoint["backend"], endpoint["model"], endpoint.get("mode", "realtime"))
+        except LLMError as exc:
+            problems.append(f"{where}.model: {exc}")
+    return problems
+
+
+def check_endpoints(config: dict) -> None:
+    problems = endpoint_problems(config)
+    if problems:
+        raise ConfigError(
+            f"LLM endpoints the grid calls cannot work ({len(problems)} problem(s)):\n  "
+            + "\n  ".join(problems)
+        )
+
+
+def missing_keys(endpoints: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Config key -> unset API-key variable, for the endpoints given."""
+    from .llm.backends import api_key_env
+
+    missing = {}
+    for where, endpoint in endpoints.items():
+        if not endpoint or endpoint["backend"] in ("offline", "transformers"):
+            continue
+        if endpoint["backend"] == "openai_compatible" and not endpoint.get("api_key_env"):
+            continue  # a local server without a key
+        env = api_key_env(endpoint)
+        if env and not os.environ.get(env):
+            missing[where] = env
+    return missing
+
+
+def endpoints_of_jobs(config: dict, jobs: Iterable[tuple[str, dict]]) -> dict[str, dict]:
+    """Endpoints the given (rule name, wildcards) jobs call."""
+    endpoints = {}
+    for rule, wildcards in jobs:
+        if rule in TEACHER_RULES:
+            endpoints["teacher"] = config["teacher"]
+        elif rule in JUDGE_RULES and wildcards.get("judge") in config["judges"]:
+            endpoints[f"judges.{wildcards['judge']}"] = config["judges"][wildcards["judge"]]
+    return endpoints
+
+
+def key_message(missing: dict[str, str]) -> str:
+    return "; ".join(f"{where} needs ${env}, which is not set" for where, env in missing.items())
+
+
+def require_keys(config: dict, jobs: Iterable[tuple[str, dict]]) -> None:
+    """Raise ConfigError when a job about to run calls an endpoint whose key is unset."""
+    missing = missing_keys(endpoints_of_jobs(config, jobs))
+    if missing:
+        raise ConfigError(
+            f"API key(s) missing for jobs of this run: {key_message(missing)}. Export the "
+            "variable(s) (never put keys in config files) or leave those targets out."
+        )
