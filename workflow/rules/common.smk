@@ -11,8 +11,11 @@ if PACKAGE_DIR not in sys.path:
     sys.path.insert(0, PACKAGE_DIR)
 # Rules call `python -m empathy_distill...`: make the package importable in every job, local or
 # on a cluster node (the checkout sits on the shared file system).
+# Their `python` is the interpreter running Snakemake (its venv, even when not activated);
+# with --sdm conda, the rule's environment comes first on PATH instead.
 os.environ.update(
-    PYTHONPATH=os.pathsep.join(p for p in (PACKAGE_DIR, os.environ.get("PYTHONPATH")) if p)
+    PYTHONPATH=os.pathsep.join(p for p in (PACKAGE_DIR, os.environ.get("PYTHONPATH")) if p),
+    PATH=os.pathsep.join(p for p in (str(Path(sys.executable).parent), os.environ.get("PATH")) if p),
 )
 
 from empathy_distill import grid, startup  # noqa: E402
