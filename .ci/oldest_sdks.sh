@@ -15,7 +15,7 @@ trap 'rm -rf "$scratch"' EXIT
 python3 .ci/sdk_floors.py > "$scratch/requirements.txt"
 echo "oldest-SDK requirements:" $(grep -E '^(openai|google-genai)==' "$scratch/requirements.txt")
 python3 -m venv "$scratch/venv"
-"$scratch/venv/bin/pip" install -q -r "$scratch/requirements.txt" pytest
+"$scratch/venv/bin/pip" install -q --no-compile -r "$scratch/requirements.txt" pytest
 "$scratch/venv/bin/pip" list 2>/dev/null | grep -iE '^(openai|google-genai|httpx|aiohttp) '
 # The LLM-layer tests; those that need torch skip themselves (no torch here). The package is
 # found through pytest's pythonpath (pyproject.toml), as in the main test run.
