@@ -15,6 +15,9 @@ TEACHER = config.get("teacher") or {}
 TEACHER_IDENTITY = json.dumps(endpoint_identity(TEACHER), sort_keys=True)
 LLM = config["llm"]
 TEACHER_COST_REPORT = "results/costs/teacher.csv"
+# A local teacher (backend transformers, e.g. the demo's builtin:tiny) imports torch: with
+# --sdm conda the rules running empathy_distill.teacher then use the training environment.
+TEACHER_ENV = "../../envs/train.yaml" if TEACHER.get("backend") == "transformers" else CORE_ENV
 # The budget cap reaches jobs through the environment, not a param: raising it after a stop
 # must not make Snakemake rerun (and re-timestamp) every finished teacher job.
 if LLM["budget_usd"] is not None:
@@ -45,7 +48,7 @@ rule teacher_initial:
     resources:
         api_calls=1,
     conda:
-        CORE_ENV
+        TEACHER_ENV
     log:
         "logs/teacher/initial.log",
     shell:
@@ -67,7 +70,7 @@ rule improve_llm_sources:
         n=config["distillation"]["improve_llm_sft_sample"]["n"],
         seed=config["distillation"]["improve_llm_sft_sample"]["seed"],
     conda:
-        CORE_ENV
+        TEACHER_ENV
     log:
         "logs/teacher/improve_llm_sources.log",
     shell:
@@ -95,7 +98,7 @@ rule teacher_improve:
     resources:
         api_calls=1,
     conda:
-        CORE_ENV
+        TEACHER_ENV
     log:
         "logs/teacher/{method}/{strategy}.log",
     shell:

@@ -1,0 +1,135 @@
+"""The ``empathy-distill`` command: check a config or the dataset, show the grid and its cost
+before running Snakemake.
+
+Every subcommand calls the function the workflow itself uses (config schema validation of the
+Snakefile, the dataset checks of common.smk, ``empathy_distill.grid``, the ``cost`` rule's
+``empathy_distill.cost``), so what it reports is what ``snakemake`` will do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import grid
+from .config import deep_merge, load_config, read_yaml
+from .errors import ConfigError, EmpathyDistillError
+
+DEFAULT_CONFIG = "config.yaml"
+
+
+def load_configs(paths: Sequence[str]) -> dict:
+    """Like ``snakemake --configfile A B``: later files update earlier ones, then the schema
+    validates the result and fills its defaults (what the Snakefile's validate_config does)."""
+    overrides: dict = {}
+    for path in paths[1:]:
+        if not Path(path).exists():
+            raise ConfigError(f"config file not found: {path}")
+        overrides = deep_merge(overrides, read_yaml(path) or {})
+    return load_config(paths[0], overrides)
+
+
+def validate_config_command(args: argparse.Namespace) -> None:
+    load_configs(args.configfile)
+    print(f"{' + '.join(args.configfile)}: valid")
+
+
+def validate_dataset_command(args: argparse.Namespace) -> None:
+    from .dataset import load_dataset
+
+    table = load_dataset(args.path)
+    dialogues = table["dialog_id"].nunique() if "dialog_id" in table else len(table)
+    print(f"{args.path}: valid ({len(table)} rows, {dialogues} dialogues)")
+
+
+def grid_command(args: argparse.Namespace) -> None:
+    config = load_configs(args.configfile)
+    data_configs = grid.data_configs(config)
+    students = grid.students(config)
+    judges = grid.judges(config)
+    comparisons = grid.comparisons(config)
+    print(f"data configurations ({len(data_configs)}):")
+    for dc in data_configs:
+        print(f"  {dc.method}/{dc.strategy}")
+    print(f"students ({len(students)}): {', '.join(students)}")
+    print(f"stages ({len(grid.STAGES)}): {', '.join(grid.STAGES)}")
+    print(f"judges ({len(judges)}): {', '.join(judges)}")
+    print(f"trained models: {len(grid.models(config))}")
+    print(f"answer sets: {len(grid.answer_tags(config))}")
+    print(f"comparisons: {len(comparisons)}")
+    print(f"judgment files: {len(comparisons) * len(judges)}")
+
+
+def cost_command(args: argparse.Namespace) -> int:
+    from . import cost
+
+    config = load_configs(args.configfile)
+    return cost.main(
+        [
+            "--config-json",
+            json.dumps(config, sort_keys=True),  # as the cost rule passes it (teacher.smk)
+            "--train",
+            args.train,
+            "--test",
+            args.test,
+            "--improve-human-sources",
+            args.improve_human_sources,
+            "--output",
+            args.output,
+        ]
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="empathy-distill", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument(
+            "--configfile",
+            nargs="+",
+            default=[DEFAULT_CONFIG],
+            metavar="FILE",
+            help="config file(s), later ones update earlier ones (default: config.yaml)",
+        )
+        return sub
+
+    with_config(
+        commands.add_parser("validate-config", help="validate the config against its schema")
+    ).set_defaults(func=validate_config_command)
+    dataset = commands.add_parser("validate-dataset", help="run the workflow's dataset checks")
+    dataset.add_argument("path", help="the dataset CSV (config dataset.path)")
+    dataset.set_defaults(func=validate_dataset_command)
+    with_config(
+        commands.add_parser("grid", help="data configurations x students x stages x judges")
+    ).set_defaults(func=grid_command)
+    cost = with_config(
+        commands.add_parser(
+            "cost",
+            help="projected API spend (the cost rule; needs the split: results/data/*.csv)",
+        )
+    )
+    cost.add_argument("--train", default="results/data/train.csv")
+    cost.add_argument("--test", default="results/data/test.csv")
+    cost.add_argument("--improve-human-sources", default="results/data/sources/improve_human.csv")
+    cost.add_argument("--output", default="results/costs/projection.csv")
+    cost.set_defaults(func=cost_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script entry point ([project.scripts] empathy-distill); exit status 1 on a bad
+    config or dataset, with the message naming the file, row or key."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except EmpathyDistillError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
