@@ -151,6 +151,17 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     return box["value"]
 
 
+def rate_limit_account(endpoint: dict[str, Any]) -> str:
+    """Whose per-minute limits a request draws on: the provider counts per key and model.
+
+    The key is named by its variable, never by its value (this string is stored on disk).
+    """
+    from .backends import api_key_env
+
+    parts = (endpoint["backend"], endpoint.get("base_url") or "", endpoint["model"])
+    return "|".join((*parts, api_key_env(endpoint) or ""))
+
+
 class LLMClient:
     """Answers ChatRequests for one endpoint (``teacher`` or ``judges.<name>`` of the config)."""
 
@@ -336,6 +347,8 @@ class LLMClient:
             int(self.endpoint["concurrency"]),
             self.endpoint.get("requests_per_minute"),
             self.endpoint.get("tokens_per_minute"),
+            shared_dir=self.cache.dir,
+            account=rate_limit_account(self.endpoint),
         )
         budget_errors: list[BudgetExceededError] = []
         commits: GroupCommit[tuple[ChatRequest, Answer], float] = GroupCommit(
@@ -383,7 +396,10 @@ class LLMClient:
                 await one(request)
 
         workers = min(len(pending), 2 * int(self.endpoint["concurrency"]))
-        await asyncio.gather(*(worker() for _ in range(workers)))
+        try:
+            await asyncio.gather(*(worker() for _ in range(workers)))
+        finally:
+            limits.close()
         if budget_errors:
             raise budget_errors[0]
 
