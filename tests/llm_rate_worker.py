@@ -1,7 +1,7 @@
 """Subprocess for the shared rate-limit test: wait for a start signal, then answer N requests.
 
-``python -m tests.llm_rate_worker BASE_URL CACHE_DIR N PREFIX RPM READY_FILE GO_FILE``: writes
-READY_FILE once imported and the client built, sends nothing before GO_FILE exists (so that
+``python -m tests.llm_rate_worker BASE_URL CACHE_DIR N PREFIX RPM CONCURRENCY READY GO``: writes
+READY once imported and the client built, sends nothing before GO exists (so that
 workers started one after the other compete over the same seconds).
 """
 
@@ -15,13 +15,13 @@ from empathy_distill.llm import ChatRequest, Message, make_client
 
 
 def main() -> None:
-    base_url, cache_dir, n, prefix, rpm, ready, go = sys.argv[1:8]
+    base_url, cache_dir, n, prefix, rpm, concurrency, ready, go = sys.argv[1:9]
     endpoint = {
         "backend": "openai_compatible",
         "model": "rate-test",
         "base_url": base_url,
-        "concurrency": 8,
-        "requests_per_minute": int(rpm),
+        "concurrency": int(concurrency),
+        "requests_per_minute": int(rpm) or None,
         "max_retries": 0,
     }
     client = make_client(endpoint, cache_dir=cache_dir, show_progress=False)

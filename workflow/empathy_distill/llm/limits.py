@@ -5,8 +5,9 @@ configured limits is cheaper than retrying. A provider counts the requests and t
 account, not of one process, while a run has several teacher or judge jobs at once (and runs may
 share a cache). So the per-minute budgets are token buckets kept in a small SQLite file in the
 cache directory, keyed by the account (backend, base URL, model, API-key variable): every
-process that talks to that account draws from the same bucket. A semaphore caps the requests in
-flight of one process.
+process that talks to that account draws from the same bucket. Requests in flight are capped
+per account too, by ``concurrency`` lock files (``flock``): the kernel releases the lock of a
+killed process, so a SIGKILL never leaks a slot.
 
 Algorithm (one short write transaction per acquire, no polling): a bucket of ``capacity``
 tokens refills at ``rate`` tokens/s. ``acquire(n)`` takes ``n`` at once, possibly going
@@ -20,14 +21,21 @@ be enforced as 1,000 requests/second"), so a full minute's burst at start would 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
+import os
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 LIMITS_FILE = "rate_limits.sqlite3"
+SLOTS_DIR = "request_slots"
+#: How often a request waiting for a slot held by another process looks again.
+SLOT_POLL_S = 0.005
 #: Burst allowance of a bucket, in seconds of its rate.
 BURST_S = 1.0
 
@@ -93,8 +101,45 @@ class SharedBucket:
             self._db.close()
 
 
+class SharedSlots:
+    """At most ``n`` requests in flight for every process using ``directory``: ``n`` lock files.
+
+    A process tries first the slots it does not hold itself, so alone it never waits; while
+    another process holds them all it looks again every ``SLOT_POLL_S``.
+    """
+
+    def __init__(self, directory: str | Path, n: int) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._fds = [
+            os.open(directory / f"{i}.lock", os.O_RDWR | os.O_CREAT, 0o644) for i in range(n)
+        ]
+        self._free = deque(range(n))  # slots this process does not hold
+
+    async def acquire(self) -> int:
+        while True:
+            for _ in range(len(self._free)):
+                slot = self._free.popleft()
+                try:
+                    fcntl.flock(self._fds[slot], fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # held by another process
+                    self._free.append(slot)
+                    continue
+                return slot
+            await asyncio.sleep(SLOT_POLL_S)
+
+    def release(self, slot: int) -> None:
+        fcntl.flock(self._fds[slot], fcntl.LOCK_UN)
+        self._free.append(slot)
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+
 class RateLimits:
-    """``concurrency`` requests in flight per process; per-minute budgets shared by account."""
+    """``concurrency`` requests in flight and per-minute budgets, shared by account."""
 
     def __init__(
         self,
@@ -105,7 +150,10 @@ class RateLimits:
         shared_dir: str | Path,
         account: str,
     ) -> None:
+        # the semaphore keeps this process's waiters off the lock files when it is at its cap
         self.semaphore = asyncio.Semaphore(concurrency)
+        digest = hashlib.sha256(account.encode("utf-8")).hexdigest()[:16]
+        self.slots = SharedSlots(Path(shared_dir) / SLOTS_DIR / digest, concurrency)
         path = Path(shared_dir) / LIMITS_FILE
         self.rpm = (
             SharedBucket(path, f"{account}|requests", requests_per_minute)
@@ -120,15 +168,20 @@ class RateLimits:
 
     @asynccontextmanager
     async def slot(self, tokens: int) -> AsyncIterator[None]:
-        """Hold one of the ``concurrency`` slots after the per-minute budgets allow a request."""
+        """Hold one of the account's ``concurrency`` slots once the per-minute budgets allow."""
         async with self.semaphore:
-            if self.rpm is not None:
-                await self.rpm.acquire(1)
-            if self.tpm is not None:
-                await self.tpm.acquire(max(tokens, 1))
-            yield
+            slot = await self.slots.acquire()
+            try:
+                if self.rpm is not None:
+                    await self.rpm.acquire(1)
+                if self.tpm is not None:
+                    await self.tpm.acquire(max(tokens, 1))
+                yield
+            finally:
+                self.slots.release(slot)
 
     def close(self) -> None:
+        self.slots.close()
         for bucket in (self.rpm, self.tpm):
             if bucket is not None:
                 bucket.close()
