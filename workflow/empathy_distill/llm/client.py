@@ -88,13 +88,12 @@ class Budget:
 class RunStats:
     answered: int = 0
     failed: int = 0
-    refused: int = 0  # answered with a provider's refusal (counted in ``answered`` too)
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
 
     def add(self, other: RunStats) -> None:
-        for name in ("answered", "failed", "refused", "input_tokens", "output_tokens"):
+        for name in ("answered", "failed", "input_tokens", "output_tokens"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.cost_usd += other.cost_usd
 
@@ -320,7 +319,6 @@ class LLMClient:
         for (_, answer, cost), is_new in zip(rows, new, strict=True):
             if is_new:
                 group.answered += 1
-                group.refused += answer.refusal is not None
                 group.input_tokens += answer.usage["input_tokens"]
                 group.output_tokens += answer.usage["output_tokens"]
                 group.cost_usd += cost
@@ -419,8 +417,9 @@ class LLMClient:
             for start in range(0, len(group), size):
                 chunk = group[start : start + size]
                 answers = await asyncio.to_thread(backend.generate_many, chunk)
-                for request, answer in zip(chunk, answers, strict=True):
-                    self._store(request, answer, stats, "local")
+                # one transaction and one cost-report row per chunk, not per answer
+                self._store_many(list(zip(chunk, answers, strict=True)), stats, "local")
+                for _ in chunk:
                     progress.answered()
 
     # Batch API ------------------------------------------------------------------------------
