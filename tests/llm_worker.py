@@ -1,4 +1,7 @@
-"""Subprocess for the kill-and-resume tests: answer N requests, write the answers as JSON."""
+"""Subprocess for the kill-and-resume tests: answer N requests, write the answers as JSON.
+
+``python -m tests.llm_worker BASE_URL CACHE_DIR MODE N OUT [COST_REPORT]``
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from empathy_distill.llm import ChatRequest, Message, make_client
 
 def main() -> None:
     base_url, cache_dir, mode, n, out = sys.argv[1:6]
+    cost_report = sys.argv[6] if len(sys.argv) > 6 else None
     endpoint = {
         "backend": "openai",
         "model": "gpt-4o",
@@ -21,7 +25,11 @@ def main() -> None:
     }
     requests = [ChatRequest("gpt-4o", (Message("user", f"resume {i}"),)) for i in range(int(n))]
     client = make_client(
-        endpoint, cache_dir=cache_dir, price_table="resources/prices.yaml", show_progress=False
+        endpoint,
+        cache_dir=cache_dir,
+        price_table="resources/prices.yaml",
+        cost_report=cost_report,
+        show_progress=False,
     )
     answers = client.complete(requests, desc="resume")
     with open(out, "w") as handle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -11,14 +12,17 @@ import sys
 import time
 from pathlib import Path
 
-from tests.servers.base import default_answer
+import pytest
+
+from empathy_distill.llm.pricing import PriceTable
+from tests.servers.base import approx_tokens, default_answer
 from tests.servers.openai_server import OpenAIServer
 
 REPO = Path(__file__).resolve().parents[1]
 N = 40
 
 
-def start_worker(server, cache_dir, mode, out):
+def start_worker(server, cache_dir, mode, out, cost_report=None):
     env = {**os.environ, "OPENAI_API_KEY": "sk-test", "PYTHONPATH": f"{REPO / 'workflow'}:{REPO}"}
     return subprocess.Popen(
         [
@@ -30,6 +34,7 @@ def start_worker(server, cache_dir, mode, out):
             mode,
             str(N),
             str(out),
+            *([str(cost_report)] if cost_report else []),
         ],
         cwd=REPO,
         env=env,
@@ -81,6 +86,45 @@ def test_realtime_kill_and_resume(tmp_path):
         # every conversation answered (paid) exactly once over both runs
         assert len(server.answered) == N and set(server.answered.values()) == {1}
         assert query(tmp_path / "cache", "SELECT COUNT(*) FROM responses") == N
+
+
+def csv_cost(path):
+    with open(path, newline="") as handle:
+        return sum(float(row["cost_usd"]) for row in csv.DictReader(handle))
+
+
+def test_cost_report_keeps_the_spend_of_a_killed_run(tmp_path):
+    """The report is written as answers are paid, so SIGKILL (no ``finally``) loses nothing."""
+    costs = tmp_path / "costs.csv"
+    with OpenAIServer() as server:
+        server.hold_after = N // 2
+        first = start_worker(server, tmp_path / "cache", "realtime", tmp_path / "a.json", costs)
+        wait_for(lambda: query(tmp_path / "cache", "SELECT COUNT(*) FROM responses") == N // 2)
+        # the group commit is on disk; its report row follows within the same write
+        wait_for(lambda: costs.exists() and abs(csv_cost(costs) - cache_cost(tmp_path)) < 1e-8, 20)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        paid_before_kill = cache_cost(tmp_path)
+        assert paid_before_kill > 0
+        assert csv_cost(costs) == pytest.approx(paid_before_kill, abs=1e-9)
+        server.release.set()
+        server.hold_after = None
+        second = start_worker(server, tmp_path / "cache", "realtime", tmp_path / "b.json", costs)
+        assert second.wait(timeout=120) == 0, second.stdout.read().decode()
+    # Every answer priced from the server's own token counts, independently of the client.
+    price = PriceTable.load(REPO / "resources/prices.yaml").price("openai", "gpt-4o", "realtime")
+    expected = 0.0
+    for i in range(N):
+        messages = [{"role": "user", "content": f"resume {i}"}]
+        expected += price.cost(
+            approx_tokens(messages[0]["content"]), approx_tokens(default_answer(messages))
+        )
+    assert cache_cost(tmp_path) == pytest.approx(expected, abs=1e-9)
+    assert csv_cost(costs) == pytest.approx(expected, abs=1e-9)  # rows round to 1e-10 each
+
+
+def cache_cost(tmp_path):
+    return query(tmp_path / "cache", "SELECT COALESCE(SUM(cost_usd), 0) FROM responses")
 
 
 def test_batch_kill_and_resume_polls_the_same_batch(tmp_path):

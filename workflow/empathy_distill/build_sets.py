@@ -38,10 +38,20 @@ def cmd_direct(args: argparse.Namespace) -> None:
 def cmd_improved(args: argparse.Namespace) -> None:
     sources = pd.read_csv(args.sources, keep_default_na=False)
     prompts = Prompts(args.prompts)
-    parts = [
-        sets.improved_records(sources, sets.read_teacher_outputs(path), prompts, path)
-        for path in args.teacher
-    ]
+    parts = []
+    for path in args.teacher:
+        improved, refused = sets.read_teacher_file(path)
+        left_out = [d for d in sources["dialog_id"] if d in refused]
+        if left_out:
+            log.warning(
+                "%s: %d of %d source dialogue(s) refused by the teacher's provider, left out"
+                " of the sets: %s",
+                path,
+                len(left_out),
+                len(sources),
+                ", ".join(map(str, left_out[:10])) + (" ..." if len(left_out) > 10 else ""),
+            )
+        parts.append(sets.improved_records(sources, improved, prompts, path, refused))
     _write_pair(*sets.pooled(parts), args.sft, args.dpo)
 
 

@@ -17,7 +17,7 @@ Rules, from the reference code (FACTS.md):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -96,9 +96,14 @@ def improve_human_sources(train: pd.DataFrame) -> pd.DataFrame:
     return table[SOURCE_COLUMNS].reset_index(drop=True)
 
 
-def read_teacher_outputs(path: str | Path) -> dict[str, str]:
-    """dialog_id -> improved response from a ``results/teacher/{method}/{strategy}.jsonl`` file."""
+def read_teacher_file(path: str | Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(dialog_id -> improved response, dialog_id -> refusal reason) of a teacher output file.
+
+    A record with a non-null ``refusal`` is an item the provider refused (a safety block,
+    written by ``teacher.py``): it has no improved response and goes in the second mapping.
+    """
     improved: dict[str, str] = {}
+    refused: dict[str, str] = {}
     with open(path, encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
@@ -106,15 +111,24 @@ def read_teacher_outputs(path: str | Path) -> dict[str, str]:
             try:
                 item = json.loads(line)
                 dialog_id, text = item["dialog_id"], item["improved_response"]
-            except (json.JSONDecodeError, KeyError) as exc:
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise DatasetError(
                     f"{path}:{line_no}: expected a JSON object with dialog_id and "
                     f"improved_response ({exc})"
                 ) from exc
-            if dialog_id in improved:
+            if dialog_id in improved or dialog_id in refused:
                 raise DatasetError(f"{path}:{line_no}: dialog_id {dialog_id!r} appears twice")
-            improved[dialog_id] = text
-    return improved
+            if item.get("refusal") is not None:
+                refused[dialog_id] = str(item["refusal"])
+            else:
+                improved[dialog_id] = text
+    return improved, refused
+
+
+def read_teacher_outputs(path: str | Path) -> dict[str, str]:
+    """dialog_id -> improved response from a ``results/teacher/{method}/{strategy}.jsonl`` file
+    (refused items left out; see :func:`read_teacher_file`)."""
+    return read_teacher_file(path)[0]
 
 
 def improved_records(
@@ -122,20 +136,30 @@ def improved_records(
     improved: dict[str, str],
     prompts: Prompts,
     origin: str = "teacher outputs",
+    refused: Mapping[str, str] | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """Turn teacher rewrites into (SFT records, DPO records) for one improve strategy.
 
-    Every source dialogue must have a non-empty rewrite: a gap would silently shrink the set.
+    Every source dialogue must have a non-empty rewrite (a gap would silently shrink the set),
+    except the ones in ``refused``: the teacher's provider refused them, so they are left out
+    of both sets on purpose (the caller reports how many).
     """
-    missing = [d for d in sources["dialog_id"] if not str(improved.get(d, "")).strip()]
+    refused = refused or {}
+    missing = [
+        d for d in sources["dialog_id"] if d not in refused and not str(improved.get(d, "")).strip()
+    ]
     if missing:
+        n_refused = sum(d in refused for d in sources["dialog_id"])
         raise DatasetError(
             f"{origin}: no improved response for {len(missing)} source "
-            f"dialogue(s), e.g. {missing[:5]}; expected one per source row"
+            f"dialogue(s), e.g. {missing[:5]}; expected one per source row "
+            f"({n_refused} other(s) were refused by the teacher and are left out)"
         )
     sft: list[dict] = []
     dpo: list[dict] = []
     for _, row in sources.iterrows():
+        if row["dialog_id"] in refused:
+            continue
         prompt = _prompt(prompts, row)
         better = improved[row["dialog_id"]].strip()
         if row["role"] == "sft":

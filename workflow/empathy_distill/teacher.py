@@ -208,6 +208,7 @@ def run_initial(
             "split": split,
             "prompt": request.messages[-1].content,
             "response": response.text,
+            "refusal": response.refusal,
             "request_key": response.key,
             "model": response.model,
             "usage": response.usage,
@@ -215,6 +216,7 @@ def run_initial(
         for (split, row), request, response in zip(rows, requests, responses, strict=True)
     ]
     write_jsonl(out, records)
+    report_refusals(out, "teacher initial", records)
     if answers is not None:
         generation = {
             "backend": client.backend_name,
@@ -231,11 +233,46 @@ def run_initial(
                     "answer": r["response"],
                     "generation": generation,
                     "seed": sampling.get("seed"),
+                    # a refused test dialogue keeps its empty answer: judged, it loses
+                    **({"refusal": r["refusal"]} if r["refusal"] is not None else {}),
                 }
                 for r in records
                 if r["split"] == "test"
             ),
         )
+
+
+def summary_path(out: str | Path) -> Path:
+    """Where a teacher output's summary (item and refusal counts) is written, next to it."""
+    out = Path(out)
+    return out.with_name(out.name + ".summary.json")
+
+
+def report_refusals(out: str | Path, desc: str, records: Sequence[dict[str, Any]]) -> int:
+    """Count the items the provider refused; log it and write it to the output's summary.
+
+    A refusal (a safety block) is a final answer, not an error: the job succeeds, the item is
+    marked ``refusal`` in the output and ``build_sets`` leaves it out of the training sets.
+    """
+    refused = [r["dialog_id"] for r in records if r.get("refusal") is not None]
+    summary = {"items": len(records), "refused": len(refused), "refused_dialog_ids": refused}
+    path = summary_path(out)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    if refused:
+        log.warning(
+            "%s: %d of %d item(s) refused by the provider (safety block), marked in %s and left"
+            " out of the training sets: %s",
+            desc,
+            len(refused),
+            len(records),
+            out,
+            ", ".join(map(str, refused[:10])) + (" ..." if len(refused) > 10 else ""),
+        )
+    else:
+        log.info("%s: %d item(s), none refused", desc, len(records))
+    return len(refused)
 
 
 def _add_usage(usages: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -276,23 +313,27 @@ def run_improve(
     elif strategy == SEQUENTIAL_STRATEGY:
         chains = [[] for _ in rows]
         for turn in range(1, sequential_turns(prompts) + 1):
+            # a chain whose last turn was refused has nothing to continue from: it stops there
+            going = [i for i, chain in enumerate(chains) if not chain or chain[-1].refusal is None]
+            if not going:
+                break
             wave = [
                 sequential_request(
                     prompts,
                     client.model,
                     sampling,
-                    r["situation"],
-                    r["speaker_uttr"],
-                    r["source_response"],
-                    [c.text for c in chain],
+                    rows[i]["situation"],
+                    rows[i]["speaker_uttr"],
+                    rows[i]["source_response"],
+                    [c.text for c in chains[i]],
                 )
-                for r, chain in zip(rows, chains, strict=True)
+                for i in going
             ]
             answers = client.complete(
                 wave, desc=f"{desc} turn {turn}", expected_output_tokens=TEACHER_ANSWER_TOKENS
             )
-            for chain, answer in zip(chains, answers, strict=True):
-                chain.append(answer)
+            for i, answer in zip(going, answers, strict=True):
+                chains[i].append(answer)
     else:
         raise EmpathyDistillError(
             f"strategy {strategy!r} makes no teacher calls of its own (expected one of"
@@ -307,16 +348,18 @@ def run_improve(
             "role": row["role"],
             "source_response": row["source_response"],
             "improved_response": chain[-1].text,
+            "refusal": chain[-1].refusal,
             "request_key": chain[-1].key,
             "model": chain[-1].model,
             "usage": _add_usage(c.usage for c in chain),
         }
-        if len(chain) > 1:
+        if strategy == SEQUENTIAL_STRATEGY:  # every turn, up to a refused one
             record["turns"] = [
                 {"request_key": c.key, "response": c.text, "usage": c.usage} for c in chain
             ]
         records.append(record)
     write_jsonl(out, records)
+    report_refusals(out, desc, records)
 
 
 # Snakemake helpers (used by workflow/rules/teacher.smk) ---------------------------------------
@@ -428,8 +471,21 @@ def main(argv: list[str] | None = None) -> int:
             train = read_table(
                 args.train, ["dialog_id", "situation", "speaker_uttr", "response_human"]
             )
-            initial = {r["dialog_id"]: r["response"] for r in read_jsonl(args.initial)}
+            initial_rows = read_jsonl(args.initial)
+            refused = {r["dialog_id"] for r in initial_rows if r.get("refusal") is not None}
+            initial = {r["dialog_id"]: r["response"] for r in initial_rows}
             table = improve_llm_sources(train, initial, n=n, seed=seed)
+            if refused:
+                # no draft to improve: these dialogues leave the improve_llm sources (the
+                # SFT/DPO split above was drawn first, so the others keep their paper role)
+                dropped = table["dialog_id"].isin(refused)
+                log.warning(
+                    "%d train dialogue(s) whose initial response was refused by the provider"
+                    " are left out of the improve_llm sources: %s",
+                    int(dropped.sum()),
+                    ", ".join(table.loc[dropped, "dialog_id"].head(10)),
+                )
+                table = table[~dropped]
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             table.to_csv(args.out, index=False)
         else:

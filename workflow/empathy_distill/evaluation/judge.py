@@ -196,7 +196,13 @@ def judge_with_llm(
     for (item, order, request), reply in zip(triples, replies, strict=True):
         text = reply if isinstance(reply, str) else reply.text
         key = getattr(reply, "key", None) or getattr(request, "key", None)
-        records.append(_record(item, order, text, parse_verdict(text), key, judge))
+        refusal = getattr(reply, "refusal", None)
+        # A refused judgment (the provider's safety block) is an invalid verdict with its reason
+        # recorded: reported with the other invalid verdicts, never a win or a loss.
+        verdict = None if refusal is not None else parse_verdict(text)
+        record = _record(item, order, text, verdict, key, judge)
+        record["refusal"] = refusal
+        records.append(record)
     return records
 
 
@@ -359,7 +365,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_jsonl(args.out, records)
     invalid = sum(r["verdict"] is None for r in records)
-    print(f"{args.out}: {len(records)} judgments of {len(items)} dialogues, {invalid} invalid")
+    refused = sum(r.get("refusal") is not None for r in records)
+    print(
+        f"{args.out}: {len(records)} judgments of {len(items)} dialogues, {invalid} invalid"
+        f" ({refused} refused by the provider)"
+    )
     return 0
 
 

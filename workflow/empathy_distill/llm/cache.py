@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS responses (
     mode TEXT NOT NULL,
     source TEXT,
     request TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    refusal TEXT
 );
 CREATE TABLE IF NOT EXISTS submissions (
     tag TEXT PRIMARY KEY,
@@ -64,6 +65,8 @@ class CachedAnswer:
     model: str
     usage: dict[str, int]
     cost_usd: float
+    #: The provider's reason when it refused (a safety block): a final answer, never re-bought.
+    refusal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,25 @@ class ResponseCache:
         # NORMAL in WAL mode: a commit survives a process kill (only an OS crash can lose it).
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a cache file written by an older version up to the current columns, in place.
+
+        Caches made before refusals were recorded lack ``responses.refusal``; adding a nullable
+        column keeps every answer (they were not refusals). Checked inside a write transaction
+        so that two processes opening the same old file do not both add it.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
+                if "refusal" not in columns:
+                    self._db.execute("ALTER TABLE responses ADD COLUMN refusal TEXT")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -104,12 +126,12 @@ class ResponseCache:
                 chunk = keys[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(
-                    "SELECT key, text, model, usage, cost_usd FROM responses"
+                    "SELECT key, text, model, usage, cost_usd, refusal FROM responses"
                     f" WHERE key IN ({marks})",
                     chunk,
                 ).fetchall()
-                for key, text, model, usage, cost in rows:
-                    found[key] = CachedAnswer(key, text, model, json.loads(usage), cost)
+                for key, text, model, usage, cost, refusal in rows:
+                    found[key] = CachedAnswer(key, text, model, json.loads(usage), cost, refusal)
         return found
 
     def put(
@@ -142,7 +164,7 @@ class ResponseCache:
         now = time.time()
         sql = (
             "INSERT OR IGNORE INTO responses (key, model, text, usage, cost_usd, backend, mode,"
-            " source, request, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+            " source, request, created_at, refusal) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
         )
         new: list[bool] = []
         with self._lock:
@@ -162,6 +184,7 @@ class ResponseCache:
                             source,
                             canonical_json(request.payload()),
                             now,
+                            answer.refusal,
                         ),
                     )
                     new.append(cursor.rowcount == 1)

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
+import fcntl
+import io
 import logging
+import os
 import threading
 import time
 import uuid
@@ -90,6 +94,11 @@ class RunStats:
     output_tokens: int = 0
     cost_usd: float = 0.0
 
+    def add(self, other: RunStats) -> None:
+        for name in ("answered", "failed", "input_tokens", "output_tokens"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.cost_usd += other.cost_usd
+
 
 class Progress:
     """tqdm bar counting done (answered now) / cached / failed."""
@@ -143,6 +152,17 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     return box["value"]
 
 
+def rate_limit_account(endpoint: dict[str, Any]) -> str:
+    """Whose per-minute limits a request draws on: the provider counts per key and model.
+
+    The key is named by its variable, never by its value (this string is stored on disk).
+    """
+    from .backends import api_key_env
+
+    parts = (endpoint["backend"], endpoint.get("base_url") or "", endpoint["model"])
+    return "|".join((*parts, api_key_env(endpoint) or ""))
+
+
 class LLMClient:
     """Answers ChatRequests for one endpoint (``teacher`` or ``judges.<name>`` of the config)."""
 
@@ -168,6 +188,7 @@ class LLMClient:
         self.show_progress = show_progress
         self._backend = backend
         self.sleep = asyncio.sleep
+        self._desc = "llm"  # the running call's desc, for its spend rows
 
     # Public API -----------------------------------------------------------------------------
     def complete(
@@ -182,6 +203,7 @@ class LLMClient:
         budget projection made before anything is sent.
         """
         requests = list(requests)
+        self._desc = desc
         for request in requests:
             if request.model != self.model:
                 raise LLMError(
@@ -210,6 +232,16 @@ class LLMClient:
         finally:
             self._report(desc, len(requests), len(unique), len(before), stats)
         final = self.cache.get_many(unique)
+        refused = sum(final[k].refusal is not None for k in unique if k in final)
+        if refused:
+            log.warning(
+                "%s: %d of %d request(s) refused by %s/%s (safety block; recorded, not retried)",
+                desc,
+                refused,
+                len(unique),
+                self.backend_name,
+                self.model,
+            )
         missing = [unique[k] for k in unique if k not in final]
         if missing:
             lines = "\n  ".join(
@@ -229,6 +261,7 @@ class LLMClient:
                 model=final[r.key].model,
                 usage=dict(final[r.key].usage),
                 cached=r.key in before,
+                refusal=final[r.key].refusal,
             )
             for r in requests
         ]
@@ -272,20 +305,28 @@ class LLMClient:
     def _store_many(
         self, items: list[tuple[ChatRequest, Answer]], stats: RunStats, source: str
     ) -> list[float]:
-        """Commit answers in one transaction; their costs, in order."""
+        """Commit answers in one transaction, then log their spend; their costs, in order.
+
+        The spend row is appended right after the commit, not at the end of the call: a run
+        killed with SIGKILL (no ``finally``) must still leave every paid answer in the report.
+        """
         rows = []
         for request, answer in items:
             if not answer.model:
-                answer = Answer(answer.text, request.model, answer.usage)
+                answer = dataclasses.replace(answer, model=request.model)
             cost = self.price.cost(answer.usage["input_tokens"], answer.usage["output_tokens"])
             rows.append((request, answer, cost))
         new = self.cache.put_many(rows, backend=self.backend_name, mode=self.mode, source=source)
+        group = RunStats()
         for (_, answer, cost), is_new in zip(rows, new, strict=True):
             if is_new:
-                stats.answered += 1
-                stats.input_tokens += answer.usage["input_tokens"]
-                stats.output_tokens += answer.usage["output_tokens"]
-                stats.cost_usd += cost
+                group.answered += 1
+                group.input_tokens += answer.usage["input_tokens"]
+                group.output_tokens += answer.usage["output_tokens"]
+                group.cost_usd += cost
+        stats.add(group)
+        if group.answered:
+            self._report_spend(group)
         return [cost for _, _, cost in rows]
 
     async def _retry(self, call: Any) -> Any:
@@ -306,6 +347,8 @@ class LLMClient:
             int(self.endpoint["concurrency"]),
             self.endpoint.get("requests_per_minute"),
             self.endpoint.get("tokens_per_minute"),
+            shared_dir=self.cache.dir,
+            account=rate_limit_account(self.endpoint),
         )
         budget_errors: list[BudgetExceededError] = []
         commits: GroupCommit[tuple[ChatRequest, Answer], float] = GroupCommit(
@@ -353,7 +396,10 @@ class LLMClient:
                 await one(request)
 
         workers = min(len(pending), 2 * int(self.endpoint["concurrency"]))
-        await asyncio.gather(*(worker() for _ in range(workers)))
+        try:
+            await asyncio.gather(*(worker() for _ in range(workers)))
+        finally:
+            limits.close()
         if budget_errors:
             raise budget_errors[0]
 
@@ -373,8 +419,9 @@ class LLMClient:
             for start in range(0, len(group), size):
                 chunk = group[start : start + size]
                 answers = await asyncio.to_thread(backend.generate_many, chunk)
-                for request, answer in zip(chunk, answers, strict=True):
-                    self._store(request, answer, stats, "local")
+                # one transaction and one cost-report row per chunk, not per answer
+                self._store_many(list(zip(chunk, answers, strict=True)), stats, "local")
+                for _ in chunk:
                     progress.answered()
 
     # Batch API ------------------------------------------------------------------------------
@@ -552,31 +599,62 @@ class LLMClient:
                 await self.sleep(float(self.endpoint["poll_interval_s"]))
 
     # Cost report ----------------------------------------------------------------------------
-    def _report(self, desc: str, n: int, unique: int, cached: int, stats: RunStats) -> None:
+    # Two kinds of rows share the CSV: a spend row per committed group of new answers
+    # (``answered``, tokens, ``cost_usd``; request counts empty), written as the money is spent,
+    # and a summary row per ``complete`` call (request counts; spend columns 0, already logged).
+    # Summing ``cost_usd`` therefore gives what was paid, even after a SIGKILL.
+    def _row(self, desc: str, **values: Any) -> dict[str, Any]:
+        row: dict[str, Any] = dict.fromkeys(COST_REPORT_COLUMNS, "")
+        row.update(
+            timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            desc=desc,
+            backend=self.backend_name,
+            model=self.model,
+            mode=self.mode,
+        )
+        row.update(values)
+        return row
+
+    def _append_row(self, row: dict[str, Any]) -> None:
+        """Append one CSV line under an exclusive lock (parallel jobs share one report)."""
         if self.cost_report is None:
             return
         self.cost_report.parent.mkdir(parents=True, exist_ok=True)
-        new_file = not self.cost_report.exists() or self.cost_report.stat().st_size == 0
-        row = {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "desc": desc,
-            "backend": self.backend_name,
-            "model": self.model,
-            "mode": self.mode,
-            "requests": n,
-            "unique": unique,
-            "cached": cached,
-            "answered": stats.answered,
-            "failed": stats.failed,
-            "input_tokens": stats.input_tokens,
-            "output_tokens": stats.output_tokens,
-            "cost_usd": f"{stats.cost_usd:.6f}",
-        }
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=COST_REPORT_COLUMNS)
         with open(self.cost_report, "a", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COST_REPORT_COLUMNS)
-            if new_file:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            if os.fstat(handle.fileno()).st_size == 0:
                 writer.writeheader()
             writer.writerow(row)
+            handle.write(buffer.getvalue())
+
+    def _report_spend(self, group: RunStats) -> None:
+        self._append_row(
+            self._row(
+                self._desc,
+                answered=group.answered,
+                failed=0,
+                input_tokens=group.input_tokens,
+                output_tokens=group.output_tokens,
+                cost_usd=f"{group.cost_usd:.10f}",
+            )
+        )
+
+    def _report(self, desc: str, n: int, unique: int, cached: int, stats: RunStats) -> None:
+        self._append_row(
+            self._row(
+                desc,
+                requests=n,
+                unique=unique,
+                cached=cached,
+                answered=0,
+                failed=stats.failed,
+                input_tokens=0,
+                output_tokens=0,
+                cost_usd=f"{0.0:.6f}",
+            )
+        )
 
 
 def make_client(
