@@ -373,7 +373,7 @@ def test_import_closure_follows_lazy_and_relative_imports():
     make_backend: the judge still needs both SDKs, and the report needs snakemake (-m)."""
     judge = closure("empathy_distill.evaluation.judge")
     assert "empathy_distill.llm.backends.gemini_backend" in judge.internal
-    assert {"openai", "google.genai", "aiolimiter", "tenacity"} <= {
+    assert {"openai", "google.genai", "tenacity"} <= {
         n if n == "google.genai" else n.split(".")[0] for n in judge.external
     }
     assert "snakemake" in closure("empathy_distill.report_html").external

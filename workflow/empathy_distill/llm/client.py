@@ -299,9 +299,6 @@ class LLMClient:
             if owned:
                 await backend.aclose()
 
-    def _store(self, request: ChatRequest, answer: Answer, stats: RunStats, source: str) -> float:
-        return self._store_many([(request, answer)], stats, source)[0]
-
     def _store_many(
         self, items: list[tuple[ChatRequest, Answer]], stats: RunStats, source: str
     ) -> list[float]:
@@ -561,15 +558,13 @@ class LLMClient:
                         "batch %s: %d unreadable result line(s)", sub.batch_id, results.malformed
                     )
                 known = self.cache.submission_requests(tag)
-                spent = 0.0
-                for key, answer in results.answers.items():
-                    request = known.get(key)
-                    if request is None:
-                        continue
-                    spent += self._store(request, answer, stats, f"batch:{sub.batch_id}")
-                    if remaining.pop(key, None) is not None:
+                # One transaction and one spend row for the whole batch.
+                items = [(known[k], a) for k, a in results.answers.items() if k in known]
+                costs = self._store_many(items, stats, f"batch:{sub.batch_id}")
+                for request, _ in items:
+                    if remaining.pop(request.key, None) is not None:
                         progress.answered()
-                budget.settle(reservations.pop(tag, 0.0), spent)
+                budget.settle(reservations.pop(tag, 0.0), sum(costs))
                 for key in sub.keys:
                     if key not in remaining:
                         continue
