@@ -71,6 +71,26 @@ def test_validate_config_names_the_bad_key(tmp_path):
     assert "nope.yaml" in missing.stderr
 
 
+def test_validate_config_names_file_and_line_of_an_overlay_that_is_not_yaml(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("grid:\n  students: [tiny\n  judges: [offline]\n")
+    result = cli("validate-config", "--configfile", REPO_ROOT / "config.yaml", bad)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert str(bad) in result.stderr and "line 3" in result.stderr
+
+
+def test_validate_config_runs_the_start_up_checks(tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"training": {"common": {"learnin_rate": 1e-4}}}))
+    result = cli("validate-config", "--configfile", REPO_ROOT / "config.yaml", overlay)
+    assert result.returncode == 1 and "learnin_rate" in result.stderr
+    overlay.write_text(yaml.safe_dump({"judges": {"gemini": {"model": "gemini-2.0-flash"}}}))
+    result = cli("validate-config", "--configfile", REPO_ROOT / "config.yaml", overlay)
+    assert result.returncode == 1
+    assert "judges.gemini.model" in result.stderr and "retired" in result.stderr
+
+
 def test_validate_dataset_reports_rows_or_the_problem(tmp_path, dataset_path):
     with open(dataset_path, newline="", encoding="utf-8") as handle:
         rows = sum(1 for _ in csv.DictReader(handle))

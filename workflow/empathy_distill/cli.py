@@ -17,6 +17,7 @@ from pathlib import Path
 from . import grid
 from .config import deep_merge, load_config, read_yaml
 from .errors import ConfigError, EmpathyDistillError
+from .startup import check_config_file, check_endpoints
 
 DEFAULT_CONFIG = "config.yaml"
 
@@ -28,12 +29,18 @@ def load_configs(paths: Sequence[str]) -> dict:
     for path in paths[1:]:
         if not Path(path).exists():
             raise ConfigError(f"config file not found: {path}")
+        check_config_file(path)  # Snakemake's own message names neither file nor line
         overrides = deep_merge(overrides, read_yaml(path) or {})
     return load_config(paths[0], overrides)
 
 
 def validate_config_command(args: argparse.Namespace) -> None:
-    load_configs(args.configfile)
+    """Everything the Snakefile checks when it loads: schema, training keys, endpoints."""
+    from .training.llamafactory_config import validate_training
+
+    config = load_configs(args.configfile)
+    validate_training(config)
+    check_endpoints(config)
     print(f"{' + '.join(args.configfile)}: valid")
 
 
