@@ -38,5 +38,18 @@ def test_a_sdk_without_floor_is_named(tmp_path):
 
 
 def test_the_repository_floors_are_the_ones_in_pyproject():
+    """Both SDKs pinned to their floor, read here with tomllib + packaging (not sdk_floors)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    floors = {}
+    for line in project["dependencies"]:
+        req = Requirement(line)
+        if req.name in ("openai", "google-genai"):
+            [floor] = [s.version for s in req.specifier if s.operator == ">="]
+            floors[req.name] = floor
     pins = [r for r in sdk_floors.oldest_requirements(REPO_ROOT / "pyproject.toml") if "==" in r]
-    assert pins == ["openai==1.55.3", "google-genai==1.61"]
+    assert pins == [f"{name}=={version}" for name, version in floors.items()]
+    assert set(floors) == {"openai", "google-genai"}
