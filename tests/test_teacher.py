@@ -9,8 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from empathy_distill import teacher
-from empathy_distill.prompts import SINGLE_TURN_STRATEGIES
+from empathy_distill import strategies, teacher
 from empathy_distill.sets import improve_human_sources
 from tests.conftest import REFERENCE_PROMPTS, REPO_ROOT
 from tests.servers.base import conversation_id, default_answer
@@ -153,7 +152,7 @@ def test_every_strategy_sends_byte_identical_prompts(setup):
     tmp, _server, recorder, common, _train, _ = setup
     ref = reference()
     sources = pd.read_csv(tmp / "improve_human.csv", dtype=str, keep_default_na=False)
-    for strategy in SINGLE_TURN_STRATEGIES:
+    for strategy in strategies.names(strategies.SINGLE_TURN):
         recorder.seen.clear()
         out = tmp / f"{strategy}.jsonl"
         assert (

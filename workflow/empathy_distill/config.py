@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from . import REPO_ROOT
+from . import REPO_ROOT, strategies
 from .errors import ConfigError
 
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -54,7 +54,14 @@ _DefaultFillingValidator = _extend_with_defaults(Draft202012Validator)
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
-    return read_yaml(path)
+    """The schema, with the enums the strategy registry owns filled in."""
+    schema = read_yaml(path)
+    defs = schema.get("$defs", {})
+    if "improve_strategies" in defs:
+        defs["improve_strategies"]["items"]["enum"] = list(strategies.improve_names())
+    if "direct_strategies" in defs:
+        defs["direct_strategies"]["items"]["enum"] = list(strategies.direct_names())
+    return schema
 
 
 def _format_error(error: Any) -> str:

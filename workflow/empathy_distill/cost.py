@@ -34,7 +34,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import grid
+from . import grid, strategies
 from .config import load_config, validate_config
 from .errors import EmpathyDistillError
 from .llm.cache import CACHE_FILE, ResponseCache
@@ -43,7 +43,7 @@ from .llm.errors import BudgetExceededError
 from .llm.pricing import PriceTable, approx_request_tokens
 from .llm.request import ChatRequest, Message
 from .llm.settings import resolve_resource
-from .prompts import SEQUENTIAL_STRATEGY, Prompts
+from .prompts import Prompts
 from .sets import SOURCE_COLUMNS
 from .teacher import (
     TEACHER_ANSWER_TOKENS,
@@ -108,8 +108,8 @@ def teacher_requests(
         ]
     answer = stand_in(TEACHER_ANSWER_TOKENS)
     for method in grid.IMPROVE_METHODS:
-        strategies = grid.teacher_strategies(config, method)
-        if not strategies:
+        calls = grid.teacher_strategies(config, method)
+        if not calls:
             continue
         if method == "improve_human":
             if human_sources is None:
@@ -120,12 +120,14 @@ def teacher_requests(
             ]
         else:  # the teacher's own initial responses, not written yet
             sources = [(r["situation"], r["speaker_uttr"], answer) for _, r in train.iterrows()]
-        for strategy in strategies:
-            if strategy == SEQUENTIAL_STRATEGY:
+        for strategy in calls:
+            if strategies.kind(strategy) == strategies.SEQUENTIAL:
                 requests = [
-                    sequential_request(prompts, model, sampling, s, u, resp, [answer] * turn)
+                    sequential_request(
+                        prompts, model, sampling, strategy, s, u, resp, [answer] * turn
+                    )
                     for s, u, resp in sources
-                    for turn in range(sequential_turns(prompts))
+                    for turn in range(sequential_turns(prompts, strategy))
                 ]
             else:
                 requests = [

@@ -18,7 +18,7 @@ os.environ.update(
     PATH=os.pathsep.join(p for p in (str(Path(sys.executable).parent), os.environ.get("PATH")) if p),
 )
 
-from empathy_distill import grid, startup  # noqa: E402
+from empathy_distill import grid, startup, strategies  # noqa: E402
 from empathy_distill.config import validate_config  # noqa: E402
 from empathy_distill.dataset import load_dataset  # noqa: E402
 from empathy_distill.llm.settings import (  # noqa: E402
@@ -71,7 +71,7 @@ onstart:
 
 wildcard_constraints:
     method="|".join(grid.METHODS),
-    strategy=r"[a-z0-9_]+",
+    strategy=strategies.wildcard_regex(strategies.names()),
     student=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     stage="sft|dpo",
     judge=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
