@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from empathy_distill import strategies
+from empathy_distill import judges, strategies
 from empathy_distill.config import load_schema, validate_config
 from empathy_distill.dataset import LLM_RESPONDERS
 from empathy_distill.errors import ConfigError
+from empathy_distill.evaluation.judge import PairItem, run_judge
 from empathy_distill.prompts import Prompts
 
 from .conftest import REPO_ROOT
@@ -168,3 +169,75 @@ def test_a_new_single_turn_strategy_is_prompts_json_plus_one_registry_line(tmp_p
     counts = dict(line.split() for line in stats.splitlines()[3:])
     assert counts["teacher_improve"] == "1"
     assert counts["train_sft"] == counts["train_dpo"] == "1"
+
+
+# --- judges -------------------------------------------------------------------------------------
+def test_only_the_judge_registry_spells_the_offline_backend():
+    hits = [
+        f"{path.relative_to(REPO_ROOT)}:{i}"
+        for path in WORKFLOW.rglob("*")
+        if path.is_file() and path.suffix in (".py", ".smk")
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if '"offline"' in line
+    ]
+    assert hits == ["workflow/empathy_distill/judges.py:26"]
+
+
+def test_judge_kind_by_backend():
+    config = validate_config(_paper_config())
+    config["judges"]["scorer"] = {"backend": "offline", "model": "offline-scorer"}
+    config = validate_config(config)
+    assert isinstance(judges.judge_kind(config, "gpt4o"), judges.LLMJudge)
+    assert isinstance(judges.judge_kind(config, "scorer"), judges.ScorerJudge)
+    assert judges.calls_llm(config["judges"]["gpt4o"])
+    assert not judges.calls_llm(config["judges"]["scorer"])
+    assert not judges.calls_llm({})
+    assert judges.judge_kind(config, "scorer").inputs(config) == {
+        "scorer": "results/judges/offline/model.joblib"
+    }
+    assert judges.judge_kind(config, "gpt4o").inputs(config) == {"prompts": config["prompts"]}
+    assert judges.scorer_judges(config, ["gpt4o", "scorer", "gemini"]) == ["scorer"]
+
+
+def test_margin_on_an_llm_judge_is_refused_on_a_scorer_kept():
+    config = _paper_config()
+    config["judges"]["gpt4o"]["margin"] = 0.2
+    with pytest.raises(ConfigError, match=r"config\['judges'\]\['gpt4o'\]\['margin'\].*scorer"):
+        validate_config(config)
+    config = _paper_config()
+    config["judges"]["scorer"] = {"backend": "offline", "model": "m", "margin": 0.2}
+    validated = validate_config(config)
+    assert validated["judges"]["scorer"]["margin"] == 0.2
+    # the validated config (margin default filled into every endpoint) validates again
+    validate_config(json.loads(json.dumps(validated)))
+
+
+class LengthScorer:
+    """A scorer judge of the test's own: the score is the answer's length in characters."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def score(self, situations, utterances, answers):
+        return [float(len(a)) for a in answers]
+
+
+def test_a_new_scorer_judge_is_one_registry_line(monkeypatch, tmp_path):
+    scorer = judges.ScorerJudge(
+        "length",
+        model_file="results/judges/length/model.txt",
+        agreement_file="results/judges/length/agreement.json",
+        loader=f"{__name__}:LengthScorer",
+    )
+    monkeypatch.setitem(judges.SCORERS, "length", scorer)
+    config = _paper_config()
+    config["judges"]["len"] = {"backend": "length", "model": "characters", "margin": 3}
+    config = validate_config(config)  # the schema's backend enum follows the registry
+    assert judges.judge_kind(config, "len") is scorer
+    items = [
+        PairItem("d1", "s", "u", "x" * 10, "x" * 20),  # model 10 < 20: the opponent wins
+        PairItem("d2", "s", "u", "x" * 12, "x" * 10),  # |12 - 10| = 2 < margin 3: a tie
+    ]
+    records = run_judge(config, "len", items, offline_model=tmp_path / "model.txt")
+    model_first = {r["dialog_id"]: r["verdict"] for r in records if r["order"] == "model_first"}
+    assert model_first == {"d1": 2, "d2": 0}

@@ -37,6 +37,7 @@ import pandas as pd
 from . import grid, strategies
 from .config import load_config, validate_config
 from .errors import EmpathyDistillError
+from .judges import calls_llm
 from .llm.cache import CACHE_FILE, ResponseCache
 from .llm.endpoint import normalize_endpoint
 from .llm.errors import BudgetExceededError
@@ -194,7 +195,7 @@ def project(
             )
     judge_counts = None
     for name, raw in config.get("judges", {}).items():
-        if raw.get("backend") == "offline":
+        if not calls_llm(raw):  # a scorer judge makes no LLM calls
             continue
         endpoint = normalize_endpoint(raw)
         price = prices.price(endpoint["backend"], endpoint["model"], endpoint["mode"])

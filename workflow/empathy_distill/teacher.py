@@ -31,6 +31,7 @@ import pandas as pd
 
 from . import strategies
 from .errors import DatasetError, EmpathyDistillError
+from .judges import calls_llm
 from .llm import ChatRequest, ChatResponse, LLMClient, Message, make_client
 from .llm.settings import LLMSettings, add_llm_arguments, llm_settings, resolve_resource
 from .prompts import Prompts
@@ -378,7 +379,7 @@ def set_key_envvars(endpoints: Iterable[dict[str, Any]]) -> list[str]:
 
     from .llm.backends import api_key_env
 
-    names = [api_key_env(e) for e in endpoints if e and e.get("backend") != "offline"]
+    names = [api_key_env(e) for e in endpoints if e and calls_llm(e)]
     return sorted({n for n in names if n and n in os.environ})
 
 
