@@ -180,7 +180,7 @@ def test_only_the_judge_registry_spells_the_offline_backend():
         for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if '"offline"' in line
     ]
-    assert hits == ["workflow/empathy_distill/judges.py:26"]
+    assert len(hits) == 1 and hits[0].startswith("workflow/empathy_distill/judges.py:"), hits
 
 
 def test_judge_kind_by_backend():

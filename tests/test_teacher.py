@@ -256,7 +256,9 @@ def test_sequential_chain_turns_and_first_turn_cache_hit(setup):
     assert len(recorder.seen) == 2 * len(sources)
 
 
-def test_combined_strategy_makes_no_calls(setup):
+@pytest.mark.parametrize("strategy", ["combined_single_dimensions", "no_such_strategy"])
+def test_combined_or_unknown_strategy_makes_no_calls(setup, strategy):
+    """A pooled strategy has no calls of its own; an unregistered one is a clear error (code 1)."""
     tmp, server, _recorder, common, *_ = setup
     code = teacher.main(
         [
@@ -265,7 +267,7 @@ def test_combined_strategy_makes_no_calls(setup):
             "--method",
             "improve_human",
             "--strategy",
-            "combined_single_dimensions",
+            strategy,
             "--sources",
             str(tmp / "improve_human.csv"),
             "--out",

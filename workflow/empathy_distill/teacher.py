@@ -299,7 +299,10 @@ def run_improve(
     sampling = _sampling(settings)
     desc = f"teacher {method} {strategy}"
     rows = [row for _, row in sources.iterrows()]
-    kind = strategies.kind(strategy)
+    try:
+        kind = strategies.kind(strategy)
+    except KeyError as exc:
+        raise EmpathyDistillError(exc.args[0]) from None
     if kind == strategies.SINGLE_TURN:
         requests = [
             improve_request(
