@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from empathy_distill.prompts import SINGLE_TURN_STRATEGIES, Prompts, fill
+from empathy_distill import strategies
+from empathy_distill.prompts import Prompts, fill
 
 from .conftest import REFERENCE_PROMPTS, REPO_ROOT
 
@@ -30,7 +31,7 @@ def test_student_prompt_is_filled_byte_identically():
 
 def test_every_improve_strategy_fills_all_placeholders():
     prompts = Prompts()
-    for strategy in SINGLE_TURN_STRATEGIES:
+    for strategy in strategies.names(strategies.SINGLE_TURN):
         text = prompts.teacher_improve(strategy, "ctx", "utt", "resp")
         assert "{" not in text, strategy
         assert text.endswith("\nResponse: resp \nImproved Response:")

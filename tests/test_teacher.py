@@ -9,8 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from empathy_distill import teacher
-from empathy_distill.prompts import SINGLE_TURN_STRATEGIES
+from empathy_distill import strategies, teacher
 from empathy_distill.sets import improve_human_sources
 from tests.conftest import REFERENCE_PROMPTS, REPO_ROOT
 from tests.servers.base import conversation_id, default_answer
@@ -153,7 +152,7 @@ def test_every_strategy_sends_byte_identical_prompts(setup):
     tmp, _server, recorder, common, _train, _ = setup
     ref = reference()
     sources = pd.read_csv(tmp / "improve_human.csv", dtype=str, keep_default_na=False)
-    for strategy in SINGLE_TURN_STRATEGIES:
+    for strategy in strategies.names(strategies.SINGLE_TURN):
         recorder.seen.clear()
         out = tmp / f"{strategy}.jsonl"
         assert (
@@ -257,7 +256,9 @@ def test_sequential_chain_turns_and_first_turn_cache_hit(setup):
     assert len(recorder.seen) == 2 * len(sources)
 
 
-def test_combined_strategy_makes_no_calls(setup):
+@pytest.mark.parametrize("strategy", ["combined_single_dimensions", "no_such_strategy"])
+def test_combined_or_unknown_strategy_makes_no_calls(setup, strategy):
+    """A pooled strategy has no calls of its own; an unregistered one is a clear error (code 1)."""
     tmp, server, _recorder, common, *_ = setup
     code = teacher.main(
         [
@@ -266,7 +267,7 @@ def test_combined_strategy_makes_no_calls(setup):
             "--method",
             "improve_human",
             "--strategy",
-            "combined_single_dimensions",
+            strategy,
             "--sources",
             str(tmp / "improve_human.csv"),
             "--out",

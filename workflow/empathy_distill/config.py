@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from . import REPO_ROOT
+from . import REPO_ROOT, judges, strategies
 from .errors import ConfigError
 
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -54,7 +54,17 @@ _DefaultFillingValidator = _extend_with_defaults(Draft202012Validator)
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
-    return read_yaml(path)
+    """The schema, with the enums the registries own filled in (strategies, scorer backends)."""
+    schema = read_yaml(path)
+    defs = schema.get("$defs", {})
+    if "improve_strategies" in defs:
+        defs["improve_strategies"]["items"]["enum"] = list(strategies.improve_names())
+    if "direct_strategies" in defs:
+        defs["direct_strategies"]["items"]["enum"] = list(strategies.direct_names())
+    backend = defs.get("llm_endpoint", {}).get("properties", {}).get("backend")
+    if backend is not None:
+        backend["enum"] += [b for b in judges.SCORERS if b not in backend["enum"]]
+    return schema
 
 
 def _format_error(error: Any) -> str:
@@ -69,6 +79,7 @@ def _format_error(error: Any) -> str:
 def validate_config(config: dict, schema: dict | None = None) -> dict:
     """Validate ``config`` in place, filling in defaults; raise ConfigError naming every bad key."""
     schema = schema if schema is not None else load_schema()
+    _check_margins(config, schema)
     validator = _DefaultFillingValidator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
@@ -76,6 +87,17 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         raise ConfigError(f"invalid configuration ({len(errors)} problem(s)):\n  {lines}")
     _check_references(config)
     return config
+
+
+def _check_margins(config: dict, schema: dict) -> None:
+    """``margin`` is a scorer judge's tie margin: refuse one set on an LLM judge."""
+    endpoints = config.get("judges") if isinstance(config, dict) else None
+    margin = schema.get("$defs", {}).get("llm_endpoint", {}).get("properties", {}).get("margin")
+    if not isinstance(endpoints, dict) or not margin:
+        return
+    problems = judges.margin_problems(endpoints, margin.get("default"))
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
 def _check_references(config: dict) -> None:

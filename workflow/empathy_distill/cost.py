@@ -34,16 +34,17 @@ from typing import Any
 
 import pandas as pd
 
-from . import grid
+from . import grid, strategies
 from .config import load_config, validate_config
 from .errors import EmpathyDistillError
+from .judges import calls_llm
 from .llm.cache import CACHE_FILE, ResponseCache
 from .llm.endpoint import normalize_endpoint
 from .llm.errors import BudgetExceededError
 from .llm.pricing import PriceTable, approx_request_tokens
 from .llm.request import ChatRequest, Message
 from .llm.settings import resolve_resource
-from .prompts import SEQUENTIAL_STRATEGY, Prompts
+from .prompts import Prompts
 from .sets import SOURCE_COLUMNS
 from .teacher import (
     TEACHER_ANSWER_TOKENS,
@@ -108,8 +109,8 @@ def teacher_requests(
         ]
     answer = stand_in(TEACHER_ANSWER_TOKENS)
     for method in grid.IMPROVE_METHODS:
-        strategies = grid.teacher_strategies(config, method)
-        if not strategies:
+        calls = grid.teacher_strategies(config, method)
+        if not calls:
             continue
         if method == "improve_human":
             if human_sources is None:
@@ -120,12 +121,14 @@ def teacher_requests(
             ]
         else:  # the teacher's own initial responses, not written yet
             sources = [(r["situation"], r["speaker_uttr"], answer) for _, r in train.iterrows()]
-        for strategy in strategies:
-            if strategy == SEQUENTIAL_STRATEGY:
+        for strategy in calls:
+            if strategies.kind(strategy) == strategies.SEQUENTIAL:
                 requests = [
-                    sequential_request(prompts, model, sampling, s, u, resp, [answer] * turn)
+                    sequential_request(
+                        prompts, model, sampling, strategy, s, u, resp, [answer] * turn
+                    )
                     for s, u, resp in sources
-                    for turn in range(sequential_turns(prompts))
+                    for turn in range(sequential_turns(prompts, strategy))
                 ]
             else:
                 requests = [
@@ -192,7 +195,7 @@ def project(
             )
     judge_counts = None
     for name, raw in config.get("judges", {}).items():
-        if raw.get("backend") == "offline":
+        if not calls_llm(raw):  # a scorer judge makes no LLM calls
             continue
         endpoint = normalize_endpoint(raw)
         price = prices.price(endpoint["backend"], endpoint["model"], endpoint["mode"])

@@ -14,12 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import product
 
-from .prompts import COMBINED_PARTS, COMBINED_STRATEGY, SEQUENTIAL_STRATEGY
+from . import strategies
 
 METHODS = ("direct", "improve_human", "improve_llm")
 IMPROVE_METHODS = ("improve_human", "improve_llm")
-DIRECT_SOURCES = ("chatgpt", "llama", "gemini", "mixtral")
-DIRECT_POOLED = "all"
 STAGES = ("sft", "dpo")
 COMPARISONS = ("vs_base", "vs_naive", "dpo_vs_sft", "vs_teacher")
 TAG_SEPARATOR = "--"
@@ -76,8 +74,7 @@ def teacher_strategies(config: dict, method: str) -> list[str]:
     wanted = config["distillation"]["methods"].get(method, [])
     calls: list[str] = []
     for strategy in wanted:
-        parts = COMBINED_PARTS if strategy == COMBINED_STRATEGY else (strategy,)
-        calls.extend(p for p in parts if p not in calls)
+        calls.extend(p for p in strategies.teacher_files(strategy) if p not in calls)
     return calls
 
 
@@ -142,10 +139,10 @@ def comparisons(config: dict) -> list[Comparison]:
         if (
             "vs_naive" in kinds
             and model.method in IMPROVE_METHODS
-            and model.strategy != "naive_prompt"
-            and "naive_prompt" in config["distillation"]["methods"].get(model.method, [])
+            and model.strategy != strategies.BASELINE
+            and strategies.BASELINE in config["distillation"]["methods"].get(model.method, [])
         ):
-            naive = Model(model.student, model.method, "naive_prompt", model.stage)
+            naive = Model(model.student, model.method, strategies.BASELINE, model.stage)
             pairs.append(Comparison("vs_naive", model.tag, naive.tag))
         if "dpo_vs_sft" in kinds and model.stage == "dpo":
             sft = Model(model.student, model.method, model.strategy, "sft")
@@ -164,7 +161,3 @@ def answer_tags(config: dict) -> list[str]:
         tags.setdefault(pair.model)
         tags.setdefault(pair.opponent)
     return list(tags)
-
-
-def sequential_strategy_requested(config: dict, method: str) -> bool:
-    return SEQUENTIAL_STRATEGY in config["distillation"]["methods"].get(method, [])

@@ -8,27 +8,13 @@ Texts come verbatim from the reference code of Xie et al. (SIGDIAL 2025), shippe
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from . import REPO_ROOT
+from . import REPO_ROOT, strategies
 
 DEFAULT_PROMPTS_PATH = REPO_ROOT / "resources" / "prompts.json"
-
-#: Single-turn improvement strategies (one teacher call per source response).
-SINGLE_TURN_STRATEGIES = (
-    "naive_prompt",
-    "improve_all_three_dimensions",
-    "identify_lacking_dimension",
-    "improve_cognitive",
-    "improve_affective",
-    "improve_compassionate",
-)
-SEQUENTIAL_STRATEGY = "improve_three_dimensions_sequentially"
-#: Pooled strategy: no calls of its own, the three single-dimension outputs together.
-COMBINED_STRATEGY = "combined_single_dimensions"
-COMBINED_PARTS = ("improve_cognitive", "improve_affective", "improve_compassionate")
-IMPROVE_STRATEGIES = (*SINGLE_TURN_STRATEGIES, COMBINED_STRATEGY, SEQUENTIAL_STRATEGY)
 
 
 def fill(template: str, **values: str) -> str:
@@ -86,19 +72,32 @@ class Prompts:
         self, strategy: str, situation: str, speaker_uttr: str, response: str
     ) -> str:
         """Single-turn rewrite prompt; also turn 1 of the sequential chain (improve_cognitive)."""
-        if strategy not in SINGLE_TURN_STRATEGIES:
+        if strategies.kind(strategy) != strategies.SINGLE_TURN:
             raise KeyError(f"{strategy!r} is not a single-turn improvement strategy")
+        templates = self.raw["teacher"]["improve"]
+        if strategy not in templates:
+            raise KeyError(f"prompts file has no template teacher.improve.{strategy}")
         return fill(
-            self.raw["teacher"]["improve"][strategy],
+            templates[strategy],
             context=situation,
             speaker_utterance=speaker_uttr,
             response=response,
         )
 
-    def teacher_sequential_turns(self) -> tuple[str, str]:
-        """User turns 2 and 3 of improve_three_dimensions_sequentially (no placeholders)."""
-        seq = self.raw["teacher"][SEQUENTIAL_STRATEGY]
-        return seq["turn2_user"], seq["turn3_user"]
+    def teacher_sequential_turns(self, strategy: str) -> tuple[str, ...]:
+        """User turns 2, 3, ... of a sequential strategy (``teacher.<strategy>.turn<k>_user``,
+        no placeholders); turn 1 is its single-turn strategy's prompt."""
+        if strategies.kind(strategy) != strategies.SEQUENTIAL:
+            raise KeyError(f"{strategy!r} is not a sequential improvement strategy")
+        chain = self.raw["teacher"].get(strategy)
+        if not chain:
+            raise KeyError(f"prompts file has no turns teacher.{strategy}.turn<k>_user")
+        turns = {
+            int(m.group(1)): text
+            for key, text in chain.items()
+            if (m := re.fullmatch(r"turn(\d+)_user", key))
+        }
+        return tuple(turns[k] for k in sorted(turns) if k >= 2)
 
     # Judge side ---------------------------------------------------------------------------
     def judge_messages(

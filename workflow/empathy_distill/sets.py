@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import strategies
 from .dataset import LLM_RESPONDERS, rating_column, response_column
 from .errors import DatasetError
 from .formats import dpo_record, sft_record
-from .prompts import COMBINED_PARTS, COMBINED_STRATEGY, Prompts
+from .prompts import Prompts
 
-DIRECT_POOLED = "all"
 DPO_FILTERS = ("intended", "as_coded")
 SOURCE_COLUMNS = [
     "dialog_id",
@@ -60,12 +60,13 @@ def direct_records(
     train: pd.DataFrame, strategy: str, prompts: Prompts, dpo_filter: str = "intended"
 ) -> tuple[list[dict], list[dict]]:
     """(SFT records, DPO records) for one direct source LLM or ``all`` four pooled."""
-    llms: Sequence[str] = LLM_RESPONDERS if strategy == DIRECT_POOLED else (strategy,)
-    if any(llm not in LLM_RESPONDERS for llm in llms):
+    if strategy not in strategies.direct_names():
         raise ValueError(
-            f"unknown direct strategy {strategy!r}; expected one of "
-            f"{(*LLM_RESPONDERS, DIRECT_POOLED)}"
+            f"unknown direct strategy {strategy!r}; expected one of {strategies.direct_names()}"
         )
+    llms: Sequence[str] = strategies.direct_sources(strategy)
+    if any(llm not in LLM_RESPONDERS for llm in llms):
+        raise ValueError(f"direct strategy {strategy!r}: {llms} are not all dataset responders")
     sft: list[dict] = []
     dpo: list[dict] = []
     human = response_column("human")
@@ -187,4 +188,4 @@ def pooled(parts: Iterable[tuple[list[dict], list[dict]]]) -> tuple[list[dict], 
 
 def teacher_files_for(strategy: str) -> tuple[str, ...]:
     """Teacher output files (strategies) a set is built from."""
-    return COMBINED_PARTS if strategy == COMBINED_STRATEGY else (strategy,)
+    return strategies.teacher_files(strategy)

@@ -15,6 +15,7 @@ import yaml
 
 from . import grid
 from .errors import ConfigError
+from .judges import calls_llm
 
 #: Rules whose jobs call the teacher endpoint / a judge endpoint (wildcard ``judge``).
 TEACHER_RULES = frozenset({"teacher_initial", "teacher_improve"})
@@ -65,7 +66,7 @@ def planned_endpoints(config: dict) -> dict[str, dict[str, Any]]:
     if teacher_needed(config):
         endpoints["teacher"] = config.get("teacher") or {}
     for name in grid.judges(config):
-        if config["judges"][name]["backend"] != "offline":
+        if calls_llm(config["judges"][name]):
             endpoints[f"judges.{name}"] = config["judges"][name]
     return endpoints
 
@@ -90,7 +91,7 @@ def endpoint_problems(config: dict) -> list[str]:
         )
     prices = None
     for where, endpoint in endpoints.items():
-        if not endpoint or endpoint["backend"] == "offline":
+        if not calls_llm(endpoint):
             continue
         if endpoint["backend"] == "openai_compatible" and not endpoint.get("base_url"):
             problems.append(
@@ -120,7 +121,7 @@ def missing_keys(endpoints: dict[str, dict[str, Any]]) -> dict[str, str]:
 
     missing = {}
     for where, endpoint in endpoints.items():
-        if not endpoint or endpoint["backend"] in ("offline", "transformers"):
+        if not calls_llm(endpoint) or endpoint["backend"] == "transformers":
             continue
         if endpoint["backend"] == "openai_compatible" and not endpoint.get("api_key_env"):
             continue  # a local server without a key

@@ -29,10 +29,12 @@ from typing import Any
 
 import pandas as pd
 
+from . import strategies
 from .errors import DatasetError, EmpathyDistillError
+from .judges import calls_llm
 from .llm import ChatRequest, ChatResponse, LLMClient, Message, make_client
 from .llm.settings import LLMSettings, add_llm_arguments, llm_settings, resolve_resource
-from .prompts import SEQUENTIAL_STRATEGY, SINGLE_TURN_STRATEGIES, Prompts
+from .prompts import Prompts
 from .sets import SOURCE_COLUMNS  # improve_llm sources share the improve_human table's columns
 
 log = logging.getLogger("empathy_distill.teacher")
@@ -72,16 +74,18 @@ def sequential_request(
     prompts: Prompts,
     model: str,
     sampling: dict,
+    strategy: str,
     situation: str,
     speaker_uttr: str,
     response: str,
     previous_answers: Sequence[str] = (),
 ) -> ChatRequest:
-    """Turn ``len(previous_answers) + 1`` of the 3-turn chain (turn 1 = improve_cognitive)."""
+    """Turn ``len(previous_answers) + 1`` of the sequential ``strategy``'s chain (turn 1 is its
+    single-turn strategy's request, e.g. improve_cognitive)."""
     first = improve_request(
-        prompts, model, sampling, "improve_cognitive", situation, speaker_uttr, response
+        prompts, model, sampling, strategies.first_turn(strategy), situation, speaker_uttr, response
     )
-    later_turns = prompts.teacher_sequential_turns()
+    later_turns = prompts.teacher_sequential_turns(strategy)
     if len(previous_answers) > len(later_turns):
         raise ValueError(f"the sequential chain has {len(later_turns) + 1} turns")
     messages = list(first.messages)
@@ -90,8 +94,8 @@ def sequential_request(
     return ChatRequest(model, tuple(messages), sampling)
 
 
-def sequential_turns(prompts: Prompts) -> int:
-    return len(prompts.teacher_sequential_turns()) + 1
+def sequential_turns(prompts: Prompts, strategy: str) -> int:
+    return len(prompts.teacher_sequential_turns(strategy)) + 1
 
 
 # Tables ---------------------------------------------------------------------------------------
@@ -295,7 +299,11 @@ def run_improve(
     sampling = _sampling(settings)
     desc = f"teacher {method} {strategy}"
     rows = [row for _, row in sources.iterrows()]
-    if strategy in SINGLE_TURN_STRATEGIES:
+    try:
+        kind = strategies.kind(strategy)
+    except KeyError as exc:
+        raise EmpathyDistillError(exc.args[0]) from None
+    if kind == strategies.SINGLE_TURN:
         requests = [
             improve_request(
                 prompts,
@@ -310,9 +318,9 @@ def run_improve(
         ]
         finals = client.complete(requests, desc=desc, expected_output_tokens=TEACHER_ANSWER_TOKENS)
         chains: list[list[ChatResponse]] = [[f] for f in finals]
-    elif strategy == SEQUENTIAL_STRATEGY:
+    elif kind == strategies.SEQUENTIAL:
         chains = [[] for _ in rows]
-        for turn in range(1, sequential_turns(prompts) + 1):
+        for turn in range(1, sequential_turns(prompts, strategy) + 1):
             # a chain whose last turn was refused has nothing to continue from: it stops there
             going = [i for i, chain in enumerate(chains) if not chain or chain[-1].refusal is None]
             if not going:
@@ -322,6 +330,7 @@ def run_improve(
                     prompts,
                     client.model,
                     sampling,
+                    strategy,
                     rows[i]["situation"],
                     rows[i]["speaker_uttr"],
                     rows[i]["source_response"],
@@ -336,9 +345,9 @@ def run_improve(
                 chains[i].append(answer)
     else:
         raise EmpathyDistillError(
-            f"strategy {strategy!r} makes no teacher calls of its own (expected one of"
-            f" {[*SINGLE_TURN_STRATEGIES, SEQUENTIAL_STRATEGY]}); combined_single_dimensions"
-            " pools the three single-dimension files"
+            f"strategy {strategy!r} ({kind}) makes no teacher calls of its own (expected one of"
+            f" {list(strategies.names(*strategies.TEACHER_CALL_KINDS))}); a pooled strategy"
+            " pools the files of its parts"
         )
     records = []
     for row, chain in zip(rows, chains, strict=True):
@@ -353,7 +362,7 @@ def run_improve(
             "model": chain[-1].model,
             "usage": _add_usage(c.usage for c in chain),
         }
-        if strategy == SEQUENTIAL_STRATEGY:  # every turn, up to a refused one
+        if kind == strategies.SEQUENTIAL:  # every turn, up to a refused one
             record["turns"] = [
                 {"request_key": c.key, "response": c.text, "usage": c.usage} for c in chain
             ]
@@ -373,22 +382,23 @@ def set_key_envvars(endpoints: Iterable[dict[str, Any]]) -> list[str]:
 
     from .llm.backends import api_key_env
 
-    names = [api_key_env(e) for e in endpoints if e and e.get("backend") != "offline"]
+    names = [api_key_env(e) for e in endpoints if e and calls_llm(e)]
     return sorted({n for n in names if n and n in os.environ})
 
 
 def improve_inputs(config: dict[str, Any], prompts_path: str) -> Any:
-    """Input function of rule teacher_improve: the sources, and for the sequential chain the
-    improve_cognitive file when that strategy is in the grid (its first turn is then a cache hit,
-    never paid twice)."""
+    """Input function of rule teacher_improve: the sources, and for a sequential chain the file
+    of its first turn's strategy when that strategy is in the grid (its first turn is then a
+    cache hit, never paid twice)."""
     from . import grid
 
     def inputs(wildcards: Any) -> dict[str, str]:
         files = {"sources": f"results/data/sources/{wildcards.method}.csv", "prompts": prompts_path}
-        if wildcards.strategy == SEQUENTIAL_STRATEGY and "improve_cognitive" in (
-            grid.teacher_strategies(config, wildcards.method)
-        ):
-            files["cognitive"] = f"results/teacher/{wildcards.method}/improve_cognitive.jsonl"
+        strategy = wildcards.strategy
+        if strategies.kind(strategy) == strategies.SEQUENTIAL:
+            first = strategies.first_turn(strategy)
+            if first in grid.teacher_strategies(config, wildcards.method):
+                files["first_turn"] = f"results/teacher/{wildcards.method}/{first}.jsonl"
         return files
 
     return inputs

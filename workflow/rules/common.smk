@@ -18,7 +18,7 @@ os.environ.update(
     PATH=os.pathsep.join(p for p in (str(Path(sys.executable).parent), os.environ.get("PATH")) if p),
 )
 
-from empathy_distill import grid, startup  # noqa: E402
+from empathy_distill import grid, judges, startup, strategies  # noqa: E402
 from empathy_distill.config import validate_config  # noqa: E402
 from empathy_distill.dataset import load_dataset  # noqa: E402
 from empathy_distill.llm.settings import (  # noqa: E402
@@ -71,7 +71,7 @@ onstart:
 
 wildcard_constraints:
     method="|".join(grid.METHODS),
-    strategy=r"[a-z0-9_]+",
+    strategy=strategies.wildcard_regex(strategies.names()),
     student=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     stage="sft|dpo",
     judge=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
@@ -153,22 +153,18 @@ def judge_key_envvars():
     from empathy_distill.llm.backends import api_key_env
 
     selected = [config["judges"][name] for name in grid.judges(config)]
-    names = [api_key_env(e) for e in selected if e["backend"] != "offline"]
+    names = [api_key_env(e) for e in selected if judges.calls_llm(e)]
     return sorted({n for n in names if n and n in os.environ})
 
 
 def judge_inputs(wildcards):
-    """Both answer sets of the pair, and the trained scorer for an offline judge."""
+    """Both answer sets of the pair, and what the judge's kind reads (a scorer, the prompts)."""
     files = {
         "test": TEST_CSV,
         "model": grid.answer_path(wildcards.model),
         "opponent": grid.answer_path(wildcards.opponent),
     }
-    if config["judges"][wildcards.judge]["backend"] == "offline":
-        files["scorer"] = "results/judges/offline/model.joblib"
-    else:
-        files["prompts"] = config["prompts"]
-    return files
+    return {**files, **judges.judge_kind(config, wildcards.judge).inputs(config)}
 
 
 def judge_settings(wildcards):
@@ -187,15 +183,14 @@ def judge_settings(wildcards):
 
 
 def judge_api_calls(wildcards):
-    """LLM judges share the global api_calls resource (one at a time); the offline one not."""
-    return 0 if config["judges"][wildcards.judge]["backend"] == "offline" else 1
+    """LLM judges share the global api_calls resource (one at a time); scorer judges not."""
+    return 1 if judges.judge_kind(config, wildcards.judge).calls_llm else 0
 
 
 def offline_judge_settings():
     offline = {
         name: endpoint_identity(config["judges"][name], VERDICT_SHAPING_KEYS)
-        for name in grid.judges(config)
-        if config["judges"][name]["backend"] == "offline"
+        for name in judges.scorer_judges(config, grid.judges(config), backend=judges.OFFLINE)
     }
     return json.dumps(
         {
@@ -222,11 +217,12 @@ def all_answers(wildcards=None):
 
 
 def offline_judge_selected():
-    return any(config["judges"][j]["backend"] == "offline" for j in grid.judges(config))
+    return bool(judges.scorer_judges(config, grid.judges(config), backend=judges.OFFLINE))
 
 
 def offline_agreement_files(wildcards=None):
-    return ["results/judges/offline/agreement.json"] if offline_judge_selected() else []
+    offline = judges.SCORERS[judges.OFFLINE]
+    return [offline.agreement_file] if offline_judge_selected() else []
 
 
 def figure_files():

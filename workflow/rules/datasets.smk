@@ -8,6 +8,8 @@ rule direct_sets:
     output:
         sft="results/datasets/direct/{strategy}/sft.json",
         dpo="results/datasets/direct/{strategy}/dpo.json",
+    wildcard_constraints:
+        strategy=strategies.wildcard_regex(strategies.direct_names()),
     params:
         dpo_filter=config["distillation"]["direct_dpo_filter"],
     conda:
@@ -30,6 +32,7 @@ rule improved_sets:
         dpo="results/datasets/{method}/{strategy}/dpo.json",
     wildcard_constraints:
         method="improve_human|improve_llm",
+        strategy=strategies.wildcard_regex(strategies.improve_names()),
     conda:
         CORE_ENV
     log:

@@ -10,8 +10,8 @@ rule train_offline_judge:
         train="results/data/train.csv",
         test="results/data/test.csv",
     output:
-        model="results/judges/offline/model.joblib",
-        agreement="results/judges/offline/agreement.json",
+        model=judges.SCORERS[judges.OFFLINE].model_file,
+        agreement=judges.SCORERS[judges.OFFLINE].agreement_file,
     params:
         settings=offline_judge_settings(),
     threads: 2

@@ -87,9 +87,7 @@ rule teacher_improve:
         "results/teacher/{method}/{strategy}.jsonl",
     wildcard_constraints:
         method="improve_human|improve_llm",
-        strategy="naive_prompt|improve_all_three_dimensions|identify_lacking_dimension"
-        "|improve_cognitive|improve_affective|improve_compassionate"
-        "|improve_three_dimensions_sequentially",
+        strategy=strategies.wildcard_regex(strategies.names(*strategies.TEACHER_CALL_KINDS)),
     params:
         teacher=TEACHER_IDENTITY,
         cache_dir=LLM["cache_dir"],

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..grid import PAIR_SEPARATOR
+from ..judges import judge_kind
 from ..operational import CONFIG_ENV
 from ..prompts import Prompts
 from .cli import add_config_arguments, settings_from
@@ -286,28 +287,13 @@ def run_judge(
     offline_model: str | Path | None = None,
     cost_report: str | Path | None = None,
 ) -> list[dict]:
-    """Judge ``items`` with the configured judge (LLM or offline scorer)."""
-    endpoint = config.get("judges", {}).get(judge)
-    if endpoint is None:
+    """Judge ``items`` with the configured judge, whatever its kind (judges.py)."""
+    if judge not in config.get("judges", {}):
         raise ConfigError(
             f"config.judges has no judge {judge!r} (have: {sorted(config.get('judges', {}))})"
         )
-    paper_faithful = bool(config.get("evaluation", {}).get("paper_faithful", False))
-    if endpoint["backend"] == "offline":
-        from .offline_judge import OfflineScorer
-
-        if offline_model is None:
-            raise ConfigError(
-                f"judge {judge!r} is offline: pass the trained scorer (--offline-model)"
-            )
-        scorer = OfflineScorer.load(offline_model)
-        return judge_with_scorer(
-            items, scorer.score, judge, endpoint.get("margin", 0.05), paper_faithful
-        )
-    prompts = Prompts(config.get("prompts", "resources/prompts.json"))
-    ask = ask or client_ask(config, judge, cost_report)
-    return judge_with_llm(
-        items, ask, prompts, endpoint["model"], judge, endpoint.get("sampling"), paper_faithful
+    return judge_kind(config, judge).verdicts(
+        config, judge, items, ask=ask, scorer_file=offline_model, cost_report=cost_report
     )
 
 

@@ -56,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DatasetError, LeakageError
+from ..judges import OFFLINE, scorer_judges
 from .cli import add_config_arguments, settings_from
 from .embeddings import Embedder, default_embedder
 from .lexical import lexical_features
@@ -466,9 +467,9 @@ def reference_orderings(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, fl
 
 
 def offline_judge_margin(config: dict) -> float:
-    for endpoint in config.get("judges", {}).values():
-        if endpoint.get("backend") == "offline":
-            return float(endpoint.get("margin", 0.05))
+    judges = config.get("judges", {})
+    for name in scorer_judges(config, list(judges), backend=OFFLINE):
+        return float(judges[name].get("margin", 0.05))
     return 0.05
 
 

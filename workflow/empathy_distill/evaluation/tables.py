@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..grid import Comparison, answer_path, comparisons, judges, parse_tag
+from ..judges import OFFLINE, scorer_judges
 from .cli import add_config_arguments, settings_from
 from .judge import combine_orders, judgment_path
 from .records import n_words, read_answers, read_jsonl
@@ -184,7 +185,7 @@ def agreement_table(
         rows.append(_agreement_row(a, b, "all", pooled_a, pooled_b))
     if offline_agreement is not None:
         report = json.loads(Path(offline_agreement).read_text(encoding="utf-8"))["test"]
-        offline = [j for j in names if config["judges"][j]["backend"] == "offline"] or ["offline"]
+        offline = scorer_judges(config, names, backend=OFFLINE) or [OFFLINE]
         rows.append(
             {
                 "judge_a": offline[0],
