@@ -41,7 +41,7 @@ rule all:
 
 # On a cluster (workflow/profiles/slurm) these run in the main Snakemake process on the submit
 # host, never through sbatch: the API rules (teacher, judges) and the download need the internet
-# and the API keys, the rest take seconds and would only wait in the queue. Training, answering
+# and the API keys, the rest take seconds and would only wait in the queue. train and answer
 # (GPU), build_tiny_student and train_offline_judge are submitted. Without a cluster: no effect.
 localrules:
     all,

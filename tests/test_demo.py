@@ -76,4 +76,4 @@ def test_demo_runs_the_whole_dag_offline_and_reruns_nothing(demo_checkout):
     dry = run_demo(demo_checkout, "--dry-run", "--configfiles", *configfiles)
     text = dry.stdout + dry.stderr
     assert dry.returncode == 0 and "judge_pair" in text, text[-4000:]
-    assert "train_sft" not in text and "teacher_improve" not in text
+    assert "rule train:" not in text and "teacher_improve" not in text

@@ -18,7 +18,7 @@ Job stats:
 job                count
 ---------------  -------
 teacher_initial        2
-train_sft              1
+train                  1
 all                    1
 total                  4
 
@@ -28,7 +28,7 @@ job  count
 
 
 def test_parse_job_stats_reads_first_table_without_total() -> None:
-    assert dry_run.parse_job_stats(TABLE) == {"teacher_initial": 2, "train_sft": 1, "all": 1}
+    assert dry_run.parse_job_stats(TABLE) == {"teacher_initial": 2, "train": 1, "all": 1}
 
 
 def test_parse_job_stats_nothing_to_do() -> None:

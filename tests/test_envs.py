@@ -358,7 +358,7 @@ def test_the_rule_parser_sees_the_workflow():
     by_name = {r.name: r for r in JOB_RULES}
     assert len(JOB_RULES) >= 20
     assert by_name["judge_pair"].module == "empathy_distill.evaluation.judge"
-    assert by_name["train_sft"].conda == '"../../envs/train.yaml"'
+    assert by_name["train"].conda == '"../../envs/train.yaml"'
     assert by_name["cost"].module == "empathy_distill.cost"
     paper = shipped_teachers()["config.yaml"]
     assert env_path(by_name["split_dataset"], paper) == REPO_ROOT / "envs" / "core.yaml"

@@ -4,8 +4,9 @@ Starts munged, slurmctld and slurmd (tests/slurm/loopback.py), runs part of the 
 own Snakefile (demo grid on 60 + 10 dialogues: split, direct sets, leakage guard, tiny student,
 SFT, the local tiny teacher) with `--profile workflow/profiles/slurm --profile <test overlay>`
 (tests/slurm/dag.py) and checks from the logged sbatch calls and `scontrol show job` that
-train_sft asked for and got one GPU in the gpu partition, that the API and cheap data rules ran
-in the main Snakemake process and never went through sbatch, and that the outputs exist.
+the train rule (SFT stage) asked for and got one GPU in the gpu partition, that the API and
+cheap data rules ran in the main Snakemake process and never went through sbatch, and that the
+outputs exist.
 
 Needs root (or Slurm already installed) and apt. Skips otherwise, unless
 EMPATHY_DISTILL_REQUIRE_SLURM=1 (set in CI), which turns every skip into a failure.
@@ -108,8 +109,8 @@ def test_profile_matches_config_resources() -> None:
     res = dag.load_profile(dag.MAIN_PROFILE)["set-resources"]
     config = yaml.safe_load((dag.REPO / "config.yaml").read_text())
     for rules, wanted in (
-        (("train_sft", "train_dpo"), config["training"]["resources"]),
-        (("answer_base", "answer_model"), config["generation"]["resources"]),
+        (("train",), config["training"]["resources"]),
+        (("answer",), config["generation"]["resources"]),
     ):
         for rule in rules:
             assert res[rule]["gpu"] == wanted["gpu"], rule
@@ -122,17 +123,17 @@ def test_check_submissions_flags_wrong_calls(tmp_path: Path) -> None:
     """The DAG-independent checks catch a GPU rule without --gpus, a GPU on a CPU rule and a
     local rule that reached sbatch (no cluster needed)."""
     calls = [
-        "--comment rule_train_sft -p gpu --mem 1000 --gpus=1 --wrap=x",
-        "--comment rule_answer_model_wildcards_a -p gpu --wrap=x",
+        "--comment rule_train_wildcards_tiny -p gpu --mem 1000 --gpus=1 --wrap=x",
+        "--comment rule_answer_wildcards_a -p gpu --wrap=x",
         "--comment rule_split_dataset --gpus=1 --wrap=x",
         "--comment rule_teacher_initial -p cpu --wrap=x",
     ]
     run = dag.SlurmRun(0, 1.0, tmp_path, "", calls)
-    want = ["train_sft", "answer_model", "split_dataset", "teacher_initial"]
+    want = ["train", "answer", "split_dataset", "teacher_initial"]
     assert run.submitted_rules() == want
     problems = dag.check_submissions(run, local_rules=("teacher_initial",))
     assert len(problems) == 3
-    assert problems[0].startswith("GPU rule answer_model")
+    assert problems[0].startswith("GPU rule answer ")
     assert problems[1].startswith("non-GPU rule split_dataset")
     assert problems[2].startswith("local rule teacher_initial")
     assert dag.check_submissions(dag.SlurmRun(0, 1.0, tmp_path, "", calls[:1])) == []
@@ -140,7 +141,7 @@ def test_check_submissions_flags_wrong_calls(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_real_dag_on_loopback_slurm(cluster: loopback.LoopbackSlurm, tmp_path: Path) -> None:
-    """The real Snakefile through the SLURM profile: train_sft -> sbatch --gpus=1 in the gpu
+    """The real Snakefile through the SLURM profile: train (sft) -> sbatch --gpus=1 in the gpu
     partition and Slurm gave it gres:gpu:1; build_tiny_student -> a CPU job; the teacher and
     the data rules ran locally; the adapter and the teacher's 10 answers exist."""
     if not dag.DATASET.exists():
@@ -149,15 +150,15 @@ def test_real_dag_on_loopback_slurm(cluster: loopback.LoopbackSlurm, tmp_path: P
     workdir.mkdir()
     result = dag.run_workflow(cluster, workdir, timeout_s=420)
     assert result.returncode == 0, result.log[-4000:]
-    assert sorted(result.submitted_rules()) == ["build_tiny_student", "train_sft"]
-    (sft_call,) = result.calls_for("train_sft")
+    assert sorted(result.submitted_rules()) == ["build_tiny_student", "train"]
+    (sft_call,) = result.calls_for("train")
     assert "--gpus=1" in sft_call
     assert "--cpus-per-gpu=" in sft_call
     assert "-p gpu" in sft_call
     (tiny_call,) = result.calls_for("build_tiny_student")
     assert "--gpus" not in tiny_call and "--gres" not in tiny_call
     assert "-p cpu" in tiny_call
-    (sft_job,) = result.jobs_for("train_sft")
+    (sft_job,) = result.jobs_for("train")
     assert sft_job["JobState"] == "COMPLETED"
     assert sft_job["Partition"] == "gpu"
     assert sft_job["TresPerJob"] == "gres:gpu:1"

@@ -259,7 +259,7 @@ def test_student_and_teacher_answers_are_real_text(
     prompts = Prompts(REPO / "resources/prompts.json")
     words = dictionary(dataset)
     test = read_split(split["test"]).head(3)
-    # as a student: greedy, with the training template (what answer_model does)
+    # as a student: greedy, with the training template (what the answer rule does)
     rows = answer_test(
         test,
         model_dir,

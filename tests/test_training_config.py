@@ -12,6 +12,7 @@ import yaml
 from empathy_distill.config import load_config
 from empathy_distill.errors import ConfigError, TrainingError
 from empathy_distill.training import llamafactory_config as lf
+from empathy_distill.training import llamafactory_trainer as lft
 from empathy_distill.training import run, students
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,20 +161,20 @@ def test_resolve_model() -> None:
 
 def test_cpu_turns_half_precision_off() -> None:
     args = {"bf16": True, "fp16": False, "learning_rate": 5e-5}
-    adapted, nproc, notes = run.adapt_to_machine(args, 4, cuda_available=False)
+    adapted, nproc, notes = lft.adapt_to_machine(args, 4, cuda_available=False)
     assert adapted == {"bf16": False, "fp16": False, "learning_rate": 5e-5}
     assert nproc == 1
     assert any("bf16 turned off" in n for n in notes)
     assert args["bf16"] is True  # input untouched
-    same, nproc, notes = run.adapt_to_machine(args, 4, cuda_available=True)
+    same, nproc, notes = lft.adapt_to_machine(args, 4, cuda_available=True)
     assert same == args and nproc == 4 and notes == []
     with pytest.raises(TrainingError, match="fp16: true"):
-        run.adapt_to_machine(args, 1, cuda_available=True, bf16_supported=False)
+        lft.adapt_to_machine(args, 1, cuda_available=True, bf16_supported=False)
 
 
 def test_launch_env_uses_torchrun_switch() -> None:
-    assert "FORCE_TORCHRUN" not in run.launch_env(1) or run.launch_env(1)["FORCE_TORCHRUN"] != "1"
-    env = run.launch_env(4)
+    assert "FORCE_TORCHRUN" not in lft.launch_env(1) or lft.launch_env(1)["FORCE_TORCHRUN"] != "1"
+    env = lft.launch_env(4)
     assert env["FORCE_TORCHRUN"] == "1" and env["NPROC_PER_NODE"] == "4"
 
 
@@ -181,17 +182,17 @@ def test_check_inputs_names_what_is_missing(tmp_path: Path) -> None:
     info = tmp_path / "dataset_info.json"
     args = {"dataset_dir": str(tmp_path), "dataset": "direct__all__sft"}
     with pytest.raises(TrainingError, match=r"dataset_info\.json not found"):
-        run.check_inputs(args)
+        lft.check_inputs(args)
     info.write_text(json.dumps({"direct__all__dpo": {"file_name": "dpo.json"}}))
     with pytest.raises(TrainingError, match="no dataset 'direct__all__sft'"):
-        run.check_inputs(args)
+        lft.check_inputs(args)
     info.write_text(json.dumps({"direct__all__sft": {"file_name": "sft.json"}}))
     with pytest.raises(TrainingError, match=r"sft\.json, which does not exist"):
-        run.check_inputs(args)
+        lft.check_inputs(args)
     (tmp_path / "sft.json").write_text("[]")
-    run.check_inputs(args)
+    lft.check_inputs(args)
     with pytest.raises(TrainingError, match="SFT not trained"):
-        run.check_inputs(args | {"adapter_name_or_path": str(tmp_path / "sft")})
+        lft.check_inputs(args | {"adapter_name_or_path": str(tmp_path / "sft")})
 
 
 def test_prepare_output_dir_clears_only_its_own(tmp_path: Path) -> None:
@@ -199,19 +200,19 @@ def test_prepare_output_dir_clears_only_its_own(tmp_path: Path) -> None:
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(TrainingError, match="refusing to clear"):
-        run.prepare_output_dir(out)
-    (out / run.TRAIN_YAML).write_text("stage: dpo\n")
+        lft.prepare_output_dir(out)
+    (out / lft.TRAIN_YAML).write_text("stage: dpo\n")
     (out / "checkpoint-3").mkdir()
-    run.prepare_output_dir(out)
+    lft.prepare_output_dir(out)
     assert out.is_dir() and not any(out.iterdir())
 
 
 def test_broken_torchaudio_is_explained() -> None:
     tail = ["OSError: Could not load this library: .../torchaudio/lib/_torchaudio.abi3.so\n"]
-    assert "pip uninstall -y torchvision" in run.diagnose(tail)
+    assert "pip uninstall -y torchvision" in lft.diagnose(tail)
     missing = ["ModuleNotFoundError: No module named 'torchaudio'\n"]
-    assert "must stay installed" in run.diagnose(missing)
-    assert run.diagnose(["ValueError: something else\n"]) == ""
+    assert "must stay installed" in lft.diagnose(missing)
+    assert lft.diagnose(["ValueError: something else\n"]) == ""
 
 
 def test_main_reports_config_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -249,8 +250,8 @@ def test_loss_plot_exists_even_without_logged_loss(tmp_path: Path) -> None:
     """LLaMA-Factory skips its plot when fewer steps than logging_steps ran; the rule needs one."""
     history = {"log_history": [{"step": 3, "train_loss": 1.0}]}
     (tmp_path / "trainer_state.json").write_text(json.dumps(history))
-    run.ensure_loss_plot(tmp_path)
-    assert (tmp_path / run.LOSS_PLOT).stat().st_size > 0
+    lft.ensure_loss_plot(tmp_path)
+    assert (tmp_path / lft.LOSS_PLOT).stat().st_size > 0
 
 
 def test_committed_argument_table_matches_installed_llamafactory() -> None:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from empathy_distill.training import llamafactory_config as lf
-from empathy_distill.training import run, tiny_model
+from empathy_distill.training import llamafactory_trainer, tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = Path(__file__).parents[1].parent / "shared/data/dataset.csv"
@@ -261,11 +261,11 @@ def test_llamafactory_default_reference_would_be_the_base_model(
         STRATEGY,
         "dpo",
         out=str(workdir / "control/dpo"),
-        sft_adapter=str(model_dir(workdir, "sft")),
+        previous_adapter=str(model_dir(workdir, "sft")),
     )
     args = {k: v for k, v in args.items() if k not in ("ref_model", "ref_model_adapters")}
     args["max_steps"] = 1
-    run.train(args, sink=lambda line: None)
+    llamafactory_trainer.train(args, sink=lambda line: None)
     step1 = logged_step(workdir / "control/dpo", 1)
     assert abs(step1["rewards/chosen"]) > 100 * TOL
     assert abs(step1["loss"] - math.log(2)) > 10 * TOL or abs(step1["rewards/margins"]) > 10 * TOL
@@ -282,4 +282,5 @@ def test_rerun_does_nothing_and_settings_changes_retrain(workdir: Path) -> None:
     changed.write_text(yaml.safe_dump(training_config(dpo_beta=0.2)))
     dry = snakemake(workdir, "--dry-run", "--configfile", str(changed))
     text = dry.stdout + dry.stderr
-    assert "train_dpo" in text and "train_sft" not in text
+    jobs = [block for block in text.split("\nrule ") if block.startswith("train:")]
+    assert len(jobs) == 1 and "stage=dpo" in jobs[0], text[-3000:]

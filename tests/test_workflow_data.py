@@ -111,10 +111,8 @@ PAPER_GRID_JOBS = {
     "teacher_initial": 1,
     "improve_llm_sources": 1,
     "teacher_improve": 14,
-    "train_sft": 42,
-    "train_dpo": 42,
-    "answer_base": 2,
-    "answer_model": 84,
+    "train": 84,  # 42 SFT + 42 DPO
+    "answer": 86,  # 2 base students + 84 trained models
     "judge_pair": 452,
     "win_rates": 1,
     "judge_agreement": 1,
@@ -142,7 +140,7 @@ def test_dry_run_shows_the_whole_paper_grid(dataset_path, tmp_path):
     assert result.returncode == 0, output[-3000:]
     assert _job_stats(output) == PAPER_GRID_JOBS
     blocks = output.split("\nrule ")
-    for rule in ("train_sft", "train_dpo", "answer_model", "answer_base"):
+    for rule in ("train", "answer"):
         jobs = [b for b in blocks if b.startswith(f"{rule}:")]
         assert jobs, rule
         assert all("gpu=1" in b.split("resources:", 1)[1].splitlines()[0] for b in jobs), rule
@@ -161,12 +159,14 @@ def test_tiny_student_jobs_ask_for_no_gpu_others_do(dataset_path, tmp_path):
     assert result.returncode == 0, output[-3000:]
     blocks = output.split("\nrule ")
     seen = set()
-    for rule in ("train_sft", "train_dpo", "answer_model", "answer_base"):
+    for rule in ("train", "answer"):
         for block in (b for b in blocks if b.startswith(f"{rule}:")):
             resources = block.split("resources:", 1)[1].splitlines()[0]
             student = "tiny" if "tiny" in block.split("resources:", 1)[0] else "mistral_7b"
             assert ("gpu=0" if student == "tiny" else "gpu=1") in resources, (rule, block)
-            seen.add((rule, student))
+            kind = "base" if "variant=base" in block else "trained"
+            stage = "dpo" if "stage=dpo" in block else "sft"
+            seen.add((rule, student, kind if rule == "answer" else stage))
     assert len(seen) == 8
 
 

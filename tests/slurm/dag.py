@@ -43,16 +43,17 @@ MAIN_PROFILE = REPO / "workflow" / "profiles" / "slurm"
 OVERLAY = HERE / "profile"
 DATASET = REPO.parent / "shared" / "data" / "dataset.csv"
 CONFIGFILES = (REPO / "config.yaml", REPO / "workflow" / "profiles" / "demo" / "config.demo.yaml")
-GPU_RULES = ("train_sft", "train_dpo", "answer_base", "answer_model")
+GPU_RULES = ("train", "answer")
 API_RULES = ("teacher_initial", "teacher_improve", "judge_pair")
 # One SFT adapter of the tiny student and the teacher's answers: split_dataset, direct_sets,
-# leakage_guard, set_dataset_info (local), build_tiny_student (CPU job), train_sft (GPU job),
+# leakage_guard, set_dataset_info (local), build_tiny_student (CPU job), train of the sft stage
+# (GPU job),
 # teacher_initial (local, transformers backend on the tiny model).
 TARGETS = (
     "results/models/tiny/direct/chatgpt/sft/adapter_model.safetensors",
     "results/answers/teacher.jsonl",
 )
-SUBMITTED = ("build_tiny_student", "train_sft")
+SUBMITTED = ("build_tiny_student", "train")
 LOCAL = ("split_dataset", "direct_sets", "leakage_guard", "set_dataset_info", "teacher_initial")
 MAX_TRAIN, MAX_TEST = 60, 10
 
@@ -276,11 +277,11 @@ def check_dag(result: SlurmRun) -> list[str]:
     missing_local = set(LOCAL) - set(result.local_rules_run())
     if missing_local:
         problems.append(f"rules not run locally: {sorted(missing_local)}")
-    for call in result.calls_for("train_sft"):
+    for call in result.calls_for("train"):
         for flag in ("--gpus=1", "--cpus-per-gpu=", "-p gpu"):
             if flag not in call:
-                problems.append(f"train_sft sbatch call lacks {flag}: {call}")
-    expected = (("train_sft", "gpu", "gres:gpu:1"), ("build_tiny_student", "cpu", ""))
+                problems.append(f"train sbatch call lacks {flag}: {call}")
+    expected = (("train", "gpu", "gres:gpu:1"), ("build_tiny_student", "cpu", ""))
     for rule, partition, gres in expected:
         jobs = result.jobs_for(rule)
         if len(jobs) != 1:

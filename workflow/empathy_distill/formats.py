@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import LlamaFactoryFormatError
+from .training.methods import TRAINING_SETS
 
-STAGES = ("sft", "dpo")
 MAX_PROBLEMS_SHOWN = 5
 
 
@@ -106,8 +106,8 @@ def record_problems(record: object, stage: str) -> list[str]:
 
 def validate_records(records: Iterable[dict], stage: str, source: str) -> None:
     """Raise LlamaFactoryFormatError naming the first bad records of ``source``."""
-    if stage not in STAGES:
-        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    if stage not in TRAINING_SETS:
+        raise ValueError(f"set kind must be one of {TRAINING_SETS}, got {stage!r}")
     found = []
     count = 0
     for index, record in enumerate(records):

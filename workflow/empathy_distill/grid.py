@@ -3,8 +3,9 @@
 One source of truth for Snakemake (``workflow/rules/common.smk`` wraps these functions) and for
 the Python stages, so that ``snakemake -n`` and the code always agree on what the grid is.
 
-Naming (see ``../DESIGN.md``): ``method`` x ``strategy`` is a data configuration, ``student`` a
-key of ``config.students``, ``stage`` is ``sft`` or ``dpo``, ``judge`` a key of
+Naming: ``method`` x ``strategy`` is a data configuration, ``student`` a key of
+``config.students``, ``stage`` a training method of ``training.methods`` (``sft``, ``dpo``),
+``judge`` a key of
 ``config.judges``. An *answer tag* names one set of answers to the test dialogues:
 ``teacher``, ``{student}--base`` or ``{student}--{method}--{strategy}--{stage}``.
 """
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 from itertools import product
 
 from . import strategies
+from .training.methods import STAGES
 
 METHODS = ("direct", "improve_human", "improve_llm")
 IMPROVE_METHODS = ("improve_human", "improve_llm")
-STAGES = ("sft", "dpo")
 COMPARISONS = ("vs_base", "vs_naive", "dpo_vs_sft", "vs_teacher")
 TAG_SEPARATOR = "--"
 PAIR_SEPARATOR = "__vs__"

@@ -3,6 +3,7 @@
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -29,6 +30,14 @@ from empathy_distill.operational import CONFIG_ENV, without_operational  # noqa:
 from empathy_distill.sets import teacher_files_for  # noqa: E402
 from empathy_distill.training import llamafactory_config as lf_config  # noqa: E402
 from empathy_distill.training import students as lf_students  # noqa: E402
+from empathy_distill.training.methods import (  # noqa: E402
+    STAGES,
+    TRAINING_SETS,
+    TrainingJob,
+    previous_stage,
+)
+from empathy_distill.training.methods import method as training_method  # noqa: E402
+from empathy_distill.training.run import job_settings as training_job_settings  # noqa: E402
 
 validate_config(config)
 # Training keys against LLaMA-Factory's own argument table (no LLaMA-Factory import here).
@@ -73,7 +82,9 @@ wildcard_constraints:
     method="|".join(grid.METHODS),
     strategy=strategies.wildcard_regex(strategies.names()),
     student=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    stage="sft|dpo",
+    stage="|".join(STAGES),
+    # an answer set of a student: its base model or a trained model (method/strategy/stage)
+    variant="base|(?:{})/[a-z0-9_]+/(?:{})".format("|".join(grid.METHODS), "|".join(STAGES)),
     judge=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
@@ -81,12 +92,12 @@ def data_configs():
     return grid.data_configs(config)
 
 
-def set_files(stages=grid.STAGES):
+def set_files(kinds=TRAINING_SETS):
     """Every training set of the configured grid."""
     return [
-        f"results/datasets/{dc.method}/{dc.strategy}/{stage}.json"
+        f"results/datasets/{dc.method}/{dc.strategy}/{kind}.json"
         for dc in data_configs()
-        for stage in stages
+        for kind in kinds
     ]
 
 
@@ -102,6 +113,54 @@ def train_resources(student):
     """Resources of a training job: training.resources, then the student's own overrides."""
     own = config["training"]["per_student"].get(student, {}).get("resources", {})
     return {**config["training"]["resources"], **own}
+
+
+MODEL_DIR = "results/models/{student}/{method}/{strategy}/{stage}"
+
+
+def get_train_input(wildcards):
+    """The stage's training set, the data configuration's checks, the student's files and, for
+    a stage that continues another (DPO continues SFT), that stage's adapter."""
+    method = training_method(wildcards.stage)
+    data = f"results/datasets/{wildcards.method}/{wildcards.strategy}"
+    files = {
+        "data": f"{data}/{method.training_set}.json",
+        "info": f"{data}/dataset_info.json",
+        "leakage": f"{data}/leakage_check.ok",
+        "model": lf_students.model_files(config["students"][wildcards.student]),
+    }
+    previous = previous_stage(wildcards.stage)
+    if previous is not None:
+        folder = MODEL_DIR.format(**{**dict(wildcards), "stage": previous})
+        files["previous_adapter"] = f"{folder}/adapter_model.safetensors"
+        files["previous_config"] = f"{folder}/adapter_config.json"
+    return files
+
+
+def get_train_settings(wildcards):
+    """Everything that shapes the adapter, as the trainer resolves it (a change retrains)."""
+    job = TrainingJob(wildcards.student, wildcards.method, wildcards.strategy, wildcards.stage)
+    return training_job_settings(config, job)
+
+
+def get_output_dir(wildcards, output):
+    """Folder of a rule's first output (a built student, a trained adapter)."""
+    return os.path.dirname(output[0])
+
+
+def get_smollm2_generation(wildcards):
+    """Decoding defaults written into the built SmolLM2 (a change rebuilds it)."""
+    generation = lf_students.builtin_generation_config(config["students"], "smollm2_135m")
+    return json.dumps(generation, sort_keys=True)
+
+
+def get_train_resource(key):
+    """Resource ``key`` of a training job (training.resources, then the student's overrides)."""
+
+    def get_train_resource_value(wildcards):
+        return train_resources(wildcards.student)[key]
+
+    return get_train_resource_value
 
 
 def model_outputs():
@@ -129,6 +188,32 @@ def generation_resources(student):
 def student_model_files(wildcards):
     """Files of a built-in student (e.g. the offline tiny model) to wait for; none for hub ids."""
     return lf_students.model_files(config["students"][wildcards.student])
+
+
+def get_answer_input(wildcards):
+    """Test dialogues, prompts and the student's files; the adapter of a trained model."""
+    files = {"test": TEST_CSV, "prompts": config["prompts"], "model": student_model_files(wildcards)}
+    if wildcards.variant != "base":
+        folder = f"results/models/{wildcards.student}/{wildcards.variant}"
+        files["adapter"] = f"{folder}/adapter_model.safetensors"
+        files["adapter_config"] = f"{folder}/adapter_config.json"
+    return files
+
+
+def get_answer_adapter_arg(wildcards, input):
+    """``--adapter <folder>`` for a trained model, nothing for the base model."""
+    if "adapter" not in input.keys():
+        return ""
+    return f"--adapter {shlex.quote(os.path.dirname(input.adapter))}"
+
+
+def get_answer_resource(key):
+    """Resource ``key`` of an answer job (generation.resources, then the student's overrides)."""
+
+    def get_answer_resource_value(wildcards):
+        return generation_resources(wildcards.student)[key]
+
+    return get_answer_resource_value
 
 
 def generation_settings(wildcards):

@@ -47,7 +47,7 @@ rule improved_sets:
 # train while the teacher's batches are still running).
 rule set_dataset_info:
     input:
-        expand("results/datasets/{{method}}/{{strategy}}/{stage}.json", stage=grid.STAGES),
+        expand("results/datasets/{{method}}/{{strategy}}/{stage}.json", stage=TRAINING_SETS),
     output:
         "results/datasets/{method}/{strategy}/dataset_info.json",
     conda:
@@ -77,7 +77,7 @@ rule dataset_info:
 rule leakage_guard:
     input:
         test=TEST_CSV,
-        sets=expand("results/datasets/{{method}}/{{strategy}}/{stage}.json", stage=grid.STAGES),
+        sets=expand("results/datasets/{{method}}/{{strategy}}/{stage}.json", stage=TRAINING_SETS),
     output:
         "results/datasets/{method}/{strategy}/leakage_check.ok",
     conda:

@@ -1,52 +1,28 @@
-# Students answer the test dialogues (the teacher's answers come from rule teacher_initial).
-# Input functions: workflow/rules/common.smk.
+# Students answer the test dialogues (the teacher's answers come from rule teacher_initial): one
+# rule for the base model ({variant} = base) and every trained model ({variant} =
+# {method}/{strategy}/{stage}). Input and resource functions (get_*): workflow/rules/common.smk.
 
 
-rule answer_base:
+rule answer:
     input:
-        test="results/data/test.csv",
-        prompts=config["prompts"],
-        model=student_model_files,
+        unpack(get_answer_input),
     output:
-        "results/answers/{student}/base.jsonl",
+        "results/answers/{student}/{variant}.jsonl",
     params:
         settings=generation_settings,
+        adapter=get_answer_adapter_arg,
     resources:
-        gpu=lambda w: generation_resources(w.student)["gpu"],
-        mem_mb=lambda w: generation_resources(w.student)["mem_mb"],
-        runtime=lambda w: generation_resources(w.student)["runtime"],
-    threads: lambda w: generation_resources(w.student)["threads"]
+        gpu=get_answer_resource("gpu"),
+        mem_mb=get_answer_resource("mem_mb"),
+        runtime=get_answer_resource("runtime"),
+    threads: get_answer_resource("threads")
     conda:
         "../../envs/train.yaml"
     log:
-        "logs/answers/{student}/base.log",
+        "logs/answers/{student}/{variant}.log",
+    benchmark:
+        "results/benchmarks/answers/{student}/{variant}.tsv"
     shell:
         "python -m empathy_distill.evaluation.generate --settings {params.settings:q}"
-        " --student {wildcards.student} --test {input.test:q} --out {output:q} > {log} 2>&1"
-
-
-rule answer_model:
-    input:
-        test="results/data/test.csv",
-        prompts=config["prompts"],
-        model=student_model_files,
-        adapter="results/models/{student}/{method}/{strategy}/{stage}/adapter_model.safetensors",
-        adapter_config="results/models/{student}/{method}/{strategy}/{stage}/adapter_config.json",
-    output:
-        "results/answers/{student}/{method}/{strategy}/{stage}.jsonl",
-    params:
-        settings=generation_settings,
-        adapter=lambda w, input: os.path.dirname(input.adapter),
-    resources:
-        gpu=lambda w: generation_resources(w.student)["gpu"],
-        mem_mb=lambda w: generation_resources(w.student)["mem_mb"],
-        runtime=lambda w: generation_resources(w.student)["runtime"],
-    threads: lambda w: generation_resources(w.student)["threads"]
-    conda:
-        "../../envs/train.yaml"
-    log:
-        "logs/answers/{student}/{method}/{strategy}/{stage}.log",
-    shell:
-        "python -m empathy_distill.evaluation.generate --settings {params.settings:q}"
-        " --student {wildcards.student} --test {input.test:q} --adapter {params.adapter:q}"
+        " --student {wildcards.student} --test {input.test:q} {params.adapter}"
         " --out {output:q} > {log} 2>&1"

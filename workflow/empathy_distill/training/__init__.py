@@ -2,11 +2,11 @@
 
 The paper (Xie et al., SIGDIAL 2025, arXiv:2507.08151) trains every student in two steps with
 LLaMA-Factory (LoRA rank 8, lr 5e-5, 3 epochs, bf16, batch 2; DPO beta 0.1, sigmoid loss). This
-package writes one LLaMA-Factory YAML per job from the workflow config
-(:mod:`.llamafactory_config`), runs ``llamafactory-cli train`` on it (:mod:`.run`), resolves student
-entries to model ids or paths (:mod:`.students`) and builds the offline ``tiny`` plumbing student
-(:mod:`.tiny_model`).
-
-The stage is kept behind a small interface (a dataset, a base model -> an adapter directory) so
-that a second trainer (e.g. PRIDE-style distillation) can sit beside it.
+package registers the training methods (stages) and their trainers (:mod:`.methods`: the
+``Trainer`` protocol, a dataset and a base model in, an adapter directory out), runs one job with
+its stage's trainer (:mod:`.run`), writes one LLaMA-Factory YAML per job from the workflow config
+(:mod:`.llamafactory_config`) and runs ``llamafactory-cli train`` on it
+(:mod:`.llamafactory_trainer`), resolves student entries to model ids or paths (:mod:`.students`)
+and builds the offline ``tiny`` plumbing student (:mod:`.tiny_model`). A second trainer (e.g.
+PRIDE-style distillation) is a module beside these plus one registry line.
 """

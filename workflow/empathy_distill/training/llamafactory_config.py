@@ -1,5 +1,8 @@
 """Write the LLaMA-Factory training YAML of one job (student x data configuration x stage).
 
+The stage (a training method of :mod:`.methods`) picks LLaMA-Factory's own ``stage`` argument (the
+method's *objective*), the training set and the adapter it continues.
+
 Everything a run does is in that one file, so ``results/models/.../train.yaml`` documents the job
 completely: the paper's hyper-parameters (Xie et al., SIGDIAL 2025: LoRA rank 8, lr 5e-5, 3
 epochs, bf16, batch size 2; DPO beta 0.1, sigmoid loss, from ``config.yaml``), the LLaMA-Factory
@@ -40,10 +43,15 @@ from pathlib import Path
 import yaml
 
 from ..errors import ConfigError
+from . import methods as registry
 from .lf_args_table import load_table
 from .students import resolve_model, resolve_revision
 
-STAGES = ("sft", "dpo")
+#: Stages LLaMA-Factory trains (registry entries naming the llamafactory_trainer module): their
+#: ``training.<stage>`` keys, and ``training.common``, are LLaMA-Factory arguments.
+LLAMAFACTORY_STAGES = registry.stages_of("llamafactory_trainer")
+#: LLaMA-Factory objectives whose trainer compares against a frozen reference model.
+REFERENCE_OBJECTIVES = frozenset({"dpo", "kto"})
 
 #: Where a job's sets and their ``dataset_info.json`` live (one folder per data configuration, so
 #: a job waits only for its own sets).
@@ -222,7 +230,7 @@ def _key_problem(key: str, value: object, arguments: dict) -> str | None:
 
 
 def training_problems(config: dict, arguments: dict | None = None) -> list[str]:
-    """Every training.common|sft|dpo|per_student.* key LLaMA-Factory would reject or misuse.
+    """Every training.common|<stage>|per_student.* key LLaMA-Factory would reject or misuse.
 
     Names and types come from the committed table of LLaMA-Factory's argument dataclasses
     (:mod:`.lf_args_table`), so this runs at start-up without importing LLaMA-Factory.
@@ -230,11 +238,12 @@ def training_problems(config: dict, arguments: dict | None = None) -> list[str]:
     if arguments is None:
         arguments = load_table()["arguments"]
     training = config.get("training", {})
-    layers = [(f"training.{part}", training.get(part) or {}) for part in ("common", *STAGES)]
+    parts = ("common", *LLAMAFACTORY_STAGES)
+    layers = [(f"training.{part}", training.get(part) or {}) for part in parts]
     for student, own in (training.get("per_student") or {}).items():
         layers += [
             (f"training.per_student.{student}.{part}", (own or {}).get(part) or {})
-            for part in ("common", *STAGES)
+            for part in parts
         ]
     problems = []
     for where, layer in layers:
@@ -259,9 +268,9 @@ def validate_training(config: dict) -> None:
         )
 
 
-def dataset_key(method: str, strategy: str, stage: str) -> str:
-    """Name of a set in dataset_info.json (the layout contract: ``method__strategy__stage``)."""
-    return f"{method}__{strategy}__{stage}"
+def dataset_key(method: str, strategy: str, training_set: str) -> str:
+    """Name of a set in dataset_info.json (the layout contract: ``method__strategy__set``)."""
+    return f"{method}__{strategy}__{training_set}"
 
 
 def output_dir(student: str, method: str, strategy: str, stage: str) -> str:
@@ -270,8 +279,7 @@ def output_dir(student: str, method: str, strategy: str, stage: str) -> str:
 
 def stage_overrides(config: dict, student: str, stage: str) -> dict:
     """The configured keys of one stage for one student, merged in precedence order."""
-    if stage not in STAGES:
-        raise ConfigError(f"training stage must be one of {', '.join(STAGES)}, got {stage!r}")
+    registry.method(stage)  # a clear error for an unknown stage
     training = config.get("training", {})
     per_student = training.get("per_student", {}).get(student, {})
     layers = [
@@ -301,13 +309,15 @@ def build_train_args(
     *,
     out: str | None = None,
     dataset_dir: str | None = None,
-    sft_adapter: str | None = None,
+    previous_adapter: str | None = None,
 ) -> dict:
     """The complete LLaMA-Factory arguments of one job, in the order train.yaml shows them.
 
     ``out`` defaults to the layout contract's folder, ``dataset_dir`` to the data configuration's
-    folder and, for DPO, ``sft_adapter`` to the SFT job's folder beside ``out``.
+    folder and, for a stage that continues another (DPO continues SFT), ``previous_adapter`` to
+    that stage's folder beside ``out``.
     """
+    training_method = registry.method(stage)
     students = config.get("students", {})
     if student not in students:
         raise ConfigError(
@@ -322,27 +332,26 @@ def build_train_args(
     args: dict = {"model_name_or_path": model}
     if revision:
         args["model_revision"] = revision
-    args |= {"stage": stage, "do_train": True}
+    args |= {"stage": training_method.objective, "do_train": True}
     args |= copy.deepcopy(EXPLICIT_DEFAULTS)
     args |= stage_overrides(config, student, stage)
     if args.get("finetuning_type") == "lora" and args.get("lora_alpha") is None:
         args["lora_alpha"] = 2 * int(args.get("lora_rank", 8))
-    if stage == "dpo":
+    previous = training_method.continues
+    if previous is not None:
         if args.get("finetuning_type") != "lora":
             raise ConfigError(
-                f"training: DPO continues the SFT LoRA adapter; finetuning_type must be 'lora' "
-                f"for student {student!r}, got {args.get('finetuning_type')!r}"
+                f"training: {stage} continues the {previous} LoRA adapter; finetuning_type must "
+                f"be 'lora' for student {student!r}, got {args.get('finetuning_type')!r}"
             )
-        sft_adapter = sft_adapter or str(Path(out).parent / "sft")
-        args |= {
-            "adapter_name_or_path": sft_adapter,
-            "create_new_adapter": False,
-            "ref_model": model,
-            "ref_model_adapters": sft_adapter,
-        }
+        previous_adapter = previous_adapter or str(Path(out).parent / previous)
+        args |= {"adapter_name_or_path": previous_adapter, "create_new_adapter": False}
+        if training_method.objective in REFERENCE_OBJECTIVES:
+            # the reference is the model this stage starts from (see the module docstring)
+            args |= {"ref_model": model, "ref_model_adapters": previous_adapter}
     args |= {
         "template": student_cfg["template"],
-        "dataset": dataset_key(method, strategy, stage),
+        "dataset": dataset_key(method, strategy, training_method.training_set),
         "dataset_dir": dataset_dir,
         "output_dir": out,
     }

@@ -1,0 +1,123 @@
+"""The training-method registry: the one place a way of training a student is added.
+
+A *stage* of the grid (the ``{stage}`` wildcard, the last part of ``results/models/...``) is a
+training method: the trainer that runs it, the objective that trainer optimises, the training set
+it reads and the method whose adapter it continues. The paper (Xie et al., SIGDIAL 2025) trains
+SFT, then DPO from the SFT model. LLaMA-Factory has its own ``stage`` argument; in this package
+that one is called the *objective* (``lf_stage`` where it is written into ``train.yaml``), so the
+word "stage" means the grid axis only.
+
+Adding a method (e.g. PRIDE, a trainer with its own loss) is one module
+``empathy_distill/training/<trainer>.py`` that defines ``TRAINER`` (a :class:`Trainer`), one
+line in :data:`REGISTRY`, and its ``training.<name>`` settings in the config. The rules, the
+wildcard constraint and the grid are generated from :data:`STAGES`.
+
+This module imports nothing heavy: the Snakefile, ``grid`` and the data rules read it at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import ConfigError
+
+#: Training-set files a data configuration provides (``results/datasets/{method}/{strategy}/``):
+#: supervised examples and preference pairs (LLaMA-Factory's two dataset shapes).
+TRAINING_SETS = ("sft", "dpo")
+
+
+@dataclass(frozen=True)
+class TrainingMethod:
+    """One grid stage: how it is trained and what it starts from."""
+
+    name: str  # the {stage} wildcard and folder name
+    trainer: str  # module in empathy_distill.training defining TRAINER
+    objective: str  # the trainer's own name for the loss (LLaMA-Factory's `stage` argument)
+    training_set: str  # one of TRAINING_SETS
+    continues: str | None = None  # the method whose adapter this one resumes and refers to
+
+
+#: Name -> method, in training order (a method continues only an earlier one).
+REGISTRY: dict[str, TrainingMethod] = {
+    m.name: m
+    for m in (
+        TrainingMethod("sft", trainer="llamafactory_trainer", objective="sft", training_set="sft"),
+        TrainingMethod(
+            "dpo",
+            trainer="llamafactory_trainer",
+            objective="dpo",
+            training_set="dpo",
+            continues="sft",
+        ),
+    )
+}
+
+#: The grid's stages, in training order: the only definition (rules and grid import it).
+STAGES: tuple[str, ...] = tuple(REGISTRY)
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """One training job of the grid: a student trained on a data configuration by a method."""
+
+    student: str
+    method: str  # distillation method (direct, improve_human, improve_llm)
+    strategy: str
+    stage: str  # a key of REGISTRY
+
+
+class Trainer(Protocol):
+    """A training backend: a dataset and a base model in, an adapter directory out.
+
+    ``settings`` returns everything that shapes the adapter (JSON-serialisable); the train rule
+    holds it as a param, so Snakemake retrains exactly when it changes. ``train`` runs on the
+    training machine with those settings and writes the adapter files into ``out``
+    (``adapter_model.safetensors``, ``adapter_config.json``, ``train_results.json``,
+    ``training_loss.png``).
+    """
+
+    def settings(self, config: dict, job: TrainingJob, previous: str | None) -> dict: ...
+
+    def train(self, settings: dict, out: Path, nproc_per_node: int) -> Path: ...
+
+
+def method(stage: str) -> TrainingMethod:
+    """The registered method of ``stage``; a clear error for an unknown one."""
+    try:
+        return REGISTRY[stage]
+    except KeyError:
+        raise ConfigError(
+            f"training stage must be one of {', '.join(STAGES)}, got {stage!r}"
+        ) from None
+
+
+def previous_stage(stage: str) -> str | None:
+    """The stage whose adapter ``stage`` continues (the train rule's extra input)."""
+    return method(stage).continues
+
+
+def stages_of(trainer: str) -> tuple[str, ...]:
+    """The stages a trainer module serves (its ``training.<stage>`` settings are its own)."""
+    return tuple(name for name, entry in REGISTRY.items() if entry.trainer == trainer)
+
+
+def trainer_for(stage: str) -> Trainer:
+    """The trainer of ``stage``, imported only when a job needs it."""
+    module = importlib.import_module(f"{__package__}.{method(stage).trainer}")
+    return module.TRAINER
+
+
+def registry_problems() -> list[str]:
+    """Inconsistencies of REGISTRY (checked by the tests, so a bad new line fails CI)."""
+    problems = []
+    for index, entry in enumerate(REGISTRY.values()):
+        if entry.training_set not in TRAINING_SETS:
+            problems.append(f"{entry.name}: training_set {entry.training_set!r} is not a set kind")
+        if entry.continues is not None and entry.continues not in STAGES[:index]:
+            problems.append(f"{entry.name}: continues {entry.continues!r}, not an earlier method")
+        if not (Path(__file__).parent / f"{entry.trainer}.py").is_file():
+            problems.append(f"{entry.name}: no trainer module {entry.trainer}.py")
+    return problems
