@@ -168,7 +168,7 @@ def test_a_new_single_turn_strategy_is_prompts_json_plus_one_registry_line(tmp_p
     stats = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
     counts = dict(line.split() for line in stats.splitlines()[3:])
     assert counts["teacher_improve"] == "1"
-    assert counts["train_sft"] == counts["train_dpo"] == "1"
+    assert counts["train"] == "2"  # its SFT and its DPO
 
 
 # --- judges -------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from . import REPO_ROOT, judges, strategies
+from . import REPO_ROOT
 from .errors import ConfigError
 
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -55,6 +55,9 @@ _DefaultFillingValidator = _extend_with_defaults(Draft202012Validator)
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
     """The schema, with the enums the registries own filled in (strategies, scorer backends)."""
+    # Imported here, not at module level: read_yaml's users (the data rules) need no registry.
+    from . import judges, strategies
+
     schema = read_yaml(path)
     defs = schema.get("$defs", {})
     if "improve_strategies" in defs:
@@ -91,6 +94,8 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
 
 def _check_margins(config: dict, schema: dict) -> None:
     """``margin`` is a scorer judge's tie margin: refuse one set on an LLM judge."""
+    from . import judges
+
     endpoints = config.get("judges") if isinstance(config, dict) else None
     margin = schema.get("$defs", {}).get("llm_endpoint", {}).get("properties", {}).get("margin")
     if not isinstance(endpoints, dict) or not margin:

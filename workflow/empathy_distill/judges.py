@@ -32,6 +32,9 @@ SCORER_KIND = "scorer"
 class LLMJudge:
     """Compares two answers through the LLM layer (the paper's pairwise judge prompt)."""
 
+    #: ``module:callable`` producing the verdicts (named, not imported: this module stays
+    #: import-light for the rules and the data jobs that ask it what kind a judge is).
+    runner: str = "empathy_distill.evaluation.judge:llm_verdicts"
     kind: str = LLM_KIND
     calls_llm: bool = True
     uses_margin: bool = False
@@ -50,16 +53,7 @@ class LLMJudge:
         cost_report: str | Path | None = None,
         **_: Any,
     ) -> list[dict]:
-        from .evaluation.judge import client_ask, judge_with_llm
-        from .prompts import Prompts
-
-        endpoint = config["judges"][name]
-        paper_faithful = bool(config.get("evaluation", {}).get("paper_faithful", False))
-        prompts = Prompts(config.get("prompts", "resources/prompts.json"))
-        ask = ask or client_ask(config, name, cost_report)
-        return judge_with_llm(
-            items, ask, prompts, endpoint["model"], name, endpoint.get("sampling"), paper_faithful
-        )
+        return _resolve(self.runner)(config, name, items, ask=ask, cost_report=cost_report)
 
 
 @dataclass(frozen=True)
@@ -82,11 +76,7 @@ class ScorerJudge:
         return {"scorer": self.model_file}
 
     def load(self, path: str | Path) -> Any:
-        module, _, attribute = self.loader.partition(":")
-        target: Any = importlib.import_module(module)
-        for part in attribute.split("."):
-            target = getattr(target, part)
-        return target(path)
+        return _resolve(self.loader)(path)
 
     def verdicts(
         self,
@@ -114,6 +104,16 @@ class ScorerJudge:
 
 
 Judge = LLMJudge | ScorerJudge
+
+
+def _resolve(reference: str) -> Any:
+    """The object a ``module:attribute.path`` reference names."""
+    module, _, attribute = reference.partition(":")
+    target: Any = importlib.import_module(module)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
 
 #: Scorer judges by backend: the single place a new scorer judge is registered.
 SCORERS: dict[str, ScorerJudge] = {

@@ -264,6 +264,24 @@ def pair_items(
     return items
 
 
+def llm_verdicts(
+    config: dict,
+    name: str,
+    items: Sequence[Any],
+    *,
+    ask: AskFn | None = None,
+    cost_report: str | Path | None = None,
+) -> list[dict]:
+    """Verdicts of the LLM judge ``name`` (``judges.LLMJudge.runner``)."""
+    endpoint = config["judges"][name]
+    paper_faithful = bool(config.get("evaluation", {}).get("paper_faithful", False))
+    prompts = Prompts(config.get("prompts", "resources/prompts.json"))
+    ask = ask or client_ask(config, name, cost_report)
+    return judge_with_llm(
+        items, ask, prompts, endpoint["model"], name, endpoint.get("sampling"), paper_faithful
+    )
+
+
 def client_ask(config: dict, judge: str, cost_report: str | Path | None = None) -> AskFn:
     """The default ``ask``: the LLM layer's client for ``config.judges[judge]``."""
     from ..llm import make_client
