@@ -231,11 +231,21 @@ def test_training_encoding_equals_generation_input(model_dir: Path, teacher, spl
 
 
 def dictionary(table: pd.DataFrame) -> set[str]:
-    """Words of the dataset's human responses (written by people, not by any model)."""
+    """Words of the dataset's texts: situations, utterances and the five responses, written by
+    people and by other LLMs (GPT-4, LLaMA-2, Gemini, Mixtral), never by the model under test."""
+    columns = ["situation", "speaker_uttr", *(c for c in table if c.startswith("response_"))]
     words: set[str] = set()
-    for text in table["response_human"].astype(str):
-        words.update(re.findall(r"[a-z]+(?:'[a-z]+)?", text.lower()))
+    for column in columns:
+        for text in table[column].astype(str):
+            words.update(re.findall(r"[a-z]+(?:'[a-z]+)?", text.lower()))
     return words
+
+
+@pytest.fixture(scope="module")
+def human_words(paper_dataset: pd.DataFrame) -> set[str]:
+    """The real dataset's 9,240-word vocabulary: the synthetic test dataset's few dozen made-up
+    sentences are far too small a vocabulary to tell real text from noise."""
+    return dictionary(paper_dataset)
 
 
 def assert_real_text(answer: str, words: set[str]) -> None:
@@ -249,7 +259,7 @@ def assert_real_text(answer: str, words: set[str]) -> None:
 
 @needs_model_stack
 def test_student_and_teacher_answers_are_real_text(
-    model_dir: Path, teacher, split, dataset
+    model_dir: Path, teacher, split, human_words
 ) -> None:
     from empathy_distill.evaluation.generate import GenerationSettings, answer_test, load_tokenizer
     from empathy_distill.evaluation.records import read_split
@@ -257,7 +267,7 @@ def test_student_and_teacher_answers_are_real_text(
     from empathy_distill.prompts import Prompts
 
     prompts = Prompts(REPO / "resources/prompts.json")
-    words = dictionary(dataset)
+    words = human_words
     test = read_split(split["test"]).head(3)
     # as a student: greedy, with the training template (what the answer rule does)
     rows = answer_test(
@@ -342,7 +352,7 @@ def served(model_dir: Path, tmp_path: Path):
 @needs_model_stack
 @pytest.mark.skipif(importlib.util.find_spec("fastapi") is None, reason="needs fastapi/uvicorn")
 def test_openai_compatible_teacher_against_transformers_serve(
-    served: str, model_dir: Path, dataset_path: Path, dataset, tmp_path: Path
+    served: str, model_dir: Path, dataset_path: Path, human_words, tmp_path: Path
 ) -> None:
     """The teacher rule, end to end, with SmolLM2 behind an OpenAI-compatible local server."""
     from tests.workflow_helpers import run_snakemake
@@ -369,7 +379,7 @@ def test_openai_compatible_teacher_against_transformers_serve(
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    words = dictionary(dataset)
+    words = human_words
     for row in rows:
         assert_real_text(row["response"], words)
         assert 0 < row["usage"]["output_tokens"] <= 40
