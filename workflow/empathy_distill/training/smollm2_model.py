@@ -28,7 +28,6 @@ What the conversion fixes (the GGUF's tokenizer is not the one SmolLM2 is used w
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from ..dataset import sha256_of
 from ..errors import EmpathyDistillError
 
 LOG = logging.getLogger(__name__)
@@ -90,14 +90,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "empathy-distill" / "downloads"
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_gguf(path: str | Path, expected: str = GGUF_SHA256) -> Path:
