@@ -172,6 +172,26 @@ def test_cpu_turns_half_precision_off() -> None:
         lft.adapt_to_machine(args, 1, cuda_available=True, bf16_supported=False)
 
 
+def test_cpu_keeps_bf16_only_with_use_cpu_on_a_native_bf16_cpu() -> None:
+    args = {"bf16": True, "fp16": True, "use_cpu": True}
+    kept, _, notes = lft.adapt_to_machine(args, 1, cuda_available=False, cpu_bf16=True)
+    assert kept == {"bf16": True, "fp16": False, "use_cpu": True}
+    assert any("in bf16" in n for n in notes)
+    off, _, notes = lft.adapt_to_machine(args, 1, cuda_available=False, cpu_bf16=False)
+    assert off["bf16"] is False and any("no native bf16" in n for n in notes)
+    no_flag, _, _ = lft.adapt_to_machine({"bf16": True}, 1, cuda_available=False, cpu_bf16=True)
+    assert no_flag["bf16"] is False  # without use_cpu transformers refuses bf16 on a CPU
+
+
+def test_cpu_bf16_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_tile\n")
+    assert lft.cpu_has_native_bf16(info) is True
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert lft.cpu_has_native_bf16(info) is False
+    assert lft.cpu_has_native_bf16(tmp_path / "missing") is False
+
+
 def test_launch_env_uses_torchrun_switch() -> None:
     assert "FORCE_TORCHRUN" not in lft.launch_env(1) or lft.launch_env(1)["FORCE_TORCHRUN"] != "1"
     env = lft.launch_env(4)

@@ -6,7 +6,9 @@ compares for reruns are exactly the settings trained with. Two adaptations happe
 machine that trains, and are logged:
 
 - no CUDA device: ``bf16``/``fp16``/``pure_bf16`` are turned off (CPU training of the tiny
-  student in tests and demos); ``nproc_per_node`` > 1 falls back to one process;
+  student in tests and demos), except ``bf16`` with ``use_cpu: true`` on a CPU with native bf16
+  (``avx512_bf16``/``amx_bf16``), about 2x faster than float32 for SmolLM2 on two cores;
+  ``nproc_per_node`` > 1 falls back to one process;
 - ``nproc_per_node`` > 1 with CUDA: LLaMA-Factory's torchrun switch (``FORCE_TORCHRUN=1``,
   ``NPROC_PER_NODE=n``).
 
@@ -58,18 +60,44 @@ TORCH_EXTRAS_FIX = (
 )
 
 
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bf16 natively (x86 AVX512-BF16 or AMX; Linux only)."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def adapt_to_machine(
-    args: dict, nproc_per_node: int, cuda_available: bool, bf16_supported: bool = True
+    args: dict,
+    nproc_per_node: int,
+    cuda_available: bool,
+    bf16_supported: bool = True,
+    cpu_bf16: bool = False,
 ) -> tuple[dict, int, list[str]]:
-    """Settings and process count for this machine, plus log lines saying what changed."""
+    """Settings and process count for this machine, plus log lines saying what changed.
+
+    ``cpu_bf16``: the CPU computes bf16 natively; then ``bf16`` with ``use_cpu: true`` is kept.
+    """
     args = dict(args)
     notes: list[str] = []
     if not cuda_available:
-        on = [k for k in HALF_PRECISION_KEYS if args.get(k)]
+        keep_bf16 = bool(args.get("bf16") and args.get("use_cpu") and cpu_bf16)
+        on = [k for k in HALF_PRECISION_KEYS if args.get(k) and not (k == "bf16" and keep_bf16)]
         for key in on:
             args[key] = False
-        if on:
-            notes.append(f"no CUDA device: {', '.join(on)} turned off, training on CPU in float32")
+        if keep_bf16:
+            notes.append("no CUDA device: training on CPU in bf16 (use_cpu: true, native bf16)")
+        elif on:
+            why = " (this CPU has no native bf16)" if args.get("use_cpu") else ""
+            notes.append(
+                f"no CUDA device: {', '.join(on)} turned off, training on CPU in float32{why}"
+            )
         if nproc_per_node > 1:
             notes.append(f"no CUDA device: nproc_per_node {nproc_per_node} -> 1")
             nproc_per_node = 1
@@ -199,7 +227,9 @@ def train(
     sink = sink or _print
     cuda = torch.cuda.is_available()
     bf16_ok = bool(cuda and torch.cuda.is_bf16_supported())
-    args, nproc_per_node, notes = adapt_to_machine(args, nproc_per_node, cuda, bf16_ok)
+    args, nproc_per_node, notes = adapt_to_machine(
+        args, nproc_per_node, cuda, bf16_ok, cpu_bf16=cpu_has_native_bf16()
+    )
     for note in notes:
         LOG.warning(note)
     check_inputs(args)
