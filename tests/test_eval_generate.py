@@ -14,6 +14,7 @@ from empathy_distill.evaluation.generate import (
     GenerationSettings,
     answer_test,
     cut_base_answer,
+    hit_token_cap,
     llamafactory_template,
     main,
 )
@@ -91,22 +92,21 @@ def test_prompts_base_raw_text_finetuned_training_template(tiny, test_rows):
     assert tuned["prompt"] == tokenizer.decode(ids)
     assert tuned["prompt"].startswith("Human: ") and tuned["prompt"].endswith("\nAssistant:")
     assert tuned["generation"]["template"] == TEMPLATE
-    assert set(tuned) == {"dialog_id", "prompt", "answer", "generation", "seed"}
+    assert set(tuned) == {"dialog_id", "prompt", "answer", "hit_token_cap", "generation", "seed"}
     assert tuned["generation"]["max_new_tokens"] == 2 and tuned["generation"]["do_sample"] is False
 
 
-def test_generation_stops_at_end_of_turn(tiny, test_rows):
+def answers_with_biased_stop(tiny, test_rows, bias: float) -> list[dict]:
+    """Fine-tuned answers with ``bias`` added to the end-of-turn token's logit."""
     model, tokenizer, _ = tiny
-    # Make the end-of-turn token the only sensible next token: answers must come back empty
-    # (stop token excluded) and not run on to max_new_tokens.
     head = model.lm_head
     biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
     biased.weight.data.copy_(head.weight.data)
     biased.bias.data.zero_()
-    biased.bias.data[tokenizer.eos_token_id] = 1e4
+    biased.bias.data[tokenizer.eos_token_id] = bias
     model.lm_head = biased
     try:
-        rows = answer_test(
+        return answer_test(
             test_rows.head(3),
             "tiny",
             settings(),
@@ -117,8 +117,28 @@ def test_generation_stops_at_end_of_turn(tiny, test_rows):
         )
     finally:
         model.lm_head = head
+
+
+def test_generation_stops_at_end_of_turn(tiny, test_rows):
+    # Make the end-of-turn token the only sensible next token: answers must come back empty
+    # (stop token excluded) and not run on to max_new_tokens.
+    rows = answers_with_biased_stop(tiny, test_rows, 1e4)
     assert [r["answer"] for r in rows] == ["", "", ""]
-    assert tokenizer.eos_token_id in rows[0]["generation"]["stop_token_ids"]
+    assert [r["hit_token_cap"] for r in rows] == [False, False, False]
+    assert tiny[1].eos_token_id in rows[0]["generation"]["stop_token_ids"]
+
+
+def test_answers_that_never_stop_are_flagged_as_cut_by_the_cap(tiny, test_rows):
+    rows = answers_with_biased_stop(tiny, test_rows, -1e4)  # end of turn never chosen
+    assert [r["hit_token_cap"] for r in rows] == [True, True, True]
+
+
+def test_base_answer_cut_at_next_dialogue_field_did_not_hit_the_cap():
+    four = [5, 6, 7, 8]
+    assert hit_token_cap(four, "So sorry.\nContext: another", 4, finetuned=False) is False
+    assert hit_token_cap(four, "So sorry to hear", 4, finetuned=False) is True
+    assert hit_token_cap(four, "So sorry.\nContext: kept", 4, finetuned=True) is True
+    assert hit_token_cap(four[:3], "So sorry", 4, finetuned=True) is False
 
 
 def test_sampling_is_reproducible_with_seed(tiny, test_rows):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import product
+from pathlib import PurePath
 
 from . import strategies
 from .training.methods import STAGES
@@ -127,6 +128,29 @@ def answer_path(tag: str) -> str:
     if info["kind"] == "base":
         return f"results/answers/{info['student']}/base.jsonl"
     return ("results/answers/{student}/{method}/{strategy}/{stage}.jsonl").format(**info)
+
+
+def tag_of_answer_path(path: str | PurePath) -> str:
+    """Inverse of ``answer_path`` (whatever folders hold ``answers/``): a job handed its answers
+    files by the rule names each one from its path, without reading the config."""
+    parts = PurePath(path).parts
+    stem = PurePath(path).with_suffix("").parts
+    candidates = [stem[-1]]  # the teacher
+    if len(stem) >= 2 and stem[-1] == "base":
+        candidates.append(base_tag(stem[-2]))
+    if len(stem) >= 4:
+        candidates.append(TAG_SEPARATOR.join(stem[-4:]))
+    for tag in candidates:
+        try:
+            expected = PurePath(answer_path(tag)).parts[1:]  # answers/..., without results/
+        except ValueError:
+            continue
+        if parts[-len(expected) :] == expected:
+            return tag
+    raise ValueError(
+        f"{path}: not an answers file (expected answers/teacher.jsonl, "
+        "answers/<student>/base.jsonl or answers/<student>/<method>/<strategy>/<stage>.jsonl)"
+    )
 
 
 def comparisons(config: dict) -> list[Comparison]:

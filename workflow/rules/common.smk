@@ -318,6 +318,26 @@ def figure_files():
     ]
 
 
+def example_files():
+    """The report's readable answers: example dialogues and the answer-length distribution."""
+    return [
+        "results/tables/example_answers.csv",
+        "results/tables/example_answers.html",
+        "results/tables/answer_lengths.csv",
+        "results/figures/answer_lengths.png",
+    ]
+
+
+def get_example_answers_input(wildcards):
+    """Test split, every answer set and every judgments file (the job names them by path)."""
+    return {"test": TEST_CSV, "answers": all_answers(), "judgments": all_judgments()}
+
+
+def get_answer_lengths_input(wildcards):
+    """Test split (the human responses) and every answer set of the grid."""
+    return {"test": TEST_CSV, "answers": all_answers()}
+
+
 def get_final_output():
     """Everything `snakemake` builds by default: the whole configured grid."""
     targets = ["results/datasets/dataset_info.json"]
@@ -328,6 +348,7 @@ def get_final_output():
     targets += all_answers()
     targets += ["results/tables/win_rates.csv", "results/tables/judge_agreement.csv"]
     targets += figure_files()
+    targets += example_files()
     targets += report_targets()
     return targets
 

@@ -107,6 +107,61 @@ rule figure_sft_vs_dpo:
         " --judge {wildcards.judge} --out {output:q} > {log} 2>&1"
 
 
+rule example_answers:
+    input:
+        unpack(get_example_answers_input),
+    output:
+        table=report(
+            "results/tables/example_answers.csv",
+            caption="../report/example_answers.rst",
+            category="Answers",
+            labels={"table": "example answers (CSV)"},
+        ),
+        html=report(
+            "results/tables/example_answers.html",
+            caption="../report/example_answers.rst",
+            category="Answers",
+            labels={"table": "example answers"},
+        ),
+    params:
+        dialogues=config["report"]["example_dialogues"],
+    conda:
+        CORE_ENV
+    log:
+        "logs/tables/example_answers.log",
+    shell:
+        "python -m empathy_distill.evaluation.examples --test {input.test:q}"
+        " --answers {input.answers:q} --judgments {input.judgments:q}"
+        " --dialogues {params.dialogues} --csv {output.table:q} --html {output.html:q}"
+        " > {log} 2>&1"
+
+
+rule answer_lengths:
+    input:
+        unpack(get_answer_lengths_input),
+    output:
+        table=report(
+            "results/tables/answer_lengths.csv",
+            caption="../report/answer_lengths.rst",
+            category="Answers",
+            labels={"table": "answer lengths"},
+        ),
+        figure=report(
+            "results/figures/answer_lengths.png",
+            caption="../report/answer_lengths_figure.rst",
+            category="Answers",
+            labels={"figure": "answer lengths"},
+        ),
+    conda:
+        CORE_ENV
+    log:
+        "logs/tables/answer_lengths.log",
+    shell:
+        "python -m empathy_distill.evaluation.lengths --test {input.test:q}"
+        " --answers {input.answers:q} --table {output.table:q} --figure {output.figure:q}"
+        " > {log} 2>&1"
+
+
 rule figures:
     input:
         figure_files(),
@@ -119,6 +174,7 @@ rule report_html:
     input:
         tables=["results/tables/win_rates.csv", "results/tables/judge_agreement.csv"],
         figures=figure_files(),
+        answers=example_files(),
     output:
         config["report"]["path"],
     params:

@@ -147,6 +147,15 @@ def cut_base_answer(text: str) -> str:
     return (text[: match.start()] if match else text).strip()
 
 
+def hit_token_cap(new_ids: Sequence[int], text: str, max_new_tokens: int, finetuned: bool) -> bool:
+    """Whether the answer was cut by ``max_new_tokens`` rather than ending on its own: no stop
+    token within the cap (a stop token takes a slot, so a stopped answer has fewer ids) and, for
+    a base model, no next dialogue field either (``cut_base_answer`` ends the answer there)."""
+    if len(new_ids) < max_new_tokens:
+        return False
+    return finetuned or BASE_STOP.search(text) is None
+
+
 def _cut_at_stop(ids: Sequence[int], stop_ids: set[int]) -> list[int]:
     """Tokens before the first end-of-turn (generate() pads finished rows after their stop)."""
     out = []
@@ -323,6 +332,7 @@ def answer_test(
                 "dialog_id": enc.dialog_id,
                 "prompt": enc.text,
                 "answer": answer,
+                "hit_token_cap": hit_token_cap(new, text, settings.max_new_tokens, finetuned),
                 "generation": record_settings,
                 "seed": settings.seed,
             }
