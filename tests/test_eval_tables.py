@@ -7,16 +7,12 @@ import json
 import pandas as pd
 import pytest
 
+from empathy_distill import specs
 from empathy_distill.config import validate_config
 from empathy_distill.evaluation import figures, tables
-from empathy_distill.evaluation.judge import (
-    PairItem,
-    judge_with_llm,
-    judge_with_scorer,
-    judgment_path,
-)
+from empathy_distill.evaluation.judge import PairItem, judge_with_llm, judge_with_scorer
 from empathy_distill.evaluation.records import read_answers, write_jsonl
-from empathy_distill.grid import answer_path, answer_tags, comparisons
+from empathy_distill.grid import answer_path, answer_tags, comparisons, judgment_path
 from empathy_distill.prompts import Prompts
 from tests.servers.judge_rules import prefer_longer
 from tests.test_eval_judge import rule_ask
@@ -67,7 +63,7 @@ def grid(tmp_path, llm_types):
 
 def test_win_rate_table_one_row_per_comparison_and_judge(grid):
     config, root = grid
-    table = tables.win_rate_table(config, root)
+    table = tables.win_rate_table(specs.win_rates(config), root)
     assert list(table.columns) == tables.WIN_RATE_COLUMNS
     assert len(table) == 2 * len(comparisons(config))
     assert set(table["comparison"]) == {"vs_base", "vs_naive", "dpo_vs_sft", "vs_teacher"}
@@ -99,13 +95,33 @@ def test_judge_agreement_table(grid, tmp_path):
             }
         )
     )
-    table = tables.agreement_table(config, report, root)
+    table = tables.agreement_table(specs.judge_agreement(config), report, root)
     assert list(table.columns) == tables.AGREEMENT_COLUMNS
     pooled = table[(table["scope"] == "all")].iloc[0]
     # both judges follow answer length with ties for equal lengths: they agree on every pair
     assert pooled["kappa"] == pytest.approx(1.0) and pooled["n"] == N * len(comparisons(config))
     human = table[table["judge_b"] == "human"].iloc[0]
     assert human["judge_a"] == "offline" and human["pairwise_agreement"] == 0.55
+
+
+def test_table_jobs_read_the_files_their_manifest_names(grid, tmp_path):
+    """The rule owns the paths: the job reads the judgment and answer files the spec's manifest
+    lists (the rule's inputs), wherever they are, and rebuilds no path from the grid."""
+    config, root = grid
+    spec = specs.win_rates(config)
+    expected = tables.win_rate_table(spec, root)
+    moved = tmp_path / "elsewhere"
+    for entry in spec["judgments"]:
+        for key in ("path", "model_answers", "opponent_answers"):
+            target = moved / "x" / entry[key]
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                (root / entry[key]).rename(target)
+            entry[key] = f"x/{entry[key]}"
+    pd.testing.assert_frame_equal(tables.win_rate_table(spec, moved), expected)
+    # one manifest entry less: one row less, however the grid is configured
+    spec["judgments"].pop()
+    assert len(tables.win_rate_table(spec, moved)) == len(expected) - 1
 
 
 def test_figures_and_command_lines(grid, tmp_path):

@@ -192,7 +192,7 @@ def project(
                 )
             )
     judge_counts = None
-    for name, raw in config.get("judges", {}).items():
+    for name, raw in sorted(config.get("judges", {}).items()):  # as the rule's sorted spec
         if not calls_llm(raw):  # a scorer judge makes no LLM calls
             continue
         endpoint = raw

@@ -189,13 +189,20 @@ def parse(text: str) -> Spec:
 
 
 def from_args(
-    args: argparse.Namespace, build: Callable[[dict], Spec], *, with_runtime: bool = False
+    args: argparse.Namespace,
+    build: Callable[[dict], Spec],
+    *,
+    with_runtime: bool | Callable[[Spec], bool] = False,
 ) -> tuple[Spec, dict[str, Any] | None]:
-    """(spec, runtime part) of a job: ``--spec`` and, when ``with_runtime``,
-    ``$EMPATHY_DISTILL_RUNTIME`` from a rule; or both built from ``--config`` by hand."""
+    """(spec, runtime part) of a job: ``--spec`` and, when ``with_runtime`` (a bool, or a test
+    of the spec), ``$EMPATHY_DISTILL_RUNTIME`` from a rule; or both from ``--config`` by hand."""
     if getattr(args, "config", None):
         from .config import load_config
 
         config = load_config(args.config)
-        return build(config), runtime.runtime_part(config) if with_runtime else None
-    return parse(args.spec), runtime.load() if with_runtime else None
+        spec = build(config)
+        wanted = with_runtime(spec) if callable(with_runtime) else with_runtime
+        return spec, runtime.runtime_part(config) if wanted else None
+    spec = parse(args.spec)
+    wanted = with_runtime(spec) if callable(with_runtime) else with_runtime
+    return spec, runtime.load() if wanted else None

@@ -337,7 +337,12 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> None:
     if args.config and not args.judge:
         raise ConfigError("--config needs --judge (a key of config.judges)")
-    spec, run = specs.from_args(args, lambda c: specs.judge(c, args.judge), with_runtime=True)
+    spec, run = specs.from_args(
+        args,
+        lambda config: specs.judge(config, args.judge),
+        # a scorer judge makes no requests: only an LLM judge needs the runtime part
+        with_runtime=lambda spec: kind_of(spec["endpoint"]).calls_llm,
+    )
     items = pair_items(args.test, args.model_answers, args.opponent_answers)
     records = run_judge(spec, items, scorer=args.scorer, cost_report=args.cost_report, runtime=run)
     write_jsonl(args.out, records)
