@@ -327,7 +327,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-answers", required=True)
     parser.add_argument("--opponent-answers", required=True)
     parser.add_argument(
-        "--scorer", "--offline-model", dest="scorer", help="fitted scorer (scorer judges only)"
+        "--scorer", help="the fitted scorer a scorer judge rates with (its rule's input)"
     )
     parser.add_argument("--cost-report", help="CSV the LLM layer appends its costs to")
     parser.add_argument("--out", required=True, help="judgments JSONL")
