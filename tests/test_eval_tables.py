@@ -104,24 +104,21 @@ def test_judge_agreement_table(grid, tmp_path):
     assert human["judge_a"] == "offline" and human["pairwise_agreement"] == 0.55
 
 
-def test_table_jobs_read_the_files_their_manifest_names(grid, tmp_path):
-    """The rule owns the paths: the job reads the judgment and answer files the spec's manifest
-    lists (the rule's inputs), wherever they are, and rebuilds no path from the grid."""
+def test_table_jobs_read_the_pairs_their_spec_names(grid):
+    """The job rebuilds nothing from the grid: it reads the judgment and answer files of the
+    pairs in its spec (the files the rule lists as inputs), and only those."""
     config, root = grid
     spec = specs.win_rates(config)
+    files = {e["path"] for e in specs.manifest(spec)}
+    assert files == {e["path"] for e in specs.judgments(config)}  # the rule's inputs
+    assert len(files) == 2 * len(comparisons(config))
     expected = tables.win_rate_table(spec, root)
-    moved = tmp_path / "elsewhere"
-    for entry in spec["judgments"]:
-        for key in ("path", "model_answers", "opponent_answers"):
-            target = moved / "x" / entry[key]
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                (root / entry[key]).rename(target)
-            entry[key] = f"x/{entry[key]}"
-    pd.testing.assert_frame_equal(tables.win_rate_table(spec, moved), expected)
-    # one manifest entry less: one row less, however the grid is configured
-    spec["judgments"].pop()
-    assert len(tables.win_rate_table(spec, moved)) == len(expected) - 1
+    dropped = spec["comparisons"].pop()  # one pair less: one row less per judge
+    smaller = tables.win_rate_table(spec, root)
+    assert len(smaller) == len(expected) - 2
+    assert dropped[1] not in set(smaller["model"][smaller["opponent"] == dropped[2]])
+    spec["judges"] = ["offline"]
+    assert set(tables.win_rate_table(spec, root)["judge"]) == {"offline"}
 
 
 def test_figures_and_command_lines(grid, tmp_path):

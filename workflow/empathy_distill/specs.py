@@ -124,22 +124,37 @@ def train(config: dict, student: str, method: str, strategy: str, stage: str) ->
     return job_settings(config, TrainingJob(student, method, strategy, stage))
 
 
-def judgments(config: dict) -> list[dict[str, str]]:
-    """Every judgment file of the grid with the answer files it compares: the manifest the
-    table rules hand their jobs (and the input functions list), so no job rebuilds the grid."""
+def _pairs(config: dict) -> dict[str, Any]:
+    """The judges and the judged pairs of the grid, compactly: a rule's params reach its job on
+    one command line, which Linux caps at 128 KiB per argument (the paper grid's 452 judgment
+    files listed in full take 199 KB; judges and pairs apart take 23 KB)."""
+    return {
+        "judges": grid.judges(config),
+        "comparisons": [[p.kind, p.model, p.opponent] for p in grid.comparisons(config)],
+    }
+
+
+def manifest(spec: Spec) -> list[dict[str, str]]:
+    """Every judgment file of a table spec with the answer files it compares, in judge-major
+    order; the paths come from ``grid`` (their one home), as the rules' inputs do."""
     return [
         {
             "judge": name,
-            "comparison": pair.kind,
-            "model": pair.model,
-            "opponent": pair.opponent,
-            "path": grid.judgment_path(name, pair.model, pair.opponent),
-            "model_answers": grid.answer_path(pair.model),
-            "opponent_answers": grid.answer_path(pair.opponent),
+            "comparison": kind,
+            "model": model,
+            "opponent": opponent,
+            "path": grid.judgment_path(name, model, opponent),
+            "model_answers": grid.answer_path(model),
+            "opponent_answers": grid.answer_path(opponent),
         }
-        for name in grid.judges(config)
-        for pair in grid.comparisons(config)
+        for name in spec["judges"]
+        for kind, model, opponent in spec["comparisons"]
     ]
+
+
+def judgments(config: dict) -> list[dict[str, str]]:
+    """The manifest of the grid: what the table rules list as inputs and their jobs read."""
+    return manifest(_pairs(config))
 
 
 def _evaluation(config: dict) -> Spec:
@@ -152,20 +167,19 @@ def _evaluation(config: dict) -> Spec:
 
 
 def win_rates(config: dict) -> Spec:
-    """Rule win_rates: the judgments manifest and the statistics' settings."""
-    return {**_evaluation(config), "judgments": judgments(config)}
+    """Rule win_rates: the judged pairs (``manifest`` lists their files) and the statistics'
+    settings."""
+    return {**_evaluation(config), **_pairs(config)}
 
 
 def judge_agreement(config: dict) -> Spec:
-    """Rule judge_agreement: the judgments manifest, the judges in order, and which of them is
-    the offline scorer whose agreement with the human ratings gets a row."""
-    names = grid.judges(config)
-    offline = judges.scorer_judges(config, names, backend=judges.OFFLINE)
+    """Rule judge_agreement: the judged pairs, the judges in order, and which of them is the
+    offline scorer whose agreement with the human ratings gets a row."""
+    offline = judges.scorer_judges(config, grid.judges(config), backend=judges.OFFLINE)
     return {
         "paper_faithful": config["evaluation"]["paper_faithful"],
-        "judges": names,
         "offline_judge": offline[0] if offline else None,
-        "judgments": judgments(config),
+        **_pairs(config),
     }
 
 

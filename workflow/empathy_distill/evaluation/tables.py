@@ -128,12 +128,12 @@ def _labels(entry: dict) -> dict:
 
 
 def win_rate_table(spec: dict, root: str | Path = ".") -> pd.DataFrame:
-    """One row per entry of the spec's judgments manifest (``specs.win_rates``): the rule's
-    inputs, read from the paths the manifest names."""
+    """One row per judgment file of the spec (``specs.win_rates``; ``specs.manifest`` names the
+    files, the rule's inputs) and no other."""
     root = Path(root)
     answers: dict[str, dict[str, str]] = {}
     rows = []
-    for entry in spec["judgments"]:
+    for entry in specs.manifest(spec):
         for side in ("model_answers", "opponent_answers"):
             if entry[side] not in answers:
                 answers[entry[side]] = read_answers(root / entry[side])
@@ -173,7 +173,7 @@ def agreement_table(
     root = Path(root)
     paper_faithful = spec["paper_faithful"]
     by_pair: dict[str, dict[str, dict[str, int]]] = {}  # comparison name -> judge -> verdicts
-    for entry in spec["judgments"]:
+    for entry in specs.manifest(spec):
         pair = f"{entry['model']}{PAIR_SEPARATOR}{entry['opponent']}"
         by_pair.setdefault(pair, {})[entry["judge"]] = _verdicts(
             root / entry["path"], paper_faithful
