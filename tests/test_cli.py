@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import importlib
-import json
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import tomllib
 import pytest
 import yaml
 
+from empathy_distill import runtime, specs
 from empathy_distill.config import deep_merge, read_yaml, validate_config
 from empathy_distill.sets import improve_human_sources
 
@@ -148,11 +148,18 @@ def test_cost_is_the_cost_rule_computation(tmp_path, train, test_split):
     ours = cli("cost", "--configfile", *configs, *inputs, "--output", "cli.csv", cwd=tmp_path)
     assert ours.returncode == 0, ours.stderr
     assert "projected total" in ours.stdout
-    # The cost rule (teacher.smk) passes the Snakefile's validated config as sorted JSON.
-    merged = deep_merge(read_yaml(REPO_ROOT / "config.yaml"), config)
-    config_json = json.dumps(validate_config(merged), sort_keys=True)
+    # The cost rule (teacher.smk) passes the spec built from the Snakefile's validated config,
+    # and the runtime part (the budget cap) in the environment.
+    merged = validate_config(deep_merge(read_yaml(REPO_ROOT / "config.yaml"), config))
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "workflow")}
-    command = [sys.executable, "-m", "empathy_distill.cost", "--config-json", config_json]
+    runtime.export(merged, env)
+    command = [
+        sys.executable,
+        "-m",
+        "empathy_distill.cost",
+        "--spec",
+        specs.dumps(specs.cost(merged)),
+    ]
     rule = subprocess.run(
         [*command, *inputs, "--output", "rule.csv"],
         capture_output=True,

@@ -72,31 +72,27 @@ def test_grid_selection_must_name_defined_entries():
         load_config(CONFIG, {"grid": {"judges": ["gpt4o", "gpt5"]}})
 
 
-def test_without_operational_keeps_what_shapes_outputs_only():
-    from empathy_distill.operational import without_operational
+def test_runtime_part_holds_the_operational_keys_and_merges_back():
+    from empathy_distill import runtime
 
     config = load_config(CONFIG)
-    reduced = without_operational(config)
-    assert reduced["teacher"] == {
+    identity, run = runtime.split(config)
+    assert identity["teacher"] == {
         key: config["teacher"][key]
-        for key in ("backend", "model", "mode", "base_url", "sampling", "max_new_tokens")
+        for key in ("backend", "model", "mode", "base_url", "sampling", "max_new_tokens", "margin")
     }
-    assert set(reduced["judges"]["gpt4o"]) == {
-        "backend",
-        "model",
-        "mode",
-        "base_url",
-        "sampling",
-        "max_new_tokens",
-        "margin",
-    }
-    assert "budget_usd" not in reduced["llm"] and "cache_dir" in reduced["llm"]
-    assert "resources" not in reduced["training"] and "resources" not in reduced["generation"]
-    assert "per_student" not in reduced["generation"]
-    assert "resources" not in reduced["training"]["per_student"]["tiny"]
-    assert reduced["training"]["per_student"]["tiny"]["common"]["bf16"] is False
-    assert reduced["generation"]["max_new_tokens"] == config["generation"]["max_new_tokens"]
+    assert set(run["teacher"]) == set(runtime.OPERATIONAL_ENDPOINT_KEYS)
+    assert run["judges"]["gpt4o"]["concurrency"] == 32
+    assert "budget_usd" not in identity["llm"] and "cache_dir" in identity["llm"]
+    assert run["llm"] == {"budget_usd": None}
+    assert "resources" not in identity["training"] and "resources" not in identity["generation"]
+    assert "per_student" not in identity["generation"]
+    assert "resources" not in identity["training"]["per_student"]["tiny"]
+    assert run["training"]["per_student"]["tiny"]["resources"]["gpu"] == 0
+    assert identity["training"]["per_student"]["tiny"]["common"]["bf16"] is False
     assert config["teacher"]["concurrency"] == 32  # the input is not modified
+    # the two parts give the whole config back (what the report's nested run is given)
+    assert runtime.merge(identity, run) == config
     tuned = load_config(
         CONFIG,
         {
@@ -104,8 +100,56 @@ def test_without_operational_keeps_what_shapes_outputs_only():
             "llm": {"budget_usd": 5.0},
             "judges": {"gpt4o": {"requests_per_minute": 60}},
             "training": {"resources": {"gpu": 4}},
+            "generation": {"per_student": {"tiny": {"resources": {"mem_mb": 10}}}},
         },
     )
-    assert without_operational(tuned) == reduced
+    assert runtime.identity(tuned) == identity
+    assert runtime.runtime_part(tuned) != run
     retuned = load_config(CONFIG, {"judges": {"gpt4o": {"model": "gpt-4o-mini"}}})
-    assert without_operational(retuned) != reduced
+    assert runtime.identity(retuned) != identity
+
+
+def test_every_spec_ignores_operational_keys_and_follows_what_shapes_outputs():
+    """A job's spec is its only param: tuning a runtime setting changes no spec (nothing
+    reruns), a setting that shapes the output changes exactly the specs of its jobs."""
+    from empathy_distill import grid, specs
+
+    def all_specs(config):
+        out = {
+            "teacher": specs.teacher(config),
+            "llm_sources": specs.llm_sources(config),
+            "cost": specs.cost(config),
+            "report": specs.report(config),
+            "offline_judge": specs.offline_judge(config),
+            "win_rates": specs.win_rates(config),
+            "judge_agreement": specs.judge_agreement(config),
+        }
+        out.update({f"judge:{j}": specs.judge(config, j) for j in config["judges"]})
+        out.update({f"answer:{s}": specs.answer(config, s) for s in config["students"]})
+        out.update(
+            {
+                f"train:{m.tag}": specs.train(config, m.student, m.method, m.strategy, m.stage)
+                for m in grid.models(config)[:4]
+            }
+        )
+        return out
+
+    base = all_specs(load_config(CONFIG))
+    tuned = load_config(
+        CONFIG,
+        {
+            "teacher": {"concurrency": 2, "max_retries": 1, "poll_interval_s": 5},
+            "llm": {"budget_usd": 5.0},
+            "judges": {"gpt4o": {"requests_per_minute": 60, "timeout_s": 9, "batch_size": 2}},
+            "training": {"resources": {"gpu": 4, "mem_mb": 1000}},
+            "generation": {"resources": {"runtime": 5}},
+        },
+    )
+    assert all_specs(tuned) == base
+    margin = all_specs(load_config(CONFIG, {"judges": {"offline": {"margin": 0.2}}}))
+    changed = {name for name in base if margin[name] != base[name]}
+    # the offline judge (not in the paper grid's judges) is part of the cost and report specs
+    assert changed == {"judge:offline", "offline_judge", "cost", "report"}
+    seed = all_specs(load_config(CONFIG, {"generation": {"seed": 1}}))
+    changed = {name for name in base if seed[name] != base[name]}
+    assert changed == {*(n for n in base if n.startswith("answer:")), "cost", "report"}

@@ -66,6 +66,7 @@ def test_demo_runs_the_whole_dag_offline_and_reruns_nothing(demo_checkout):
     tuned.write_text(
         "teacher: {concurrency: 3, max_retries: 1}\n"
         "judges: {offline: {concurrency: 5, timeout_s: 9}}\n"
+        "llm: {budget_usd: 100}\n"
     )
     configfiles = ["config.yaml", "workflow/profiles/demo/config.demo.yaml", str(tuned)]
     dry = run_demo(demo_checkout, "--dry-run", "--configfiles", *configfiles)

@@ -9,6 +9,8 @@ import sys
 import pytest
 import torch
 
+from empathy_distill import specs
+from empathy_distill.config import validate_config
 from empathy_distill.errors import ConfigError
 from empathy_distill.evaluation.generate import (
     GenerationSettings,
@@ -37,8 +39,14 @@ def test_rows(split):
     return read_split(split["test"]).head(12)
 
 
+def schema_generation(**kw) -> dict:
+    """The ``generation`` block of an answer job's spec: the schema's defaults, then ``kw``."""
+    config = validate_config({"students": {"s": {"model": "m", "template": "t"}}})
+    return {**specs.answer(config, "s")["generation"], **kw}
+
+
 def settings(**kw) -> GenerationSettings:
-    return GenerationSettings(**{"max_new_tokens": 16, "batch_size": 6, **kw})
+    return GenerationSettings(**schema_generation(**{"max_new_tokens": 16, "batch_size": 6, **kw}))
 
 
 @pytest.mark.parametrize("template", [None, TEMPLATE])

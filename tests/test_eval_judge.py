@@ -7,7 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from empathy_distill.errors import ConfigError
+from empathy_distill import runtime, specs
+from empathy_distill.config import validate_config
 from empathy_distill.evaluation import judge
 from empathy_distill.evaluation.judge import (
     MODEL_FIRST,
@@ -88,6 +89,13 @@ def local_judge_config(server: OpenAIServer, cache_dir) -> dict:
         "llm": {"cache_dir": str(cache_dir)},
         "evaluation": {"paper_faithful": False},
     }
+
+
+def judge_job(config: dict, name: str) -> tuple[dict, dict]:
+    """(spec, runtime part) of judge ``name``, as the Snakefile derives them from the config it
+    validated (a student is the one key the schema requires)."""
+    full = validate_config({"students": {"s": {"model": "m", "template": "t"}}, **config})
+    return specs.judge(full, name), runtime.runtime_part(full)
 
 
 class Recording:
@@ -171,7 +179,8 @@ def test_local_server_longer_preferring_judge_reveals_length_bias(llm_types, tmp
     items = make_items(60)
     rule = Recording(prefer_longer)
     with OpenAIServer(answer_fn=rule) as server:
-        records = run_judge(local_judge_config(server, tmp_path / "cache"), "local", items)
+        spec, run = judge_job(local_judge_config(server, tmp_path / "cache"), "local")
+        records = run_judge(spec, items, runtime=run)
         assert server.counts[CHAT] == 120
     assert [m["role"] for m in rule.seen[0]] == ["system", "user"]
     assert all(r["request_key"] for r in records)
@@ -185,13 +194,16 @@ def test_local_server_longer_preferring_judge_reveals_length_bias(llm_types, tmp
 def test_local_server_always_one_judge_is_all_ties(llm_types, tmp_path):
     items = make_items(10)
     with OpenAIServer(answer_fn=always("Response 1")) as server:
-        records = run_judge(local_judge_config(server, tmp_path / "cache"), "local", items)
+        spec, run = judge_job(local_judge_config(server, tmp_path / "cache"), "local")
+        records = run_judge(spec, items, runtime=run)
     stats = summarize(records, *answers(items))
     assert (stats["ties"], stats["position_consistency"], stats["invalid"]) == (10, 0.0, 0)
     assert stats["wins"] == stats["losses"] == 0
 
 
-def test_judge_command_against_local_server_counts_invalid_and_caches(tmp_path, capsys):
+def test_judge_command_against_local_server_counts_invalid_and_caches(
+    tmp_path, capsys, monkeypatch
+):
     """``python -m empathy_distill.evaluation.judge`` for an API judge, end to end: test split and
     answer files in, judgments file out; the rerun is answered by the cache alone."""
     items = make_items(12)
@@ -217,10 +229,12 @@ def test_judge_command_against_local_server_counts_invalid_and_caches(tmp_path, 
 
     def run(server, out, operational=None):
         config = local_judge_config(server, tmp_path / "cache")
-        argv = ["--settings", json.dumps(config), "--judge", "local"]
-        if operational:  # as judge.smk passes it: the full config through the environment
-            full = {**config["judges"]["local"], **operational}
-            argv += ["--full-config-json", json.dumps({**config, "judges": {"local": full}})]
+        # as judge.smk passes them: the spec as a param, the runtime part in the environment
+        if operational:
+            config["judges"]["local"].update(operational)
+        spec, run_part = judge_job(config, "local")
+        monkeypatch.setenv(runtime.RUNTIME_ENV, json.dumps(run_part))
+        argv = ["--spec", specs.dumps(spec)]
         argv += ["--test", str(tmp_path / "test.csv")]
         argv += ["--model-answers", str(tmp_path / "model.jsonl")]
         argv += ["--opponent-answers", str(tmp_path / "opponent.jsonl")]
@@ -269,16 +283,3 @@ def test_scorer_judge_ties_below_margin():
     records = judge_with_scorer(items, score, "offline", margin=0.05)
     assert [o.outcome for o in combine_orders(records)] == [1, 0]
     assert json.loads(records[0]["raw"]) == {"score_1": 3.0, "score_2": 1.0}
-
-
-def test_full_endpoint_must_match_the_verdict_shaping_settings():
-    settings = {"judges": {"j": {"backend": "openai", "model": "gpt-4o", "margin": 0.05}}}
-    full = {"backend": "openai", "model": "gpt-4o", "margin": 0.05, "concurrency": 4}
-    merged = judge.with_full_endpoint(settings, "j", json.dumps({"judges": {"j": full}}))
-    assert merged["judges"]["j"] == full
-    assert judge.with_full_endpoint(settings, "j", None) is settings
-    stale = {"judges": {"j": {**full, "model": "gpt-4o-mini"}}}
-    with pytest.raises(ConfigError, match="disagree on model"):
-        judge.with_full_endpoint(settings, "j", json.dumps(stale))
-    with pytest.raises(ConfigError, match="no judge 'j'"):
-        judge.with_full_endpoint(settings, "j", json.dumps({"judges": {"other": full}}))

@@ -28,6 +28,7 @@ from empathy_distill.evaluation.offline_judge import (
     reference_orderings,
     select_and_fit,
 )
+from tests.test_eval_judge import judge_job
 
 
 class SpyEmbedder:
@@ -121,7 +122,8 @@ def test_offline_judge_through_run_judge(frames, fitted, tmp_path, monkeypatch):
     import empathy_distill.evaluation.offline_judge as offline
 
     monkeypatch.setattr(offline, "default_embedder", lambda *a, **k: SpyEmbedder())
-    records = run_judge(config, "offline", items, offline_model=path)
+    spec, _ = judge_job(config, "offline")
+    records = run_judge(spec, items, scorer=path)
     outcomes = combine_orders(records)
     assert outcomes[0].outcome == 0  # identical answers tie
     assert len(records) == 4 and all(r["verdict"] in (0, 1, 2) for r in records)
@@ -164,27 +166,22 @@ def test_judge_command_line_with_settings_slice(frames, fitted, tmp_path, monkey
                 for d, a in zip(test.head(5)["dialog_id"], test.head(5)[column], strict=True)
             ],
         )
-    settings = json.dumps(
-        {
-            "judges": {"offline": {"backend": "offline", "model": "spy", "margin": 0.05}},
-            "evaluation": {"paper_faithful": False},
-        }
+    spec, _ = judge_job(
+        {"judges": {"offline": {"backend": "offline", "model": "spy", "margin": 0.05}}}, "offline"
     )
     out = tmp_path / "judgments.jsonl"
     assert (
         judge.main(
             [
-                "--settings",
-                settings,
-                "--judge",
-                "offline",
+                "--spec",
+                json.dumps(spec),
                 "--test",
                 str(tmp_path / "test.csv"),
                 "--model-answers",
                 str(tmp_path / "a.jsonl"),
                 "--opponent-answers",
                 str(tmp_path / "b.jsonl"),
-                "--offline-model",
+                "--scorer",
                 str(tmp_path / "model.joblib"),
                 "--out",
                 str(out),
@@ -297,6 +294,8 @@ def test_model_trained_by_the_command_loads_in_another_process(frames, tmp_path,
         "argv",
         [
             "offline_judge",
+            "--spec",
+            json.dumps({"margin": 0.05, "seed": 0, "cache_dir": str(tmp_path / "cache")}),
             "--train",
             str(tmp_path / "train.csv"),
             "--test",

@@ -7,16 +7,12 @@ import json
 import pandas as pd
 import pytest
 
+from empathy_distill import specs
 from empathy_distill.config import validate_config
 from empathy_distill.evaluation import figures, tables
-from empathy_distill.evaluation.judge import (
-    PairItem,
-    judge_with_llm,
-    judge_with_scorer,
-    judgment_path,
-)
+from empathy_distill.evaluation.judge import PairItem, judge_with_llm, judge_with_scorer
 from empathy_distill.evaluation.records import read_answers, write_jsonl
-from empathy_distill.grid import answer_path, answer_tags, comparisons
+from empathy_distill.grid import answer_path, answer_tags, comparisons, judgment_path
 from empathy_distill.prompts import Prompts
 from tests.servers.judge_rules import prefer_longer
 from tests.test_eval_judge import rule_ask
@@ -67,7 +63,7 @@ def grid(tmp_path, llm_types):
 
 def test_win_rate_table_one_row_per_comparison_and_judge(grid):
     config, root = grid
-    table = tables.win_rate_table(config, root)
+    table = tables.win_rate_table(specs.win_rates(config), root)
     assert list(table.columns) == tables.WIN_RATE_COLUMNS
     assert len(table) == 2 * len(comparisons(config))
     assert set(table["comparison"]) == {"vs_base", "vs_naive", "dpo_vs_sft", "vs_teacher"}
@@ -99,13 +95,30 @@ def test_judge_agreement_table(grid, tmp_path):
             }
         )
     )
-    table = tables.agreement_table(config, report, root)
+    table = tables.agreement_table(specs.judge_agreement(config), report, root)
     assert list(table.columns) == tables.AGREEMENT_COLUMNS
     pooled = table[(table["scope"] == "all")].iloc[0]
     # both judges follow answer length with ties for equal lengths: they agree on every pair
     assert pooled["kappa"] == pytest.approx(1.0) and pooled["n"] == N * len(comparisons(config))
     human = table[table["judge_b"] == "human"].iloc[0]
     assert human["judge_a"] == "offline" and human["pairwise_agreement"] == 0.55
+
+
+def test_table_jobs_read_the_pairs_their_spec_names(grid):
+    """The job rebuilds nothing from the grid: it reads the judgment and answer files of the
+    pairs in its spec (the files the rule lists as inputs), and only those."""
+    config, root = grid
+    spec = specs.win_rates(config)
+    files = {e["path"] for e in specs.manifest(spec)}
+    assert files == {e["path"] for e in specs.judgments(config)}  # the rule's inputs
+    assert len(files) == 2 * len(comparisons(config))
+    expected = tables.win_rate_table(spec, root)
+    dropped = spec["comparisons"].pop()  # one pair less: one row less per judge
+    smaller = tables.win_rate_table(spec, root)
+    assert len(smaller) == len(expected) - 2
+    assert dropped[1] not in set(smaller["model"][smaller["opponent"] == dropped[2]])
+    spec["judges"] = ["offline"]
+    assert set(tables.win_rate_table(spec, root)["judge"]) == {"offline"}
 
 
 def test_figures_and_command_lines(grid, tmp_path):

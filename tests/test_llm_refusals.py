@@ -27,8 +27,11 @@ from empathy_distill.llm.cache import CACHE_FILE, ResponseCache
 from empathy_distill.llm.endpoint import normalize_endpoint
 from empathy_distill.llm.pricing import Price
 from empathy_distill.llm.request import Answer
+from empathy_distill.runtime import RUNTIME_ENV
 from empathy_distill.sets import SOURCE_COLUMNS
 from tests.servers.base import approx_tokens, default_answer
+from tests.test_eval_judge import judge_job
+from tests.test_teacher import teacher_job
 
 REPO = Path(__file__).resolve().parents[1]
 REASON = "SAFETY: blocked by the provider's content filter"
@@ -167,7 +170,9 @@ def test_judge_command_records_a_refusal_as_an_invalid_verdict(tmp_path, monkeyp
         },
         "evaluation": {"paper_faithful": False},
     }
-    argv = ["--settings", json.dumps(config), "--judge", "j", "--test", str(tmp_path / "test.csv")]
+    spec, run = judge_job(config, "j")
+    monkeypatch.setenv(RUNTIME_ENV, json.dumps(run))
+    argv = ["--spec", json.dumps(spec), "--test", str(tmp_path / "test.csv")]
     argv += ["--model-answers", str(tmp_path / "model.jsonl")]
     argv += ["--opponent-answers", str(tmp_path / "opponent.jsonl")]
     argv += ["--cost-report", str(tmp_path / "costs.csv"), "--out", str(tmp_path / "j.jsonl")]
@@ -220,9 +225,7 @@ def teacher_run(tmp_path, monkeypatch):
 
     def run(strategy: str) -> Path:
         out = tmp_path / f"{strategy}.jsonl"
-        argv = ["improve", "--endpoint-json", json.dumps(endpoint)]
-        argv += ["--cache-dir", str(tmp_path / "cache")]
-        argv += ["--price-table", str(REPO / "resources/prices.yaml")]
+        argv = ["improve", *teacher_job(endpoint, tmp_path / "cache", monkeypatch)]
         argv += ["--cost-report", str(tmp_path / "costs.csv")]
         argv += ["--method", "improve_human", "--strategy", strategy]
         argv += ["--sources", str(tmp_path / "sources.csv"), "--out", str(out)]

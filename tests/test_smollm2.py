@@ -265,6 +265,7 @@ def test_student_and_teacher_answers_are_real_text(
     from empathy_distill.evaluation.records import read_split
     from empathy_distill.llm import ChatRequest, Message
     from empathy_distill.prompts import Prompts
+    from tests.test_eval_generate import schema_generation
 
     prompts = Prompts(REPO / "resources/prompts.json")
     words = human_words
@@ -273,7 +274,7 @@ def test_student_and_teacher_answers_are_real_text(
     rows = answer_test(
         test,
         model_dir,
-        GenerationSettings(max_new_tokens=48, batch_size=3),
+        GenerationSettings(**schema_generation(max_new_tokens=48, batch_size=3)),
         prompts,
         template="smollm2",
         model=teacher.model,

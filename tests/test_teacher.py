@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from empathy_distill import strategies, teacher
+from empathy_distill import runtime, strategies, teacher
 from empathy_distill.sets import improve_human_sources
 from tests.conftest import REFERENCE_PROMPTS, REPO_ROOT
 from tests.servers.base import conversation_id, default_answer
@@ -29,6 +29,22 @@ def filled(template, **values):
     for name, value in values.items():
         template = template.replace("{" + name + "}", value)
     return template
+
+
+def teacher_job(endpoint: dict, cache_dir, monkeypatch) -> list[str]:
+    """``--spec`` and ``--prompts`` of a teacher job as teacher.smk passes them, with the
+    endpoint's operational keys exported as the runtime part (``$EMPATHY_DISTILL_RUNTIME``)."""
+    spec_endpoint = {
+        k: v for k, v in endpoint.items() if k not in runtime.OPERATIONAL_ENDPOINT_KEYS
+    }
+    operational = {k: v for k, v in endpoint.items() if k in runtime.OPERATIONAL_ENDPOINT_KEYS}
+    spec = {
+        "endpoint": spec_endpoint,
+        "cache_dir": str(cache_dir),
+        "price_table": str(REPO / "resources/prices.yaml"),
+    }
+    monkeypatch.setenv(runtime.RUNTIME_ENV, json.dumps({"teacher": operational}))
+    return ["--spec", json.dumps(spec), "--prompts", str(REPO / "resources/prompts.json")]
 
 
 class Recorder:
@@ -62,13 +78,8 @@ def setup(tmp_path, train, test_split, monkeypatch):
             "max_retries": 2,
         }
         common = [
-            "--endpoint-json",
-            json.dumps(endpoint),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--price-table",
-            str(REPO / "resources/prices.yaml"),
-            "--prompts",
+            *teacher_job(endpoint, tmp_path / "cache", monkeypatch),
+            "--prompts",  # the reference prompts (argparse keeps the last --prompts)
             str(REFERENCE_PROMPTS),
             "--cost-report",
             str(tmp_path / "costs/teacher.csv"),
@@ -116,6 +127,8 @@ def test_initial_answers_and_llm_sources(setup):
         teacher.main(
             [
                 "llm-sources",
+                "--spec",
+                json.dumps({"n": 950, "seed": 42}),
                 "--train",
                 str(tmp / "train.csv"),
                 "--initial",
@@ -277,24 +290,22 @@ def test_combined_or_unknown_strategy_makes_no_calls(setup, strategy):
     assert code == 1 and server.counts["POST /v1/chat/completions"] == 0
 
 
-def test_llm_settings_take_the_full_config_as_json(monkeypatch):
-    """Rules pass $EMPATHY_DISTILL_CONFIG: the teacher endpoint with its operational keys."""
-    import argparse
-
+def test_teacher_client_takes_its_operational_keys_from_the_runtime_part(monkeypatch):
+    """The spec holds what shapes the answers; concurrency and the budget come with the runtime
+    part, so tuning them changes no rule's params (nothing reruns) yet reaches the client."""
     import yaml
 
+    from empathy_distill import specs
     from empathy_distill.config import validate_config
-    from empathy_distill.errors import ConfigError
-    from empathy_distill.llm.settings import BUDGET_ENV, add_llm_arguments, llm_settings
 
-    monkeypatch.delenv(BUDGET_ENV, raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     config = validate_config(yaml.safe_load((REPO_ROOT / "config.yaml").read_text()))
-    config["teacher"]["concurrency"] = 3
-    config["llm"]["budget_usd"] = 12.5
-    parser = argparse.ArgumentParser()
-    add_llm_arguments(parser, "costs.csv")
-    settings = llm_settings(parser.parse_args(["--config-json", json.dumps(config)]))
-    assert settings.endpoint == config["teacher"] and settings.endpoint["concurrency"] == 3
-    assert settings.budget_usd == 12.5 and settings.cache_dir == config["llm"]["cache_dir"]
-    with pytest.raises(ConfigError, match="--config-json is not valid JSON"):
-        llm_settings(parser.parse_args(["--config-json", "{teacher"]))
+    tuned = validate_config(yaml.safe_load((REPO_ROOT / "config.yaml").read_text()))
+    tuned["teacher"].update(concurrency=3, requests_per_minute=7)
+    tuned["llm"]["budget_usd"] = 12.5
+    assert specs.teacher(tuned) == specs.teacher(config)  # the rule's param is unchanged
+    run = runtime.runtime_part(tuned)
+    assert "concurrency" not in json.dumps(specs.teacher(tuned))
+    client = teacher.make_teacher_client(specs.teacher(tuned), run, None)
+    assert client.endpoint["concurrency"] == 3 and client.endpoint["requests_per_minute"] == 7
+    assert client.budget_usd == 12.5 and client.model == config["teacher"]["model"]

@@ -235,7 +235,7 @@ def test_broken_torchaudio_is_explained() -> None:
     assert lft.diagnose(["ValueError: something else\n"]) == ""
 
 
-def test_main_reports_config_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_main_reports_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -263,7 +263,7 @@ def test_main_reports_config_errors(tmp_path: Path, caplog: pytest.LogCaptureFix
         ]
     )
     assert code == 1
-    assert "training.sft: output_dir" in caplog.text
+    assert capsys.readouterr().err.startswith("error: config training.sft: output_dir")
 
 
 def test_loss_plot_exists_even_without_logged_loss(tmp_path: Path) -> None:

@@ -9,14 +9,13 @@ Snakefile, the dataset checks of common.smk, ``empathy_distill.grid``, the ``cos
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import grid
+from .command import run_subcommand
 from .config import deep_merge, load_config, read_yaml
-from .errors import ConfigError, EmpathyDistillError
+from .errors import ConfigError
 from .startup import check_config_file, check_endpoints
 
 DEFAULT_CONFIG = "config.yaml"
@@ -70,24 +69,11 @@ def grid_command(args: argparse.Namespace) -> None:
     print(f"judgment files: {len(comparisons) * len(judges)}")
 
 
-def cost_command(args: argparse.Namespace) -> int:
+def cost_command(args: argparse.Namespace) -> None:
     from . import cost
 
     config = load_configs(args.configfile)
-    return cost.main(
-        [
-            "--config-json",
-            json.dumps(config, sort_keys=True),  # as the cost rule passes it (teacher.smk)
-            "--train",
-            args.train,
-            "--test",
-            args.test,
-            "--improve-human-sources",
-            args.improve_human_sources,
-            "--output",
-            args.output,
-        ]
-    )
+    cost.run_projection(config, args.train, args.test, args.improve_human_sources, args.output)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,12 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script entry point ([project.scripts] empathy-distill); exit status 1 on a bad
     config or dataset, with the message naming the file, row or key."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args) or 0
-    except EmpathyDistillError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run_subcommand(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -83,13 +83,30 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     """Validate ``config`` in place, filling in defaults; raise ConfigError naming every bad key."""
     schema = schema if schema is not None else load_schema()
     _check_margins(config, schema)
+    fill_defaults(config, schema)
+    _check_references(config)
+    return config
+
+
+def fill_defaults(instance: Any, schema: dict) -> Any:
+    """Validate ``instance`` against ``schema`` alone, filling in defaults (no cross-key checks:
+    a part of the config, e.g. one endpoint, gets no ``grid`` key)."""
     validator = _DefaultFillingValidator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
         lines = "\n  ".join(_format_error(e) for e in errors)
         raise ConfigError(f"invalid configuration ({len(errors)} problem(s)):\n  {lines}")
-    _check_references(config)
-    return config
+    return instance
+
+
+def resolve_resource(path: str | Path) -> Path:
+    """A shipped resource path (prompts, price table): as given if it exists, else relative to
+    the repository, so a job run from another directory finds the shipped file."""
+    path = Path(path)
+    if path.is_absolute() or path.exists():
+        return path
+    shipped = REPO_ROOT / path
+    return shipped if shipped.exists() else path
 
 
 def _check_margins(config: dict, schema: dict) -> None:

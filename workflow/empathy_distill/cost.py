@@ -25,8 +25,6 @@ How it counts (documented approximations, see ``llm/pricing.py``):
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,16 +32,16 @@ from typing import Any
 
 import pandas as pd
 
-from . import grid, strategies
-from .config import load_config, validate_config
-from .errors import EmpathyDistillError
+from . import grid, runtime, specs, strategies
+from .atomic import write_csv
+from .command import run_cli
+from .config import resolve_resource
+from .errors import ConfigError, EmpathyDistillError
 from .judges import calls_llm
 from .llm.cache import CACHE_FILE, ResponseCache
-from .llm.endpoint import normalize_endpoint
 from .llm.errors import BudgetExceededError
 from .llm.pricing import PriceTable, approx_request_tokens
 from .llm.request import ChatRequest, Message
-from .llm.settings import resolve_resource
 from .prompts import Prompts
 from .sets import SOURCE_COLUMNS
 from .teacher import (
@@ -97,7 +95,7 @@ def teacher_requests(
     human_sources: pd.DataFrame | None,
 ) -> dict[str, list[ChatRequest]]:
     """part name -> the teacher requests of that step, as ``teacher.py`` will send them."""
-    endpoint = normalize_endpoint(config["teacher"])
+    endpoint = config["teacher"]
     model, sampling = endpoint["model"], dict(endpoint["sampling"])
     methods = config["distillation"]["methods"]
     parts: dict[str, list[ChatRequest]] = {}
@@ -168,7 +166,7 @@ def project(
     prices = PriceTable.load(resolve_resource(config["llm"]["price_table"]))
     rows: list[ProjectionRow] = []
     if config.get("teacher"):
-        endpoint = normalize_endpoint(config["teacher"])
+        endpoint = config["teacher"]
         price = prices.price(endpoint["backend"], endpoint["model"], endpoint["mode"])
         parts = teacher_requests(config, prompts, train, test, human_sources)
         seen: set[str] = set()
@@ -194,10 +192,10 @@ def project(
                 )
             )
     judge_counts = None
-    for name, raw in config.get("judges", {}).items():
+    for name, raw in sorted(config.get("judges", {}).items()):  # as the rule's sorted spec
         if not calls_llm(raw):  # a scorer judge makes no LLM calls
             continue
-        endpoint = normalize_endpoint(raw)
+        endpoint = raw
         price = prices.price(endpoint["backend"], endpoint["model"], endpoint["mode"])
         if judge_counts is None:
             judge_counts = judge_token_counts(config, prompts, test)
@@ -243,45 +241,63 @@ def check_budget(total_usd: float, budget_usd: float | None, spent_usd: float) -
         )
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m empathy_distill.cost",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", help="workflow config file (YAML/JSON)")
-    source.add_argument("--config-json", help="the merged workflow config as JSON (Snakemake)")
+    specs.add_spec_arguments(parser)
     parser.add_argument("--train", default="results/data/train.csv")
     parser.add_argument("--test", default="results/data/test.csv")
-    parser.add_argument("--improve-human-sources", default="results/data/sources/improve_human.csv")
+    parser.add_argument(
+        "--improve-human-sources", help="results/data/sources/improve_human.csv (if in the grid)"
+    )
     parser.add_argument("--output", default="results/costs/projection.csv")
-    args = parser.parse_args(argv)
-    try:
-        if args.config:
-            config = load_config(args.config)
-        else:
-            config = validate_config(json.loads(args.config_json))
-        columns = ["dialog_id", "situation", "speaker_uttr"]
-        train = read_table(args.train, columns)
-        test = read_table(args.test, columns)
-        human = None
-        if config["distillation"]["methods"].get("improve_human"):
-            human = read_table(args.improve_human_sources, SOURCE_COLUMNS)
-        cache_dir = Path(config["llm"]["cache_dir"])
-        cache = ResponseCache(cache_dir) if (cache_dir / CACHE_FILE).exists() else None
-        table = projection_table(project(config, train, test, human, cache))
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.output, index=False)
-        with pd.option_context("display.width", 200, "display.max_rows", 500):
-            print(table.to_string(index=False, float_format=lambda v: f"{v:,.4f}"))
-        total = float(table["cost_usd"].iloc[-1])
-        print(f"\nprojected total: ${total:,.2f} (token counts approximate: chars/4)")
-        check_budget(total, config["llm"]["budget_usd"], cache.spent_usd() if cache else 0.0)
-    except EmpathyDistillError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return parser
+
+
+def run_projection(
+    config: dict[str, Any],
+    train_csv: str | Path,
+    test_csv: str | Path,
+    human_sources_csv: str | Path | None,
+    output: str | Path,
+) -> float:
+    """Project, print and write the cost of ``config`` (the validated config, runtime part
+    included: the budget cap is checked); return the projected total in USD."""
+    columns = ["dialog_id", "situation", "speaker_uttr"]
+    train = read_table(train_csv, columns)
+    test = read_table(test_csv, columns)
+    human = None
+    if config["distillation"]["methods"].get("improve_human"):
+        if human_sources_csv is None:
+            raise ConfigError(
+                "distillation.methods has improve_human: pass --improve-human-sources"
+            )
+        human = read_table(human_sources_csv, SOURCE_COLUMNS)
+    cache_dir = Path(config["llm"]["cache_dir"])
+    cache = ResponseCache(cache_dir) if (cache_dir / CACHE_FILE).exists() else None
+    table = projection_table(project(config, train, test, human, cache))
+    write_csv(output, table)
+    with pd.option_context("display.width", 200, "display.max_rows", 500):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:,.4f}"))
+    total = float(table["cost_usd"].iloc[-1])
+    print(f"\nprojected total: ${total:,.2f} (token counts approximate: chars/4)")
+    check_budget(total, config["llm"]["budget_usd"], cache.spent_usd() if cache else 0.0)
+    return total
+
+
+def _run(args: argparse.Namespace) -> None:
+    # The projection walks the whole grid: the spec is the config's identity; the runtime part
+    # brings the budget cap back.
+    spec, run = specs.from_args(args, specs.cost, with_runtime=True)
+    config = runtime.merge(spec, run or {})
+    run_projection(config, args.train, args.test, args.improve_human_sources, args.output)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_parser(), _run, argv)
 
 
 if __name__ == "__main__":

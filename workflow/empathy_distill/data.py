@@ -75,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_subcommand(parser(), argv, log)
+    return run_subcommand(parser(), argv)
 
 
 if __name__ == "__main__":

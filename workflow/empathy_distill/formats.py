@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from .atomic import atomic_write
 from .errors import LlamaFactoryFormatError
 from .training.methods import TRAINING_SETS
 
@@ -134,12 +135,8 @@ def validate_records(records: Iterable[dict], stage: str, source: str) -> None:
 def write_set(records: list[dict], path: str | Path, stage: str) -> None:
     """Validate, then write a set as one JSON array (LLaMA-Factory reads .json arrays)."""
     validate_records(records, stage, str(path))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_write(path) as handle:
         json.dump(records, handle, ensure_ascii=False, indent=1)
-    tmp.replace(path)
 
 
 def read_set(path: str | Path) -> list[dict]:
@@ -148,8 +145,6 @@ def read_set(path: str | Path) -> list[dict]:
 
 
 def write_json(data: object, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
+    with atomic_write(path) as handle:
         json.dump(data, handle, ensure_ascii=False, indent=2, sort_keys=True)
         handle.write("\n")

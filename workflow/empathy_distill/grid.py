@@ -25,6 +25,11 @@ COMPARISONS = ("vs_base", "vs_naive", "dpo_vs_sft", "vs_teacher")
 TAG_SEPARATOR = "--"
 PAIR_SEPARATOR = "__vs__"
 TEACHER_TAG = "teacher"
+#: Where results live (Snakemake wildcards in braces): the one spelling of each path, used by
+#: the rules' outputs and by the path functions below.
+ANSWERS = "results/answers/{student}/{variant}.jsonl"
+TEACHER_ANSWERS = "results/answers/teacher.jsonl"
+JUDGMENTS = "results/judgments/{judge}/{model}" + PAIR_SEPARATOR + "{opponent}.jsonl"
 #: Figures per judge (empathy_distill.evaluation.figures draws them).
 FIGURE_KINDS = ("heatmap", "targeted_vs_naive", "sft_vs_dpo")
 
@@ -124,10 +129,16 @@ def answer_path(tag: str) -> str:
     """File holding the answers of ``tag`` to the test dialogues."""
     info = parse_tag(tag)
     if info["kind"] == "teacher":
-        return "results/answers/teacher.jsonl"
+        return TEACHER_ANSWERS
     if info["kind"] == "base":
-        return f"results/answers/{info['student']}/base.jsonl"
-    return ("results/answers/{student}/{method}/{strategy}/{stage}.jsonl").format(**info)
+        return ANSWERS.format(student=info["student"], variant="base")
+    variant = "/".join((info["method"], info["strategy"], info["stage"]))
+    return ANSWERS.format(student=info["student"], variant=variant)
+
+
+def judgment_path(judge: str, model_tag: str, opponent_tag: str) -> str:
+    """File holding ``judge``'s verdicts on ``model_tag`` against ``opponent_tag``."""
+    return JUDGMENTS.format(judge=judge, model=model_tag, opponent=opponent_tag)
 
 
 def tag_of_answer_path(path: str | PurePath) -> str:

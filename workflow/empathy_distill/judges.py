@@ -45,15 +45,16 @@ class LLMJudge:
 
     def verdicts(
         self,
-        config: dict,
-        name: str,
+        spec: dict,
         items: Sequence[Any],
         *,
         ask: Callable | None = None,
         cost_report: str | Path | None = None,
+        runtime: dict | None = None,
         **_: Any,
     ) -> list[dict]:
-        return _resolve(self.runner)(config, name, items, ask=ask, cost_report=cost_report)
+        """Verdicts on ``items`` by the judge of ``spec`` (``specs.judge``)."""
+        return _resolve(self.runner)(spec, items, ask=ask, cost_report=cost_report, runtime=runtime)
 
 
 @dataclass(frozen=True)
@@ -80,26 +81,24 @@ class ScorerJudge:
 
     def verdicts(
         self,
-        config: dict,
-        name: str,
+        spec: dict,
         items: Sequence[Any],
         *,
         scorer_file: str | Path | None = None,
         **_: Any,
     ) -> list[dict]:
+        """Verdicts on ``items`` by the scorer in ``scorer_file`` with the spec's tie margin."""
         from .errors import ConfigError
         from .evaluation.judge import judge_with_scorer
 
         if scorer_file is None:
             raise ConfigError(
-                f"judge {name!r} is a {self.backend} scorer: pass the trained scorer"
-                f" ({self.model_file}, --offline-model)"
+                f"judge {spec['judge']!r} is a {self.backend} scorer: pass the fitted scorer"
+                f" ({self.model_file}) as --scorer"
             )
-        endpoint = config["judges"][name]
-        paper_faithful = bool(config.get("evaluation", {}).get("paper_faithful", False))
         scorer = self.load(scorer_file)
         return judge_with_scorer(
-            items, scorer.score, name, endpoint.get("margin", 0.05), paper_faithful
+            items, scorer.score, spec["judge"], spec["endpoint"]["margin"], spec["paper_faithful"]
         )
 
 

@@ -1,28 +1,34 @@
 """Build the Snakemake HTML report from inside the workflow (rule report_html).
 
 ``snakemake --report`` must run in a separate Snakemake process over the same Snakefile, working
-directory and configuration; the rule passes its final (merged) config so the report's DAG is
-exactly the one that produced the results. ``--nolock`` because the running workflow holds the
-directory lock.
+directory and configuration. The rule's spec is the config's identity (``specs.report``, a
+rerun trigger); the job puts the runtime part (``$EMPATHY_DISTILL_RUNTIME``) back, so the nested
+run gets the whole final (merged) config and plans exactly the DAG that produced the results.
+``--nolock`` because the running workflow holds the directory lock.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from . import runtime, specs
+from .command import run_cli
+
 log = logging.getLogger("empathy_distill.report_html")
 
 
-def build_report(snakefile: str, config_json: str, out: str) -> None:
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        handle.write(config_json)
-        frozen = handle.name
-    try:
+def build_report(snakefile: str, config: dict, out: str) -> None:
+    from .errors import EmpathyDistillError
+
+    with tempfile.TemporaryDirectory(prefix="report-config-") as folder:
+        frozen = Path(folder) / "config.json"
+        frozen.write_text(json.dumps(config, sort_keys=True), encoding="utf-8")
         command = [
             sys.executable,
             "-m",
@@ -31,31 +37,33 @@ def build_report(snakefile: str, config_json: str, out: str) -> None:
             "-s",
             snakefile,
             "--configfile",
-            frozen,
+            str(frozen),
             "--report",
             out,
         ]
         log.info("running %s", " ".join(command))
-        subprocess.run(command, check=True)
-    finally:
-        Path(frozen).unlink(missing_ok=True)
+        status = subprocess.run(command).returncode
+    if status != 0:
+        raise EmpathyDistillError(f"snakemake --report failed with exit status {status}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m empathy_distill.report_html", description=__doc__
     )
     parser.add_argument("--snakefile", required=True)
-    parser.add_argument("--config-json", required=True)
+    specs.add_spec_arguments(parser)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    try:
-        build_report(args.snakefile, args.config_json, args.out)
-    except subprocess.CalledProcessError as exc:
-        log.error("snakemake --report failed with exit status %s", exc.returncode)
-        return 1
-    return 0
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    spec, run = specs.from_args(args, specs.report, with_runtime=True)
+    build_report(args.snakefile, runtime.merge(spec, run or {}), args.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_parser(), _run, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Distillation sets (SFT examples and DPO pairs) as Xie et al. (2025) build them.
 
-Rules, from the reference code (FACTS.md):
+Rules, from the paper's public code (README: "Where this differs from the reference code"):
 
 * Every SFT dialogue gives TWO examples with the same student prompt: one whose target is the
   human response and one whose target is the LLM (or teacher-improved) response.

@@ -2,7 +2,8 @@
 
 Xie et al. (2025) hold out for testing every dialogue in which fewer than two of the five
 responses were rated 3 ("Good"): the hard cases, where a student has most room to improve. On the
-full dataset this gives 1,750 train and 250 test dialogues (FACTS.md). Rows keep dataset order.
+full dataset this gives 1,750 train and 250 test dialogues, as in the paper. Rows keep dataset
+order.
 """
 
 from __future__ import annotations

@@ -7,14 +7,18 @@ Commands (``python -m empathy_distill.teacher <command> ...``):
   ``results/teacher/initial.jsonl``; the test rows also go to ``results/answers/teacher.jsonl``
   (the teacher as a comparator in evaluation).
 * ``llm-sources``: ``improve_llm`` sources: ``train.sample(n=950, random_state=42)`` of the train
-  rows in dataset order are the SFT sources, the other 800 the DPO sources (FACTS.md).
+  rows in dataset order are the SFT sources, the other 800 the DPO sources (the paper's public
+  code, ``improve_llm_sft_sample`` in config.yaml).
 * ``improve``: one strategy over one method's sources ->
   ``results/teacher/{method}/{strategy}.jsonl``.
   ``improve_three_dimensions_sequentially`` is a 3-turn chat run in waves (all first turns, then
   all second turns, ...); its first turn is exactly the ``improve_cognitive`` request, so it is a
   cache hit when both strategies run.
 
-Every request goes through the LLM layer (cache, retries, batch API, budget, cost report).
+Every request goes through the LLM layer (cache, retries, batch API, budget, cost report). A job
+takes its spec (``specs.teacher``: the teacher's identity, cache, price table) as ``--spec`` and
+its runtime settings (rate limits, retries, budget) from ``$EMPATHY_DISTILL_RUNTIME``
+(``runtime.py``); by hand, ``--config FILE`` gives both.
 """
 
 from __future__ import annotations
@@ -22,18 +26,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from . import strategies
+from . import runtime, specs, strategies
+from .atomic import write_csv, write_json, write_jsonl
+from .command import run_cli
+from .config import resolve_resource
 from .errors import DatasetError, EmpathyDistillError
-from .judges import calls_llm
 from .llm import ChatRequest, ChatResponse, LLMClient, Message, make_client
-from .llm.settings import LLMSettings, add_llm_arguments, llm_settings, resolve_resource
 from .prompts import Prompts
 from .sets import SOURCE_COLUMNS  # improve_llm sources share the improve_human table's columns
 
@@ -125,19 +129,8 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Write atomically (temp file + rename) so a killed job never leaves a half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-
-
 def improve_llm_sources(
-    train: pd.DataFrame, initial: dict[str, str], n: int = 950, seed: int = 42
+    train: pd.DataFrame, initial: dict[str, str], n: int, seed: int
 ) -> pd.DataFrame:
     """SFT = ``train.sample(n, random_state=seed)`` (train rows in dataset order), DPO = rest."""
     train = train.reset_index(drop=True)
@@ -170,30 +163,32 @@ def improve_llm_sources(
 
 
 # Stage logic ----------------------------------------------------------------------------------
-def _client(settings: LLMSettings) -> LLMClient:
+def make_teacher_client(
+    spec: dict[str, Any], run: dict[str, Any], cost_report: str | None
+) -> LLMClient:
+    """The teacher's client: the spec's endpoint with the runtime part's operational keys."""
     return make_client(
-        settings.endpoint,
-        cache_dir=settings.cache_dir,
-        price_table=settings.price_table,
-        budget_usd=settings.budget_usd,
-        cost_report=settings.cost_report,
+        runtime.endpoint(spec["endpoint"], run, "teacher"),
+        cache_dir=spec["cache_dir"],
+        price_table=resolve_resource(spec["price_table"]),
+        budget_usd=runtime.budget_usd(run),
+        cost_report=cost_report,
     )
 
 
-def _sampling(settings: LLMSettings) -> dict:
-    return dict(settings.endpoint.get("sampling") or {})
+def _sampling(client: LLMClient) -> dict:
+    return dict(client.endpoint["sampling"])
 
 
 def run_initial(
-    settings: LLMSettings,
+    client: LLMClient,
     prompts: Prompts,
     train: pd.DataFrame,
     test: pd.DataFrame,
     out: str | Path,
     answers: str | Path | None,
 ) -> None:
-    client = _client(settings)
-    sampling = _sampling(settings)
+    sampling = _sampling(client)
     rows = [
         (split, row)
         for split, table in (("train", train), ("test", test))
@@ -260,10 +255,7 @@ def report_refusals(out: str | Path, desc: str, records: Sequence[dict[str, Any]
     """
     refused = [r["dialog_id"] for r in records if r.get("refusal") is not None]
     summary = {"items": len(records), "refused": len(refused), "refused_dialog_ids": refused}
-    path = summary_path(out)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json(summary_path(out), summary, indent=1)
     if refused:
         log.warning(
             "%s: %d of %d item(s) refused by the provider (safety block), marked in %s and left"
@@ -288,15 +280,14 @@ def _add_usage(usages: Iterable[dict[str, int]]) -> dict[str, int]:
 
 
 def run_improve(
-    settings: LLMSettings,
+    client: LLMClient,
     prompts: Prompts,
     method: str,
     strategy: str,
     sources: pd.DataFrame,
     out: str | Path,
 ) -> None:
-    client = _client(settings)
-    sampling = _sampling(settings)
+    sampling = _sampling(client)
     desc = f"teacher {method} {strategy}"
     rows = [row for _, row in sources.iterrows()]
     try:
@@ -371,51 +362,6 @@ def run_improve(
     report_refusals(out, desc, records)
 
 
-# Snakemake helpers (used by workflow/rules/teacher.smk) ---------------------------------------
-def set_key_envvars(endpoints: Iterable[dict[str, Any]]) -> list[str]:
-    """API-key variables of these endpoints' backends that are set in the environment.
-
-    Declared with Snakemake ``envvars:`` so they reach jobs without being written anywhere; an
-    unset one is left out so a dry run needs no key (the job then fails naming the variable).
-    """
-    import os
-
-    from .llm.backends import api_key_env
-
-    names = [api_key_env(e) for e in endpoints if e and calls_llm(e)]
-    return sorted({n for n in names if n and n in os.environ})
-
-
-def improve_inputs(config: dict[str, Any], prompts_path: str) -> Any:
-    """Input function of rule teacher_improve: the sources, and for a sequential chain the file
-    of its first turn's strategy when that strategy is in the grid (its first turn is then a
-    cache hit, never paid twice)."""
-    from . import grid
-
-    def inputs(wildcards: Any) -> dict[str, str]:
-        files = {"sources": f"results/data/sources/{wildcards.method}.csv", "prompts": prompts_path}
-        strategy = wildcards.strategy
-        if strategies.kind(strategy) == strategies.SEQUENTIAL:
-            first = strategies.first_turn(strategy)
-            if first in grid.teacher_strategies(config, wildcards.method):
-                files["first_turn"] = f"results/teacher/{wildcards.method}/{first}.jsonl"
-        return files
-
-    return inputs
-
-
-def cost_inputs(config: dict[str, Any], train: str, test: str, prompts_path: str) -> Any:
-    """Input function of rule cost: the split, and the improve_human sources when in the grid."""
-
-    def inputs(wildcards: Any) -> dict[str, str]:
-        files = {"train": train, "test": test, "prompts": prompts_path}
-        if config["distillation"]["methods"].get("improve_human"):
-            files["human"] = "results/data/sources/improve_human.csv"
-        return files
-
-    return inputs
-
-
 # CLI ------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
@@ -426,24 +372,24 @@ def _parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("initial", help="teacher's initial response to every dialogue")
-    add_llm_arguments(p, COST_REPORT)
-    p.add_argument("--prompts", help="prompts.json (default: config prompts)")
+    specs.add_spec_arguments(p)
+    p.add_argument("--prompts", required=True, help="prompts.json")
+    p.add_argument("--cost-report", default=COST_REPORT, help="CSV to append usage to")
     p.add_argument("--train", required=True)
     p.add_argument("--test", required=True)
     p.add_argument("--out", required=True, help="results/teacher/initial.jsonl")
     p.add_argument("--answers", help="results/answers/teacher.jsonl (test rows)")
 
     p = sub.add_parser("llm-sources", help="improve_llm sources: SFT sample / DPO rest")
-    p.add_argument("--config", help="workflow config (distillation.improve_llm_sft_sample)")
+    specs.add_spec_arguments(p)
     p.add_argument("--train", required=True)
     p.add_argument("--initial", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--n", type=int, help="SFT sample size (default 950 or from --config)")
-    p.add_argument("--seed", type=int, help="random_state (default 42 or from --config)")
 
     p = sub.add_parser("improve", help="one improvement strategy over one method's sources")
-    add_llm_arguments(p, COST_REPORT)
-    p.add_argument("--prompts", help="prompts.json (default: config prompts)")
+    specs.add_spec_arguments(p)
+    p.add_argument("--prompts", required=True, help="prompts.json")
+    p.add_argument("--cost-report", default=COST_REPORT, help="CSV to append usage to")
     p.add_argument("--method", required=True, choices=["improve_human", "improve_llm"])
     p.add_argument("--strategy", required=True)
     p.add_argument("--sources", required=True)
@@ -451,67 +397,45 @@ def _parser() -> argparse.ArgumentParser:
     return top
 
 
-def _prompts(args: argparse.Namespace, settings: LLMSettings) -> Prompts:
-    path = args.prompts or (settings.config or {}).get("prompts", "resources/prompts.json")
-    return Prompts(resolve_resource(path))
+def _llm_sources(args: argparse.Namespace) -> None:
+    sample, _ = specs.from_args(args, specs.llm_sources)
+    train = read_table(args.train, ["dialog_id", "situation", "speaker_uttr", "response_human"])
+    initial_rows = read_jsonl(args.initial)
+    refused = {r["dialog_id"] for r in initial_rows if r.get("refusal") is not None}
+    initial = {r["dialog_id"]: r["response"] for r in initial_rows}
+    table = improve_llm_sources(train, initial, n=sample["n"], seed=sample["seed"])
+    if refused:
+        # no draft to improve: these dialogues leave the improve_llm sources (the SFT/DPO split
+        # above was drawn first, so the others keep their paper role)
+        dropped = table["dialog_id"].isin(refused)
+        log.warning(
+            "%d train dialogue(s) whose initial response was refused by the provider are left"
+            " out of the improve_llm sources: %s",
+            int(dropped.sum()),
+            ", ".join(table.loc[dropped, "dialog_id"].head(10)),
+        )
+        table = table[~dropped]
+    write_csv(args.out, table)
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "llm-sources":
+        _llm_sources(args)
+        return
+    spec, run = specs.from_args(args, specs.teacher, with_runtime=True)
+    client = make_teacher_client(spec, run or {}, args.cost_report)
+    prompts = Prompts(resolve_resource(args.prompts))
+    if args.command == "initial":
+        columns = ["dialog_id", "situation", "speaker_uttr"]
+        train, test = read_table(args.train, columns), read_table(args.test, columns)
+        run_initial(client, prompts, train, test, args.out, args.answers)
+    else:
+        sources = read_table(args.sources, SOURCE_COLUMNS)
+        run_improve(client, prompts, args.method, args.strategy, sources, args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "initial":
-            settings = llm_settings(args, "teacher")
-            run_initial(
-                settings,
-                _prompts(args, settings),
-                read_table(args.train, ["dialog_id", "situation", "speaker_uttr"]),
-                read_table(args.test, ["dialog_id", "situation", "speaker_uttr"]),
-                args.out,
-                args.answers,
-            )
-        elif args.command == "llm-sources":
-            sample = {"n": 950, "seed": 42}
-            if args.config:
-                from .config import load_config
-
-                sample = load_config(args.config)["distillation"]["improve_llm_sft_sample"]
-            n = args.n if args.n is not None else sample["n"]
-            seed = args.seed if args.seed is not None else sample["seed"]
-            train = read_table(
-                args.train, ["dialog_id", "situation", "speaker_uttr", "response_human"]
-            )
-            initial_rows = read_jsonl(args.initial)
-            refused = {r["dialog_id"] for r in initial_rows if r.get("refusal") is not None}
-            initial = {r["dialog_id"]: r["response"] for r in initial_rows}
-            table = improve_llm_sources(train, initial, n=n, seed=seed)
-            if refused:
-                # no draft to improve: these dialogues leave the improve_llm sources (the
-                # SFT/DPO split above was drawn first, so the others keep their paper role)
-                dropped = table["dialog_id"].isin(refused)
-                log.warning(
-                    "%d train dialogue(s) whose initial response was refused by the provider"
-                    " are left out of the improve_llm sources: %s",
-                    int(dropped.sum()),
-                    ", ".join(table.loc[dropped, "dialog_id"].head(10)),
-                )
-                table = table[~dropped]
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            table.to_csv(args.out, index=False)
-        else:
-            settings = llm_settings(args, "teacher")
-            run_improve(
-                settings,
-                _prompts(args, settings),
-                args.method,
-                args.strategy,
-                read_table(args.sources, SOURCE_COLUMNS),
-                args.out,
-            )
-    except EmpathyDistillError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli(_parser(), _run, argv)
 
 
 if __name__ == "__main__":

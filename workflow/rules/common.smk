@@ -19,25 +19,14 @@ os.environ.update(
     PATH=os.pathsep.join(p for p in (str(Path(sys.executable).parent), os.environ.get("PATH")) if p),
 )
 
-from empathy_distill import grid, judges, startup, strategies  # noqa: E402
+from empathy_distill import grid, judges, runtime, specs, startup, strategies  # noqa: E402
 from empathy_distill.config import validate_config  # noqa: E402
 from empathy_distill.dataset import load_dataset  # noqa: E402
-from empathy_distill.llm.settings import (  # noqa: E402
-    VERDICT_SHAPING_KEYS,
-    endpoint_identity,
-)
-from empathy_distill.operational import CONFIG_ENV, without_operational  # noqa: E402
 from empathy_distill.sets import teacher_files_for  # noqa: E402
 from empathy_distill.training import llamafactory_config as lf_config  # noqa: E402
 from empathy_distill.training import students as lf_students  # noqa: E402
-from empathy_distill.training.methods import (  # noqa: E402
-    STAGES,
-    TRAINING_SETS,
-    TrainingJob,
-    previous_stage,
-)
+from empathy_distill.training.methods import STAGES, TRAINING_SETS, previous_stage  # noqa: E402
 from empathy_distill.training.methods import method as training_method  # noqa: E402
-from empathy_distill.training.run import job_settings as training_job_settings  # noqa: E402
 
 validate_config(config)
 # Training keys against LLaMA-Factory's own argument table (no LLaMA-Factory import here).
@@ -53,11 +42,12 @@ if _missing_keys:
         "refuses to start if its jobs call these endpoints",
         file=sys.stderr,
     )
-# Params of the whole-grid jobs (tables, report) hold the config without its operational keys,
-# so tuning concurrency or resources reruns nothing; the full config reaches them through the
-# environment (empathy_distill/operational.py).
-CONFIG_IDENTITY = json.dumps(without_operational(config), sort_keys=True)
-os.environ[CONFIG_ENV] = json.dumps(config, sort_keys=True)
+# The job contract: each rule's only config input is its spec (params.spec, built by one
+# function of empathy_distill/specs.py from the validated config), so Snakemake reruns a job
+# exactly when what shapes its output changes. The operational keys (concurrency, rate limits,
+# retries, timeouts, budget, resources) reach jobs through one channel that is not a rerun
+# trigger: $EMPATHY_DISTILL_RUNTIME (empathy_distill/runtime.py).
+runtime.export(config)
 
 DATASET = config["dataset"]["path"]
 PROMPTS = config["prompts"]
@@ -137,10 +127,11 @@ def get_train_input(wildcards):
     return files
 
 
-def get_train_settings(wildcards):
+def get_train_spec(wildcards):
     """Everything that shapes the adapter, as the trainer resolves it (a change retrains)."""
-    job = TrainingJob(wildcards.student, wildcards.method, wildcards.strategy, wildcards.stage)
-    return training_job_settings(config, job)
+    return specs.train(
+        config, wildcards.student, wildcards.method, wildcards.strategy, wildcards.stage
+    )
 
 
 def get_output_dir(wildcards, output):
@@ -175,6 +166,46 @@ def teacher_model_files():
     """A local teacher model the workflow builds itself (builtin:tiny in the demo) is an input."""
     teacher = config["teacher"]
     return lf_students.model_files(teacher) if teacher["backend"] == "transformers" else []
+
+
+# --- teacher.smk -------------------------------------------------------------------------------
+
+def get_teacher_spec():
+    """The teacher's identity, cache and price table (a new model or sampling reruns it)."""
+    return specs.dumps(specs.teacher(config))
+
+
+def get_teacher_improve_input(wildcards):
+    """The method's sources and, for a sequential chain, the file of its first turn's strategy
+    when that strategy is in the grid (its first turn is then a cache hit, never paid twice)."""
+    files = {"sources": f"results/data/sources/{wildcards.method}.csv", "prompts": PROMPTS}
+    if strategies.kind(wildcards.strategy) == strategies.SEQUENTIAL:
+        first = strategies.first_turn(wildcards.strategy)
+        if first in grid.teacher_strategies(config, wildcards.method):
+            files["first_turn"] = f"results/teacher/{wildcards.method}/{first}.jsonl"
+    return files
+
+
+def get_cost_input(wildcards):
+    """The split, and the improve_human sources when improve_human is in the grid."""
+    files = {"train": TRAIN_CSV, "test": TEST_CSV, "prompts": PROMPTS}
+    if config["distillation"]["methods"].get("improve_human"):
+        files["human"] = "results/data/sources/improve_human.csv"
+    return files
+
+
+def get_cost_human_arg(wildcards, input):
+    """``--improve-human-sources <file>`` when improve_human is in the grid, else nothing."""
+    return f"--improve-human-sources {shlex.quote(input.human)}" if "human" in input.keys() else ""
+
+
+def llm_key_envvars(endpoints):
+    """API-key variables of these endpoints that are set (passed to jobs, never written
+    anywhere); an unset one is left out so a dry run needs no key (the job then names it)."""
+    from empathy_distill.llm.backends import api_key_env
+
+    names = [api_key_env(e) for e in endpoints if judges.calls_llm(e)]
+    return sorted({n for n in names if n and n in os.environ})
 
 
 # --- generate.smk ------------------------------------------------------------------------------
@@ -216,30 +247,16 @@ def get_answer_resource(key):
     return get_answer_resource_value
 
 
-def generation_settings(wildcards):
-    """The config slice an answer job depends on (a change reruns only affected jobs)."""
-    operational = ("resources", "per_student")
-    generation = {k: v for k, v in config["generation"].items() if k not in operational}
-    return json.dumps(
-        {
-            "students": {wildcards.student: config["students"][wildcards.student]},
-            "generation": generation,
-            "prompts": config["prompts"],
-        },
-        sort_keys=True,
-    )
+def get_answer_spec(wildcards):
+    """The student, decoding settings and prompts (a change reruns only that student's sets)."""
+    return specs.dumps(specs.answer(config, wildcards.student))
 
 
 # --- judge.smk ---------------------------------------------------------------------------------
 
 def judge_key_envvars():
-    """API-key variables of the configured LLM judges that are set (passed to jobs, never
-    written anywhere); an unset one is left out so a dry run needs no key."""
-    from empathy_distill.llm.backends import api_key_env
-
-    selected = [config["judges"][name] for name in grid.judges(config)]
-    names = [api_key_env(e) for e in selected if judges.calls_llm(e)]
-    return sorted({n for n in names if n and n in os.environ})
+    """API-key variables of the grid's LLM judges that are set (see llm_key_envvars)."""
+    return llm_key_envvars([config["judges"][name] for name in grid.judges(config)])
 
 
 def judge_inputs(wildcards):
@@ -252,19 +269,15 @@ def judge_inputs(wildcards):
     return {**files, **judges.judge_kind(config, wildcards.judge).inputs(config)}
 
 
-def judge_settings(wildcards):
-    """The config slice a judge job's verdicts depend on: the judge's identity, not its
-    operational keys (those reach the job with the full config, $EMPATHY_DISTILL_CONFIG)."""
-    endpoint = config["judges"][wildcards.judge]
-    return json.dumps(
-        {
-            "judges": {wildcards.judge: endpoint_identity(endpoint, VERDICT_SHAPING_KEYS)},
-            "evaluation": {"paper_faithful": config["evaluation"]["paper_faithful"]},
-            "llm": {k: config["llm"][k] for k in ("cache_dir", "price_table")},
-            "prompts": config["prompts"],
-        },
-        sort_keys=True,
-    )
+def get_judge_spec(wildcards):
+    """What the judge's verdicts depend on: its identity and the protocol, not its operational
+    keys (those come with $EMPATHY_DISTILL_RUNTIME)."""
+    return specs.dumps(specs.judge(config, wildcards.judge))
+
+
+def get_judge_scorer_arg(wildcards, input):
+    """``--scorer <file>`` for a scorer judge (its fitted model is an input), else nothing."""
+    return f"--scorer {shlex.quote(input.scorer)}" if "scorer" in input.keys() else ""
 
 
 def judge_api_calls(wildcards):
@@ -272,33 +285,24 @@ def judge_api_calls(wildcards):
     return 1 if judges.judge_kind(config, wildcards.judge).calls_llm else 0
 
 
-def offline_judge_settings():
-    offline = {
-        name: endpoint_identity(config["judges"][name], VERDICT_SHAPING_KEYS)
-        for name in judges.scorer_judges(config, grid.judges(config), backend=judges.OFFLINE)
-    }
-    return json.dumps(
-        {
-            "judges": offline,
-            "llm": {"cache_dir": config["llm"]["cache_dir"]},
-            "evaluation": {"seed": config["evaluation"]["seed"]},
-        },
-        sort_keys=True,
-    )
+def get_offline_judge_spec():
+    return specs.dumps(specs.offline_judge(config))
 
 
 # --- report.smk --------------------------------------------------------------------------------
 
 def all_judgments(wildcards=None):
-    return [
-        f"results/judgments/{judge}/{pair.name}.jsonl"
-        for judge in grid.judges(config)
-        for pair in grid.comparisons(config)
-    ]
+    """Every judgment file of the grid (the manifest the table rules pass in their spec)."""
+    return [entry["path"] for entry in specs.judgments(config)]
 
 
 def all_answers(wildcards=None):
     return [grid.answer_path(tag) for tag in grid.answer_tags(config)]
+
+
+def get_offline_agreement_arg(wildcards, input):
+    """``--offline-agreement <file>`` when the offline judge is in the grid, else nothing."""
+    return f"--offline-agreement {shlex.quote(input.offline[0])}" if input.offline else ""
 
 
 def offline_judge_selected():

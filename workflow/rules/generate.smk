@@ -7,9 +7,9 @@ rule answer:
     input:
         unpack(get_answer_input),
     output:
-        "results/answers/{student}/{variant}.jsonl",
+        grid.ANSWERS,
     params:
-        settings=generation_settings,
+        spec=get_answer_spec,
         adapter=get_answer_adapter_arg,
     resources:
         gpu=get_answer_resource("gpu"),
@@ -23,6 +23,6 @@ rule answer:
     benchmark:
         "results/benchmarks/answers/{student}/{variant}.tsv"
     shell:
-        "python -m empathy_distill.evaluation.generate --settings {params.settings:q}"
-        " --student {wildcards.student} --test {input.test:q} {params.adapter}"
+        "python -m empathy_distill.evaluation.generate --spec {params.spec:q}"
+        " --test {input.test:q} {params.adapter}"
         " --out {output:q} > {log} 2>&1"

@@ -1,5 +1,5 @@
 # Pairwise judgments (both orders unless evaluation.paper_faithful) and the offline judge.
-# Input functions: workflow/rules/common.smk.
+# Input functions and specs (params.spec): workflow/rules/common.smk.
 
 
 envvars: *judge_key_envvars()
@@ -13,14 +13,14 @@ rule train_offline_judge:
         model=judges.SCORERS[judges.OFFLINE].model_file,
         agreement=judges.SCORERS[judges.OFFLINE].agreement_file,
     params:
-        settings=offline_judge_settings(),
+        spec=get_offline_judge_spec(),
     threads: 2
     conda:
         "../../envs/train.yaml"
     log:
         "logs/judges/offline/train.log",
     shell:
-        "python -m empathy_distill.evaluation.offline_judge --settings {params.settings:q}"
+        "python -m empathy_distill.evaluation.offline_judge --spec {params.spec:q}"
         " --train {input.train:q} --test {input.test:q} --model-out {output.model:q}"
         " --agreement-out {output.agreement:q} > {log} 2>&1"
 
@@ -29,10 +29,10 @@ rule judge_pair:
     input:
         unpack(judge_inputs),
     output:
-        "results/judgments/{judge}/{model}__vs__{opponent}.jsonl",
+        grid.JUDGMENTS,
     params:
-        settings=judge_settings,
-        offline=lambda w, input: f"--offline-model {input.scorer}" if "scorer" in input.keys() else "",
+        spec=get_judge_spec,
+        scorer=get_judge_scorer_arg,
         cost_report="results/costs/judge_{judge}.csv",
     resources:
         api_calls=judge_api_calls,
@@ -41,8 +41,7 @@ rule judge_pair:
     log:
         "logs/judgments/{judge}/{model}__vs__{opponent}.log",
     shell:
-        "python -m empathy_distill.evaluation.judge --settings {params.settings:q}"
-        ' --full-config-json "$EMPATHY_DISTILL_CONFIG"'
-        " --judge {wildcards.judge} --test {input.test:q} --model-answers {input.model:q}"
-        " --opponent-answers {input.opponent:q} {params.offline}"
+        "python -m empathy_distill.evaluation.judge --spec {params.spec:q}"
+        " --test {input.test:q} --model-answers {input.model:q}"
+        " --opponent-answers {input.opponent:q} {params.scorer}"
         " --cost-report {params.cost_report:q} --out {output:q} > {log} 2>&1"

@@ -1,5 +1,5 @@
 # Result tables, figures and the Snakemake report (snakemake --report results/report.html).
-# Input functions: workflow/rules/common.smk.
+# Input functions and specs (params.spec): workflow/rules/common.smk.
 
 
 rule win_rates:
@@ -14,13 +14,13 @@ rule win_rates:
             labels={"table": "win rates"},
         ),
     params:
-        settings=CONFIG_IDENTITY,
+        spec=specs.dumps(specs.win_rates(config)),  # the manifest of its inputs
     conda:
         "../../envs/core.yaml"
     log:
         "logs/tables/win_rates.log",
     shell:
-        "python -m empathy_distill.evaluation.tables win-rates --settings {params.settings:q}"
+        "python -m empathy_distill.evaluation.tables win-rates --spec {params.spec:q}"
         " --out {output:q} > {log} 2>&1"
 
 
@@ -36,15 +36,15 @@ rule judge_agreement:
             labels={"table": "judge agreement"},
         ),
     params:
-        settings=CONFIG_IDENTITY,
-        offline=lambda w, input: f"--offline-agreement {input.offline}" if input.offline else "",
+        spec=specs.dumps(specs.judge_agreement(config)),  # the manifest of its inputs
+        offline=get_offline_agreement_arg,
     conda:
         "../../envs/core.yaml"
     log:
         "logs/tables/judge_agreement.log",
     shell:
         "python -m empathy_distill.evaluation.tables judge-agreement"
-        " --settings {params.settings:q} {params.offline} --out {output:q} > {log} 2>&1"
+        " --spec {params.spec:q} {params.offline} --out {output:q} > {log} 2>&1"
 
 
 rule figure_heatmap:
@@ -178,7 +178,7 @@ rule report_html:
     output:
         config["report"]["path"],
     params:
-        config=CONFIG_IDENTITY,  # the rerun trigger; the job reads $EMPATHY_DISTILL_CONFIG
+        spec=specs.dumps(specs.report(config)),  # the job adds back $EMPATHY_DISTILL_RUNTIME
         snakefile=workflow.main_snakefile,
     conda:
         CORE_ENV
@@ -186,4 +186,4 @@ rule report_html:
         "logs/report/report_html.log",
     shell:
         "python -m empathy_distill.report_html --snakefile {params.snakefile:q}"
-        ' --config-json "$EMPATHY_DISTILL_CONFIG" --out {output:q} > {log} 2>&1'
+        " --spec {params.spec:q} --out {output:q} > {log} 2>&1"

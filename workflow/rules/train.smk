@@ -58,7 +58,7 @@ rule train:
         ),
     params:
         out=get_output_dir,
-        settings=get_train_settings,
+        spec=get_train_spec,
         nproc=get_train_resource("nproc_per_node"),
     resources:
         gpu=get_train_resource("gpu"),
@@ -73,5 +73,5 @@ rule train:
         "results/benchmarks/train/{student}/{method}/{strategy}/{stage}.tsv"
     shell:
         "python -m empathy_distill.training.run --stage {wildcards.stage}"
-        " --settings {params.settings:q} --out {params.out:q} --nproc-per-node {params.nproc}"
+        " --spec {params.spec:q} --out {params.out:q} --nproc-per-node {params.nproc}"
         " > {log} 2>&1"

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..command import run_cli
 from ..grid import FIGURE_KINDS as KINDS
 
 
@@ -109,20 +110,26 @@ def sft_vs_dpo(table: pd.DataFrame, judge: str, out: str | Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Plot the win-rate table.")
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--table", required=True, help="results/tables/win_rates.csv")
     parser.add_argument("--judge", required=True)
     parser.add_argument("--out", required=True, help="PNG path")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
     table = pd.read_csv(args.table, keep_default_na=False, na_values=[""])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     {"heatmap": heatmap, "targeted_vs_naive": targeted_vs_naive, "sft_vs_dpo": sft_vs_dpo}[
         args.kind
     ](table, args.judge, args.out)
     print(args.out)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_parser(), _run, argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Students answer the test dialogues: batched generation with the training template.
 
 Prompting (the paper, Xie et al. SIGDIAL 2025, fed raw text to every model and cut the decoded
-sequence afterwards; see ../shared/reference/FACTS.md for what that gets wrong):
+sequence afterwards, which runs a base model past its answer and cuts a chat model's answer at
+the wrong place):
 
 * Base students get ``Prompts.student_test_base`` as raw text: a base model has no chat
   template, so the paper's prompt, ending in "Response: ", is continued as plain text (with the
@@ -34,9 +35,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import specs
+from ..command import run_cli
+from ..config import resolve_resource
 from ..errors import ConfigError, EmpathyDistillError
 from ..prompts import Prompts
-from .cli import add_config_arguments, settings_from
 from .cpu_attention import use_native_gqa
 from .records import read_split, write_jsonl
 
@@ -47,18 +50,13 @@ BASE_STOP = re.compile(r"\n\s*(?:Context|Speaker Utterance|Response)\s*:")
 class GenerationSettings:
     """The ``generation`` config block; recorded with every answer."""
 
-    max_new_tokens: int = 160
-    batch_size: int = 16
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
-    engine: str = "transformers"
-
-    @classmethod
-    def from_config(cls, config: dict) -> GenerationSettings:
-        fields = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in config.get("generation", {}).items() if k in fields})
+    max_new_tokens: int
+    batch_size: int
+    do_sample: bool
+    temperature: float
+    top_p: float
+    seed: int
+    engine: str
 
 
 @dataclass(frozen=True)
@@ -340,44 +338,44 @@ def answer_test(
     return rows
 
 
-def resolve_student(config: dict, student: str) -> tuple[str, dict]:
-    """(model path, student config) through the training stage's resolver."""
-    students = config.get("students", {})
-    if student not in students:
-        raise ConfigError(f"config.students has no student {student!r} (have: {sorted(students)})")
-    from ..training.students import resolve_model
-
-    return str(resolve_model(students[student])), students[student]
-
-
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Answer the test dialogues with a student.")
-    add_config_arguments(parser)
-    parser.add_argument("--student", required=True, help="a key of config.students")
+    specs.add_spec_arguments(parser)
+    parser.add_argument("--student", help="with --config: a key of config.students")
     parser.add_argument("--test", required=True, help="results/data/test.csv")
     parser.add_argument("--adapter", help="fine-tuned LoRA adapter dir (omit for the base model)")
     parser.add_argument("--model-path", help="override the student's resolved model path")
     parser.add_argument("--out", required=True, help="answers JSONL")
-    args = parser.parse_args(argv)
-    config = settings_from(args)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.config and not args.student:
+        raise ConfigError("--config needs --student (a key of config.students)")
+    spec, _ = specs.from_args(args, lambda config: specs.answer(config, args.student))
+    student_cfg = spec["model"]
     if args.model_path:
-        model_path, student_cfg = args.model_path, config["students"][args.student]
+        model_path = args.model_path
     else:
-        model_path, student_cfg = resolve_student(config, args.student)
-    settings = GenerationSettings.from_config(config)
+        from ..training.students import resolve_model
+
+        model_path = str(resolve_model(student_cfg))
     template = student_cfg["template"] if args.adapter else None
     rows = answer_test(
         read_split(args.test),
         model_path,
-        settings,
-        Prompts(config.get("prompts", "resources/prompts.json")),
+        GenerationSettings(**spec["generation"]),
+        Prompts(resolve_resource(spec["prompts"])),
         template=template,
         adapter_dir=args.adapter,
-        revision=student_cfg.get("revision"),
+        revision=student_cfg["revision"],
     )
     write_jsonl(args.out, rows)
     print(f"{args.out}: {len(rows)} answers")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_parser(), _run, argv)
 
 
 if __name__ == "__main__":

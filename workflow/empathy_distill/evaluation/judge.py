@@ -10,7 +10,8 @@ wins divided by the number of dialogues.
 The judge prompts are the paper's, byte for byte (``Prompts.judge_messages``); for Gemini the
 LLM layer sends the system message as ``system_instruction``. API calls go through
 ``empathy_distill.llm`` (cache, batch, retries, cost); the core takes an ``ask`` callable so
-that tests can plug in a rule.
+that tests can plug in a rule. A job takes its spec (``specs.judge``) as ``--spec`` and the
+judge's operational keys from ``$EMPATHY_DISTILL_RUNTIME`` (``runtime.py``).
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import specs
+from ..command import run_cli
+from ..config import resolve_resource
 from ..errors import ConfigError
-from ..grid import PAIR_SEPARATOR
-from ..judges import judge_kind
-from ..operational import CONFIG_ENV
+from ..judges import kind_of
 from ..prompts import Prompts
-from .cli import add_config_arguments, settings_from
 from .records import AnswersError, read_answers, read_split, write_jsonl
 
 MODEL_FIRST = "model_first"  # the model's answer is Response 1
@@ -265,108 +266,85 @@ def pair_items(
 
 
 def llm_verdicts(
-    config: dict,
-    name: str,
+    spec: dict,
     items: Sequence[Any],
     *,
     ask: AskFn | None = None,
     cost_report: str | Path | None = None,
+    runtime: dict | None = None,
 ) -> list[dict]:
-    """Verdicts of the LLM judge ``name`` (``judges.LLMJudge.runner``)."""
-    endpoint = config["judges"][name]
-    paper_faithful = bool(config.get("evaluation", {}).get("paper_faithful", False))
-    prompts = Prompts(config.get("prompts", "resources/prompts.json"))
-    ask = ask or client_ask(config, name, cost_report)
+    """Verdicts of the LLM judge of ``spec`` (``specs.judge``; ``judges.LLMJudge.runner``)."""
+    endpoint = spec["endpoint"]
+    prompts = Prompts(resolve_resource(spec["prompts"]))
+    ask = ask or client_ask(spec, runtime or {}, cost_report)
     return judge_with_llm(
-        items, ask, prompts, endpoint["model"], name, endpoint.get("sampling"), paper_faithful
+        items,
+        ask,
+        prompts,
+        endpoint["model"],
+        spec["judge"],
+        endpoint["sampling"],
+        spec["paper_faithful"],
     )
 
 
-def client_ask(config: dict, judge: str, cost_report: str | Path | None = None) -> AskFn:
-    """The default ``ask``: the LLM layer's client for ``config.judges[judge]``."""
+def client_ask(spec: dict, run: dict, cost_report: str | Path | None = None) -> AskFn:
+    """The default ``ask``: the LLM layer's client for the spec's judge, with the runtime
+    part's operational keys (concurrency, rate limits, retries, budget)."""
+    from .. import runtime
     from ..llm import make_client
 
-    llm = config.get("llm", {})
+    judge = spec["judge"]
     client = make_client(
-        config["judges"][judge],
-        cache_dir=llm.get("cache_dir", "resources/cache"),
-        price_table=llm.get("price_table", "resources/prices.yaml"),
-        budget_usd=llm.get("budget_usd"),
+        runtime.endpoint(spec["endpoint"], run, "judges", judge),
+        cache_dir=spec["cache_dir"],
+        price_table=resolve_resource(spec["price_table"]),
+        budget_usd=runtime.budget_usd(run),
         cost_report=cost_report,
     )
     return lambda requests: client.complete(requests, desc=f"judge {judge}")
 
 
 def run_judge(
-    config: dict,
-    judge: str,
+    spec: dict,
     items: Sequence[PairItem],
     ask: AskFn | None = None,
-    offline_model: str | Path | None = None,
+    scorer: str | Path | None = None,
     cost_report: str | Path | None = None,
+    runtime: dict | None = None,
 ) -> list[dict]:
-    """Judge ``items`` with the configured judge, whatever its kind (judges.py)."""
-    if judge not in config.get("judges", {}):
-        raise ConfigError(
-            f"config.judges has no judge {judge!r} (have: {sorted(config.get('judges', {}))})"
-        )
-    return judge_kind(config, judge).verdicts(
-        config, judge, items, ask=ask, scorer_file=offline_model, cost_report=cost_report
+    """Judge ``items`` with the judge of ``spec`` (``specs.judge``), whatever its kind."""
+    return kind_of(spec["endpoint"]).verdicts(
+        spec, items, ask=ask, scorer_file=scorer, cost_report=cost_report, runtime=runtime
     )
 
 
-def with_full_endpoint(config: dict, judge: str, full_config_json: str | None) -> dict:
-    """``config`` with ``judges[judge]`` replaced by its full endpoint from ``full_config_json``.
-
-    Rules pass only what shapes the verdicts as ``--settings`` (so tuning concurrency re-judges
-    nothing) and the full config through ``$EMPATHY_DISTILL_CONFIG`` (``operational.py``); the
-    two must describe the same judge.
-    """
-    if not full_config_json:
-        return config
-    try:
-        full_config = json.loads(full_config_json)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--full-config-json is not valid JSON: {exc.msg}") from exc
-    endpoints = full_config.get("judges") if isinstance(full_config, dict) else None
-    if not isinstance(endpoints, dict) or judge not in endpoints:
-        raise ConfigError(f"--full-config-json has no judge {judge!r}")
-    full = endpoints[judge]
-    given = config.get("judges", {}).get(judge)
-    if given is not None:
-        differing = sorted(k for k, v in given.items() if full.get(k) != v)
-        if differing:
-            raise ConfigError(
-                f"judge {judge!r}: --settings and --full-config-json disagree on "
-                f"{', '.join(differing)}; rerun through Snakemake, which passes both"
-            )
-    return {**config, "judges": {**config.get("judges", {}), judge: full}}
-
-
-def judgment_path(judge: str, model_tag: str, opponent_tag: str) -> str:
-    return f"results/judgments/{judge}/{model_tag}{PAIR_SEPARATOR}{opponent_tag}.jsonl"
-
-
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Judge two answer sets pairwise.")
-    add_config_arguments(parser)
-    parser.add_argument("--judge", required=True, help="a key of config.judges")
+    specs.add_spec_arguments(parser)
+    parser.add_argument("--judge", help="with --config: a key of config.judges")
     parser.add_argument("--test", required=True, help="results/data/test.csv")
     parser.add_argument("--model-answers", required=True)
     parser.add_argument("--opponent-answers", required=True)
     parser.add_argument(
-        "--full-config-json",
-        help=f"the full validated config, operational keys included (rules pass ${CONFIG_ENV})",
+        "--scorer", help="the fitted scorer a scorer judge rates with (its rule's input)"
     )
-    parser.add_argument("--offline-model", help="trained offline scorer (offline judges only)")
     parser.add_argument("--cost-report", help="CSV the LLM layer appends its costs to")
     parser.add_argument("--out", required=True, help="judgments JSONL")
-    args = parser.parse_args(argv)
-    config = with_full_endpoint(settings_from(args), args.judge, args.full_config_json)
-    items = pair_items(args.test, args.model_answers, args.opponent_answers)
-    records = run_judge(
-        config, args.judge, items, offline_model=args.offline_model, cost_report=args.cost_report
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.config and not args.judge:
+        raise ConfigError("--config needs --judge (a key of config.judges)")
+    spec, run = specs.from_args(
+        args,
+        lambda config: specs.judge(config, args.judge),
+        # a scorer judge makes no requests: only an LLM judge needs the runtime part
+        with_runtime=lambda spec: kind_of(spec["endpoint"]).calls_llm,
     )
+    items = pair_items(args.test, args.model_answers, args.opponent_answers)
+    records = run_judge(spec, items, scorer=args.scorer, cost_report=args.cost_report, runtime=run)
     write_jsonl(args.out, records)
     invalid = sum(r["verdict"] is None for r in records)
     refused = sum(r.get("refusal") is not None for r in records)
@@ -374,7 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.out}: {len(records)} judgments of {len(items)} dialogues, {invalid} invalid"
         f" ({refused} refused by the provider)"
     )
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_parser(), _run, argv)
 
 
 if __name__ == "__main__":

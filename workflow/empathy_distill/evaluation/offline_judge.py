@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,9 +54,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import specs
+from ..atomic import write_json
+from ..command import run_cli
 from ..errors import ConfigError, DatasetError, LeakageError
-from ..judges import OFFLINE, scorer_judges
-from .cli import add_config_arguments, settings_from
 from .embeddings import Embedder, default_embedder
 from .lexical import lexical_features
 from .records import read_split
@@ -466,25 +466,20 @@ def reference_orderings(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, fl
     return out
 
 
-def offline_judge_margin(config: dict) -> float:
-    judges = config.get("judges", {})
-    for name in scorer_judges(config, list(judges), backend=OFFLINE):
-        return float(judges[name].get("margin", 0.05))
-    return 0.05
-
-
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Train the offline judge on train-split ratings.")
-    add_config_arguments(parser, required=False)
+    specs.add_spec_arguments(parser)
     parser.add_argument("--train", required=True, help="results/data/train.csv")
     parser.add_argument("--test", required=True, help="results/data/test.csv (agreement only)")
     parser.add_argument("--model-out", required=True)
     parser.add_argument("--agreement-out", required=True)
-    args = parser.parse_args(argv)
-    config = settings_from(args)
-    margin = offline_judge_margin(config)
-    seed = int(config.get("evaluation", {}).get("seed", 0))
-    embedder = default_embedder(config.get("llm", {}).get("cache_dir", "resources/cache"))
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    spec, _ = specs.from_args(args, specs.offline_judge)
+    margin, seed = spec["margin"], spec["seed"]
+    embedder = default_embedder(spec["cache_dir"])
     train, test = read_split(args.train), read_split(args.test)
     check_disjoint(train, test)
     scorer = select_and_fit(train, embedder, seed=seed, margin=margin)
@@ -504,8 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         "test_reference_orderings": reference_orderings(train, test),
         "selection": scorer.selection,
     }
-    Path(args.agreement_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.agreement_out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(args.agreement_out, report, indent=2)
     t = report["test"]
     print(
         f"offline judge {chosen}: pairwise agreement (no margin) validation "
@@ -514,7 +508,10 @@ def main(argv: list[str] | None = None) -> int:
         f"test 3-class accuracy {t['pairwise_3class_accuracy']:.3f}, "
         f"rating accuracy {t['rating_accuracy']:.3f}"
     )
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_parser(), _run, argv)
 
 
 if __name__ == "__main__":

@@ -1,38 +1,23 @@
 """Reading and writing the evaluation's JSON-lines files (answers, judgments).
 
-Writes go to a temporary file that is renamed into place, so a killed job never leaves a
-half-written file that Snakemake or a later step would take for a finished one.
+Writes go through ``empathy_distill.atomic`` (temporary file, then rename).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
+from ..atomic import write_jsonl
 from ..errors import DatasetError, EmpathyDistillError
+
+__all__ = ["AnswersError", "read_answers", "read_jsonl", "read_split", "write_jsonl"]
 
 
 class AnswersError(EmpathyDistillError):
     """An answers or judgments file is missing, malformed or does not cover the test split."""
-
-
-def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -23,10 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..grid import Comparison, answer_path, comparisons, judges, parse_tag
-from ..judges import OFFLINE, scorer_judges
-from .cli import add_config_arguments, settings_from
-from .judge import combine_orders, judgment_path
+from .. import specs
+from ..atomic import write_csv
+from ..command import run_cli
+from ..grid import PAIR_SEPARATOR, parse_tag
+from ..judges import OFFLINE
+from .judge import combine_orders
 from .records import n_words, read_answers, read_jsonl
 from .stats import (
     bootstrap_ci,
@@ -112,42 +114,45 @@ def summarize(
     }
 
 
-def _labels(comparison: Comparison) -> dict:
-    info = parse_tag(comparison.model)
+def _labels(entry: dict) -> dict:
+    info = parse_tag(entry["model"])
     return {
-        "comparison": comparison.kind,
+        "comparison": entry["comparison"],
         "method": info.get("method", ""),
         "strategy": info.get("strategy", ""),
         "student": info.get("student", ""),
         "stage": info.get("stage", info["kind"]),
-        "model": comparison.model,
-        "opponent": comparison.opponent,
+        "model": entry["model"],
+        "opponent": entry["opponent"],
     }
 
 
-def win_rate_table(config: dict, root: str | Path = ".") -> pd.DataFrame:
+def win_rate_table(spec: dict, root: str | Path = ".") -> pd.DataFrame:
+    """One row per judgment file of the spec (``specs.win_rates``; ``specs.manifest`` names the
+    files, the rule's inputs) and no other."""
     root = Path(root)
-    evaluation = config.get("evaluation", {})
-    paper_faithful = bool(evaluation.get("paper_faithful", False))
     answers: dict[str, dict[str, str]] = {}
     rows = []
-    for judge in judges(config):
-        for comparison in comparisons(config):
-            for tag in (comparison.model, comparison.opponent):
-                if tag not in answers:
-                    answers[tag] = read_answers(root / answer_path(tag))
-            records = read_jsonl(root / judgment_path(judge, comparison.model, comparison.opponent))
-            stats = summarize(
-                records,
-                answers[comparison.model],
-                answers[comparison.opponent],
-                paper_faithful,
-                evaluation.get("bootstrap_samples", 2000),
-                evaluation.get("seed", 0),
-            )
-            rows.append(
-                {**_labels(comparison), "judge": judge, **stats, "paper_faithful": paper_faithful}
-            )
+    for entry in specs.manifest(spec):
+        for side in ("model_answers", "opponent_answers"):
+            if entry[side] not in answers:
+                answers[entry[side]] = read_answers(root / entry[side])
+        stats = summarize(
+            read_jsonl(root / entry["path"]),
+            answers[entry["model_answers"]],
+            answers[entry["opponent_answers"]],
+            spec["paper_faithful"],
+            spec["bootstrap_samples"],
+            spec["seed"],
+        )
+        rows.append(
+            {
+                **_labels(entry),
+                "judge": entry["judge"],
+                **stats,
+                "paper_faithful": spec["paper_faithful"],
+            }
+        )
     return pd.DataFrame(rows, columns=WIN_RATE_COLUMNS)
 
 
@@ -160,35 +165,36 @@ def _verdicts(path: Path, paper_faithful: bool) -> dict[str, int]:
 
 
 def agreement_table(
-    config: dict, offline_agreement: str | Path | None = None, root: str | Path = "."
+    spec: dict, offline_agreement: str | Path | None = None, root: str | Path = "."
 ) -> pd.DataFrame:
-    """Kappa between judges on the same pairs (+1/0/-1 per dialogue), and offline vs humans."""
+    """Kappa between judges on the same pairs (+1/0/-1 per dialogue), and offline vs humans.
+
+    ``spec``: ``specs.judge_agreement`` (the judges in order and the judgments manifest)."""
     root = Path(root)
-    paper_faithful = bool(config.get("evaluation", {}).get("paper_faithful", False))
-    names = judges(config)
+    paper_faithful = spec["paper_faithful"]
+    by_pair: dict[str, dict[str, dict[str, int]]] = {}  # comparison name -> judge -> verdicts
+    for entry in specs.manifest(spec):
+        pair = f"{entry['model']}{PAIR_SEPARATOR}{entry['opponent']}"
+        by_pair.setdefault(pair, {})[entry["judge"]] = _verdicts(
+            root / entry["path"], paper_faithful
+        )
     rows = []
-    verdicts = {
-        (j, c.name): _verdicts(root / judgment_path(j, c.model, c.opponent), paper_faithful)
-        for j in names
-        for c in comparisons(config)
-    }
-    for a, b in itertools.combinations(names, 2):
+    for a, b in itertools.combinations(spec["judges"], 2):
         pooled_a: list[int] = []
         pooled_b: list[int] = []
-        for comparison in comparisons(config):
-            va, vb = verdicts[(a, comparison.name)], verdicts[(b, comparison.name)]
+        for pair, verdicts in by_pair.items():
+            va, vb = verdicts[a], verdicts[b]
             common = [d for d in va if d in vb]
             xa, xb = [va[d] for d in common], [vb[d] for d in common]
             pooled_a += xa
             pooled_b += xb
-            rows.append(_agreement_row(a, b, comparison.name, xa, xb))
+            rows.append(_agreement_row(a, b, pair, xa, xb))
         rows.append(_agreement_row(a, b, "all", pooled_a, pooled_b))
     if offline_agreement is not None:
         report = json.loads(Path(offline_agreement).read_text(encoding="utf-8"))["test"]
-        offline = scorer_judges(config, names, backend=OFFLINE) or [OFFLINE]
         rows.append(
             {
-                "judge_a": offline[0],
+                "judge_a": spec["offline_judge"] or OFFLINE,
                 "judge_b": "human",
                 "scope": "test_split_response_pairs",
                 "n": report["n_pairs"],
@@ -212,23 +218,29 @@ def _agreement_row(a: str, b: str, scope: str, xa: list[int], xb: list[int]) -> 
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Write the evaluation tables.")
     parser.add_argument("table", choices=["win-rates", "judge-agreement"])
-    add_config_arguments(parser)
+    specs.add_spec_arguments(parser)
     parser.add_argument("--offline-agreement", help="results/judges/offline/agreement.json")
     parser.add_argument("--root", default=".", help="directory holding results/")
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    config = settings_from(args)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
     if args.table == "win-rates":
-        table = win_rate_table(config, args.root)
+        spec, _ = specs.from_args(args, specs.win_rates)
+        table = win_rate_table(spec, args.root)
     else:
-        table = agreement_table(config, args.offline_agreement, args.root)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
+        spec, _ = specs.from_args(args, specs.judge_agreement)
+        table = agreement_table(spec, args.offline_agreement, args.root)
+    write_csv(args.out, table)
     print(f"{args.out}: {len(table)} rows")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_parser(), _run, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The LLM client every stage uses: cache first, then real time, Batch API or a local model.
 
-Guarantees (issue 3): every request is answered once across calls and processes (SQLite cache
+Guarantees: every request is answered once across calls and processes (SQLite cache
 keyed by the request hash); a killed run resumes from the cache and polls the batches it had
 submitted; nothing is sent when the projected spend would pass the budget; an answer that never
 arrives fails the call with an LLMError naming the request.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..config import load_schema, validate_config
+from ..config import fill_defaults, load_schema
 from ..errors import ConfigError
 from .errors import LLMError
 
@@ -19,6 +19,6 @@ def normalize_endpoint(endpoint: dict[str, Any]) -> dict[str, Any]:
     sub_schema = {"$defs": schema["$defs"], **schema["$defs"]["llm_endpoint"]}
     endpoint = copy.deepcopy(dict(endpoint))
     try:
-        return validate_config(endpoint, sub_schema)
+        return fill_defaults(endpoint, sub_schema)
     except ConfigError as exc:
         raise LLMError(f"invalid LLM endpoint {endpoint!r}: {exc}") from exc

@@ -1,7 +1,7 @@
 """Run one training job with the trainer its stage names in the registry (:mod:`.methods`).
 
-From the train rule: ``--stage`` and ``--settings`` (the JSON the rule's params hold, so the
-settings Snakemake compares for reruns are exactly the settings trained with). By hand:
+From the train rule: ``--stage`` and ``--spec`` (the trainer's settings as JSON, the rule's
+params: the spec Snakemake compares for reruns is exactly what is trained with). By hand:
 ``--config`` and the job's coordinates, the settings then come from the workflow config.
 """
 
@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
 from pathlib import Path
 
+from ..command import run_cli
 from ..config import load_config
-from ..errors import EmpathyDistillError
+from ..errors import ConfigError
+from ..specs import parse as parse_spec
 from .methods import STAGES, TrainingJob, previous_stage, trainer_for
-
-LOG = logging.getLogger(__name__)
 
 
 def job_settings(config: dict, job: TrainingJob, previous: str | None = None) -> str:
@@ -30,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="workflow config (YAML/JSON); needs --student ... --stage")
-    source.add_argument("--settings", help="the trainer's settings as JSON (from rule params)")
+    source.add_argument("--spec", help="the trainer's settings as JSON (the rule's params.spec)")
     p.add_argument("--student")
     p.add_argument("--method", help="distillation method of the data configuration")
     p.add_argument("--strategy")
@@ -50,15 +48,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout
-    )
-    try:
-        return _run(ns)
-    except EmpathyDistillError as exc:
-        LOG.error("%s", exc)
-        return 1
+    return run_cli(parser(), _run, argv)
 
 
 def _run(ns: argparse.Namespace) -> int:
@@ -67,7 +57,7 @@ def _run(ns: argparse.Namespace) -> int:
     if ns.config:
         missing = [f"--{n}" for n in ("student", "method", "strategy") if getattr(ns, n) is None]
         if missing:
-            raise SystemExit(f"--config needs {', '.join(missing)}")
+            raise ConfigError(f"--config needs {', '.join(missing)}")
         config = load_config(ns.config)
         job = TrainingJob(ns.student, ns.method, ns.strategy, ns.stage)
         previous = ns.previous_adapter
@@ -78,7 +68,7 @@ def _run(ns: argparse.Namespace) -> int:
         if nproc is None:
             nproc = config["training"]["resources"]["nproc_per_node"]
     else:
-        settings = json.loads(ns.settings)
+        settings = parse_spec(ns.spec)
     trainer.train(settings, Path(ns.out), nproc or 1)
     return 0
 

@@ -38,6 +38,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from ..command import run_cli
 from ..dataset import sha256_of
 from ..errors import EmpathyDistillError
 
@@ -228,19 +229,20 @@ def build_smollm2_student(
     return convert(source, out, generation)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="output dir (results/students/smollm2_135m)")
     parser.add_argument("--gguf", help=f"a local copy of {GGUF_NAME} (else download and cache)")
     parser.add_argument("--generation-config", default="{}", help="JSON written into the model")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        build_smollm2_student(args.out, args.gguf, json.loads(args.generation_config))
-    except EmpathyDistillError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    build_smollm2_student(args.out, args.gguf, json.loads(args.generation_config))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_parser(), _run, argv)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..command import run_cli
 from ..errors import DatasetError
 
 LOG = logging.getLogger(__name__)
@@ -170,15 +171,20 @@ def build_tiny_student(train_csv: str | Path, out: str | Path, seed: int = DEFAU
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-csv", required=True, help="train split (results/data/train.csv)")
     parser.add_argument("--out", required=True, help="output directory (results/students/tiny)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
     build_tiny_student(args.train_csv, args.out, seed=args.seed)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_parser(), _run, argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,222 @@
+"""Job specs: for each rule, everything that shapes a job's output, resolved and defaulted.
+
+The Snakefile validates the config once (``config.validate_config``, which fills the schema's
+defaults); a rule's input function then calls one function here and passes the result as its
+only config param (``--spec``, JSON). Snakemake reruns a job exactly when its spec changes, and
+the job never re-validates the config or re-derives the grid: it reads its spec and the files
+the rule gives it. Operational settings are not part of any spec (``runtime.py``).
+
+By hand, a job's CLI also takes ``--config FILE``: the spec (and the runtime part) are then
+built from that file by the same functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+from . import grid, judges, runtime
+from .errors import ConfigError
+
+#: What shapes a model's answers; every other endpoint key is operational (runtime.py).
+ANSWER_SHAPING_KEYS = ("backend", "model", "mode", "base_url", "sampling", "max_new_tokens")
+Spec = dict[str, Any]
+
+
+def dumps(spec: Spec) -> str:
+    """A spec as the rule's param holds it (sorted keys: equal specs are equal strings)."""
+    return json.dumps(spec, sort_keys=True)
+
+
+def endpoint_identity(endpoint: dict[str, Any]) -> dict[str, Any]:
+    """The keys of an endpoint that shape its answers or verdicts (a scorer's margin too)."""
+    keys = ANSWER_SHAPING_KEYS + (("margin",) if judges.kind_of(endpoint).uses_margin else ())
+    return {key: endpoint[key] for key in keys}
+
+
+def _llm_files(config: dict) -> dict[str, str]:
+    return {"cache_dir": config["llm"]["cache_dir"], "price_table": config["llm"]["price_table"]}
+
+
+def teacher(config: dict) -> Spec:
+    """Rules teacher_initial and teacher_improve: the teacher's identity, cache, price table."""
+    return {"endpoint": endpoint_identity(config["teacher"]), **_llm_files(config)}
+
+
+def llm_sources(config: dict) -> Spec:
+    """Rule improve_llm_sources: the SFT sample (pandas ``sample(n, random_state=seed)``)."""
+    return dict(config["distillation"]["improve_llm_sft_sample"])
+
+
+def cost(config: dict) -> Spec:
+    """Rule cost: the projection spans the whole grid, so its spec is the config's identity."""
+    return runtime.identity(config)
+
+
+def report(config: dict) -> Spec:
+    """Rule report_html: the config's identity; the nested ``snakemake --report`` gets the whole
+    config back with the runtime part (``runtime.merge``), so it plans the DAG of this run."""
+    return runtime.identity(config)
+
+
+def judge(config: dict, name: str) -> Spec:
+    """Rule judge_pair: the judge's identity and the protocol its verdicts follow."""
+    if name not in config["judges"]:
+        raise ConfigError(
+            f"config['judges'] has no judge {name!r}"
+            f" (defined: {', '.join(sorted(config['judges']))})"
+        )
+    return {
+        "judge": name,
+        "endpoint": endpoint_identity(config["judges"][name]),
+        "paper_faithful": config["evaluation"]["paper_faithful"],
+        "prompts": config["prompts"],
+        **_llm_files(config),
+    }
+
+
+def _default_margin() -> float:
+    from .config import load_schema
+
+    return load_schema()["$defs"]["llm_endpoint"]["properties"]["margin"]["default"]
+
+
+def offline_judge(config: dict) -> Spec:
+    """Rule train_offline_judge: the tie margin of the grid's offline judge, the seed, and the
+    cache the sentence embeddings are kept in."""
+    offline = judges.scorer_judges(config, grid.judges(config), backend=judges.OFFLINE)
+    offline = offline or judges.scorer_judges(config, list(config["judges"]), judges.OFFLINE)
+    margin = config["judges"][offline[0]]["margin"] if offline else _default_margin()
+    return {
+        "margin": margin,
+        "seed": config["evaluation"]["seed"],
+        "cache_dir": config["llm"]["cache_dir"],
+    }
+
+
+def answer(config: dict, student: str) -> Spec:
+    """Rule answer: the student, the decoding settings and the prompts (resources are
+    Snakemake's, not the job's)."""
+    if student not in config["students"]:
+        raise ConfigError(
+            f"config['students'] has no student {student!r}"
+            f" (defined: {', '.join(sorted(config['students']))})"
+        )
+    generation = {
+        k: v for k, v in config["generation"].items() if k not in ("resources", "per_student")
+    }
+    return {
+        "student": student,
+        "model": config["students"][student],
+        "generation": generation,
+        "prompts": config["prompts"],
+    }
+
+
+def train(config: dict, student: str, method: str, strategy: str, stage: str) -> str:
+    """Rule train: the trainer's whole settings for the job, as its trainer resolves them
+    (compact JSON in the trainer's key order: the LLaMA-Factory YAML is written in that order)."""
+    from .training.methods import TrainingJob
+    from .training.run import job_settings
+
+    return job_settings(config, TrainingJob(student, method, strategy, stage))
+
+
+def _pairs(config: dict) -> dict[str, Any]:
+    """The judges and the judged pairs of the grid, compactly: a rule's params reach its job on
+    one command line, which Linux caps at 128 KiB per argument (the paper grid's 452 judgment
+    files listed in full take 199 KB; judges and pairs apart take 23 KB)."""
+    return {
+        "judges": grid.judges(config),
+        "comparisons": [[p.kind, p.model, p.opponent] for p in grid.comparisons(config)],
+    }
+
+
+def manifest(spec: Spec) -> list[dict[str, str]]:
+    """Every judgment file of a table spec with the answer files it compares, in judge-major
+    order; the paths come from ``grid`` (their one home), as the rules' inputs do."""
+    return [
+        {
+            "judge": name,
+            "comparison": kind,
+            "model": model,
+            "opponent": opponent,
+            "path": grid.judgment_path(name, model, opponent),
+            "model_answers": grid.answer_path(model),
+            "opponent_answers": grid.answer_path(opponent),
+        }
+        for name in spec["judges"]
+        for kind, model, opponent in spec["comparisons"]
+    ]
+
+
+def judgments(config: dict) -> list[dict[str, str]]:
+    """The manifest of the grid: what the table rules list as inputs and their jobs read."""
+    return manifest(_pairs(config))
+
+
+def _evaluation(config: dict) -> Spec:
+    evaluation = config["evaluation"]
+    return {
+        "paper_faithful": evaluation["paper_faithful"],
+        "bootstrap_samples": evaluation["bootstrap_samples"],
+        "seed": evaluation["seed"],
+    }
+
+
+def win_rates(config: dict) -> Spec:
+    """Rule win_rates: the judged pairs (``manifest`` lists their files) and the statistics'
+    settings."""
+    return {**_evaluation(config), **_pairs(config)}
+
+
+def judge_agreement(config: dict) -> Spec:
+    """Rule judge_agreement: the judged pairs, the judges in order, and which of them is the
+    offline scorer whose agreement with the human ratings gets a row."""
+    offline = judges.scorer_judges(config, grid.judges(config), backend=judges.OFFLINE)
+    return {
+        "paper_faithful": config["evaluation"]["paper_faithful"],
+        "offline_judge": offline[0] if offline else None,
+        **_pairs(config),
+    }
+
+
+# CLI side ---------------------------------------------------------------------------------------
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--spec JSON`` (from the rule's params) or, by hand, ``--config FILE``."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--spec", help="the job's spec as JSON (the rule's params.spec)")
+    group.add_argument("--config", help="by hand: a workflow config file to build the spec from")
+
+
+def parse(text: str) -> Spec:
+    """A ``--spec`` argument: a JSON object, or a ConfigError saying what it is instead."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--spec is not valid JSON: {exc.msg}") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(f"--spec must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def from_args(
+    args: argparse.Namespace,
+    build: Callable[[dict], Spec],
+    *,
+    with_runtime: bool | Callable[[Spec], bool] = False,
+) -> tuple[Spec, dict[str, Any] | None]:
+    """(spec, runtime part) of a job: ``--spec`` and, when ``with_runtime`` (a bool, or a test
+    of the spec), ``$EMPATHY_DISTILL_RUNTIME`` from a rule; or both from ``--config`` by hand."""
+    if getattr(args, "config", None):
+        from .config import load_config
+
+        config = load_config(args.config)
+        spec = build(config)
+        wanted = with_runtime(spec) if callable(with_runtime) else with_runtime
+        return spec, runtime.runtime_part(config) if wanted else None
+    spec = parse(args.spec)
+    wanted = with_runtime(spec) if callable(with_runtime) else with_runtime
+    return spec, runtime.load() if wanted else None
