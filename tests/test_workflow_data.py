@@ -119,6 +119,8 @@ PAPER_GRID_JOBS = {
     "figure_heatmap": 2,
     "figure_targeted_vs_naive": 2,
     "figure_sft_vs_dpo": 2,
+    "example_answers": 1,  # the report's example answers and answer lengths (whole grid)
+    "answer_lengths": 1,
     "all": 1,
 }
 
