@@ -27,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "workflow"), str(REPO)]
 
+from empathy_distill.core.prompts import Prompts  # noqa: E402
 from empathy_distill.evaluation.generate import (  # noqa: E402
     GenerationSettings,
     encode_base,
@@ -36,7 +37,6 @@ from empathy_distill.evaluation.generate import (  # noqa: E402
     load_model,
     load_tokenizer,
 )
-from empathy_distill.prompts import Prompts  # noqa: E402
 
 DATASET = REPO.parent / "shared/data/dataset.csv"
 

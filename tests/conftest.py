@@ -71,14 +71,14 @@ def paper_dataset_path() -> Path:
 
 @pytest.fixture(scope="session")
 def paper_dataset(paper_dataset_path: Path) -> pd.DataFrame:
-    from empathy_distill.dataset import load_dataset
+    from empathy_distill.data.dataset import load_dataset
 
     return load_dataset(paper_dataset_path)
 
 
 @pytest.fixture(scope="session")
 def paper_train_test(paper_dataset: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from empathy_distill.split import split
+    from empathy_distill.data.split import split
 
     return split(paper_dataset)
 
@@ -105,14 +105,14 @@ dataset_csv = dataset_path
 
 @pytest.fixture(scope="session")
 def dataset(dataset_path: Path) -> pd.DataFrame:
-    from empathy_distill.dataset import load_dataset
+    from empathy_distill.data.dataset import load_dataset
 
     return load_dataset(dataset_path)
 
 
 @pytest.fixture(scope="session")
 def train_test(dataset: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from empathy_distill.split import split
+    from empathy_distill.data.split import split
 
     return split(dataset)
 

@@ -14,9 +14,9 @@ import tomllib
 import pytest
 import yaml
 
-from empathy_distill import runtime, specs
-from empathy_distill.config import deep_merge, read_yaml, validate_config
-from empathy_distill.sets import improve_human_sources
+from empathy_distill.core import runtime, specs
+from empathy_distill.core.config import deep_merge, read_yaml, validate_config
+from empathy_distill.distillation.sets import improve_human_sources
 
 from .conftest import REPO_ROOT
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from empathy_distill.config import load_config, validate_config
-from empathy_distill.errors import ConfigError
+from empathy_distill.core.config import load_config, validate_config
+from empathy_distill.core.errors import ConfigError
 
 from .conftest import REPO_ROOT
 
@@ -73,7 +73,7 @@ def test_grid_selection_must_name_defined_entries():
 
 
 def test_runtime_part_holds_the_operational_keys_and_merges_back():
-    from empathy_distill import runtime
+    from empathy_distill.core import runtime
 
     config = load_config(CONFIG)
     identity, run = runtime.split(config)
@@ -112,7 +112,7 @@ def test_runtime_part_holds_the_operational_keys_and_merges_back():
 def test_every_spec_ignores_operational_keys_and_follows_what_shapes_outputs():
     """A job's spec is its only param: tuning a runtime setting changes no spec (nothing
     reruns), a setting that shapes the output changes exactly the specs of its jobs."""
-    from empathy_distill import grid, specs
+    from empathy_distill.core import grid, specs
 
     def all_specs(config):
         out = {

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from empathy_distill import cost
-from empathy_distill.config import validate_config
+from empathy_distill.core.config import validate_config
+from empathy_distill.distillation.sets import improve_human_sources
 from empathy_distill.llm import LLMError
-from empathy_distill.sets import improve_human_sources
 from tests.conftest import REFERENCE_PROMPTS
 
 PRICES = Path(__file__).resolve().parents[1] / "resources" / "prices.yaml"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from empathy_distill.dataset import download, load_dataset, validation_problems
-from empathy_distill.errors import DatasetError
+from empathy_distill.core.errors import DatasetError
+from empathy_distill.data.dataset import download, load_dataset, validation_problems
 
 
 def test_real_dataset_is_valid(paper_dataset):
@@ -142,7 +142,8 @@ def test_file_cut_inside_a_quoted_cell_says_truncated(dataset_path, tmp_path):
 
 def test_crlf_inside_cells_never_reaches_training_files(dataset, tmp_path):
     """A file saved on Windows: CRLF record ends and CRLF line breaks inside quoted cells."""
-    from empathy_distill import build_sets, data
+    from empathy_distill.data import commands as data
+    from empathy_distill.distillation import build_sets
 
     frame = dataset.copy()
     frame["response_human"] = frame["response_human"] + "\r\nTake care."

@@ -25,7 +25,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from empathy_distill.config import load_config, read_yaml
+from empathy_distill.core.config import load_config, read_yaml
 
 from .conftest import REPO_ROOT
 
@@ -376,7 +376,7 @@ def test_import_closure_follows_lazy_and_relative_imports():
     assert {"openai", "google.genai", "tenacity"} <= {
         n if n == "google.genai" else n.split(".")[0] for n in judge.external
     }
-    assert "snakemake" in closure("empathy_distill.report_html").external
+    assert "snakemake" in closure("empathy_distill.evaluation.report_html").external
     # `try: import aiohttp / except ImportError: <fallback>` is optional, not required.
     assert "aiohttp" not in closure("empathy_distill.llm.backends.gemini_backend").external
 

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from empathy_distill.errors import DatasetError
+from empathy_distill.core.errors import DatasetError
+from empathy_distill.core.grid import tag_of_answer_path
 from empathy_distill.evaluation import examples, lengths
 from empathy_distill.evaluation.records import AnswersError, write_jsonl
-from empathy_distill.grid import tag_of_answer_path
 
 from .conftest import REPO_ROOT, SYNTHETIC_CSV
 from .workflow_helpers import run_snakemake

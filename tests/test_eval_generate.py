@@ -9,9 +9,10 @@ import sys
 import pytest
 import torch
 
-from empathy_distill import specs
-from empathy_distill.config import validate_config
-from empathy_distill.errors import ConfigError
+from empathy_distill.core import specs
+from empathy_distill.core.config import validate_config
+from empathy_distill.core.errors import ConfigError
+from empathy_distill.core.prompts import Prompts
 from empathy_distill.evaluation.generate import (
     GenerationSettings,
     answer_test,
@@ -21,7 +22,6 @@ from empathy_distill.evaluation.generate import (
     main,
 )
 from empathy_distill.evaluation.records import read_jsonl, read_split
-from empathy_distill.prompts import Prompts
 from tests.tiny_lm import build_tiny
 
 TEMPLATE = "default"  # a LLaMA-Factory template that needs no extra special tokens

@@ -7,8 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from empathy_distill import runtime, specs
-from empathy_distill.config import validate_config
+from empathy_distill.core import runtime, specs
+from empathy_distill.core.config import validate_config
+from empathy_distill.core.prompts import Prompts
 from empathy_distill.evaluation import judge
 from empathy_distill.evaluation.judge import (
     MODEL_FIRST,
@@ -22,7 +23,6 @@ from empathy_distill.evaluation.judge import (
 )
 from empathy_distill.evaluation.records import read_jsonl, write_jsonl
 from empathy_distill.evaluation.tables import summarize
-from empathy_distill.prompts import Prompts
 from tests.servers.judge_rules import always, prefer_longer, responses_of
 from tests.servers.openai_server import OpenAIServer
 

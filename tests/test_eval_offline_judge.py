@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from empathy_distill.errors import LeakageError
+from empathy_distill.core.errors import LeakageError
 from empathy_distill.evaluation.embeddings import CachedEmbedder
 from empathy_distill.evaluation.judge import PairItem, combine_orders, run_judge
 from empathy_distill.evaluation.lexical import NAMES, lexical_features

@@ -7,13 +7,13 @@ import json
 import pandas as pd
 import pytest
 
-from empathy_distill import specs
-from empathy_distill.config import validate_config
+from empathy_distill.core import specs
+from empathy_distill.core.config import validate_config
+from empathy_distill.core.grid import answer_path, answer_tags, comparisons, judgment_path
+from empathy_distill.core.prompts import Prompts
 from empathy_distill.evaluation import figures, tables
 from empathy_distill.evaluation.judge import PairItem, judge_with_llm, judge_with_scorer
 from empathy_distill.evaluation.records import read_answers, write_jsonl
-from empathy_distill.grid import answer_path, answer_tags, comparisons, judgment_path
-from empathy_distill.prompts import Prompts
 from tests.servers.judge_rules import prefer_longer
 from tests.test_eval_judge import rule_ask
 

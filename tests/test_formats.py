@@ -2,15 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from empathy_distill.errors import LeakageError, LlamaFactoryFormatError
-from empathy_distill.formats import (
+from empathy_distill.core.errors import LeakageError, LlamaFactoryFormatError
+from empathy_distill.distillation.formats import (
     dataset_info_entry,
     dpo_record,
     sft_record,
     validate_records,
     write_set,
 )
-from empathy_distill.leakage import check_no_leakage
+from empathy_distill.distillation.leakage import check_no_leakage
 
 
 def test_valid_records_pass():

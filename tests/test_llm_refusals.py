@@ -16,7 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from empathy_distill import build_sets, teacher
+from empathy_distill.core.runtime import RUNTIME_ENV
+from empathy_distill.distillation import build_sets, teacher
+from empathy_distill.distillation.sets import SOURCE_COLUMNS
 from empathy_distill.evaluation import judge
 from empathy_distill.evaluation.records import read_jsonl, write_jsonl
 from empathy_distill.evaluation.tables import summarize
@@ -27,8 +29,6 @@ from empathy_distill.llm.cache import CACHE_FILE, ResponseCache
 from empathy_distill.llm.endpoint import normalize_endpoint
 from empathy_distill.llm.pricing import Price
 from empathy_distill.llm.request import Answer
-from empathy_distill.runtime import RUNTIME_ENV
-from empathy_distill.sets import SOURCE_COLUMNS
 from tests.servers.base import approx_tokens, default_answer
 from tests.test_eval_judge import judge_job
 from tests.test_teacher import teacher_job

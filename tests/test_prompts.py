@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from empathy_distill import strategies
-from empathy_distill.prompts import Prompts, fill
+from empathy_distill.core import strategies
+from empathy_distill.core.prompts import Prompts, fill
 
 from .conftest import REFERENCE_PROMPTS, REPO_ROOT
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from empathy_distill import judges, specs, strategies
-from empathy_distill.config import load_schema, validate_config
-from empathy_distill.dataset import LLM_RESPONDERS
-from empathy_distill.errors import ConfigError
+from empathy_distill.core import judges, specs, strategies
+from empathy_distill.core.config import load_schema, validate_config
+from empathy_distill.core.errors import ConfigError
+from empathy_distill.core.prompts import Prompts
+from empathy_distill.data.dataset import LLM_RESPONDERS
 from empathy_distill.evaluation.judge import PairItem, run_judge
-from empathy_distill.prompts import Prompts
 
 from .conftest import REPO_ROOT
 
@@ -97,7 +97,16 @@ def test_teacher_wildcard_constraint_matches_teacher_call_strategies():
     }
 
 
-@pytest.mark.parametrize("module", ["teacher.py", "cost.py", "grid.py", "sets.py", "prompts.py"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "distillation/teacher.py",
+        "cost.py",
+        "core/grid.py",
+        "distillation/sets.py",
+        "core/prompts.py",
+    ],
+)
 def test_kind_branches_ask_the_registry(module):
     """No stage module compares a strategy against a name: it asks ``strategies.kind``."""
     text = (PACKAGE / module).read_text(encoding="utf-8")
@@ -146,7 +155,7 @@ def test_a_new_single_turn_strategy_is_prompts_json_plus_one_registry_line(tmp_p
         "\nResponse: {response} \nImproved Response:"
     )
     prompts_path.write_text(json.dumps(prompts, ensure_ascii=False, indent=2), encoding="utf-8")
-    registry = repo / "workflow" / "empathy_distill" / "strategies.py"
+    registry = repo / "workflow" / "empathy_distill" / "core" / "strategies.py"
     anchor = '        Strategy("naive_prompt", SINGLE_TURN),\n'
     text = registry.read_text(encoding="utf-8")
     assert anchor in text
@@ -180,7 +189,7 @@ def test_only_the_judge_registry_spells_the_offline_backend():
         for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if '"offline"' in line
     ]
-    assert len(hits) == 1 and hits[0].startswith("workflow/empathy_distill/judges.py:"), hits
+    assert len(hits) == 1 and hits[0].startswith("workflow/empathy_distill/core/judges.py:"), hits
 
 
 def test_judge_kind_by_backend():

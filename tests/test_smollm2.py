@@ -24,8 +24,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from empathy_distill.config import validate_config
-from empathy_distill.errors import ConfigError
+from empathy_distill.core.config import validate_config
+from empathy_distill.core.errors import ConfigError
 from empathy_distill.training import smollm2_model as smol
 from empathy_distill.training import students
 from tests.test_training_e2e import METHOD, STRATEGY, logged_step, snakemake, write_sets
@@ -199,13 +199,13 @@ def test_tokenizer_ends_turns_with_im_end_and_pads_with_endoftext(model_dir: Pat
 @needs_model_stack
 def test_training_encoding_equals_generation_input(model_dir: Path, teacher, split) -> None:
     """LLaMA-Factory's encoding of a training conversation == what generation feeds the model."""
+    from empathy_distill.core.prompts import Prompts
     from empathy_distill.evaluation.generate import (
         encode_finetuned,
         llamafactory_template,
         load_tokenizer,
     )
     from empathy_distill.llm import ChatRequest, Message
-    from empathy_distill.prompts import Prompts
 
     prompts = Prompts(REPO / "resources/prompts.json")
     tokenizer = load_tokenizer(model_dir)
@@ -261,10 +261,10 @@ def assert_real_text(answer: str, words: set[str]) -> None:
 def test_student_and_teacher_answers_are_real_text(
     model_dir: Path, teacher, split, human_words
 ) -> None:
+    from empathy_distill.core.prompts import Prompts
     from empathy_distill.evaluation.generate import GenerationSettings, answer_test, load_tokenizer
     from empathy_distill.evaluation.records import read_split
     from empathy_distill.llm import ChatRequest, Message
-    from empathy_distill.prompts import Prompts
     from tests.test_eval_generate import schema_generation
 
     prompts = Prompts(REPO / "resources/prompts.json")

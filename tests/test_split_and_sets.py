@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from empathy_distill import sets
-from empathy_distill.formats import validate_records
-from empathy_distill.prompts import Prompts
-from empathy_distill.split import good_count
+from empathy_distill.core.prompts import Prompts
+from empathy_distill.data.split import good_count
+from empathy_distill.distillation import sets
+from empathy_distill.distillation.formats import validate_records
 
 DIRECT_COUNTS = {  # strategy: (SFT records, DPO intended, DPO as coded)
     "chatgpt": (1278, 593, 730),
@@ -126,7 +126,7 @@ def test_hand_written_teacher_file_round_trip(tmp_path):
 
 
 def test_missing_teacher_output_is_an_error(train):
-    from empathy_distill.errors import DatasetError
+    from empathy_distill.core.errors import DatasetError
 
     sources = sets.improve_human_sources(train).head(3)
     improved = {sources["dialog_id"][0]: "x", sources["dialog_id"][1]: ""}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from empathy_distill import startup
-from empathy_distill.errors import ConfigError
+from empathy_distill.core.errors import ConfigError
 from empathy_distill.startup import check_config_file
 
 from .conftest import REPO_ROOT, SYNTHETIC_CSV
@@ -113,7 +113,7 @@ def test_real_run_without_keys_runs_targets_that_need_none(tmp_path, monkeypatch
 
 
 def test_load_config_names_file_and_line(tmp_path):
-    from empathy_distill.config import load_config
+    from empathy_distill.core.config import load_config
 
     path = tmp_path / "config.yaml"
     path.write_text("students:\n  tiny: {model: builtin:tiny, template: llama3\n")
@@ -123,7 +123,7 @@ def test_load_config_names_file_and_line(tmp_path):
 
 @pytest.fixture
 def paper_config():
-    from empathy_distill.config import load_config
+    from empathy_distill.core.config import load_config
 
     return load_config(REPO_ROOT / "config.yaml")
 

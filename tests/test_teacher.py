@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from empathy_distill import runtime, strategies, teacher
-from empathy_distill.sets import improve_human_sources
+from empathy_distill.core import runtime, strategies
+from empathy_distill.distillation import teacher
+from empathy_distill.distillation.sets import improve_human_sources
 from tests.conftest import REFERENCE_PROMPTS, REPO_ROOT
 from tests.servers.base import conversation_id, default_answer
 from tests.servers.openai_server import OpenAIServer
@@ -295,8 +296,8 @@ def test_teacher_client_takes_its_operational_keys_from_the_runtime_part(monkeyp
     part, so tuning them changes no rule's params (nothing reruns) yet reaches the client."""
     import yaml
 
-    from empathy_distill import specs
-    from empathy_distill.config import validate_config
+    from empathy_distill.core import specs
+    from empathy_distill.core.config import validate_config
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     config = validate_config(yaml.safe_load((REPO_ROOT / "config.yaml").read_text()))

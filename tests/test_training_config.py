@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from empathy_distill.config import load_config
-from empathy_distill.errors import ConfigError, TrainingError
+from empathy_distill.core.config import load_config
+from empathy_distill.core.errors import ConfigError, TrainingError
 from empathy_distill.training import llamafactory_config as lf
 from empathy_distill.training import llamafactory_trainer as lft
 from empathy_distill.training import run, students

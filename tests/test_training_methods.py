@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from empathy_distill import formats, grid
-from empathy_distill.config import load_config
-from empathy_distill.errors import ConfigError
+from empathy_distill.core import grid
+from empathy_distill.core.config import load_config
+from empathy_distill.core.errors import ConfigError
+from empathy_distill.distillation import formats
 from empathy_distill.training import llamafactory_config as lf
 from empathy_distill.training import methods
 from empathy_distill.training.run import job_settings

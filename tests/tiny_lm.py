@@ -63,7 +63,7 @@ def build_model(vocab_size: int, seed: int = 0):
 def dataset_texts(dataset_csv: Path, n: int = 300) -> list[str]:
     import pandas as pd
 
-    from empathy_distill.prompts import Prompts
+    from empathy_distill.core.prompts import Prompts
 
     frame = pd.read_csv(dataset_csv, nrows=n)
     prompts = Prompts()

@@ -2,7 +2,7 @@
 before running Snakemake.
 
 Every subcommand calls the function the workflow itself uses (config schema validation of the
-Snakefile, the dataset checks of common.smk, ``empathy_distill.grid``, the ``cost`` rule's
+Snakefile, the dataset checks of common.smk, ``empathy_distill.core.grid``, the ``cost`` rule's
 ``empathy_distill.cost``), so what it reports is what ``snakemake`` will do.
 """
 
@@ -12,10 +12,10 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import grid
-from .command import run_subcommand
-from .config import deep_merge, load_config, read_yaml
-from .errors import ConfigError
+from .core import grid
+from .core.command import run_subcommand
+from .core.config import deep_merge, load_config, read_yaml
+from .core.errors import ConfigError
 from .startup import check_config_file, check_endpoints
 
 DEFAULT_CONFIG = "config.yaml"
@@ -44,7 +44,7 @@ def validate_config_command(args: argparse.Namespace) -> None:
 
 
 def validate_dataset_command(args: argparse.Namespace) -> None:
-    from .dataset import load_dataset
+    from .data.dataset import load_dataset
 
     table = load_dataset(args.path)
     dialogues = table["dialog_id"].nunique() if "dialog_id" in table else len(table)

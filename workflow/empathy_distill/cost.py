@@ -32,19 +32,15 @@ from typing import Any
 
 import pandas as pd
 
-from . import grid, runtime, specs, strategies
-from .atomic import write_csv
-from .command import run_cli
-from .config import resolve_resource
-from .errors import ConfigError, EmpathyDistillError
-from .judges import calls_llm
-from .llm.cache import CACHE_FILE, ResponseCache
-from .llm.errors import BudgetExceededError
-from .llm.pricing import PriceTable, approx_request_tokens
-from .llm.request import ChatRequest, Message
-from .prompts import Prompts
-from .sets import SOURCE_COLUMNS
-from .teacher import (
+from .core import grid, runtime, specs, strategies
+from .core.atomic import write_csv
+from .core.command import run_cli
+from .core.config import resolve_resource
+from .core.errors import ConfigError, EmpathyDistillError
+from .core.judges import calls_llm
+from .core.prompts import Prompts
+from .distillation.sets import SOURCE_COLUMNS
+from .distillation.teacher import (
     TEACHER_ANSWER_TOKENS,
     improve_request,
     initial_request,
@@ -52,6 +48,10 @@ from .teacher import (
     sequential_request,
     sequential_turns,
 )
+from .llm.cache import CACHE_FILE, ResponseCache
+from .llm.errors import BudgetExceededError
+from .llm.pricing import PriceTable, approx_request_tokens
+from .llm.request import ChatRequest, Message
 
 JUDGE_OUTPUT_TOKENS = 1
 PROJECTION_COLUMNS = (

@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from . import grid
-from .errors import ConfigError
-from .judges import calls_llm
+from .core import grid
+from .core.errors import ConfigError
+from .core.judges import calls_llm
 
 #: Rules whose jobs call the teacher endpoint / a judge endpoint (wildcard ``judge``).
 TEACHER_RULES = frozenset({"teacher_initial", "teacher_improve"})

@@ -1,5 +1,5 @@
 # Grid enumeration, input functions and wildcard constraints: the only Python in .smk files.
-# The grid itself is computed by empathy_distill.grid so that it is unit-tested.
+# The grid itself is computed by empathy_distill.core.grid so that it is unit-tested.
 
 import json
 import os
@@ -19,10 +19,11 @@ os.environ.update(
     PATH=os.pathsep.join(p for p in (str(Path(sys.executable).parent), os.environ.get("PATH")) if p),
 )
 
-from empathy_distill import grid, judges, runtime, specs, startup, strategies  # noqa: E402
-from empathy_distill.config import validate_config  # noqa: E402
-from empathy_distill.dataset import load_dataset  # noqa: E402
-from empathy_distill.sets import teacher_files_for  # noqa: E402
+from empathy_distill import startup  # noqa: E402
+from empathy_distill.core import grid, judges, runtime, specs, strategies  # noqa: E402
+from empathy_distill.core.config import validate_config  # noqa: E402
+from empathy_distill.data.dataset import load_dataset  # noqa: E402
+from empathy_distill.distillation.sets import teacher_files_for  # noqa: E402
 from empathy_distill.training import llamafactory_config as lf_config  # noqa: E402
 from empathy_distill.training import students as lf_students  # noqa: E402
 from empathy_distill.training.methods import STAGES, TRAINING_SETS, previous_stage  # noqa: E402
@@ -43,10 +44,10 @@ if _missing_keys:
         file=sys.stderr,
     )
 # The job contract: each rule's only config input is its spec (params.spec, built by one
-# function of empathy_distill/specs.py from the validated config), so Snakemake reruns a job
+# function of empathy_distill/core/specs.py from the validated config), so Snakemake reruns a job
 # exactly when what shapes its output changes. The operational keys (concurrency, rate limits,
 # retries, timeouts, budget, resources) reach jobs through one channel that is not a rerun
-# trigger: $EMPATHY_DISTILL_RUNTIME (empathy_distill/runtime.py).
+# trigger: $EMPATHY_DISTILL_RUNTIME (empathy_distill/core/runtime.py).
 runtime.export(config)
 
 DATASET = config["dataset"]["path"]

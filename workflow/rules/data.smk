@@ -12,7 +12,8 @@ rule download_dataset:
     log:
         "logs/data/download_dataset.log",
     shell:
-        "python -m empathy_distill.data download --url {params.url:q} --sha256 {params.sha256}"
+        "python -m empathy_distill.data.commands download --url {params.url:q} --sha256"
+        " {params.sha256}"
         " --out {output:q} > {log} 2>&1"
 
 
@@ -31,7 +32,7 @@ rule split_dataset:
     log:
         "logs/data/split_dataset.log",
     shell:
-        "python -m empathy_distill.data split --dataset {input:q} --sha256 {params.sha256}"
+        "python -m empathy_distill.data.commands split --dataset {input:q} --sha256 {params.sha256}"
         " --train {output.train} --test {output.test}"
         " $([ -n '{params.max_train}' ] && echo --max-train {params.max_train})"
         " $([ -n '{params.max_test}' ] && echo --max-test {params.max_test})"
@@ -48,4 +49,5 @@ rule improve_human_sources:
     log:
         "logs/data/improve_human_sources.log",
     shell:
-        "python -m empathy_distill.data sources --train {input} --out {output} > {log} 2>&1"
+        "python -m empathy_distill.data.commands sources --train {input} --out {output} > {log}"
+        " 2>&1"

@@ -17,7 +17,7 @@ rule direct_sets:
     log:
         "logs/datasets/direct/{strategy}.log",
     shell:
-        "python -m empathy_distill.build_sets direct --train {input.train}"
+        "python -m empathy_distill.distillation.build_sets direct --train {input.train}"
         " --strategy {wildcards.strategy} --dpo-filter {params.dpo_filter}"
         " --prompts {input.prompts} --sft {output.sft} --dpo {output.dpo} > {log} 2>&1"
 
@@ -38,7 +38,7 @@ rule improved_sets:
     log:
         "logs/datasets/{method}/{strategy}.log",
     shell:
-        "python -m empathy_distill.build_sets improved --sources {input.sources}"
+        "python -m empathy_distill.distillation.build_sets improved --sources {input.sources}"
         " --teacher {input.teacher} --prompts {input.prompts}"
         " --sft {output.sft} --dpo {output.dpo} > {log} 2>&1"
 
@@ -55,7 +55,8 @@ rule set_dataset_info:
     log:
         "logs/datasets/{method}/{strategy}.dataset_info.log",
     shell:
-        "python -m empathy_distill.build_sets dataset-info --sets {input} --out {output}"
+        "python -m empathy_distill.distillation.build_sets dataset-info --sets {input} --out"
+        " {output}"
         " > {log} 2>&1"
 
 
@@ -69,7 +70,8 @@ rule dataset_info:
     log:
         "logs/datasets/dataset_info.log",
     shell:
-        "python -m empathy_distill.build_sets dataset-info --sets {input} --out {output}"
+        "python -m empathy_distill.distillation.build_sets dataset-info --sets {input} --out"
+        " {output}"
         " > {log} 2>&1"
 
 
@@ -85,5 +87,6 @@ rule leakage_guard:
     log:
         "logs/datasets/{method}/{strategy}.leakage.log",
     shell:
-        "python -m empathy_distill.build_sets leakage --test {input.test} --sets {input.sets}"
+        "python -m empathy_distill.distillation.build_sets leakage --test {input.test} --sets"
+        " {input.sets}"
         " --out {output} > {log} 2>&1"

@@ -185,5 +185,5 @@ rule report_html:
     log:
         "logs/report/report_html.log",
     shell:
-        "python -m empathy_distill.report_html --snakefile {params.snakefile:q}"
+        "python -m empathy_distill.evaluation.report_html --snakefile {params.snakefile:q}"
         " --spec {params.spec:q} --out {output:q} > {log} 2>&1"

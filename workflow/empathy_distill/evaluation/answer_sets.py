@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import DatasetError
-from ..grid import parse_tag, tag_of_answer_path
+from ..core.errors import DatasetError
+from ..core.grid import parse_tag, tag_of_answer_path
 from .records import AnswersError, read_jsonl
 
 HUMAN = "human"

@@ -22,7 +22,7 @@ from pathlib import Path, PurePath
 
 import pandas as pd
 
-from ..grid import PAIR_SEPARATOR, parse_tag
+from ..core.grid import PAIR_SEPARATOR, parse_tag
 from .answer_sets import AnswerSet, human_set, read_answer_set, reading_order
 from .judge import OPPONENT_FIRST, combine_orders
 from .records import AnswersError, n_words, read_jsonl, read_split

@@ -22,8 +22,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..command import run_cli
-from ..grid import FIGURE_KINDS as KINDS
+from ..core.command import run_cli
+from ..core.grid import FIGURE_KINDS as KINDS
 
 
 def _empty(ax: plt.Axes, message: str) -> None:

@@ -35,11 +35,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import specs
-from ..command import run_cli
-from ..config import resolve_resource
-from ..errors import ConfigError, EmpathyDistillError
-from ..prompts import Prompts
+from ..core import specs
+from ..core.command import run_cli
+from ..core.config import resolve_resource
+from ..core.errors import ConfigError, EmpathyDistillError
+from ..core.prompts import Prompts
 from .cpu_attention import use_native_gqa
 from .records import read_split, write_jsonl
 

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import specs
-from ..command import run_cli
-from ..config import resolve_resource
-from ..errors import ConfigError
-from ..judges import kind_of
-from ..prompts import Prompts
+from ..core import specs
+from ..core.command import run_cli
+from ..core.config import resolve_resource
+from ..core.errors import ConfigError
+from ..core.judges import kind_of
+from ..core.prompts import Prompts
 from .records import AnswersError, read_answers, read_split, write_jsonl
 
 MODEL_FIRST = "model_first"  # the model's answer is Response 1
@@ -291,7 +291,7 @@ def llm_verdicts(
 def client_ask(spec: dict, run: dict, cost_report: str | Path | None = None) -> AskFn:
     """The default ``ask``: the LLM layer's client for the spec's judge, with the runtime
     part's operational keys (concurrency, rate limits, retries, budget)."""
-    from .. import runtime
+    from ..core import runtime
     from ..llm import make_client
 
     judge = spec["judge"]

@@ -54,10 +54,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import specs
-from ..atomic import write_json
-from ..command import run_cli
-from ..errors import ConfigError, DatasetError, LeakageError
+from ..core import specs
+from ..core.atomic import write_json
+from ..core.command import run_cli
+from ..core.errors import ConfigError, DatasetError, LeakageError
 from .embeddings import Embedder, default_embedder
 from .lexical import lexical_features
 from .records import read_split

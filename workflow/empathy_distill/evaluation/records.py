@@ -1,6 +1,6 @@
 """Reading and writing the evaluation's JSON-lines files (answers, judgments).
 
-Writes go through ``empathy_distill.atomic`` (temporary file, then rename).
+Writes go through ``empathy_distill.core.atomic`` (temporary file, then rename).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import write_jsonl
-from ..errors import DatasetError, EmpathyDistillError
+from ..core.atomic import write_jsonl
+from ..core.errors import DatasetError, EmpathyDistillError
 
 __all__ = ["AnswersError", "read_answers", "read_jsonl", "read_split", "write_jsonl"]
 

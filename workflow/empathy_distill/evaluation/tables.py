@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import specs
-from ..atomic import write_csv
-from ..command import run_cli
-from ..grid import PAIR_SEPARATOR, parse_tag
-from ..judges import OFFLINE
+from ..core import specs
+from ..core.atomic import write_csv
+from ..core.command import run_cli
+from ..core.grid import PAIR_SEPARATOR, parse_tag
+from ..core.judges import OFFLINE
 from .judge import combine_orders
 from .records import n_words, read_answers, read_jsonl
 from .stats import (

@@ -9,8 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..config import fill_defaults, load_schema
-from ..errors import ConfigError
+from ..core.config import fill_defaults, load_schema
+from ..core.errors import ConfigError
 from .errors import LLMError
 
 

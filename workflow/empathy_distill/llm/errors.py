@@ -6,7 +6,7 @@ retry loop: transient errors are retried with backoff, permanent ones are not.
 
 from __future__ import annotations
 
-from ..errors import EmpathyDistillError
+from ..core.errors import EmpathyDistillError
 
 
 class LLMError(EmpathyDistillError):

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from . import methods as registry
 from .lf_args_table import load_table
 from .students import resolve_model, resolve_revision

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import TrainingError
+from ..core.errors import TrainingError
 from .llamafactory_config import build_train_args, write_train_yaml
 from .methods import TrainingJob
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 #: Training-set files a data configuration provides (``results/datasets/{method}/{strategy}/``):
 #: supervised examples and preference pairs (LLaMA-Factory's two dataset shapes).

@@ -11,10 +11,10 @@ import argparse
 import json
 from pathlib import Path
 
-from ..command import run_cli
-from ..config import load_config
-from ..errors import ConfigError
-from ..specs import parse as parse_spec
+from ..core.command import run_cli
+from ..core.config import load_config
+from ..core.errors import ConfigError
+from ..core.specs import parse as parse_spec
 from .methods import STAGES, TrainingJob, previous_stage, trainer_for
 
 

@@ -38,9 +38,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..command import run_cli
-from ..dataset import sha256_of
-from ..errors import EmpathyDistillError
+from ..core.command import run_cli
+from ..core.errors import EmpathyDistillError
+from ..data.dataset import sha256_of
 
 LOG = logging.getLogger(__name__)
 

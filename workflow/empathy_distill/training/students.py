@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 BUILTIN_PREFIX = "builtin:"
 #: Built-in models the workflow knows how to build (``rule build_tiny_student``).

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..command import run_cli
-from ..errors import DatasetError
+from ..core.command import run_cli
+from ..core.errors import DatasetError
 
 LOG = logging.getLogger(__name__)
 

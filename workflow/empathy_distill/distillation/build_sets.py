@@ -1,7 +1,7 @@
 """Dataset-stage commands: write LLaMA-Factory sets, their dataset_info.json, the leakage guard.
 
 Called by the rules of ``workflow/rules/datasets.smk``. Every set is validated before it is
-written (see :mod:`empathy_distill.formats`).
+written (see :mod:`empathy_distill.distillation.formats`).
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import dataset, formats, sets
-from .command import run_subcommand
+from ..core.command import run_subcommand
+from ..core.prompts import Prompts
+from ..data import dataset
+from . import formats, sets
 from .leakage import check_no_leakage
-from .prompts import Prompts
 
-log = logging.getLogger("empathy_distill.build_sets")
+log = logging.getLogger("empathy_distill.distillation.build_sets")
 
 
 def _write_pair(sft: list[dict], dpo: list[dict], out_sft: str, out_dpo: str) -> None:
@@ -85,7 +86,9 @@ def cmd_leakage(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m empathy_distill.build_sets", description=__doc__)
+    top = argparse.ArgumentParser(
+        prog="python -m empathy_distill.distillation.build_sets", description=__doc__
+    )
     sub = top.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("direct", help="direct distillation sets from the dataset's LLM responses")

@@ -118,8 +118,8 @@ def answer(config: dict, student: str) -> Spec:
 def train(config: dict, student: str, method: str, strategy: str, stage: str) -> str:
     """Rule train: the trainer's whole settings for the job, as its trainer resolves them
     (compact JSON in the trainer's key order: the LLaMA-Factory YAML is written in that order)."""
-    from .training.methods import TrainingJob
-    from .training.run import job_settings
+    from ..training.methods import TrainingJob
+    from ..training.run import job_settings
 
     return job_settings(config, TrainingJob(student, method, strategy, stage))
 

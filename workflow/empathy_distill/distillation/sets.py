@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import strategies
-from .dataset import LLM_RESPONDERS, rating_column, response_column
-from .errors import DatasetError
+from ..core import strategies
+from ..core.errors import DatasetError
+from ..core.prompts import Prompts
+from ..data.dataset import LLM_RESPONDERS, rating_column, response_column
 from .formats import dpo_record, sft_record
-from .prompts import Prompts
 
 DPO_FILTERS = ("intended", "as_coded")
 SOURCE_COLUMNS = [

@@ -12,7 +12,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from . import REPO_ROOT, strategies
+from .. import REPO_ROOT
+from . import strategies
 
 DEFAULT_PROMPTS_PATH = REPO_ROOT / "resources" / "prompts.json"
 

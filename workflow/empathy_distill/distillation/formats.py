@@ -11,9 +11,9 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from .atomic import atomic_write
-from .errors import LlamaFactoryFormatError
-from .training.methods import TRAINING_SETS
+from ..core.atomic import atomic_write
+from ..core.errors import LlamaFactoryFormatError
+from ..training.methods import TRAINING_SETS
 
 MAX_PROBLEMS_SHOWN = 5
 

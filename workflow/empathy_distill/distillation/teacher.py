@@ -1,7 +1,7 @@
 """The teacher stage of Xie et al. (SIGDIAL 2025, arXiv:2507.08151): initial responses and
 response improvement with every prompting strategy.
 
-Commands (``python -m empathy_distill.teacher <command> ...``):
+Commands (``python -m empathy_distill.distillation.teacher <command> ...``):
 
 * ``initial``: the teacher's own response to every dialogue (train + test) ->
   ``results/teacher/initial.jsonl``; the test rows also go to ``results/answers/teacher.jsonl``
@@ -32,16 +32,16 @@ from typing import Any
 
 import pandas as pd
 
-from . import runtime, specs, strategies
-from .atomic import write_csv, write_json, write_jsonl
-from .command import run_cli
-from .config import resolve_resource
-from .errors import DatasetError, EmpathyDistillError
-from .llm import ChatRequest, ChatResponse, LLMClient, Message, make_client
-from .prompts import Prompts
+from ..core import runtime, specs, strategies
+from ..core.atomic import write_csv, write_json, write_jsonl
+from ..core.command import run_cli
+from ..core.config import resolve_resource
+from ..core.errors import DatasetError, EmpathyDistillError
+from ..core.prompts import Prompts
+from ..llm import ChatRequest, ChatResponse, LLMClient, Message, make_client
 from .sets import SOURCE_COLUMNS  # improve_llm sources share the improve_human table's columns
 
-log = logging.getLogger("empathy_distill.teacher")
+log = logging.getLogger("empathy_distill.distillation.teacher")
 
 #: Paper split of the improve_llm sources (950 SFT / 800 DPO of 1,750 train rows), used to
 #: scale the SFT share when a demo run has fewer train rows than ``n``.
@@ -365,7 +365,7 @@ def run_improve(
 # CLI ------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
-        prog="python -m empathy_distill.teacher",
+        prog="python -m empathy_distill.distillation.teacher",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import REPO_ROOT
-from .config import read_yaml
-from .errors import DatasetError
+from .. import REPO_ROOT
+from ..core.config import read_yaml
+from ..core.errors import DatasetError
 
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "dataset.schema.yaml"
 

@@ -9,10 +9,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from . import dataset, sets, split
-from .command import run_subcommand
+from ..core.command import run_subcommand
+from ..distillation import sets
+from . import dataset, split
 
-log = logging.getLogger("empathy_distill.data")
+log = logging.getLogger("empathy_distill.data.commands")
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -49,7 +50,9 @@ def cmd_sources(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m empathy_distill.data", description=__doc__)
+    top = argparse.ArgumentParser(
+        prog="python -m empathy_distill.data.commands", description=__doc__
+    )
     sub = top.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("download", help="fetch the dataset and verify its sha256")

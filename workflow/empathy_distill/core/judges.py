@@ -88,8 +88,8 @@ class ScorerJudge:
         **_: Any,
     ) -> list[dict]:
         """Verdicts on ``items`` by the scorer in ``scorer_file`` with the spec's tie margin."""
+        from ..evaluation.judge import judge_with_scorer
         from .errors import ConfigError
-        from .evaluation.judge import judge_with_scorer
 
         if scorer_file is None:
             raise ConfigError(

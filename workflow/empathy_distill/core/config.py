@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from . import REPO_ROOT
+from .. import REPO_ROOT
 from .errors import ConfigError
 
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -147,7 +147,7 @@ def _check_references(config: dict) -> None:
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:
     """Read a YAML config file, apply ``overrides`` (deep-merged), validate, fill defaults."""
-    from .startup import check_config_file
+    from ..startup import check_config_file
 
     path = Path(path)
     if not path.exists():

@@ -17,14 +17,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import runtime, specs
-from .command import run_cli
+from ..core import runtime, specs
+from ..core.command import run_cli
 
-log = logging.getLogger("empathy_distill.report_html")
+log = logging.getLogger("empathy_distill.evaluation.report_html")
 
 
 def build_report(snakefile: str, config: dict, out: str) -> None:
-    from .errors import EmpathyDistillError
+    from ..core.errors import EmpathyDistillError
 
     with tempfile.TemporaryDirectory(prefix="report-config-") as folder:
         frozen = Path(folder) / "config.json"
@@ -49,7 +49,7 @@ def build_report(snakefile: str, config: dict, out: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m empathy_distill.report_html", description=__doc__
+        prog="python -m empathy_distill.evaluation.report_html", description=__doc__
     )
     parser.add_argument("--snakefile", required=True)
     specs.add_spec_arguments(parser)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from itertools import product
 from pathlib import PurePath
 
+from ..training.methods import STAGES
 from . import strategies
-from .training.methods import STAGES
 
 METHODS = ("direct", "improve_human", "improve_llm")
 IMPROVE_METHODS = ("improve_human", "improve_llm")

@@ -79,7 +79,7 @@ def get(name: str) -> Strategy:
         return REGISTRY[name]
     except KeyError:
         raise KeyError(
-            f"unknown strategy {name!r}; registered (empathy_distill/strategies.py): "
+            f"unknown strategy {name!r}; registered (empathy_distill/core/strategies.py): "
             f"{', '.join(REGISTRY)}"
         ) from None
 

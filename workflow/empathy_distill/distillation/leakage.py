@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import LeakageError
+from ..core.errors import LeakageError
 from .formats import read_set
 
 

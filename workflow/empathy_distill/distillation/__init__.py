@@ -1,0 +1,4 @@
+"""Distillation data: the teacher LLM's answers (:mod:`.teacher`), the training sets built
+from them and from the dataset (:mod:`.sets`), their LLaMA-Factory formats
+(:mod:`.formats`) and the train/test leakage guard (:mod:`.leakage`); :mod:`.build_sets` is
+the command line of ``workflow/rules/datasets.smk``."""
