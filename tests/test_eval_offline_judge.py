@@ -4,28 +4,37 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import types
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from empathy_distill.core.errors import LeakageError
+from empathy_distill.core.errors import ConfigError, LeakageError
+from empathy_distill.evaluation import embeddings
 from empathy_distill.evaluation.embeddings import CachedEmbedder
 from empathy_distill.evaluation.judge import PairItem, combine_orders, run_judge
 from empathy_distill.evaluation.lexical import NAMES, lexical_features
-from empathy_distill.evaluation.offline_judge import (
-    OfflineScorer,
-    PairwiseRanker,
+from empathy_distill.evaluation.offline_judge import cli, model
+from empathy_distill.evaluation.offline_judge.evaluate import (
     agreement,
-    candidates,
     check_disjoint,
-    context_text,
-    dialogue_folds,
-    dialogue_pairs,
     evaluate,
+    reference_orderings,
+)
+from empathy_distill.evaluation.offline_judge.features import (
+    context_text,
+    embed_rows,
     long_ratings,
     rater_debiased,
-    reference_orderings,
+)
+from empathy_distill.evaluation.offline_judge.model import (
+    OfflineScorer,
+    PairwiseRanker,
+    candidates,
+    dialogue_folds,
+    dialogue_pairs,
     select_and_fit,
 )
 from tests.test_eval_judge import judge_job
@@ -106,6 +115,47 @@ def test_scores_are_percentiles_and_survive_save_load(frames, fitted, tmp_path):
     assert set(loaded.calibration.rating_class(np.array([0.0, 0.5, 1.0]))) <= {1, 2, 3}
 
 
+def test_model_saved_before_the_package_split_still_loads(frames, tmp_path, monkeypatch):
+    """Files saved by the one-module offline judge pickled the pairwise model's class as
+    ``empathy_distill.evaluation.offline_judge.PairwiseRanker``; they must load unchanged."""
+    train, test = frames
+    data = embed_rows(long_ratings(train), SpyEmbedder())
+    scorer = model.fit_scorer(data, model.Candidate("response", "raw", 10.0, "pairwise"), "spy")
+    path = tmp_path / "old.joblib"
+    # saved as the one-module layout did: its module held the class
+    old_module = types.ModuleType("empathy_distill.evaluation.offline_judge")
+    old_module.PairwiseRanker = PairwiseRanker
+    with monkeypatch.context() as old_layout:
+        old_layout.setitem(sys.modules, old_module.__name__, old_module)
+        old_layout.setattr(PairwiseRanker, "__module__", old_module.__name__)
+        scorer.save(path)
+    names = path.read_bytes()
+    assert b"empathy_distill.evaluation.offline_judge" in names
+    assert b"empathy_distill.evaluation.offline_judge.model" not in names  # the old class path
+    loaded = OfflineScorer.load(path, SpyEmbedder())
+    assert isinstance(loaded.model, PairwiseRanker)
+    held_out = embed_rows(long_ratings(test), SpyEmbedder())
+    assert np.array_equal(loaded.score_embedded(held_out), scorer.score_embedded(held_out))
+
+
+def test_model_naming_a_class_that_is_gone_asks_to_retrain(tmp_path, monkeypatch):
+    import joblib
+
+    retired = types.ModuleType("empathy_distill_retired_scorer")
+
+    class Retired:
+        pass
+
+    Retired.__module__, Retired.__qualname__ = retired.__name__, "Retired"
+    retired.Retired = Retired
+    monkeypatch.setitem(sys.modules, retired.__name__, retired)
+    path = tmp_path / "model.joblib"
+    joblib.dump({"candidate": {}, "model": Retired()}, path)
+    monkeypatch.delitem(sys.modules, retired.__name__)
+    with pytest.raises(ConfigError, match=r"model.joblib: not an offline judge model .* retrain"):
+        OfflineScorer.load(path)
+
+
 def test_offline_judge_through_run_judge(frames, fitted, tmp_path, monkeypatch):
     _, test = frames
     scorer = fitted
@@ -119,9 +169,7 @@ def test_offline_judge_through_run_judge(frames, fitted, tmp_path, monkeypatch):
         ),
     ]
     config = {"judges": {"offline": {"backend": "offline", "model": "spy", "margin": 0.05}}}
-    import empathy_distill.evaluation.offline_judge as offline
-
-    monkeypatch.setattr(offline, "default_embedder", lambda *a, **k: SpyEmbedder())
+    monkeypatch.setattr(model, "default_embedder", lambda *a, **k: SpyEmbedder())
     spec, _ = judge_job(config, "offline")
     records = run_judge(spec, items, scorer=path)
     outcomes = combine_orders(records)
@@ -150,13 +198,12 @@ def test_minilm_loads_offline_and_embeds(tmp_path):
 
 
 def test_judge_command_line_with_settings_slice(frames, fitted, tmp_path, monkeypatch):
-    import empathy_distill.evaluation.offline_judge as offline
     from empathy_distill.evaluation import judge
     from empathy_distill.evaluation.records import read_jsonl, write_jsonl
 
     _, test = frames
     fitted.save(tmp_path / "model.joblib")
-    monkeypatch.setattr(offline, "default_embedder", lambda *a, **k: SpyEmbedder())
+    monkeypatch.setattr(model, "default_embedder", lambda *a, **k: SpyEmbedder())
     test.head(5).to_csv(tmp_path / "test.csv", index=False)
     for name, column in (("a", "response_chatgpt_empathy"), ("b", "response_human")):
         write_jsonl(
@@ -275,20 +322,19 @@ def test_reference_orderings_on_hand_made_ratings():
 
 
 def test_model_trained_by_the_command_loads_in_another_process(frames, tmp_path, monkeypatch):
-    """`python -m ...offline_judge` must pickle classes by their importable module name."""
+    """`python -m ...offline_judge.cli` must pickle classes by their importable module name."""
     import runpy
     import subprocess
-    import sys
-
-    import empathy_distill.evaluation.offline_judge as offline
 
     from .conftest import REPO_ROOT
 
     train, test = frames
     train.to_csv(tmp_path / "train.csv", index=False)
     test.to_csv(tmp_path / "test.csv", index=False)
-    model = tmp_path / "model.joblib"
-    monkeypatch.setattr(offline, "default_embedder", lambda *a, **k: SpyEmbedder())
+    saved = tmp_path / "model.joblib"
+    # runpy executes a fresh copy of cli.py, which takes default_embedder from embeddings
+    monkeypatch.setattr(embeddings, "default_embedder", lambda *a, **k: SpyEmbedder())
+    monkeypatch.delitem(sys.modules, cli.__name__)  # as under `python -m`: not imported yet
     monkeypatch.setattr(
         sys,
         "argv",
@@ -301,17 +347,18 @@ def test_model_trained_by_the_command_loads_in_another_process(frames, tmp_path,
             "--test",
             str(tmp_path / "test.csv"),
             "--model-out",
-            str(model),
+            str(saved),
             "--agreement-out",
             str(tmp_path / "agreement.json"),
         ],
     )
     with pytest.raises(SystemExit) as exit_info:
-        runpy.run_module("empathy_distill.evaluation.offline_judge", run_name="__main__")
+        runpy.run_module("empathy_distill.evaluation.offline_judge.cli", run_name="__main__")
     assert exit_info.value.code == 0
+    assert json.loads((tmp_path / "agreement.json").read_text())["embedder"] == "spy"
     load = (
-        "from empathy_distill.evaluation.offline_judge import OfflineScorer; "
-        f"OfflineScorer.load({str(model)!r})"
+        "from empathy_distill.evaluation.offline_judge.model import OfflineScorer; "
+        f"OfflineScorer.load({str(saved)!r})"
     )
     result = subprocess.run(
         [sys.executable, "-c", load],

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from empathy_distill.core.runtime import RUNTIME_ENV
-from empathy_distill.distillation import build_sets, teacher
+from empathy_distill.distillation import build_sets, teacher, teacher_cli
 from empathy_distill.distillation.sets import SOURCE_COLUMNS
 from empathy_distill.evaluation import judge
 from empathy_distill.evaluation.records import read_jsonl, write_jsonl
@@ -229,7 +229,7 @@ def teacher_run(tmp_path, monkeypatch):
         argv += ["--cost-report", str(tmp_path / "costs.csv")]
         argv += ["--method", "improve_human", "--strategy", strategy]
         argv += ["--sources", str(tmp_path / "sources.csv"), "--out", str(out)]
-        assert teacher.main(argv) == 0  # refusals never crash the job
+        assert teacher_cli.main(argv) == 0  # refusals never crash the job
         return out
 
     return tmp_path, backend, run

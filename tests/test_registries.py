@@ -101,6 +101,7 @@ def test_teacher_wildcard_constraint_matches_teacher_call_strategies():
     "module",
     [
         "distillation/teacher.py",
+        "distillation/requests.py",
         "cost.py",
         "core/grid.py",
         "distillation/sets.py",

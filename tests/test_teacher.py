@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from empathy_distill.core import runtime, strategies
-from empathy_distill.distillation import teacher
-from empathy_distill.distillation.sets import improve_human_sources
+from empathy_distill.core.readers import read_jsonl
+from empathy_distill.distillation import teacher, teacher_cli
+from empathy_distill.distillation.sets import SOURCE_COLUMNS, improve_human_sources
 from tests.conftest import REFERENCE_PROMPTS, REPO_ROOT
 from tests.servers.base import conversation_id, default_answer
 from tests.servers.openai_server import OpenAIServer
@@ -92,7 +93,7 @@ def test_initial_answers_and_llm_sources(setup):
     tmp, _server, recorder, common, train, test = setup
     ref = reference()
     assert (
-        teacher.main(
+        teacher_cli.main(
             [
                 "initial",
                 *common,
@@ -108,7 +109,7 @@ def test_initial_answers_and_llm_sources(setup):
         )
         == 0
     )
-    initial = teacher.read_jsonl(tmp / "initial.jsonl")
+    initial = read_jsonl(tmp / "initial.jsonl")
     assert [r["dialog_id"] for r in initial] == [*train["dialog_id"], *test["dialog_id"]]
     for record, (_, row) in zip(initial, pd.concat([train, test]).iterrows(), strict=True):
         expected = filled(
@@ -119,13 +120,13 @@ def test_initial_answers_and_llm_sources(setup):
         assert record["prompt"] == expected
         assert record["response"] == default_answer([{"role": "user", "content": expected}])
     assert sorted(m[0]["content"] for m in recorder.seen) == sorted(r["prompt"] for r in initial)
-    answers = teacher.read_jsonl(tmp / "answers.jsonl")
+    answers = read_jsonl(tmp / "answers.jsonl")
     assert [a["dialog_id"] for a in answers] == list(test["dialog_id"])
     assert set(answers[0]) == {"dialog_id", "prompt", "answer", "generation", "seed"}
     assert answers[0]["generation"]["model"] == "gpt-4o"
 
     assert (
-        teacher.main(
+        teacher_cli.main(
             [
                 "llm-sources",
                 "--spec",
@@ -141,7 +142,7 @@ def test_initial_answers_and_llm_sources(setup):
         == 0
     )
     sources = pd.read_csv(tmp / "llm.csv", dtype=str, keep_default_na=False)
-    assert list(sources.columns) == teacher.SOURCE_COLUMNS
+    assert list(sources.columns) == SOURCE_COLUMNS
     by_id = {r["dialog_id"]: r["response"] for r in initial}
     assert list(sources["source_response"]) == [by_id[d] for d in train["dialog_id"]]
     assert list(sources["human_response"]) == list(train["response_human"])
@@ -150,6 +151,19 @@ def test_initial_answers_and_llm_sources(setup):
     for path in tmp.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_llm_sources_names_a_missing_initial_file(tmp_path, capsys):
+    """A missing input is one ``error:`` line naming the file, not a traceback."""
+    pd.DataFrame(
+        {"dialog_id": ["d1"], "situation": ["s"], "speaker_uttr": ["u"], "response_human": ["h"]}
+    ).to_csv(tmp_path / "train.csv", index=False)
+    missing = tmp_path / "initial.jsonl"
+    argv = ["llm-sources", "--spec", json.dumps({"n": 950, "seed": 42})]
+    argv += ["--train", str(tmp_path / "train.csv"), "--initial", str(missing)]
+    assert teacher_cli.main([*argv, "--out", str(tmp_path / "llm.csv")]) == 1
+    assert capsys.readouterr().err.strip() == f"error: file not found: {missing}"
+    assert not (tmp_path / "llm.csv").exists()
 
 
 def test_improve_llm_split_is_the_paper_sample(paper_train):
@@ -170,7 +184,7 @@ def test_every_strategy_sends_byte_identical_prompts(setup):
         recorder.seen.clear()
         out = tmp / f"{strategy}.jsonl"
         assert (
-            teacher.main(
+            teacher_cli.main(
                 [
                     "improve",
                     *common,
@@ -197,7 +211,7 @@ def test_every_strategy_sends_byte_identical_prompts(setup):
         ]
         assert sorted(m[0]["content"] for m in recorder.seen) == sorted(expected)
         assert all(len(m) == 1 and m[0]["role"] == "user" for m in recorder.seen)
-        rows = teacher.read_jsonl(out)
+        rows = read_jsonl(out)
         assert [r["dialog_id"] for r in rows] == list(sources["dialog_id"])
         assert [r["role"] for r in rows] == list(sources["role"])
         for row, text in zip(rows, expected, strict=True):
@@ -211,7 +225,7 @@ def test_sequential_chain_turns_and_first_turn_cache_hit(setup):
     ref = reference()
     args = ["--method", "improve_human", "--sources", str(tmp / "improve_human.csv")]
     assert (
-        teacher.main(
+        teacher_cli.main(
             [
                 "improve",
                 *common,
@@ -226,7 +240,7 @@ def test_sequential_chain_turns_and_first_turn_cache_hit(setup):
     )
     recorder.seen.clear()
     assert (
-        teacher.main(
+        teacher_cli.main(
             [
                 "improve",
                 *common,
@@ -241,7 +255,7 @@ def test_sequential_chain_turns_and_first_turn_cache_hit(setup):
     )
     sources = pd.read_csv(tmp / "improve_human.csv", dtype=str, keep_default_na=False)
     seq = ref["teacher"]["improve_three_dimensions_sequentially"]
-    rows = teacher.read_jsonl(tmp / "seq.jsonl")
+    rows = read_jsonl(tmp / "seq.jsonl")
     for row, (_, src) in zip(rows, sources.iterrows(), strict=True):
         u1 = filled(
             ref["teacher"]["improve"]["improve_cognitive"],
@@ -274,7 +288,7 @@ def test_sequential_chain_turns_and_first_turn_cache_hit(setup):
 def test_combined_or_unknown_strategy_makes_no_calls(setup, strategy):
     """A pooled strategy has no calls of its own; an unregistered one is a clear error (code 1)."""
     tmp, server, _recorder, common, *_ = setup
-    code = teacher.main(
+    code = teacher_cli.main(
         [
             "improve",
             *common,

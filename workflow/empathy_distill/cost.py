@@ -5,12 +5,13 @@ judge x comparison kind, and the total, and writes them to ``results/costs/proje
 
 How it counts (documented approximations, see ``llm/pricing.py``):
 
-* Teacher requests are built exactly as the teacher stage builds them (``teacher.py``), from
-  ``results/data/train.csv`` / ``test.csv`` and the improve_human sources. Texts that do not exist
-  yet (the teacher's initial responses that improve_llm rewrites, earlier answers of the
-  sequential chain) are stand-ins of ``TEACHER_ANSWER_TOKENS`` tokens. Identical requests are
-  counted once (the sequential chain's first turn is the improve_cognitive request), and requests
-  already answered in the cache cost nothing.
+* Teacher requests are built exactly as the teacher stage builds them
+  (``distillation/requests.py``), from ``results/data/train.csv`` / ``test.csv`` and the
+  improve_human sources. Texts that do not exist yet (the teacher's initial responses that
+  improve_llm rewrites, earlier answers of the sequential chain) are stand-ins of
+  ``TEACHER_ANSWER_TOKENS`` tokens. Identical requests are counted once (the sequential chain's
+  first turn is the improve_cognitive request), and requests already answered in the cache
+  cost nothing.
 * Every teacher answer is assumed to be ``TEACHER_ANSWER_TOKENS`` (130) tokens: the prompts ask
   for at most 97 words, so this is an upper estimate.
 * Judge requests: every comparison of ``grid.comparisons(config)`` on every test dialogue, in 2
@@ -39,15 +40,15 @@ from .core.config import resolve_resource
 from .core.errors import ConfigError, EmpathyDistillError
 from .core.judges import calls_llm
 from .core.prompts import Prompts
-from .distillation.sets import SOURCE_COLUMNS
-from .distillation.teacher import (
+from .core.readers import read_table
+from .distillation.requests import (
     TEACHER_ANSWER_TOKENS,
     improve_request,
     initial_request,
-    read_table,
     sequential_request,
     sequential_turns,
 )
+from .distillation.sets import SOURCE_COLUMNS
 from .llm.cache import CACHE_FILE, ResponseCache
 from .llm.errors import BudgetExceededError
 from .llm.pricing import PriceTable, approx_request_tokens
@@ -94,7 +95,7 @@ def teacher_requests(
     test: pd.DataFrame,
     human_sources: pd.DataFrame | None,
 ) -> dict[str, list[ChatRequest]]:
-    """part name -> the teacher requests of that step, as ``teacher.py`` will send them."""
+    """part name -> the teacher requests of that step, as the teacher stage will send them."""
     endpoint = config["teacher"]
     model, sampling = endpoint["model"], dict(endpoint["sampling"])
     methods = config["distillation"]["methods"]

@@ -20,7 +20,7 @@ rule train_offline_judge:
     log:
         "logs/judges/offline/train.log",
     shell:
-        "python -m empathy_distill.evaluation.offline_judge --spec {params.spec:q}"
+        "python -m empathy_distill.evaluation.offline_judge.cli --spec {params.spec:q}"
         " --train {input.train:q} --test {input.test:q} --model-out {output.model:q}"
         " --agreement-out {output.agreement:q} > {log} 2>&1"
 

@@ -8,7 +8,7 @@
 TEACHER = config.get("teacher") or {}
 TEACHER_COST_REPORT = "results/costs/teacher.csv"
 # A local teacher (backend transformers, e.g. the demo's builtin:tiny) imports torch: with
-# --sdm conda the rules running empathy_distill.distillation.teacher then use the training
+# --sdm conda the rules running empathy_distill.distillation.teacher_cli then use the training
 # environment.
 TEACHER_ENV = "../../envs/train.yaml" if TEACHER.get("backend") == "transformers" else CORE_ENV
 
@@ -35,7 +35,7 @@ rule teacher_initial:
     log:
         "logs/teacher/initial.log",
     shell:
-        "python -m empathy_distill.distillation.teacher initial --spec {params.spec:q}"
+        "python -m empathy_distill.distillation.teacher_cli initial --spec {params.spec:q}"
         " --cost-report {params.cost_report} --prompts {input.prompts:q}"
         " --train {input.train} --test {input.test}"
         " --out {output.initial} --answers {output.answers} > {log} 2>&1"
@@ -54,7 +54,7 @@ rule improve_llm_sources:
     log:
         "logs/teacher/improve_llm_sources.log",
     shell:
-        "python -m empathy_distill.distillation.teacher llm-sources --spec {params.spec:q}"
+        "python -m empathy_distill.distillation.teacher_cli llm-sources --spec {params.spec:q}"
         " --train {input.train} --initial {input.initial} --out {output} > {log} 2>&1"
 
 
@@ -77,7 +77,7 @@ rule teacher_improve:
     log:
         "logs/teacher/{method}/{strategy}.log",
     shell:
-        "python -m empathy_distill.distillation.teacher improve --spec {params.spec:q}"
+        "python -m empathy_distill.distillation.teacher_cli improve --spec {params.spec:q}"
         " --cost-report {params.cost_report} --prompts {input.prompts:q}"
         " --method {wildcards.method} --strategy {wildcards.strategy}"
         " --sources {input.sources} --out {output} > {log} 2>&1"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: Backend of the scorer trained on the dataset's human ratings (evaluation/offline_judge.py).
+#: Backend of the scorer trained on the dataset's human ratings (evaluation/offline_judge/).
 OFFLINE = "offline"
 LLM_KIND = "llm"
 SCORER_KIND = "scorer"
@@ -120,7 +120,7 @@ SCORERS: dict[str, ScorerJudge] = {
         OFFLINE,
         model_file="results/judges/offline/model.joblib",
         agreement_file="results/judges/offline/agreement.json",
-        loader="empathy_distill.evaluation.offline_judge:OfflineScorer.load",
+        loader="empathy_distill.evaluation.offline_judge.model:OfflineScorer.load",
     ),
 }
 _LLM = LLMJudge()

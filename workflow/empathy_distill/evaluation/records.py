@@ -5,11 +5,11 @@ Writes go through ``empathy_distill.core.atomic`` (temporary file, then rename).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from ..core import readers
 from ..core.atomic import write_jsonl
 from ..core.errors import DatasetError, EmpathyDistillError
 
@@ -21,19 +21,8 @@ class AnswersError(EmpathyDistillError):
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        raise AnswersError(f"file not found: {path}")
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise AnswersError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-    return rows
+    """Every JSON line of an answers or judgments file (errors are AnswersError)."""
+    return readers.read_jsonl(path, AnswersError)
 
 
 def read_answers(path: str | Path) -> dict[str, str]:
