@@ -22,7 +22,9 @@ rejected sequence), cross-checked against the same examples tokenised here with 
 template (``encode_oneturn``); time is the trainer's ``train_runtime`` (the steps, not loading
 the model). The last line is machine-readable: ``<stage>_<precision>_tokens_per_s=<x> ...``.
 
-Measured on the 2-core machine: see README, "Tests and benchmarks" (figures and load).
+Measured on the 2-core machine under load 7 to 8 from other jobs (not idle; to be remeasured),
+``--steps 2 --batch-size 8``: SFT fp32 0.03 samples/s, 12 tokens/s. The issue's earlier
+measurement (idle, SFT batch 8): 0.38 samples/s fp32, 0.86 bf16.
 
     python benchmarks/training.py [--steps 4] [--batch-size 8] [--precision fp32 bf16]
 """
