@@ -1,19 +1,28 @@
 """Benchmark: batched vs one-at-a-time generation of test-dialogue answers.
 
-Default: the tiny student (``results/students/tiny`` when built, else a tiny random Llama built
-on the spot) on CPU, greedy. ``--model-path`` benchmarks any model (e.g. a real student on a GPU).
-Both ways answer the same prompts with the same settings; the default length cap is the
-workflow's (``generation.max_new_tokens``: 160). Prints tokens/s of both ways and their ratio;
-the last line is machine-readable: ``ratio=<x> identical=<true|false>`` (identical: the greedy
-answers are the same).
+Default model: the SmolLM2-135M-Instruct student (``results/students/smollm2_135m``, built first
+when missing), prompted as a fine-tuned student is (training prompt through LLaMA-Factory's
+``smollm2`` template), greedy, on CPU, with its ``repetition_penalty`` 1.2. ``--tiny`` is the old
+benchmark (the built tiny student, else a tiny random Llama, base prompt); ``--model-path`` any
+model (e.g. a real student on a GPU, ``--device cuda``).
 
-Run it on an idle machine and read the load averages it prints: when other processes hold the
-cores, torch's intra-op threads wait for each other and the one-at-a-time loop (thousands of tiny
-parallel ops) slows far more than the batched run, which inflates the ratio. ``--threads 1`` is
-immune to that. Measured on 2 idle cores: ``ratio=10.05`` (default threads), ``ratio=6.13``
-(``--threads 1``); ``--model-path results/students/tiny --template llama3``: ``ratio=12.15``.
+Both sides run the workflow's own ``evaluation/generate.py`` (``generate_ids``) on the same
+prompts (the first ``--n`` dialogues of the test split) with the same settings; only the batch
+size differs. The sides alternate, ``--repeats`` times each (default 3), and the best run of each
+side counts, so a burst of load elsewhere hits one run, not one side. Prints new tokens/s both
+ways, their ratio, how many greedy answers are identical, and the load averages; the last line
+is machine-readable: ``ratio=<x> identical=<true|false>``.
 
-    PYTHONPATH=workflow:. python benchmarks/generation.py [--n 64] [--batch-size 64] [--threads 1]
+Read the load averages: when other processes hold the cores, torch's intra-op threads wait for
+each other and the one-at-a-time loop (many small ops) slows far more than the batched run,
+which inflates the ratio. ``--threads 1`` is immune to that.
+
+Measured on the 2-core machine under load 7 to 10 from other jobs (not idle; to be remeasured),
+``--n 4 --max-new-tokens 48 --repeats 1 --threads 1``: ``ratio=1.22 identical=true``. Earlier,
+idle, ``--tiny``: ``ratio=10.05``; ``--tiny --threads 1``: ``ratio=6.13``.
+
+    python benchmarks/generation.py [--n 16] [--max-new-tokens 160] [--repeats 3] [--threads 1]
+    python benchmarks/generation.py --tiny [--n 64]
 """
 
 from __future__ import annotations
@@ -24,11 +33,11 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "workflow"), str(REPO)]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from empathy_distill.core.prompts import Prompts  # noqa: E402
-from empathy_distill.evaluation.generate import (  # noqa: E402
+from bench_common import PROMPTS, REPO, dataset_path, load_line, smollm2_student, splits
+
+from empathy_distill.evaluation.generate import (
     GenerationSettings,
     encode_base,
     encode_finetuned,
@@ -37,86 +46,121 @@ from empathy_distill.evaluation.generate import (  # noqa: E402
     load_model,
     load_tokenizer,
 )
+from empathy_distill.core.prompts import Prompts
 
-DATASET = REPO.parent / "shared/data/dataset.csv"
-
-
-def test_rows(n: int):
-    import pandas as pd
-
-    for path in (REPO / "results/data/test.csv", DATASET):
-        if path.exists():
-            return pd.read_csv(path, keep_default_na=False).head(n)
-    raise SystemExit("no test dialogues: need results/data/test.csv or ../shared/data/dataset.csv")
+SMOLLM2_TEMPLATE = "smollm2"
 
 
-def model_and_tokenizer(model_path: str | None, device: str | None):
+def tiny_model(dataset: Path, device: str | None):
+    """The built tiny student, else a tiny random Llama with a tokenizer trained on ``dataset``."""
     tiny = REPO / "results/students/tiny"
-    path = model_path or (str(tiny) if tiny.exists() else None)
-    if path is not None:
-        return path, load_model(path, device=device), load_tokenizer(path)
+    if (tiny / "config.json").is_file():
+        return str(tiny), load_model(tiny, device=device), load_tokenizer(tiny)
     from tests.tiny_lm import build_tiny
 
-    model, tokenizer = build_tiny(DATASET)
-    return "random tiny Llama", model, tokenizer
+    model, tokenizer = build_tiny(dataset)
+    tokenizer.padding_side = "left"
+    return "random tiny Llama", model.to(device or "cpu"), tokenizer
+
+
+def encoded_prompts(rows, tokenizer, template: str | None) -> tuple[list[list[int]], list[int]]:
+    """(prompt ids, stop ids) exactly as ``generate.answer_test`` builds them."""
+    prompts = Prompts(PROMPTS)
+    if template:
+        lf_template = llamafactory_template(tokenizer, template)
+        ids = [e.ids for e in encode_finetuned(rows, tokenizer, lf_template, prompts)]
+        return ids, list(lf_template.get_stop_token_ids(tokenizer))
+    return [e.ids for e in encode_base(rows, tokenizer, prompts)], [tokenizer.eos_token_id]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--model-path", help="any HF model dir (default: the SmolLM2 student)")
+    which.add_argument("--tiny", action="store_true", help="the tiny model (old benchmark)")
+    parser.add_argument(
+        "--template",
+        help="LLaMA-Factory template (default: smollm2 for SmolLM2, else the base prompt)",
+    )
+    parser.add_argument("--base-prompt", action="store_true", help="the base prompt, no template")
+    parser.add_argument("--dataset", help="dataset CSV (default: as the tests find it)")
+    parser.add_argument("--n", type=int, help="test dialogues (default: 16; 64 with --tiny)")
+    parser.add_argument("--batch-size", type=int, help="batched side (default: --n, one batch)")
+    parser.add_argument("--max-new-tokens", type=int, default=160)
+    parser.add_argument("--device")
+    parser.add_argument("--repeats", type=int, default=3, help="best of N runs, on both sides")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.n is None:
+        args.n = 64 if args.tiny else 16
+    if args.batch_size is None:
+        args.batch_size = args.n
+    if args.repeats < 1 or args.n < 1 or args.batch_size < 1:
+        parser.error("--n, --batch-size and --repeats must be at least 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-path")
-    parser.add_argument("--template", help="LLaMA-Factory template (default: the base prompt)")
-    parser.add_argument("--n", type=int, default=64, help="test dialogues")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-new-tokens", type=int, default=160)
-    parser.add_argument("--device")
-    parser.add_argument("--repeats", type=int, default=2, help="best of N (shared machines)")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    load_before = os.getloadavg()
-    name, model, tokenizer = model_and_tokenizer(args.model_path, args.device)
-    rows = test_rows(args.n)
-    print(
-        f"model: {name}; device: {model.device}; threads: {torch.get_num_threads()}; "
-        f"{len(rows)} prompts; max_new_tokens {args.max_new_tokens}"
-    )
-    if args.template:
-        template = llamafactory_template(tokenizer, args.template)
-        prompts = [e.ids for e in encode_finetuned(rows, tokenizer, template, Prompts())]
-        stop_ids = template.get_stop_token_ids(tokenizer)
+    before = load_line("before")
+    dataset = dataset_path(args.dataset)
+    rows = splits(dataset)[1].head(args.n)
+    if args.tiny:
+        name, model, tokenizer = tiny_model(dataset, args.device)
+        template = args.template
     else:
-        prompts = [e.ids for e in encode_base(rows, tokenizer, Prompts())]
-        stop_ids = [tokenizer.eos_token_id]
+        path = smollm2_student(args.model_path)
+        name, model, tokenizer = str(path), load_model(path, device=args.device), None
+        tokenizer = load_tokenizer(path)
+        template = args.template or (SMOLLM2_TEMPLATE if args.model_path is None else None)
+    if args.base_prompt:
+        template = None
+    prompts, stop_ids = encoded_prompts(rows, tokenizer, template)
+    print(
+        f"model: {name}; prompt: {template or 'base'}; device: {model.device}; "
+        f"threads: {torch.get_num_threads()}; dataset: {dataset.name}"
+    )
+    print(
+        f"{len(prompts)} test dialogues, {sum(map(len, prompts))} prompt tokens; "
+        f"max_new_tokens {args.max_new_tokens}; greedy; best of {args.repeats} per side"
+    )
+    print(before, flush=True)
     # warm-up: the first generate() call pays one-off kernel/allocator set-up costs
     generate_ids(model, tokenizer, prompts[:2], GenerationSettings(max_new_tokens=2), stop_ids)
-    timings = {}
-    answers = {}
-    for label, batch_size in (("batched", args.batch_size), ("one-at-a-time", 1)):
-        settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=batch_size)
-        seconds = float("inf")
-        for _ in range(args.repeats):
+    sides = (("batched", args.batch_size), ("one-at-a-time", 1))
+    best = {label: float("inf") for label, _ in sides}
+    answers: dict[str, list[list[int]]] = {}
+    for repeat in range(args.repeats):
+        for label, batch_size in sides:
+            settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=batch_size)
             start = time.perf_counter()
             out = generate_ids(model, tokenizer, prompts, settings, stop_ids)
-            seconds = min(seconds, time.perf_counter() - start)
-        tokens = sum(len(ids) for ids in out)
-        timings[label] = tokens / seconds
-        answers[label] = out
+            seconds = time.perf_counter() - start
+            best[label] = min(best[label], seconds)
+            if label in answers and answers[label] != out:
+                print(f"warning: {label} run {repeat + 1} answered differently from run 1")
+            answers.setdefault(label, out)
+            one = os.getloadavg()[0]
+            print(f"  run {repeat + 1} {label:>13}: {seconds:7.2f} s (load {one:.2f})", flush=True)
+    rates = {}
+    for label, batch_size in sides:
+        tokens = sum(map(len, answers[label]))
+        rates[label] = tokens / best[label]
         print(
-            f"{label:>14}: batch {batch_size:>3}, {tokens} new tokens in {seconds:.2f} s = "
-            f"{timings[label]:.1f} tokens/s"
+            f"{label:>13}: batch {batch_size:>3}, {tokens} new tokens in {best[label]:.2f} s "
+            f"(best of {args.repeats}) = {rates[label]:.1f} tokens/s"
         )
-    load_after = os.getloadavg()
-    print(
-        f"load average (1 min) before/after: {load_before[0]:.2f} / {load_after[0]:.2f}"
-        f" on {os.cpu_count()} cores"
-    )
-    ratio = timings["batched"] / timings["one-at-a-time"]
-    identical = answers["batched"] == answers["one-at-a-time"]
-    print(f"ratio={ratio:.2f} identical={'true' if identical else 'false'}")
+    pairs = list(zip(answers["batched"], answers["one-at-a-time"], strict=True))
+    same = sum(a == b for a, b in pairs)
+    print(f"identical greedy answers: {same}/{len(pairs)}")
+    print(load_line("after"))
+    ratio = rates["batched"] / rates["one-at-a-time"]
+    print(f"ratio={ratio:.2f} identical={'true' if same == len(pairs) else 'false'}")
     return 0
 
 

@@ -1,0 +1,96 @@
+"""Smoke tests of the benchmark scripts: they parse their arguments, run end to end on the tiny
+model / local server and end with their machine-readable line. No timing is asserted (the figures
+are the benchmarks' job, printed, not tested)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SYNTHETIC = REPO / "tests" / "data" / "synthetic_dataset.csv"
+
+
+def load(name: str):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", REPO / "benchmarks" / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generation_tiny_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
+    generation = load("generation")
+    argv = ["--tiny", "--dataset", str(SYNTHETIC), "--n", "4", "--max-new-tokens", "8"]
+    assert generation.main([*argv, "--repeats", "2", "--threads", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"ratio=\d+\.\d\d identical=true", out[-1])
+    assert "identical greedy answers: 4/4" in out
+    # both sides ran --repeats times, alternating
+    assert [line.split()[2].rstrip(":") for line in out if line.startswith("  run ")] == [
+        "batched",
+        "one-at-a-time",
+    ] * 2
+    assert any(line.startswith("load average before") for line in out)
+
+
+def test_generation_rejects_bad_arguments() -> None:
+    generation = load("generation")
+    with pytest.raises(SystemExit):
+        generation.parse_args(["--repeats", "0"])
+    with pytest.raises(SystemExit):
+        generation.parse_args(["--tiny", "--model-path", "x"])
+
+
+def test_teacher_throughput_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
+    teacher = load("teacher_throughput")
+    argv = ["--n", "8", "--latency", "0.01", "--concurrency", "4", "--repeats", "2"]
+    assert teacher.main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"ratio=\d+\.\d\d bound_fraction=\d+\.\d{3}", out[-1])
+    runs = [line for line in out if line.startswith("  run ")]
+    assert len(runs) == 2 and all("concurrent" in r and "one-at-a-time" in r for r in runs)
+    assert any("one-at-a-time loop:" in line and "best of 2" in line for line in out)
+
+
+def test_training_rejects_dpo_without_sft_and_bad_set() -> None:
+    training = load("training")
+    with pytest.raises(SystemExit):
+        training.parse_args(["--stages", "dpo"])
+    with pytest.raises(SystemExit):
+        training.parse_args(["--set", "no_equals_sign"])
+    args = training.parse_args(["--set", "lora_rank=16", "--set", "use_cpu=false"])
+    assert args.set == [("lora_rank", 16), ("use_cpu", False)]
+
+
+def test_training_config_passes_precision_and_extra_args() -> None:
+    training = load("training")
+    args = training.parse_args(["--steps", "3", "--batch-size", "2", "--set", "lora_rank=4"])
+    config = training.training_config(args, Path("m"), "llama3", bf16=True)
+    common = config["training"]["common"]
+    assert common["max_steps"] == 3 and common["per_device_train_batch_size"] == 2
+    assert common["bf16"] is True and common["use_cpu"] is True and common["lora_rank"] == 4
+    assert common["include_num_input_tokens_seen"] == "non_padding"
+    from empathy_distill.training.llamafactory_config import validate_training
+
+    validate_training(config)  # every key is a LLaMA-Factory argument of the right type
+
+
+@pytest.mark.slow
+def test_training_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Real llamafactory-cli, SFT then DPO, one step of two examples (about a minute)."""
+    training = load("training")
+    argv = ["--tiny", "--dataset", str(SYNTHETIC), "--steps", "1", "--batch-size", "2"]
+    assert training.main([*argv, "--precision", "fp32", "--keep", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"sft_fp32_tokens_per_s=\d+\.\d dpo_fp32_tokens_per_s=\d+\.\d", out[-1])
+    # the trainer's token count equals the template's count of the same examples
+    assert not any("template count" in line for line in out)
+    assert (tmp_path / "fp32" / "dpo" / "train.yaml").is_file()
