@@ -43,8 +43,8 @@ def dataset_path(given: str | None) -> Path:
 
 def splits(path: Path):
     """(train, test) of the workflow's own split of the dataset at ``path``."""
-    from empathy_distill.dataset import load_dataset
-    from empathy_distill.split import split
+    from empathy_distill.data.dataset import load_dataset
+    from empathy_distill.data.split import split
 
     return split(load_dataset(path))
 

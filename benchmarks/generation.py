@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import PROMPTS, REPO, dataset_path, load_line, smollm2_student, splits
 
+from empathy_distill.core.prompts import Prompts
 from empathy_distill.evaluation.generate import (
     GenerationSettings,
     encode_base,
@@ -46,7 +47,6 @@ from empathy_distill.evaluation.generate import (
     load_model,
     load_tokenizer,
 )
-from empathy_distill.core.prompts import Prompts
 
 SMOLLM2_TEMPLATE = "smollm2"
 

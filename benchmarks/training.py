@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import PROMPTS, REPO, dataset_path, load_line, smollm2_student, splits
 
-from empathy_distill.errors import EmpathyDistillError
+from empathy_distill.core.errors import EmpathyDistillError
 
 STUDENT = "bench"
 METHOD, STRATEGY = "direct", "chatgpt"
@@ -112,9 +112,9 @@ def training_config(args: argparse.Namespace, model: Path, template: str, bf16: 
 
 def write_sets(train, n: int, folder: Path) -> dict[str, list[dict]]:
     """The first ``n`` SFT examples and DPO pairs of the workflow's direct/chatgpt sets."""
-    from empathy_distill.formats import dataset_info_entry, write_json, write_set
-    from empathy_distill.prompts import Prompts
-    from empathy_distill.sets import direct_records
+    from empathy_distill.core.prompts import Prompts
+    from empathy_distill.distillation.formats import dataset_info_entry, write_json, write_set
+    from empathy_distill.distillation.sets import direct_records
     from empathy_distill.training.llamafactory_config import dataset_key
 
     sft, dpo = direct_records(train, STRATEGY, Prompts(PROMPTS))
