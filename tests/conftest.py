@@ -77,6 +77,15 @@ def paper_dataset(paper_dataset_path: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
+def human_words(paper_dataset: pd.DataFrame) -> set[str]:
+    """The real dataset's 9,240-word vocabulary, to tell a model's real text from noise
+    (tests/real_text.py)."""
+    from tests.real_text import dictionary
+
+    return dictionary(paper_dataset)
+
+
+@pytest.fixture(scope="session")
 def paper_train_test(paper_dataset: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     from empathy_distill.data.split import split
 

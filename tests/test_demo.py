@@ -1,4 +1,7 @@
-"""The README's demo command on a fresh copy of the repository: whole DAG, offline, report."""
+"""The README's demo command on a fresh copy of the repository: whole DAG, offline, report.
+
+SmolLM2-135M-Instruct is the demo's student and teacher, so every text it writes must be real
+text (tests/real_text.py), not the random plumbing model's byte soup."""
 
 from __future__ import annotations
 
@@ -10,8 +13,16 @@ import pandas as pd
 import pytest
 
 from .conftest import REPO_ROOT
+from .real_text import assert_mostly_real_text
 
 pytestmark = pytest.mark.slow
+
+STUDENT = "smollm2_135m"
+#: The overlay's sizes (workflow/profiles/demo/config.demo.yaml): test dialogues answered.
+TRAIN_DIALOGUES = 8
+TEST_DIALOGUES = 12
+IMPROVED = ("improve_human/improve_all_three_dimensions", "improve_llm/naive_prompt")
+CONFIGURATIONS = ("direct/gemini", *IMPROVED)
 
 COPY_IGNORE = shutil.ignore_patterns(
     ".git",
@@ -36,12 +47,16 @@ def demo_checkout(paper_dataset_path, tmp_path_factory):
     return root
 
 
+def read_jsonl(path) -> pd.DataFrame:
+    return pd.read_json(path, lines=True)
+
+
 def run_demo(root, *extra: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/demo", *extra]
     return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1500)
 
 
-def test_demo_runs_the_whole_dag_offline_and_reruns_nothing(demo_checkout):
+def test_demo_runs_the_whole_dag_offline_and_reruns_nothing(demo_checkout, human_words):
     first = run_demo(demo_checkout)
     assert first.returncode == 0, (first.stdout + first.stderr)[-4000:]
     results = demo_checkout / "results"
@@ -49,13 +64,28 @@ def test_demo_runs_the_whole_dag_offline_and_reruns_nothing(demo_checkout):
     table = pd.read_csv(results / "tables" / "win_rates.csv")
     # 3 data configurations x 2 stages vs base, SFT+DPO vs SFT (3), DPO models and base vs teacher
     assert len(table) == 6 + 3 + 3 + 1
-    assert set(table["judge"]) == {"offline"} and (table["n"] == 40).all()
     assert table["win_rate"].between(0, 1).all()
-    for stage in ("sft", "dpo"):
-        adapter = results / "models/tiny/improve_human/improve_all_three_dimensions" / stage
-        assert (adapter / "adapter_model.safetensors").exists()
-    teacher = pd.read_json(results / "teacher/improve_llm/naive_prompt.jsonl", lines=True)
-    assert teacher["improved_response"].str.len().gt(0).all()
+    assert set(table["judge"]) == {"offline"} and (table["n"] == TEST_DIALOGUES).all()
+    for configuration in CONFIGURATIONS:
+        for stage in ("sft", "dpo"):
+            adapter = results / "models" / STUDENT / configuration / stage
+            assert (adapter / "adapter_model.safetensors").exists()
+
+    # Real text everywhere: the teacher's initial and improved responses, every model's answers.
+    initial = read_jsonl(results / "teacher/initial.jsonl")
+    assert len(initial) == TRAIN_DIALOGUES + TEST_DIALOGUES
+    assert_mostly_real_text(initial["response"], human_words)
+    for improved in IMPROVED:
+        teacher = read_jsonl(results / "teacher" / f"{improved}.jsonl")
+        assert len(teacher) == TRAIN_DIALOGUES, improved
+        assert teacher["improved_response"].str.len().gt(0).all()
+        assert_mostly_real_text(teacher["improved_response"], human_words)
+    variants = ["base", *(f"{c}/{stage}" for c in CONFIGURATIONS for stage in ("sft", "dpo"))]
+    answer_files = [results / "answers" / STUDENT / f"{v}.jsonl" for v in variants]
+    for path in [results / "answers/teacher.jsonl", *answer_files]:
+        answers = read_jsonl(path)
+        assert len(answers) == TEST_DIALOGUES, path
+        assert_mostly_real_text(answers["answer"], human_words)
 
     second = run_demo(demo_checkout)
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]

@@ -28,6 +28,7 @@ from empathy_distill.core.config import validate_config
 from empathy_distill.core.errors import ConfigError
 from empathy_distill.training import smollm2_model as smol
 from empathy_distill.training import students
+from tests.real_text import assert_real_text
 from tests.test_training_e2e import METHOD, STRATEGY, logged_step, snakemake, write_sets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -228,33 +229,6 @@ def test_training_encoding_equals_generation_input(model_dir: Path, teacher, spl
         teacher_ids = teacher.tokenizer(teacher._render(request), add_special_tokens=False)
         assert teacher_ids.input_ids == prompt_ids
     assert template.get_stop_token_ids(tokenizer) == [tokenizer.eos_token_id]
-
-
-def dictionary(table: pd.DataFrame) -> set[str]:
-    """Words of the dataset's texts: situations, utterances and the five responses, written by
-    people and by other LLMs (GPT-4, LLaMA-2, Gemini, Mixtral), never by the model under test."""
-    columns = ["situation", "speaker_uttr", *(c for c in table if c.startswith("response_"))]
-    words: set[str] = set()
-    for column in columns:
-        for text in table[column].astype(str):
-            words.update(re.findall(r"[a-z]+(?:'[a-z]+)?", text.lower()))
-    return words
-
-
-@pytest.fixture(scope="module")
-def human_words(paper_dataset: pd.DataFrame) -> set[str]:
-    """The real dataset's 9,240-word vocabulary: the synthetic test dataset's few dozen made-up
-    sentences are far too small a vocabulary to tell real text from noise."""
-    return dictionary(paper_dataset)
-
-
-def assert_real_text(answer: str, words: set[str]) -> None:
-    found = re.findall(r"[a-z]+(?:'[a-z]+)?", answer.lower())
-    assert len(found) >= 8, answer
-    known = sum(w in words for w in found) / len(found)
-    assert known >= 0.7, (known, answer)
-    trigrams = list(zip(found, found[1:], found[2:], strict=False))
-    assert len(set(trigrams)) >= 0.6 * len(trigrams), answer  # no sentence on repeat
 
 
 @needs_model_stack
