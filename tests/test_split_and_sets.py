@@ -1,4 +1,4 @@
-"""Counts of the paper's split and distillation sets (FACTS.md), exactly."""
+"""Counts of the paper's split and distillation sets (Xie et al., 2025; its code), exactly."""
 
 from __future__ import annotations
 
