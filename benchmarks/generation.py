@@ -37,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import PROMPTS, REPO, dataset_path, load_line, smollm2_student, splits
 
+from empathy_distill.core import specs
+from empathy_distill.core.config import validate_config
 from empathy_distill.core.prompts import Prompts
 from empathy_distill.evaluation.generate import (
     GenerationSettings,
@@ -49,6 +51,12 @@ from empathy_distill.evaluation.generate import (
 )
 
 SMOLLM2_TEMPLATE = "smollm2"
+
+
+def settings(**overrides) -> GenerationSettings:
+    """The workflow's generation settings (the config schema's defaults), then ``overrides``."""
+    config = validate_config({"students": {"s": {"model": "m", "template": "t"}}})
+    return GenerationSettings(**{**specs.answer(config, "s")["generation"], **overrides})
 
 
 def tiny_model(dataset: Path, device: str | None):
@@ -88,6 +96,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, help="batched side (default: --n, one batch)")
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--device")
+    parser.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="weights' precision, as generation.dtype (auto: float32 on a CPU)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="best of N runs, on both sides")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
@@ -115,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         template = args.template
     else:
         path = smollm2_student(args.model_path)
-        name, model, tokenizer = str(path), load_model(path, device=args.device), None
+        name, model, tokenizer = (
+            str(path),
+            load_model(path, device=args.device, dtype=args.dtype),
+            None,
+        )
         tokenizer = load_tokenizer(path)
         template = args.template or (SMOLLM2_TEMPLATE if args.model_path is None else None)
     if args.base_prompt:
@@ -131,15 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(before, flush=True)
     # warm-up: the first generate() call pays one-off kernel/allocator set-up costs
-    generate_ids(model, tokenizer, prompts[:2], GenerationSettings(max_new_tokens=2), stop_ids)
+    generate_ids(
+        model, tokenizer, prompts[:2], settings(max_new_tokens=2, dtype=args.dtype), stop_ids
+    )
     sides = (("batched", args.batch_size), ("one-at-a-time", 1))
     best = {label: float("inf") for label, _ in sides}
     answers: dict[str, list[list[int]]] = {}
     for repeat in range(args.repeats):
         for label, batch_size in sides:
-            settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=batch_size)
+            run = settings(
+                max_new_tokens=args.max_new_tokens, batch_size=batch_size, dtype=args.dtype
+            )
             start = time.perf_counter()
-            out = generate_ids(model, tokenizer, prompts, settings, stop_ids)
+            out = generate_ids(model, tokenizer, prompts, run, stop_ids)
             seconds = time.perf_counter() - start
             best[label] = min(best[label], seconds)
             if label in answers and answers[label] != out:

@@ -19,7 +19,9 @@ from empathy_distill.evaluation.generate import (
     cut_base_answer,
     hit_token_cap,
     llamafactory_template,
+    load_model,
     main,
+    torch_dtype,
 )
 from empathy_distill.evaluation.records import read_jsonl, read_split
 from tests.tiny_lm import build_tiny
@@ -349,3 +351,19 @@ def test_vllm_path_gets_the_students_revision(tiny, test_rows, monkeypatch):
     )
     assert len(rows) == 2
     assert fake.engine_kwargs["revision"] == fake.engine_kwargs["tokenizer_revision"] == "0123abcd"
+
+
+def test_generation_dtype_defaults_to_float32_on_cpu_and_bfloat16_on_request(tiny) -> None:
+    assert schema_generation()["dtype"] == "auto"
+    assert torch_dtype("auto", "cpu") is torch.float32
+    assert torch_dtype("auto", "cuda:0") is torch.bfloat16
+    assert torch_dtype("bfloat16", "cpu", cpu_bf16=True) is torch.bfloat16
+    assert torch_dtype("bfloat16", "cpu", cpu_bf16=False) is torch.float32  # emulated: slower
+    _, _, path = tiny
+    default = load_model(path, device="cpu")
+    assert {p.dtype for p in default.parameters()} == {torch.float32}
+    half = load_model(path, device="cpu", dtype="bfloat16")
+    native = torch_dtype("bfloat16", "cpu")  # bfloat16 where this CPU computes it natively
+    assert {p.dtype for p in half.parameters()} == {native}
+    with pytest.raises(ConfigError, match="dtype"):
+        validate_config({"students": {}, "generation": {"dtype": "float16"}})

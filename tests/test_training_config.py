@@ -11,6 +11,7 @@ import yaml
 
 from empathy_distill.core.config import load_config
 from empathy_distill.core.errors import ConfigError, TrainingError
+from empathy_distill.core.hardware import cpu_has_native_bf16
 from empathy_distill.training import llamafactory_config as lf
 from empathy_distill.training import llamafactory_trainer as lft
 from empathy_distill.training import run, students
@@ -186,10 +187,10 @@ def test_cpu_keeps_bf16_only_with_use_cpu_on_a_native_bf16_cpu() -> None:
 def test_cpu_bf16_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_tile\n")
-    assert lft.cpu_has_native_bf16(info) is True
+    assert cpu_has_native_bf16(info) is True
     info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
-    assert lft.cpu_has_native_bf16(info) is False
-    assert lft.cpu_has_native_bf16(tmp_path / "missing") is False
+    assert cpu_has_native_bf16(info) is False
+    assert cpu_has_native_bf16(tmp_path / "missing") is False
 
 
 def test_launch_env_uses_torchrun_switch() -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -39,10 +40,12 @@ from ..core import specs
 from ..core.command import run_cli
 from ..core.config import resolve_resource
 from ..core.errors import ConfigError, EmpathyDistillError
+from ..core.hardware import cpu_has_native_bf16
 from ..core.prompts import Prompts
 from .cpu_attention import use_native_gqa
 from .records import read_split, write_jsonl
 
+LOG = logging.getLogger(__name__)
 BASE_STOP = re.compile(r"\n\s*(?:Context|Speaker Utterance|Response)\s*:")
 
 
@@ -57,6 +60,7 @@ class GenerationSettings:
     top_p: float
     seed: int
     engine: str
+    dtype: str  # auto | float32 | bfloat16 (weights' precision, transformers engine)
 
 
 @dataclass(frozen=True)
@@ -80,19 +84,36 @@ def load_tokenizer(
     return tokenizer
 
 
+def torch_dtype(name: str, device: str, cpu_bf16: bool | None = None) -> Any:
+    """The weights' dtype: ``auto`` is bfloat16 on a GPU and float32 on a CPU; ``bfloat16`` on a
+    CPU without native bf16 (emulated, slower than float32) falls back to float32, logged."""
+    import torch
+
+    on_gpu = not device.startswith("cpu")
+    if name == "auto":
+        return torch.bfloat16 if on_gpu else torch.float32
+    native = cpu_has_native_bf16() if cpu_bf16 is None else cpu_bf16
+    if name == "bfloat16" and not on_gpu and not native:
+        LOG.warning("generation.dtype bfloat16: this CPU has no native bf16, using float32")
+        return torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
 def load_model(
     model_path: str | Path,
     adapter_dir: str | Path | None = None,
     device: str | None = None,
     revision: str | None = None,
+    dtype: str = "auto",
 ) -> Any:
     """Base model, with the LoRA adapter merged in when given (merged: faster generation)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype, revision=revision)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_path), dtype=torch_dtype(dtype, device), revision=revision
+    )
     if adapter_dir is not None:
         from peft import PeftModel
 
@@ -311,7 +332,7 @@ def answer_test(
         new_ids = generate_ids_vllm(model_path, adapter_dir, ids, settings, stop_ids, revision)
     else:
         if model is None:
-            model = load_model(model_path, adapter_dir, revision=revision)
+            model = load_model(model_path, adapter_dir, revision=revision, dtype=settings.dtype)
         new_ids = generate_ids(model, tokenizer, ids, settings, stop_ids)
     record_settings = {
         **asdict(settings),

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..core.errors import TrainingError
+from ..core.hardware import cpu_has_native_bf16
 from .llamafactory_config import build_train_args, write_train_yaml
 from .methods import TrainingJob
 
@@ -58,19 +59,6 @@ TORCH_EXTRAS_FIX = (
     "torchaudio then imports without them (LLaMA-Factory imports it but never uses it for text). "
     "On GPU machines install matching torch/torchvision/torchaudio builds instead."
 )
-
-
-def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether this CPU computes bf16 natively (x86 AVX512-BF16 or AMX; Linux only)."""
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def adapt_to_machine(
