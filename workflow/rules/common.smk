@@ -297,10 +297,6 @@ def grid_scorers():
     return {name: config["scoring"]["scorers"][name] for name in grid.scorers(config)}
 
 
-def scorers_use_transformers():
-    return any(s["backend"] == "transformers" for s in grid_scorers().values())
-
-
 def scorer_key_envvars():
     """API-key variables of the grid's scorers that are set (see llm_key_envvars)."""
     return llm_key_envvars(list(grid_scorers().values()))

@@ -3,10 +3,6 @@
 # mean rating / per-dimension subfactor scores with bootstrap intervals. No scorer is in the
 # grid by default. Input functions and specs (params.spec): workflow/rules/common.smk.
 
-# A local scorer (backend transformers) imports torch: with --sdm conda its jobs then use the
-# training environment.
-SCORING_ENV = "../../envs/train.yaml" if scorers_use_transformers() else CORE_ENV
-
 
 envvars: *scorer_key_envvars()
 
@@ -27,8 +23,9 @@ rule score_answers:
         cost_report="results/costs/scorer_{scorer}.csv",
     resources:
         api_calls=scorer_api_calls,
+    # as judge_pair's: a scorer may be a local model (backend transformers imports torch)
     conda:
-        SCORING_ENV
+        "../../envs/train.yaml"
     log:
         "logs/scores/{scorer}/{answers}.log",
     shell:
