@@ -30,6 +30,7 @@ include: "workflow/rules/teacher.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/judge.smk"
+include: "workflow/rules/scoring.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -40,9 +41,10 @@ rule all:
 
 
 # On a cluster (workflow/profiles/slurm) these run in the main Snakemake process on the submit
-# host, never through sbatch: the API rules (teacher, judges) and the download need the internet
-# and the API keys, the rest take seconds and would only wait in the queue. train and answer
-# (GPU), build_tiny_student and train_offline_judge are submitted. Without a cluster: no effect.
+# host, never through sbatch: the API rules (teacher, judges, scorers) and the download need the
+# internet and the API keys, the rest take seconds and would only wait in the queue. train and
+# answer (GPU), build_tiny_student and train_offline_judge are submitted. Without a cluster: no
+# effect.
 localrules:
     all,
     download_dataset,
@@ -58,7 +60,9 @@ localrules:
     teacher_improve,
     cost,
     judge_pair,
+    score_answers,
     win_rates,
+    empathy_scores,
     judge_agreement,
     figure_heatmap,
     figure_targeted_vs_naive,

@@ -1,7 +1,8 @@
 """What the configured grid will cost on the paid APIs, computed before anything is spent.
 
-``python -m empathy_distill.cost --config config.yaml`` prints one row per teacher step and per
-judge x comparison kind, and the total, and writes them to ``results/costs/projection.csv``.
+``python -m empathy_distill.cost --config config.yaml`` prints one row per teacher step, per
+judge x comparison kind and per empathy scorer x kind of answer set, and the total, and writes
+them to ``results/costs/projection.csv``.
 
 How it counts (documented approximations, see ``llm/pricing.py``):
 
@@ -17,6 +18,11 @@ How it counts (documented approximations, see ``llm/pricing.py``):
 * Judge requests: every comparison of ``grid.comparisons(config)`` on every test dialogue, in 2
   orders (1 if ``evaluation.paper_faithful``), with ``Prompts.judge_messages`` and an answer of
   ``generation.max_new_tokens`` tokens per side; the verdict is 1 output token.
+* Empathy scorer requests (``scoring.grid``): every answer set of ``grid.answer_tags`` on every
+  test dialogue, with the study's prompt (``evaluation/scoring/prompts.py``) and an answer of
+  ``generation.max_new_tokens`` tokens (the teacher's: ``TEACHER_ANSWER_TOKENS``); the reply is
+  1 token for a rating and, for the 15 subfactors, the JSON list of (name, 10) pairs the
+  prompt asks for.
 * Input tokens: ``ceil(chars / 4)`` per message + chat overhead (no tokenizer is available
   offline). Prices: ``llm.price_table``, batch or real-time price by each endpoint's ``mode``.
 * ``llm.budget_usd``: the command fails when the projection plus what the cache records as
@@ -26,6 +32,8 @@ How it counts (documented approximations, see ``llm/pricing.py``):
 from __future__ import annotations
 
 import argparse
+import json
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,6 +57,9 @@ from .distillation.requests import (
     sequential_turns,
 )
 from .distillation.sets import SOURCE_COLUMNS
+from .evaluation.scoring.prompts import RATING, ScoringPrompt, scoring_prompt
+from .evaluation.scoring.score import ScoreItem
+from .evaluation.scoring.score import build_requests as build_score_requests
 from .llm.cache import CACHE_FILE, ResponseCache
 from .llm.errors import BudgetExceededError
 from .llm.pricing import PriceTable, approx_request_tokens
@@ -209,6 +220,62 @@ def project(
                     endpoint["backend"],
                     endpoint["model"],
                     endpoint["mode"],
+                    requests,
+                    0,
+                    tokens_in,
+                    tokens_out,
+                    price.cost(tokens_in, tokens_out),
+                )
+            )
+    rows += scorer_rows(config, test, prices)
+    return rows
+
+
+def scorer_output_tokens(prompt: ScoringPrompt) -> int:
+    """Tokens of the reply a scorer is asked for: one digit, or the 15 (name, score) pairs."""
+    if prompt.kind == RATING:
+        return JUDGE_OUTPUT_TOKENS
+    return math.ceil(len(json.dumps([[name, 10] for name in prompt.names])) / 4)
+
+
+def scorer_rows(
+    config: dict[str, Any], test: pd.DataFrame, prices: PriceTable
+) -> list[ProjectionRow]:
+    """One row per (scorer of ``scoring.grid``, kind of answer set: base, model, teacher)."""
+    rows = []
+    tags = grid.answer_tags(config)
+    for name in grid.scorers(config):
+        scorer = config["scoring"]["scorers"][name]
+        if not calls_llm(scorer):
+            continue
+        spec = specs.score_answers(config, name)
+        prompt = scoring_prompt(spec["kind"], spec["variant"], resolve_resource(spec["prompts"]))
+        price = prices.price(scorer["backend"], scorer["model"], scorer["mode"])
+        per_kind: dict[str, list[int]] = {}
+        for tag in tags:
+            kind = grid.parse_tag(tag)["kind"]
+            length = (
+                TEACHER_ANSWER_TOKENS
+                if kind == "teacher"
+                else int(config["generation"]["max_new_tokens"])
+            )
+            items = [
+                ScoreItem(str(r["dialog_id"]), r["situation"], r["speaker_uttr"], stand_in(length))
+                for _, r in test.iterrows()
+            ]
+            counts = per_kind.setdefault(kind, [0, 0])
+            requests = build_score_requests(items, prompt, scorer["model"], scorer["sampling"])
+            counts[0] += len(requests)
+            counts[1] += sum(approx_request_tokens(r) for r in requests)
+        for kind, (requests, tokens_in) in per_kind.items():
+            tokens_out = scorer_output_tokens(prompt) * requests
+            rows.append(
+                ProjectionRow(
+                    f"scorer:{name}",
+                    kind,
+                    scorer["backend"],
+                    scorer["model"],
+                    scorer["mode"],
                     requests,
                     0,
                     tokens_in,

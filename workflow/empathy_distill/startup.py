@@ -20,6 +20,8 @@ from .core.judges import calls_llm
 #: Rules whose jobs call the teacher endpoint / a judge endpoint (wildcard ``judge``).
 TEACHER_RULES = frozenset({"teacher_initial", "teacher_improve"})
 JUDGE_RULES = frozenset({"judge_pair"})
+#: Rules whose jobs call an empathy scorer's endpoint (wildcard ``scorer``).
+SCORER_RULES = frozenset({"score_answers"})
 #: Backends that can write the teacher's responses.
 TEACHER_BACKENDS = ("openai", "gemini", "openai_compatible", "transformers")
 
@@ -68,6 +70,8 @@ def planned_endpoints(config: dict) -> dict[str, dict[str, Any]]:
     for name in grid.judges(config):
         if calls_llm(config["judges"][name]):
             endpoints[f"judges.{name}"] = config["judges"][name]
+    for name in grid.scorers(config):
+        endpoints[f"scoring.scorers.{name}"] = config["scoring"]["scorers"][name]
     return endpoints
 
 
@@ -139,6 +143,9 @@ def endpoints_of_jobs(config: dict, jobs: Iterable[tuple[str, dict]]) -> dict[st
             endpoints["teacher"] = config["teacher"]
         elif rule in JUDGE_RULES and wildcards.get("judge") in config["judges"]:
             endpoints[f"judges.{wildcards['judge']}"] = config["judges"][wildcards["judge"]]
+        elif rule in SCORER_RULES and wildcards.get("scorer") in grid.scorers(config):
+            name = wildcards["scorer"]
+            endpoints[f"scoring.scorers.{name}"] = config["scoring"]["scorers"][name]
     return endpoints
 
 

@@ -290,6 +290,53 @@ def get_offline_judge_spec():
     return specs.dumps(specs.offline_judge(config))
 
 
+# --- scoring.smk -------------------------------------------------------------------------------
+
+def grid_scorers():
+    """The empathy scorers of scoring.grid, by name (none by default)."""
+    return {name: config["scoring"]["scorers"][name] for name in grid.scorers(config)}
+
+
+def scorer_key_envvars():
+    """API-key variables of the grid's scorers that are set (see llm_key_envvars)."""
+    return llm_key_envvars(list(grid_scorers().values()))
+
+
+def get_score_input(wildcards):
+    """The test split, the answer set (one spelling of its path: grid.answer_path), the
+    scoring prompts and, for a local scorer, its model's files."""
+    tag = grid.tag_of_answer_path(f"{grid.ANSWERS_ROOT}/{wildcards.answers}.jsonl")
+    scorer = config["scoring"]["scorers"][wildcards.scorer]
+    files = {
+        "test": TEST_CSV,
+        "answers": grid.answer_path(tag),
+        "prompts": config["scoring"]["prompts"],
+    }
+    if scorer["backend"] == "transformers":
+        files["model"] = lf_students.model_files(scorer)
+    return files
+
+
+def get_score_spec(wildcards):
+    """The scorer's identity, kind and prompt variant (not its operational keys)."""
+    return specs.dumps(specs.score_answers(config, wildcards.scorer))
+
+
+def scorer_api_calls(wildcards):
+    """API scorers share the global api_calls resource with the teacher and the judges."""
+    return 1 if judges.calls_llm(config["scoring"]["scorers"][wildcards.scorer]) else 0
+
+
+def all_scores(wildcards=None):
+    """Every scores file of the grid (the manifest the empathy_scores rule passes in its spec)."""
+    return [entry["path"] for entry in specs.score_manifest(specs.empathy_scores(config))]
+
+
+def scoring_tables():
+    """results/tables/empathy_scores.csv when a scorer is in the grid, else nothing."""
+    return ["results/tables/empathy_scores.csv"] if grid.scorers(config) else []
+
+
 # --- report.smk --------------------------------------------------------------------------------
 
 def all_judgments(wildcards=None):
@@ -352,6 +399,7 @@ def get_final_output():
     targets += model_outputs()
     targets += all_answers()
     targets += ["results/tables/win_rates.csv", "results/tables/judge_agreement.csv"]
+    targets += scoring_tables()
     targets += figure_files()
     targets += example_files()
     targets += report_targets()

@@ -173,6 +173,7 @@ rule figures:
 rule report_html:
     input:
         tables=["results/tables/win_rates.csv", "results/tables/judge_agreement.csv"],
+        scores=scoring_tables(),
         figures=figure_files(),
         answers=example_files(),
     output:

@@ -64,6 +64,11 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict:
         defs["improve_strategies"]["items"]["enum"] = list(strategies.improve_names())
     if "direct_strategies" in defs:
         defs["direct_strategies"]["items"]["enum"] = list(strategies.direct_names())
+    scorer = defs.get("scorer", {}).get("properties")
+    if scorer is not None:  # an empathy scorer is an LLM endpoint with a kind and a variant
+        for key, value in defs["llm_endpoint"]["properties"].items():
+            if key != "margin":
+                scorer.setdefault(key, copy.deepcopy(value))
     backend = defs.get("llm_endpoint", {}).get("properties", {}).get("backend")
     if backend is not None:
         backend["enum"] += [b for b in judges.SCORERS if b not in backend["enum"]]
@@ -141,8 +146,31 @@ def _check_references(config: dict) -> None:
                     f"config['grid']['{section}']: {name!r} is not defined under "
                     f"config['{section}'] (defined: {', '.join(sorted(defined))})"
                 )
+    problems += _scoring_problems(config.get("scoring", {}))
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _scoring_problems(scoring: dict) -> list[str]:
+    """``scoring.grid`` names defined scorers; each scorer's variant exists for its kind."""
+    from ..evaluation.scoring.prompts import DEFAULT_VARIANT, variants
+
+    defined = scoring.get("scorers", {})
+    problems = [
+        f"config['scoring']['grid']: {name!r} is not defined under config['scoring']['scorers']"
+        f" (defined: {', '.join(sorted(defined)) or 'none'})"
+        for name in scoring.get("grid", [])
+        if name not in defined
+    ]
+    for name, scorer in defined.items():
+        offered = variants(scorer["kind"], resolve_resource(scoring["prompts"]))
+        variant = scorer["variant"] or DEFAULT_VARIANT[scorer["kind"]]
+        if variant not in offered:
+            problems.append(
+                f"config['scoring']['scorers'][{name!r}]['variant']: {variant!r} is not a"
+                f" {scorer['kind']} prompt of {scoring['prompts']} (offered: {', '.join(offered)})"
+            )
+    return problems
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:

@@ -30,6 +30,10 @@ TEACHER_TAG = "teacher"
 ANSWERS = "results/answers/{student}/{variant}.jsonl"
 TEACHER_ANSWERS = "results/answers/teacher.jsonl"
 JUDGMENTS = "results/judgments/{judge}/{model}" + PAIR_SEPARATOR + "{opponent}.jsonl"
+#: A scorer's scores of one answer set: ``{answers}`` is the answers file's path below
+#: results/answers/ without .jsonl (``teacher``, ``<student>/base``, ``<student>/<m>/<s>/<stage>``).
+SCORES = "results/scores/{scorer}/{answers}.jsonl"
+ANSWERS_ROOT = "results/answers"
 #: Figures per judge (empathy_distill.evaluation.figures draws them).
 FIGURE_KINDS = ("heatmap", "targeted_vs_naive", "sft_vs_dpo")
 
@@ -134,6 +138,17 @@ def answer_path(tag: str) -> str:
         return ANSWERS.format(student=info["student"], variant="base")
     variant = "/".join((info["method"], info["strategy"], info["stage"]))
     return ANSWERS.format(student=info["student"], variant=variant)
+
+
+def score_path(scorer: str, tag: str) -> str:
+    """File holding ``scorer``'s scores of the answer set ``tag``."""
+    stem = PurePath(answer_path(tag)).relative_to(ANSWERS_ROOT).with_suffix("")
+    return SCORES.format(scorer=scorer, answers=stem.as_posix())
+
+
+def scorers(config: dict) -> list[str]:
+    """Empathy scorers selected for this run (``scoring.grid``; none by default)."""
+    return list(config.get("scoring", {}).get("grid", []))
 
 
 def judgment_path(judge: str, model_tag: str, opponent_tag: str) -> str:

@@ -60,6 +60,11 @@ def split(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         runtime["judges"] = {}
         for name, endpoint in identity["judges"].items():
             identity["judges"][name], runtime["judges"][name] = _split_endpoint(endpoint)
+    scorers = identity.get("scoring", {}).get("scorers")
+    if scorers:
+        moved = runtime.setdefault("scoring", {}).setdefault("scorers", {})
+        for name, endpoint in scorers.items():
+            scorers[name], moved[name] = _split_endpoint(endpoint)
     if "budget_usd" in identity.get("llm", {}):
         runtime["llm"] = {"budget_usd": identity["llm"].pop("budget_usd")}
     for section in RESOURCE_SECTIONS:
@@ -120,7 +125,8 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 def endpoint(spec_endpoint: Mapping[str, Any], runtime: Mapping[str, Any], *where: str) -> dict:
     """The full endpoint a client is made from: the spec's identity keys and, from ``runtime``
-    at ``where`` (``"teacher"`` or ``"judges", name``), its operational keys."""
+    at ``where`` (``"teacher"``, ``"judges", name`` or ``"scoring", "scorers", name``), its
+    operational keys."""
     operational: Any = runtime
     for key in where:
         operational = operational.get(key, {}) if isinstance(operational, Mapping) else {}

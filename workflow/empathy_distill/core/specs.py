@@ -183,6 +183,58 @@ def judge_agreement(config: dict) -> Spec:
     }
 
 
+def _scorer(config: dict, name: str) -> dict[str, Any]:
+    defined = config.get("scoring", {}).get("scorers", {})
+    if name not in defined:
+        raise ConfigError(
+            f"config['scoring']['scorers'] has no scorer {name!r}"
+            f" (defined: {', '.join(sorted(defined)) or 'none'})"
+        )
+    return defined[name]
+
+
+def _scorer_identity(config: dict, name: str) -> Spec:
+    """A scorer's kind, resolved prompt variant and prompts file."""
+    from ..evaluation.scoring.prompts import DEFAULT_VARIANT
+
+    scorer = _scorer(config, name)
+    return {
+        "kind": scorer["kind"],
+        "variant": scorer["variant"] or DEFAULT_VARIANT[scorer["kind"]],
+        "prompts": config["scoring"]["prompts"],
+    }
+
+
+def score_answers(config: dict, scorer: str) -> Spec:
+    """Rule score_answers: the scorer's identity (endpoint, kind, prompt variant, prompts)."""
+    return {
+        "scorer": scorer,
+        "endpoint": endpoint_identity(_scorer(config, scorer)),
+        **_scorer_identity(config, scorer),
+        **_llm_files(config),
+    }
+
+
+def empathy_scores(config: dict) -> Spec:
+    """Rule empathy_scores: the grid's scorers and answer sets (``score_manifest`` lists their
+    files) and the bootstrap's settings."""
+    return {
+        "bootstrap_samples": config["evaluation"]["bootstrap_samples"],
+        "seed": config["evaluation"]["seed"],
+        "scorers": {name: _scorer_identity(config, name) for name in grid.scorers(config)},
+        "answer_tags": grid.answer_tags(config) if grid.scorers(config) else [],
+    }
+
+
+def score_manifest(spec: Spec) -> list[dict[str, str]]:
+    """Every scores file of an ``empathy_scores`` spec, scorer-major; paths from ``grid``."""
+    return [
+        {"scorer": name, "answers": tag, "path": grid.score_path(name, tag)}
+        for name in spec["scorers"]
+        for tag in spec["answer_tags"]
+    ]
+
+
 # CLI side ---------------------------------------------------------------------------------------
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     """``--spec JSON`` (from the rule's params) or, by hand, ``--config FILE``."""

@@ -36,7 +36,15 @@ def bootstrap_ci(
     outcomes: Sequence[int], n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the win rate, resampling dialogues with replacement."""
-    s = scores(outcomes)
+    return bootstrap_mean_ci(scores(outcomes), n_boot, seed, level)
+
+
+def bootstrap_mean_ci(
+    values: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean (a win rate's scores, an answer set's empathy
+    scores), resampling the items with replacement; NaN for no items."""
+    s = np.asarray(values, dtype=float)
     if s.size == 0:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)

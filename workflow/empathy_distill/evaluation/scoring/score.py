@@ -1,0 +1,178 @@
+"""The ``score_answers`` job: every answer of one answer set scored by one LLM scorer.
+
+Requests go through the LLM layer (cache, real time or Batch API, retries, budget, refusals),
+one per test dialogue, with the study's prompt (``prompts.py``) and the scorer's sampling
+(temperature 0, top_p 0.1 by default, as the study). Each line of the output holds the
+dialogue, its scores in prompt order (or null), whether the reply was valid, why not, the
+provider's refusal if any, the model and the token usage. A refused request is counted as
+refused, not as invalid; neither is ever given a score. A job takes its spec
+(``specs.score_answers``) as ``--spec`` and the scorer's operational keys from
+``$EMPATHY_DISTILL_RUNTIME``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...core import specs
+from ...core.command import run_cli
+from ...core.config import resolve_resource
+from ...core.errors import ConfigError
+from ..records import AnswersError, read_answers, read_split, write_jsonl
+from .parse import parse_reply
+from .prompts import ScoringPrompt, scoring_prompt
+
+#: ask(requests) -> one reply per request, in order (the LLM layer's ChatResponse).
+AskFn = Callable[[list[Any]], Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    """One test dialogue and the answer to score."""
+
+    dialog_id: str
+    situation: str
+    speaker_uttr: str
+    answer: str
+
+
+def score_items(test_csv: str | Path, answers_file: str | Path) -> list[ScoreItem]:
+    """The test dialogues joined with the answer set; every test dialogue needs an answer."""
+    answers = read_answers(answers_file)
+    items = []
+    for row in read_split(test_csv).itertuples(index=False):
+        if row.dialog_id not in answers:
+            raise AnswersError(f"{answers_file}: no answer for test dialogue {row.dialog_id!r}")
+        items.append(
+            ScoreItem(
+                row.dialog_id, str(row.situation), str(row.speaker_uttr), answers[row.dialog_id]
+            )
+        )
+    return items
+
+
+def build_requests(
+    items: Sequence[ScoreItem], prompt: ScoringPrompt, model: str, sampling: dict | None = None
+) -> list[Any]:
+    """One ChatRequest per item: the study's system and user messages, exact texts."""
+    from ...llm import ChatRequest, Message
+
+    requests = []
+    for item in items:
+        system, user = prompt.messages(item.situation, item.speaker_uttr, item.answer)
+        requests.append(
+            ChatRequest(
+                model=model,
+                messages=(Message("system", system), Message("user", user)),
+                sampling=dict(sampling or {}),
+            )
+        )
+    return requests
+
+
+def score_with_llm(
+    items: Sequence[ScoreItem],
+    ask: AskFn,
+    prompt: ScoringPrompt,
+    model: str,
+    scorer: str,
+    sampling: dict | None = None,
+) -> list[dict]:
+    """Score every item; one record per item, in order."""
+    requests = build_requests(items, prompt, model, sampling)
+    replies = list(ask(requests))
+    if len(replies) != len(requests):
+        raise AnswersError(f"scorer {scorer}: {len(replies)} replies for {len(requests)} requests")
+    records = []
+    for item, request, reply in zip(items, requests, replies, strict=True):
+        refusal = getattr(reply, "refusal", None)
+        parsed = parse_reply(reply.text, prompt) if refusal is None else None
+        records.append(
+            {
+                "dialog_id": item.dialog_id,
+                "scorer": scorer,
+                "kind": prompt.kind,
+                "variant": prompt.variant,
+                "scores": list(parsed.scores) if parsed and parsed.valid else None,
+                "valid": bool(parsed and parsed.valid),
+                "problem": None if parsed is None else parsed.problem,
+                "refusal": refusal,
+                "raw": reply.text,
+                "model": getattr(reply, "model", model),
+                "usage": dict(getattr(reply, "usage", {}) or {}),
+                "request_key": request.key,
+            }
+        )
+    return records
+
+
+def client_ask(spec: dict, run: dict, cost_report: str | Path | None = None) -> AskFn:
+    """The LLM layer's client for the spec's scorer, with its operational keys from ``run``."""
+    from ...core import runtime
+    from ...llm import make_client
+
+    scorer = spec["scorer"]
+    client = make_client(
+        runtime.endpoint(spec["endpoint"], run, "scoring", "scorers", scorer),
+        cache_dir=spec["cache_dir"],
+        price_table=resolve_resource(spec["price_table"]),
+        budget_usd=runtime.budget_usd(run),
+        cost_report=cost_report,
+    )
+    return lambda requests: client.complete(requests, desc=f"scorer {scorer}")
+
+
+def run_scorer(
+    spec: dict,
+    items: Sequence[ScoreItem],
+    ask: AskFn | None = None,
+    cost_report: str | Path | None = None,
+    runtime: dict | None = None,
+) -> list[dict]:
+    """Score ``items`` with the scorer of ``spec`` (``specs.score_answers``)."""
+    prompt = scoring_prompt(spec["kind"], spec["variant"], resolve_resource(spec["prompts"]))
+    endpoint = spec["endpoint"]
+    ask = ask or client_ask(spec, runtime or {}, cost_report)
+    return score_with_llm(
+        items, ask, prompt, endpoint["model"], spec["scorer"], endpoint["sampling"]
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Score one answer set with an LLM scorer.")
+    specs.add_spec_arguments(parser)
+    parser.add_argument("--scorer", help="with --config: a key of config.scoring.scorers")
+    parser.add_argument("--test", required=True, help="results/data/test.csv")
+    parser.add_argument("--answers", required=True, help="the answer set (results/answers/...)")
+    parser.add_argument("--cost-report", help="CSV the LLM layer appends its costs to")
+    parser.add_argument("--out", required=True, help="scores JSONL")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.config and not args.scorer:
+        raise ConfigError("--config needs --scorer (a key of config.scoring.scorers)")
+    spec, run = specs.from_args(
+        args, lambda config: specs.score_answers(config, args.scorer), with_runtime=True
+    )
+    items = score_items(args.test, args.answers)
+    records = run_scorer(spec, items, cost_report=args.cost_report, runtime=run)
+    write_jsonl(args.out, records)
+    refused = sum(r["refusal"] is not None for r in records)
+    invalid = sum(not r["valid"] for r in records) - refused
+    print(
+        f"{args.out}: {len(records)} answers scored, {invalid} invalid replies,"
+        f" {refused} refused by the provider"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_parser(), _run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
