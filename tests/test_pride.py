@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +25,7 @@ from empathy_distill.training.pride.config import build_settings
 from empathy_distill.training.pride.loop import load_models, read_examples, step_losses
 
 from .conftest import REPO_ROOT
-from .workflow_helpers import run_snakemake
+from .workflow_helpers import SNAKEMAKE, write_overlay
 
 # --- losses ---------------------------------------------------------------------------------
 
@@ -296,23 +298,32 @@ def test_unknown_pride_keys_and_teachers_are_named() -> None:
 
 
 def _planned(workdir: Path, overlay: dict) -> tuple[list[str], str]:
+    """Rule blocks and output of a dry run of the demo profile's grid plus ``overlay``."""
+    workdir.mkdir(parents=True)
     dataset = {"dataset": {"path": str(REPO_ROOT / "tests/data/synthetic_dataset.csv")}}
-    result = run_snakemake(
-        workdir,
-        {**dataset, **overlay},
-        "--configfile",
-        str(REPO_ROOT / "workflow/profiles/demo/config.demo.yaml"),
-        "-n",
-    )
+    overlay_path = write_overlay(workdir, {**dataset, **overlay})
+    configs = [REPO_ROOT / "config.yaml", REPO_ROOT / "workflow/profiles/demo/config.demo.yaml"]
+    command = [*SNAKEMAKE, "-s", str(REPO_ROOT / "Snakefile"), "-d", str(workdir), "-n"]
+    command += ["--configfile", *map(str, configs), str(overlay_path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "workflow")}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     return output.split("\nrule "), output
+
+
+def job_stats(output: str) -> str:
+    """The dry run's table of jobs per rule (no timestamps)."""
+    return output.split("Job stats:")[1].split("\n\n")[0]
 
 
 def test_pride_is_opt_in_on_the_grid(tmp_path: Path) -> None:
     blocks, default_out = _planned(tmp_path / "default", {})
     assert not any("stage=pride" in b for b in blocks)
     default_total = default_out.split("Job stats:")[1].split("total")[1].split()[0]
+    # the paper's selection spelled out plans the same jobs (the plan before PRIDE existed)
+    _, explicit = _planned(tmp_path / "explicit", {"grid": {"methods": ["sft", "dpo"]}})
+    assert job_stats(explicit) == job_stats(default_out)
     blocks, out = _planned(tmp_path / "pride", {"grid": {"methods": ["sft", "dpo", "pride"]}})
     train = [b for b in blocks if b.startswith("train:") and "stage=pride" in b]
     assert len(train) == 3  # demo: 1 student x 3 data configurations
