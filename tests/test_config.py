@@ -18,6 +18,7 @@ def test_default_config_is_valid_and_complete():
     assert config["grid"] == {
         "students": ["llama31_8b", "mistral_7b"],
         "judges": ["gpt4o", "gemini"],
+        "methods": ["sft", "dpo"],  # the paper's; PRIDE is opt-in
     }
     assert set(config["students"]) == {"llama31_8b", "mistral_7b", "tiny", "smollm2_135m"}
     assert set(config["judges"]) == {"gpt4o", "gemini", "offline"}
@@ -64,7 +65,14 @@ def test_grid_selection_defaults_to_every_defined_entry():
             "judges": {"j": {"backend": "offline", "model": "x"}},
         }
     )
-    assert config["grid"] == {"students": ["a"], "judges": ["j"]}
+    assert config["grid"] == {"students": ["a"], "judges": ["j"], "methods": ["sft", "dpo"]}
+
+
+def test_grid_methods_must_be_registered_and_complete():
+    with pytest.raises(ConfigError, match=r"'kto' is not a registered training method"):
+        load_config(CONFIG, {"grid": {"methods": ["sft", "kto"]}})
+    with pytest.raises(ConfigError, match=r"'dpo' continues 'sft', which is not selected"):
+        load_config(CONFIG, {"grid": {"methods": ["dpo"]}})
 
 
 def test_grid_selection_must_name_defined_entries():

@@ -30,7 +30,8 @@ def paper_config() -> dict:
 
 def test_registry_is_consistent() -> None:
     assert methods.registry_problems() == []
-    assert methods.STAGES == ("sft", "dpo")  # the paper: SFT, then DPO
+    assert methods.STAGES == ("sft", "dpo", "pride")  # the paper: SFT, then DPO; then PRIDE
+    assert methods.DEFAULT_GRID_METHODS == ("sft", "dpo")  # PRIDE is opt-in
     assert methods.previous_stage("sft") is None and methods.previous_stage("dpo") == "sft"
 
 
@@ -65,7 +66,8 @@ def test_config_schema_has_a_settings_section_per_method() -> None:
 
 
 def test_unknown_stage_is_named() -> None:
-    with pytest.raises(ConfigError, match="training stage must be one of sft, dpo, got 'kto'"):
+    stages = "sft, dpo, pride"
+    with pytest.raises(ConfigError, match=f"training stage must be one of {stages}, got 'kto'"):
         methods.method("kto")
 
 
@@ -99,7 +101,7 @@ from pathlib import Path
 
 class ToyTrainer:
     def settings(self, config, job, previous):
-        return {"previous": previous, "beta": config["training"]["pride"].get("beta", 1)}
+        return {"previous": previous, "beta": config["training"]["toy"].get("beta", 1)}
 
     def train(self, settings, out, nproc_per_node):
         return Path(out)
@@ -110,7 +112,7 @@ TRAINER = ToyTrainer()
 
 
 def test_a_new_training_method_is_one_module_one_line_and_config(tmp_path: Path) -> None:
-    """Copy the workflow, add a method `pride` continuing SFT, dry-run the demo grid: every data
+    """Copy the workflow, add a method `toy` continuing SFT, dry-run the demo grid: every data
     configuration trains it from its SFT adapter and the students answer with it."""
     copy = tmp_path / "repo"
     copy.mkdir()
@@ -121,21 +123,21 @@ def test_a_new_training_method_is_one_module_one_line_and_config(tmp_path: Path)
         else:
             shutil.copy2(source, copy / name)
     package = copy / "workflow/empathy_distill/training"
-    (package / "pride_trainer.py").write_text(NEW_TRAINER)  # the new module
+    (package / "toy_trainer.py").write_text(NEW_TRAINER)  # the new module
     registry = package / "methods.py"
     text = registry.read_text()
     anchor = "    )\n}\n\n#: The grid's stages"
     assert anchor in text
     line = (
-        '        TrainingMethod("pride", trainer="pride_trainer", objective="pride", '
+        '        TrainingMethod("toy", trainer="toy_trainer", objective="toy", '
         'training_set="sft", continues="sft"),\n'
     )
     registry.write_text(text.replace(anchor, line + anchor))  # the registry line
     schema = copy / "workflow/schemas/config.schema.yaml"  # config: its settings section
     schema.write_text(
         schema.read_text().replace(
-            "      dpo: {type: object, default: {}}\n      per_student:",
-            "      dpo: {type: object, default: {}}\n      pride: {type: object, default: {}}\n"
+            "      pride: {type: object, default: {}}\n      per_student:",
+            "      pride: {type: object, default: {}}\n      toy: {type: object, default: {}}\n"
             "      per_student:",
         )
     )
@@ -144,7 +146,8 @@ def test_a_new_training_method_is_one_module_one_line_and_config(tmp_path: Path)
         yaml.safe_dump(
             {
                 "dataset": {"path": str(REPO_ROOT / "tests/data/synthetic_dataset.csv")},
-                "training": {"pride": {"beta": 2}},
+                "training": {"toy": {"beta": 2}},
+                "grid": {"methods": ["sft", "dpo", "toy"]},  # a new method is opt-in
             }
         )
     )
@@ -172,12 +175,12 @@ def test_a_new_training_method_is_one_module_one_line_and_config(tmp_path: Path)
     assert result.returncode == 0, output[-4000:]
     blocks = output.split("\nrule ")
     train = [b for b in blocks if b.startswith("train:")]
-    # demo grid: 1 student x 3 data configurations x 3 methods (sft, dpo, pride)
+    # demo grid: 1 student x 3 data configurations x 3 methods (sft, dpo, toy)
     assert len(train) == 9, output[-4000:]
-    pride = [b for b in train if "stage=pride" in b]
-    assert len(pride) == 3
-    for block in pride:
+    toy = [b for b in train if "stage=toy" in b]
+    assert len(toy) == 3
+    for block in toy:
         inputs = block.split("input:", 1)[1].splitlines()[0]
         assert "/sft/adapter_model.safetensors" in inputs and "/sft.json" in inputs
     answers = [b for b in blocks if b.startswith("answer:")]
-    assert sum("/pride.jsonl" in b.split("output:", 1)[1].splitlines()[0] for b in answers) == 3
+    assert sum("/toy.jsonl" in b.split("output:", 1)[1].splitlines()[0] for b in answers) == 3

@@ -119,6 +119,7 @@ def get_train_input(wildcards):
         "info": f"{data}/dataset_info.json",
         "leakage": f"{data}/leakage_check.ok",
         "model": lf_students.model_files(config["students"][wildcards.student]),
+        "extra": list(method.extra_inputs),
     }
     previous = previous_stage(wildcards.stage)
     if previous is not None:

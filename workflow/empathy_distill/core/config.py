@@ -135,7 +135,10 @@ def _check_references(config: dict) -> None:
     selection = config.setdefault("grid", {})
     selection.setdefault("students", list(config.get("students", {})))
     selection.setdefault("judges", list(config.get("judges", {})))
-    problems = []
+    from ..training.methods import DEFAULT_GRID_METHODS, grid_methods_problems
+
+    selection.setdefault("methods", list(DEFAULT_GRID_METHODS))
+    problems = grid_methods_problems(selection["methods"])
     for section, defined in (
         ("students", config.get("students", {})),
         ("judges", config.get("judges", {})),

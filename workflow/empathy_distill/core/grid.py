@@ -4,9 +4,9 @@ One source of truth for Snakemake (``workflow/rules/common.smk`` wraps these fun
 the Python stages, so that ``snakemake -n`` and the code always agree on what the grid is.
 
 Naming: ``method`` x ``strategy`` is a data configuration, ``student`` a key of
-``config.students``, ``stage`` a training method of ``training.methods`` (``sft``, ``dpo``),
-``judge`` a key of
-``config.judges``. An *answer tag* names one set of answers to the test dialogues:
+``config.students``, ``stage`` a training method of ``training.methods`` selected by
+``grid.methods``, ``judge`` a key of ``config.judges``. An *answer tag* names one set of
+answers to the test dialogues:
 ``teacher``, ``{student}--base`` or ``{student}--{method}--{strategy}--{stage}``.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from itertools import product
 from pathlib import PurePath
 
-from ..training.methods import STAGES
+from ..training.methods import DEFAULT_GRID_METHODS, STAGES
 from . import strategies
 
 METHODS = ("direct", "improve_human", "improve_llm")
@@ -99,10 +99,16 @@ def judges(config: dict) -> list[str]:
     return list(config["grid"]["judges"])
 
 
+def stages(config: dict) -> list[str]:
+    """Training methods this run trains (``grid.methods``), in registry (training) order."""
+    selected = config.get("grid", {}).get("methods", DEFAULT_GRID_METHODS)
+    return [stage for stage in STAGES if stage in selected]
+
+
 def models(config: dict) -> list[Model]:
     return [
         Model(st, dc.method, dc.strategy, stage)
-        for st, dc, stage in product(students(config), data_configs(config), STAGES)
+        for st, dc, stage in product(students(config), data_configs(config), stages(config))
     ]
 
 

@@ -38,6 +38,8 @@ class TrainingMethod:
     objective: str  # the trainer's own name for the loss (LLaMA-Factory's `stage` argument)
     training_set: str  # one of TRAINING_SETS
     continues: str | None = None  # the method whose adapter this one resumes and refers to
+    #: files the trainer reads besides the training set (the train rule's extra inputs)
+    extra_inputs: tuple[str, ...] = ()
 
 
 #: Name -> method, in training order (a method continues only an earlier one).
@@ -52,11 +54,39 @@ REGISTRY: dict[str, TrainingMethod] = {
             training_set="dpo",
             continues="sft",
         ),
+        # PRIDE (privileged-information distillation): opt-in through grid.methods; reads the
+        # dialogues' privileged fields (emotion, Plutchik, sentiment, rating) from train.csv.
+        TrainingMethod(
+            "pride",
+            trainer="pride_trainer",
+            objective="pride",
+            training_set="sft",
+            extra_inputs=("results/data/train.csv",),
+        ),
     )
 }
 
 #: The grid's stages, in training order: the only definition (rules and grid import it).
 STAGES: tuple[str, ...] = tuple(REGISTRY)
+#: The methods a grid trains unless ``grid.methods`` says otherwise (the paper's SFT then DPO).
+DEFAULT_GRID_METHODS: tuple[str, ...] = ("sft", "dpo")
+
+
+def grid_methods_problems(selected: list[str]) -> list[str]:
+    """Why a ``grid.methods`` selection cannot train (unknown, or lacks what it continues)."""
+    problems = []
+    for name in selected:
+        if name not in REGISTRY:
+            problems.append(
+                f"config['grid']['methods']: {name!r} is not a registered training method "
+                f"(registered: {', '.join(STAGES)})"
+            )
+        elif REGISTRY[name].continues and REGISTRY[name].continues not in selected:
+            problems.append(
+                f"config['grid']['methods']: {name!r} continues {REGISTRY[name].continues!r}, "
+                "which is not selected"
+            )
+    return problems
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,115 @@
+"""PRIDE's training examples: each SFT example of a data configuration, encoded twice.
+
+The student's sequence is the SFT example exactly as LLaMA-Factory trains it and the answer rule
+prompts it (the student's template, ``encode_oneturn`` of the user turn and the target). The
+teacher's sequence is the same target after the privileged prompt (:mod:`.privileged`). The
+response tokens are the same in both, so token j of the response is predicted at position
+``prompt_len - 1 + j`` in each: that is how the two models' distributions are aligned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ...core.errors import DatasetError, TrainingError
+from .privileged import check_student_input, privileged_block, teacher_prompt
+
+
+@dataclass(frozen=True)
+class Example:
+    dialog_id: str
+    student_prompt: list[int]
+    teacher_prompt: list[int]
+    response: list[int]
+    privileged: list[int]  # the privileged block alone (the multi-source path's input)
+    student_text: str  # the student's user turn, for the privileged-information check
+
+
+def rows_by_id(train: Any) -> dict[str, Mapping[str, object]]:
+    """train.csv rows keyed by dialog_id (a pandas DataFrame of strings)."""
+    return {str(r["dialog_id"]): r for r in train.to_dict("records")}
+
+
+def encode_examples(
+    records: Sequence[dict],
+    rows: Mapping[str, Mapping[str, object]],
+    tokenizer: Any,
+    student_template: Any,
+    teacher_template: Any,
+    cutoff_len: int,
+    public_prompt: Any,
+) -> list[Example]:
+    """Encode SFT ``records``; ``public_prompt(row)`` is the plain student prompt of a row."""
+    examples = []
+    for index, record in enumerate(records):
+        dialog_id = str(record["dialog_id"])
+        row = rows.get(dialog_id)
+        if row is None:
+            raise DatasetError(f"SFT record {index}: dialog_id {dialog_id} is not in train.csv")
+        user, target = record["messages"][0]["content"], record["messages"][1]["content"]
+        check_student_input(user, row, public_prompt(row))
+        messages = [{"role": "user", "content": user}, {"role": "assistant", "content": target}]
+        s_prompt, response = student_template.encode_oneturn(tokenizer, messages)
+        t_messages = [{"role": "user", "content": teacher_prompt(user, row)}, messages[1]]
+        t_prompt, t_response = teacher_template.encode_oneturn(tokenizer, t_messages)
+        if list(t_response) != list(response):
+            raise TrainingError(
+                f"dialogue {dialog_id}: the teacher's template encodes the response differently "
+                "from the student's; PRIDE aligns their token distributions by response position"
+            )
+        room = cutoff_len - len(s_prompt)
+        if room < 1:
+            raise TrainingError(
+                f"dialogue {dialog_id}: the student prompt is {len(s_prompt)} tokens, "
+                f"cutoff_len is {cutoff_len}; raise training.pride.cutoff_len"
+            )
+        privileged = tokenizer.encode(privileged_block(row), add_special_tokens=False)
+        examples.append(
+            Example(
+                dialog_id, list(s_prompt), list(t_prompt), list(response)[:room], privileged, user
+            )
+        )
+    return examples
+
+
+def collate(examples: Sequence[Example], pad_id: int) -> dict:
+    """Right-padded tensors of a batch, with response positions of student and teacher."""
+    import torch
+
+    def pad(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, seq in enumerate(seqs):
+            ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[i, : len(seq)] = 1
+        return ids, mask
+
+    width = max(len(e.response) for e in examples)
+    labels = torch.zeros((len(examples), width), dtype=torch.long)
+    response_mask = torch.zeros((len(examples), width))
+    s_pos = torch.zeros((len(examples), width), dtype=torch.long)
+    t_pos = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e.response)
+        labels[i, :n] = torch.tensor(e.response)
+        response_mask[i, :n] = 1
+        s_pos[i, :n] = torch.arange(n) + len(e.student_prompt) - 1
+        t_pos[i, :n] = torch.arange(n) + len(e.teacher_prompt) - 1
+    student_ids, student_mask = pad([e.student_prompt + e.response for e in examples])
+    teacher_ids, teacher_mask = pad([e.teacher_prompt + e.response for e in examples])
+    privileged_ids, privileged_mask = pad([e.privileged for e in examples])
+    return {
+        "student_ids": student_ids,
+        "student_mask": student_mask,
+        "teacher_ids": teacher_ids,
+        "teacher_mask": teacher_mask,
+        "privileged_ids": privileged_ids,
+        "privileged_mask": privileged_mask,
+        "labels": labels,
+        "response_mask": response_mask,
+        "student_positions": s_pos,
+        "teacher_positions": t_pos,
+    }

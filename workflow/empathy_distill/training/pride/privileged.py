@@ -1,0 +1,81 @@
+"""The privileged teacher prompt and the proof that no privileged field reaches the student.
+
+Privileged information (PRIDE: known at training time only) is, in the Welivita & Pu (2024)
+dataset, a dialogue's ``emotion`` (32 EmpatheticDialogues classes), its ``plutchik`` category, its
+``sentiment`` and the crowd rating of the human listener's response (``rating_human``, 1-3). The
+teacher sees them laid out as the empathy-reasoning steps (understand the speaker's feelings,
+analyse the situation, then respond); the student gets exactly the user turn of the SFT set
+(``Prompts.student_train``, the prompt every other student trains and answers with).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ...core.errors import DatasetError
+
+#: Dataset columns the teacher may see and the student never does.
+PRIVILEGED_FIELDS = ("emotion", "plutchik", "sentiment", "rating_human")
+#: First line of the privileged block: its presence in a student input is a leak by itself.
+MARKER = "Privileged notes (training only)"
+
+
+def privileged_block(row: Mapping[str, object], reasoning: str | None = None) -> str:
+    """The empathy-reasoning steps filled with the privileged fields of ``row``.
+
+    ``reasoning``: optional teacher's own reasoning (e.g. an improving teacher's notes), added
+    as the analysis step.
+    """
+    missing = [f for f in PRIVILEGED_FIELDS if str(row.get(f, "")).strip() == ""]
+    if missing:
+        raise DatasetError(
+            f"dialogue {row.get('dialog_id', '?')}: privileged field(s) {', '.join(missing)} "
+            f"empty or missing (PRIDE's teacher needs {', '.join(PRIVILEGED_FIELDS)})"
+        )
+    lines = [
+        f"{MARKER}: think through these steps before you respond.",
+        f"Step 1, the speaker's feelings: they feel {row['emotion']} "
+        f"(Plutchik: {row['plutchik']}; sentiment: {row['sentiment']}).",
+        "Step 2, the situation: what happened to them and what they need from a listener.",
+    ]
+    if reasoning:
+        lines.append(f"Analysis: {reasoning.strip()}")
+    lines.append(
+        f"Step 3, respond: a human listener's reply to this was rated {row['rating_human']} "
+        "of 3 for empathy; give only your reply."
+    )
+    return "\n".join(lines)
+
+
+def teacher_prompt(
+    student_prompt: str, row: Mapping[str, object], reasoning: str | None = None
+) -> str:
+    """The teacher's user turn: the privileged steps, then the student's own prompt unchanged."""
+    return f"{privileged_block(row, reasoning)}\n\n{student_prompt}"
+
+
+def privileged_leaks(student_text: str, row: Mapping[str, object], public_prompt: str) -> list[str]:
+    """What of ``row``'s privileged information ``student_text`` holds beyond ``public_prompt``.
+
+    ``public_prompt`` is the student prompt built from the public fields only (situation,
+    utterance). A label word may occur there by chance ("sad" in a situation, "positive" in the
+    paper's prompt), so a value counts as leaked when it occurs more often in the student's text
+    than in that prompt; the privileged block's marker counts wherever it occurs.
+    """
+    leaks = [MARKER] if MARKER in student_text else []
+    text, public = student_text.lower(), public_prompt.lower()
+    for field in PRIVILEGED_FIELDS:
+        value = str(row.get(field, "")).strip().lower()
+        if value and text.count(value) > public.count(value):
+            leaks.append(f"{field}={value}")
+    return leaks
+
+
+def check_student_input(student_text: str, row: Mapping[str, object], public_prompt: str) -> None:
+    """Raise when the student's input holds privileged information (a bug, never data)."""
+    leaks = privileged_leaks(student_text, row, public_prompt)
+    if leaks:
+        raise AssertionError(
+            f"dialogue {row.get('dialog_id', '?')}: the PRIDE student's input holds privileged "
+            f"information ({', '.join(leaks)}); it must get the plain student prompt"
+        )
