@@ -321,6 +321,7 @@ def test_demo_dry_run_plans_the_answer_rules(tmp_path):
         line for line in out.splitlines() if "empathy_distill.evaluation.examples" in line
     )
     assert "--dialogues 5" in command
-    assert "results/answers/tiny/base.jsonl" in command
+    student = demo["grid"]["students"][0]
+    assert f"results/answers/{student}/base.jsonl" in command
     assert "results/judgments/offline/" in command and "--settings" not in command
     assert "results/figures/answer_lengths.png" in out
