@@ -249,7 +249,7 @@ def test_a_short_run_lowers_the_loss_and_leaves_a_plain_lora_adapter(job) -> Non
     assert config["base_model_name_or_path"] == settings["model_name_or_path"]
     # answering (the answer rule's function) with the adapter: plain prompts, as any student
     test = job["data"].head(2)
-    gen = GenerationSettings(8, 2, False, 1.0, 1.0, 0, "transformers")
+    gen = GenerationSettings(8, 2, False, 1.0, 1.0, 0, "transformers", "auto")
     answers = answer_test(test, settings["model_name_or_path"], gen, Prompts(), "llama3", out)
     plain = answer_test(test, settings["model_name_or_path"], gen, Prompts(), "llama3")
     assert [a["prompt"] for a in answers] == [a["prompt"] for a in plain]
