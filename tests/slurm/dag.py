@@ -98,7 +98,7 @@ def build_overlay(dest: Path, cpus: int, mem_mb: int, runtime_min: int = 15) -> 
 
 def write_config_overlay(path: Path, dataset: Path) -> Path:
     """Workflow config on top of config.yaml + the demo overlay: absolute paths (the scratch
-    working directory has no resources/), few dialogues, no report at the end."""
+    working directory has no resources/), few dialogues, the tiny model, no report at the end."""
     overlay = {
         "dataset": {
             "path": str(dataset.resolve()),
@@ -108,6 +108,11 @@ def write_config_overlay(path: Path, dataset: Path) -> Path:
         "prompts": str(REPO / "resources" / "prompts.json"),
         "llm": {"price_table": str(REPO / "resources" / "prices.yaml")},
         "report": {"build": False},
+        # The tiny model as student and teacher: this test is about where jobs run, not about
+        # text, and building SmolLM2 (the demo's model) would only slow it down.
+        "grid": {"students": ["tiny"]},
+        "teacher": {"model": "builtin:tiny", "max_new_tokens": 40},
+        "distillation": {"methods": {"direct": ["chatgpt"]}},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(overlay, sort_keys=False))
