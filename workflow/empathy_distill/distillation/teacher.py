@@ -16,12 +16,12 @@ from typing import Any
 
 import pandas as pd
 
-from ..core import runtime, strategies
+from ..core import strategies
 from ..core.atomic import write_json, write_jsonl
-from ..core.config import resolve_resource
 from ..core.errors import DatasetError, EmpathyDistillError
 from ..core.prompts import Prompts
-from ..llm import ChatResponse, LLMClient, make_client
+from ..llm import ChatResponse, LLMClient
+from ..llm.job import job_client
 from .requests import (
     TEACHER_ANSWER_TOKENS,
     improve_request,
@@ -99,13 +99,7 @@ def make_teacher_client(
     spec: dict[str, Any], run: dict[str, Any], cost_report: str | None
 ) -> LLMClient:
     """The teacher's client: the spec's endpoint with the runtime part's operational keys."""
-    return make_client(
-        runtime.endpoint(spec["endpoint"], run, "teacher"),
-        cache_dir=spec["cache_dir"],
-        price_table=resolve_resource(spec["price_table"]),
-        budget_usd=runtime.budget_usd(run),
-        cost_report=cost_report,
-    )
+    return job_client(spec, run, "teacher", cost_report=cost_report)
 
 
 def _sampling(client: LLMClient) -> dict:

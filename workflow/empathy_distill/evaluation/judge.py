@@ -291,17 +291,10 @@ def llm_verdicts(
 def client_ask(spec: dict, run: dict, cost_report: str | Path | None = None) -> AskFn:
     """The default ``ask``: the LLM layer's client for the spec's judge, with the runtime
     part's operational keys (concurrency, rate limits, retries, budget)."""
-    from ..core import runtime
-    from ..llm import make_client
+    from ..llm.job import job_client
 
     judge = spec["judge"]
-    client = make_client(
-        runtime.endpoint(spec["endpoint"], run, "judges", judge),
-        cache_dir=spec["cache_dir"],
-        price_table=resolve_resource(spec["price_table"]),
-        budget_usd=runtime.budget_usd(run),
-        cost_report=cost_report,
-    )
+    client = job_client(spec, run, "judges", judge, cost_report=cost_report)
     return lambda requests: client.complete(requests, desc=f"judge {judge}")
 
 

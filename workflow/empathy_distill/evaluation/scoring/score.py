@@ -112,17 +112,10 @@ def score_with_llm(
 
 def client_ask(spec: dict, run: dict, cost_report: str | Path | None = None) -> AskFn:
     """The LLM layer's client for the spec's scorer, with its operational keys from ``run``."""
-    from ...core import runtime
-    from ...llm import make_client
+    from ...llm.job import job_client
 
     scorer = spec["scorer"]
-    client = make_client(
-        runtime.endpoint(spec["endpoint"], run, "scoring", "scorers", scorer),
-        cache_dir=spec["cache_dir"],
-        price_table=resolve_resource(spec["price_table"]),
-        budget_usd=runtime.budget_usd(run),
-        cost_report=cost_report,
-    )
+    client = job_client(spec, run, "scoring", "scorers", scorer, cost_report=cost_report)
     return lambda requests: client.complete(requests, desc=f"scorer {scorer}")
 
 
