@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..core.errors import DatasetError
 from ..core.grid import parse_tag, tag_of_answer_path
-from .records import AnswersError, read_jsonl
+from .records import AnswersError, read_answer_records
 
 HUMAN = "human"
 HUMAN_COLUMNS = ("response_human", "rating_human")
@@ -62,13 +62,7 @@ def read_answer_set(path: str | Path) -> AnswerSet:
         tag = tag_of_answer_path(path)
     except ValueError as exc:
         raise AnswersError(str(exc)) from exc
-    records: dict[str, dict] = {}
-    for number, row in enumerate(read_jsonl(path), 1):
-        if "dialog_id" not in row or not isinstance(row.get("answer"), str):
-            raise AnswersError(f"{path}: line {number} needs 'dialog_id' and a string 'answer'")
-        if row["dialog_id"] in records:
-            raise AnswersError(f"{path}: dialog_id {row['dialog_id']!r} appears twice")
-        records[str(row["dialog_id"])] = row
+    records = {str(key): row for key, row in read_answer_records(path).items()}
     return AnswerSet(tag, records, str(path))
 
 

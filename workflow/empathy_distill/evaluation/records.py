@@ -25,16 +25,22 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return readers.read_jsonl(path, AnswersError)
 
 
-def read_answers(path: str | Path) -> dict[str, str]:
-    """dialog_id -> answer text of an answers file (``results/answers/...jsonl``)."""
-    answers: dict[str, str] = {}
+def read_answer_records(path: str | Path) -> dict[str, dict]:
+    """dialog_id -> whole record of an answers file (``results/answers/...jsonl``); every record
+    needs a dialog_id and a string answer, and no dialog_id may appear twice."""
+    records: dict[str, dict] = {}
     for number, row in enumerate(read_jsonl(path), 1):
         if "dialog_id" not in row or not isinstance(row.get("answer"), str):
             raise AnswersError(f"{path}: line {number} needs 'dialog_id' and a string 'answer'")
-        if row["dialog_id"] in answers:
+        if row["dialog_id"] in records:
             raise AnswersError(f"{path}: dialog_id {row['dialog_id']!r} appears twice")
-        answers[row["dialog_id"]] = row["answer"]
-    return answers
+        records[row["dialog_id"]] = row
+    return records
+
+
+def read_answers(path: str | Path) -> dict[str, str]:
+    """dialog_id -> answer text of an answers file (``results/answers/...jsonl``)."""
+    return {dialog_id: row["answer"] for dialog_id, row in read_answer_records(path).items()}
 
 
 TEST_COLUMNS = ("dialog_id", "situation", "speaker_uttr")
