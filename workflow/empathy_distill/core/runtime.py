@@ -114,12 +114,17 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             f"${RUNTIME_ENV} is not set: run this job through Snakemake, which exports the"
             " runtime settings (concurrency, rate limits, retries, budget), or pass --config"
         )
+    return parse_json_object(raw, f"${RUNTIME_ENV}", "must hold")
+
+
+def parse_json_object(text: str, name: str, verb: str = "must be") -> dict[str, Any]:
+    """``text`` as a JSON object, or a ConfigError naming ``name`` and what it holds instead."""
     try:
-        value = json.loads(raw)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"${RUNTIME_ENV} is not valid JSON: {exc.msg}") from exc
+        raise ConfigError(f"{name} is not valid JSON: {exc.msg}") from exc
     if not isinstance(value, dict):
-        raise ConfigError(f"${RUNTIME_ENV} must hold a JSON object, got {type(value).__name__}")
+        raise ConfigError(f"{name} {verb} a JSON object, got {type(value).__name__}")
     return value
 
 

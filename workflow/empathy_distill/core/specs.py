@@ -245,13 +245,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse(text: str) -> Spec:
     """A ``--spec`` argument: a JSON object, or a ConfigError saying what it is instead."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--spec is not valid JSON: {exc.msg}") from exc
-    if not isinstance(value, dict):
-        raise ConfigError(f"--spec must be a JSON object, got {type(value).__name__}")
-    return value
+    return runtime.parse_json_object(text, "--spec")
 
 
 def from_args(
