@@ -77,6 +77,27 @@ class Submission:
     keys: tuple[str, ...]
 
 
+def _retry_while_locked(step, timeout_s: float) -> None:
+    """Run ``step`` again while SQLite says the file is locked, up to ``timeout_s``.
+
+    WHY: several jobs open one new cache file at once, and SQLite answers a journal-mode change
+    that meets another connection's lock with SQLITE_BUSY at once instead of waiting in the busy
+    handler (https://sqlite.org/wal.html, "Activating And Configuring WAL Mode"). Every step is
+    idempotent (``IF NOT EXISTS``, the migration checks its columns), so a retry is safe.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.01
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 class ResponseCache:
     """One SQLite file under ``cache_dir``; safe to share between threads and processes."""
 
@@ -89,6 +110,9 @@ class ResponseCache:
             self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
         )
         self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        _retry_while_locked(self._set_up, busy_timeout_s)
+
+    def _set_up(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a commit survives a process kill (only an OS crash can lose it).
         self._db.execute("PRAGMA synchronous=NORMAL")
