@@ -121,6 +121,7 @@ PAPER_GRID_JOBS = {
     "figure_sft_vs_dpo": 2,
     "example_answers": 1,  # the report's example answers and answer lengths (whole grid)
     "answer_lengths": 1,
+    "reference_metrics": 1,  # BLEU, ROUGE-L, distinct-n, MiniLM cosine of every answer set
     "all": 1,
 }
 

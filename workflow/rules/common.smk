@@ -403,6 +403,7 @@ def get_final_output():
     targets += scoring_tables()
     targets += figure_files()
     targets += example_files()
+    targets += reference_metrics_tables()
     targets += report_targets()
     return targets
 
@@ -410,3 +411,15 @@ def get_final_output():
 def report_targets():
     """results/report.html when report.build is on (the demo), else only on request."""
     return [config["report"]["path"]] if config["report"]["build"] else []
+
+
+# --- reference_metrics.smk ---------------------------------------------------------------------
+
+def get_reference_metrics_input(wildcards):
+    """Test split (the human responses) and every answers file of the rule's spec manifest."""
+    spec = specs.reference_metrics(config)
+    return {"test": TEST_CSV, "answers": [e["path"] for e in specs.answer_manifest(spec)]}
+
+
+def reference_metrics_tables():
+    return ["results/tables/reference_metrics.csv"]

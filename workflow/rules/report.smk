@@ -174,6 +174,7 @@ rule report_html:
     input:
         tables=["results/tables/win_rates.csv", "results/tables/judge_agreement.csv"],
         scores=scoring_tables(),
+        references=reference_metrics_tables(),
         figures=figure_files(),
         answers=example_files(),
     output:

@@ -235,6 +235,29 @@ def score_manifest(spec: Spec) -> list[dict[str, str]]:
     ]
 
 
+def reference_metrics(config: dict) -> Spec:
+    """Rule reference_metrics: every answer set of the grid (the teacher, then per student its
+    base model and its trained models of every data configuration and stage), the references
+    (the human response and the teacher's answer), the bootstrap's settings and the cache the
+    sentence embeddings are kept in. ``answer_manifest`` lists the files."""
+    tags = [grid.TEACHER_TAG] if config.get("teacher") else []
+    for student in grid.students(config):
+        tags.append(grid.base_tag(student))
+        tags += [m.tag for m in grid.models(config) if m.student == student]
+    return {
+        "answer_tags": tags,
+        "references": ["human", *([grid.TEACHER_TAG] if config.get("teacher") else [])],
+        "bootstrap_samples": config["evaluation"]["bootstrap_samples"],
+        "seed": config["evaluation"]["seed"],
+        "cache_dir": config["llm"]["cache_dir"],
+    }
+
+
+def answer_manifest(spec: Spec) -> list[dict[str, str]]:
+    """Every answers file of a spec with ``answer_tags``, in its order; paths from ``grid``."""
+    return [{"answers": tag, "path": grid.answer_path(tag)} for tag in spec["answer_tags"]]
+
+
 # CLI side ---------------------------------------------------------------------------------------
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     """``--spec JSON`` (from the rule's params) or, by hand, ``--config FILE``."""
