@@ -121,6 +121,7 @@ PAPER_GRID_JOBS = {
     "figure_sft_vs_dpo": 2,
     "example_answers": 1,  # the report's example answers and answer lengths (whole grid)
     "answer_lengths": 1,
+    "rater_variance": 1,  # needs no scorer: always planned
     "all": 1,
 }
 
