@@ -122,6 +122,7 @@ PAPER_GRID_JOBS = {
     "example_answers": 1,  # the report's example answers and answer lengths (whole grid)
     "answer_lengths": 1,
     "reference_metrics": 1,  # BLEU, ROUGE-L, distinct-n, MiniLM cosine of every answer set
+    "rater_variance": 1,  # needs no scorer: always planned
     "all": 1,
 }
 

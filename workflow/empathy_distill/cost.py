@@ -22,7 +22,9 @@ How it counts (documented approximations, see ``llm/pricing.py``):
   test dialogue, with the study's prompt (``evaluation/scoring/prompts.py``) and an answer of
   ``generation.max_new_tokens`` tokens (the teacher's: ``TEACHER_ANSWER_TOKENS``); the reply is
   1 token for a rating and, for the 15 subfactors, the JSON list of (name, 10) pairs the
-  prompt asks for.
+  prompt asks for. With the answer sets, each LLM scorer scores the dataset's own responses
+  of the test split (and the train split when ``scoring.human_responses`` lists it): 5 per
+  dialogue, their real texts (``evaluation/scoring/responses.py``).
 * Input tokens: ``ceil(chars / 4)`` per message + chat overhead (no tokenizer is available
   offline). Prices: ``llm.price_table``, batch or real-time price by each endpoint's ``mode``.
 * ``llm.budget_usd``: the command fails when the projection plus what the cache records as
@@ -58,6 +60,7 @@ from .distillation.requests import (
 )
 from .distillation.sets import SOURCE_COLUMNS
 from .evaluation.scoring.prompts import RATING, ScoringPrompt, scoring_prompt
+from .evaluation.scoring.responses import llm_scorers, response_items, scored_splits
 from .evaluation.scoring.score import ScoreItem
 from .evaluation.scoring.score import build_requests as build_score_requests
 from .llm.cache import CACHE_FILE, ResponseCache
@@ -227,7 +230,7 @@ def project(
                     price.cost(tokens_in, tokens_out),
                 )
             )
-    rows += scorer_rows(config, test, prices)
+    rows += scorer_rows(config, test, prices, train)
     return rows
 
 
@@ -239,9 +242,10 @@ def scorer_output_tokens(prompt: ScoringPrompt) -> int:
 
 
 def scorer_rows(
-    config: dict[str, Any], test: pd.DataFrame, prices: PriceTable
+    config: dict[str, Any], test: pd.DataFrame, prices: PriceTable, train: pd.DataFrame
 ) -> list[ProjectionRow]:
-    """One row per (scorer of ``scoring.grid``, kind of answer set: base, model, teacher)."""
+    """One row per (scorer of ``scoring.grid``, kind of answer set: base, model, teacher), and
+    per split of the dataset's responses it scores (``responses_test``, ``responses_train``)."""
     rows = []
     tags = grid.answer_tags(config)
     for name in grid.scorers(config):
@@ -267,6 +271,15 @@ def scorer_rows(
             requests = build_score_requests(items, prompt, scorer["model"], scorer["sampling"])
             counts[0] += len(requests)
             counts[1] += sum(approx_request_tokens(r) for r in requests)
+        # the dataset's own human-rated responses (score_responses), their real texts
+        for split in scored_splits(config) if name in llm_scorers(config) else []:
+            frame = train if split == "train" else test
+            items = [r.item for r in response_items(frame, f"results/data/{split}.csv")]
+            requests = build_score_requests(items, prompt, scorer["model"], scorer["sampling"])
+            per_kind[f"responses_{split}"] = [
+                len(requests),
+                sum(approx_request_tokens(r) for r in requests),
+            ]
         for kind, (requests, tokens_in) in per_kind.items():
             tokens_out = scorer_output_tokens(prompt) * requests
             rows.append(

@@ -401,6 +401,7 @@ def get_final_output():
     targets += all_answers()
     targets += ["results/tables/win_rates.csv", "results/tables/judge_agreement.csv"]
     targets += scoring_tables()
+    targets += agreement_targets()
     targets += figure_files()
     targets += example_files()
     targets += reference_metrics_tables()
@@ -423,3 +424,65 @@ def get_reference_metrics_input(wildcards):
 
 def reference_metrics_tables():
     return ["results/tables/reference_metrics.csv"]
+
+
+# --- scoring_agreement.smk (scorers vs human ratings, rater variance, empathy change) -----------
+
+import re  # noqa: E402
+
+from empathy_distill.evaluation.scoring import responses as scored_responses  # noqa: E402
+
+
+def llm_scorer_pattern():
+    """Regex of the scorer names score_responses writes files for (kind rating / subfactors);
+    one that matches nothing when there is none."""
+    kinds = scored_responses.LLM_KINDS
+    names = [n for n, s in config["scoring"]["scorers"].items() if s["kind"] in kinds]
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def get_score_responses_input(wildcards):
+    """The split table, the scoring prompts and, for a local scorer, its model's files."""
+    scorer = config["scoring"]["scorers"][wildcards.scorer]
+    files = {
+        "split": TEST_CSV if wildcards.split == "test" else TRAIN_CSV,
+        "prompts": config["scoring"]["prompts"],
+    }
+    if scorer["backend"] == "transformers":
+        files["model"] = lf_students.model_files(scorer)
+    return files
+
+
+def agreement_inputs(wildcards=None):
+    """responses_test.jsonl of every scorer of the grid, whatever rule writes it."""
+    return [scored_responses.responses_path(name, "test") for name in grid.scorers(config)]
+
+
+def get_empathy_change_scores(wildcards):
+    """The scores files of the scorer's base and trained answer sets (the bootstrap reads them)."""
+    spec = specs.empathy_scores(config)
+    return [
+        entry["path"]
+        for entry in specs.score_manifest(spec)
+        if entry["scorer"] == wildcards.scorer and entry["answers"] != grid.TEACHER_TAG
+    ]
+
+
+def get_empathy_change_spec(wildcards):
+    return specs.dumps(specs.empathy_change(config, wildcards.scorer))
+
+
+def agreement_targets():
+    """The rater-variance table always (cheap, no scorer); with a scorer in the grid, the
+    agreement table, the train responses asked for, and one change heatmap per scorer."""
+    targets = ["results/tables/rater_variance.csv"]
+    if not grid.scorers(config):
+        return targets
+    targets += ["results/tables/scorer_agreement.csv"]
+    targets += [
+        scored_responses.responses_path(name, split)
+        for name in scored_responses.llm_scorers(config)
+        for split in scored_responses.scored_splits(config)
+    ]
+    targets += [f"results/figures/empathy_change_{name}.png" for name in grid.scorers(config)]
+    return targets

@@ -226,6 +226,26 @@ def empathy_scores(config: dict) -> Spec:
     }
 
 
+# agreement, rater variance, empathy change (evaluation/scoring/agreement.py, change.py) -------
+def scorer_agreement(config: dict) -> Spec:
+    """Rule scorer_agreement: the grid's scorers, in order (their ``responses_test.jsonl`` are
+    its inputs, whatever their kind), and the within-rater minimum."""
+    return {
+        "scorers": grid.scorers(config),
+        "within_rater_min": config["scoring"]["agreement"]["within_rater_min"],
+    }
+
+
+def empathy_change(config: dict, scorer: str) -> Spec:
+    """Rule figure_empathy_change: the scorer's kind and the bootstrap's settings."""
+    return {
+        "scorer": scorer,
+        "kind": _scorer_identity(config, scorer)["kind"],
+        "bootstrap_samples": config["evaluation"]["bootstrap_samples"],
+        "seed": config["evaluation"]["seed"],
+    }
+
+
 def score_manifest(spec: Spec) -> list[dict[str, str]]:
     """Every scores file of an ``empathy_scores`` spec, scorer-major; paths from ``grid``."""
     return [
