@@ -31,6 +31,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/judge.smk"
 include: "workflow/rules/scoring.smk"
+include: "workflow/rules/classifier.smk"
 include: "workflow/rules/report.smk"
 
 
