@@ -32,6 +32,7 @@ include: "workflow/rules/generate.smk"
 include: "workflow/rules/judge.smk"
 include: "workflow/rules/scoring.smk"
 include: "workflow/rules/scoring_agreement.smk"
+include: "workflow/rules/classifier.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/reference_metrics.smk"
 

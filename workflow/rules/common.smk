@@ -305,7 +305,7 @@ def scorer_key_envvars():
 
 def get_score_input(wildcards):
     """The test split, the answer set (one spelling of its path: grid.answer_path), the
-    scoring prompts and, for a local scorer, its model's files."""
+    scoring prompts and, for a local scorer, its model's files (a classifier: its fitted model)."""
     tag = grid.tag_of_answer_path(f"{grid.ANSWERS_ROOT}/{wildcards.answers}.jsonl")
     scorer = config["scoring"]["scorers"][wildcards.scorer]
     files = {
@@ -313,9 +313,9 @@ def get_score_input(wildcards):
         "answers": grid.answer_path(tag),
         "prompts": config["scoring"]["prompts"],
     }
-    if scorer["backend"] == "transformers":
+    if scorer.get("backend") == "transformers":
         files["model"] = lf_students.model_files(scorer)
-    return files
+    return {**files, **classifier_score_inputs(wildcards.scorer, tag)}
 
 
 def get_score_spec(wildcards):
@@ -486,3 +486,59 @@ def agreement_targets():
     ]
     targets += [f"results/figures/empathy_change_{name}.png" for name in grid.scorers(config)]
     return targets
+# --- classifier.smk (offline feature classifiers, scorer kind "classifier") ---------------------
+
+
+from empathy_distill.evaluation.scoring import classifier as classifier_paths  # noqa: E402
+
+
+def classifier_scorer_names():
+    """Scorers of kind classifier (trained by rule train_classifier_scorer)."""
+    return [n for n, s in config["scoring"]["scorers"].items() if s["kind"] == "classifier"]
+
+
+def classifier_scorer_regex():
+    """Wildcard constraint of the classifier rule: only classifier scorers' names (the
+    responses_{split} files of LLM scorers are another rule's)."""
+    return "|".join(re.escape(n) for n in classifier_scorer_names()) or "(?!)"
+
+
+def classifier_subfactor_files(name):
+    """{train, test} responses files of the subfactor scorer a classifier reads, if any."""
+    sub = specs.classifier_scorer(config, name)["subfactor_scorer"]
+    if not sub:
+        return {}
+    return {
+        f"subfactors_{split}": classifier_paths.RESPONSE_SCORES.format(scorer=sub["name"], split=split)
+        for split in ("train", "test")
+    }
+
+
+def get_classifier_train_input(wildcards):
+    return {"train": TRAIN_CSV, "test": TEST_CSV, **classifier_subfactor_files(wildcards.scorer)}
+
+
+def get_classifier_train_spec(wildcards):
+    return specs.dumps(specs.classifier_scorer(config, wildcards.scorer))
+
+
+def get_classifier_subfactor_args(wildcards, input):
+    """``--subfactors-train F --subfactors-test F`` when the classifier reads subfactors."""
+    if "subfactors_train" not in input.keys():
+        return ""
+    return (
+        f"--subfactors-train {shlex.quote(input.subfactors_train)}"
+        f" --subfactors-test {shlex.quote(input.subfactors_test)}"
+    )
+
+
+def classifier_score_inputs(name, tag):
+    """What score_answers of a classifier scorer reads besides the answers: its fitted model
+    and, for subfactor features, the subfactor scorer's scores of the same answer set."""
+    spec = specs.score_answers(config, name)
+    if spec["kind"] != "classifier":
+        return {}
+    files = {"classifier": spec["model_file"]}
+    if spec["subfactor_scorer"]:
+        files["subfactor_scores"] = grid.score_path(spec["subfactor_scorer"]["name"], tag)
+    return files

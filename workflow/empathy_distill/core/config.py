@@ -155,8 +155,9 @@ def _check_references(config: dict) -> None:
 
 
 def _scoring_problems(scoring: dict) -> list[str]:
-    """``scoring.grid`` names defined scorers; each scorer's variant exists for its kind."""
-    from ..evaluation.scoring.prompts import DEFAULT_VARIANT, variants
+    """``scoring.grid`` names defined scorers; each scorer's variant exists for its kind; a
+    classifier's features can be built (no MITI) from a defined subfactor scorer."""
+    from ..evaluation.scoring.prompts import CLASSIFIER, DEFAULT_VARIANT, variants
 
     defined = scoring.get("scorers", {})
     problems = [
@@ -166,6 +167,9 @@ def _scoring_problems(scoring: dict) -> list[str]:
         if name not in defined
     ]
     for name, scorer in defined.items():
+        if scorer["kind"] == CLASSIFIER:
+            problems += _classifier_problems(name, scorer, defined)
+            continue
         offered = variants(scorer["kind"], resolve_resource(scoring["prompts"]))
         variant = scorer["variant"] or DEFAULT_VARIANT[scorer["kind"]]
         if variant not in offered:
@@ -173,6 +177,38 @@ def _scoring_problems(scoring: dict) -> list[str]:
                 f"config['scoring']['scorers'][{name!r}]['variant']: {variant!r} is not a"
                 f" {scorer['kind']} prompt of {scoring['prompts']} (offered: {', '.join(offered)})"
             )
+    return problems
+
+
+def _classifier_problems(name: str, scorer: dict, defined: dict) -> list[str]:
+    from ..evaluation.scoring.classifier.features import SUBFACTORS, feature_parts
+
+    where = f"config['scoring']['scorers'][{name!r}]"
+    try:
+        parts = feature_parts(scorer["features"], f"{where}['features']")
+    except ConfigError as exc:
+        return [str(exc)]
+    problems = [
+        f"{where}[{key!r}]: {scorer[key]!r} is not among {where}[{key + 's'!r}]"
+        f" ({', '.join(scorer[key + 's'])})"
+        for key in ("model", "selection")
+        if scorer[key] != "best" and scorer[key] not in scorer[key + "s"]
+    ]
+    if SUBFACTORS not in parts:
+        return problems
+    other = scorer["subfactor_scorer"]
+    if other is None:
+        return [
+            *problems,
+            f"{where}['subfactor_scorer']: features {scorer['features']!r}"
+            " need a subfactors scorer",
+        ]
+    if defined.get(other, {}).get("kind") != SUBFACTORS:
+        return [
+            *problems,
+            f"{where}['subfactor_scorer']: {other!r} is not a subfactors scorer of"
+            f" config['scoring']['scorers'] (defined: {', '.join(sorted(defined)) or 'none'})",
+        ]
     return problems
 
 

@@ -136,9 +136,16 @@ def judge_kind(config: dict, name: str) -> Judge:
     return kind_of(config["judges"][name])
 
 
+#: Empathy-scorer kinds that run a fitted local model, never the LLM layer (a ``classifier``
+#: scorer of evaluation/scoring/classifier/ has no backend at all).
+LOCAL_SCORER_KINDS = ("classifier",)
+
+
 def calls_llm(endpoint: dict[str, Any] | None) -> bool:
     """An endpoint that sends requests through the LLM layer (needs keys, prices, api_calls)."""
-    return bool(endpoint) and kind_of(endpoint).calls_llm
+    if not endpoint or endpoint.get("kind") in LOCAL_SCORER_KINDS:
+        return False
+    return kind_of(endpoint).calls_llm
 
 
 def scorer_judges(config: dict, names: Sequence[str], backend: str | None = None) -> list[str]:

@@ -194,10 +194,17 @@ def _scorer(config: dict, name: str) -> dict[str, Any]:
 
 
 def _scorer_identity(config: dict, name: str) -> Spec:
-    """A scorer's kind, resolved prompt variant and prompts file."""
-    from ..evaluation.scoring.prompts import DEFAULT_VARIANT
+    """A scorer's kind, resolved prompt variant and prompts file (a classifier's "variant" is
+    its feature set: it has no prompt)."""
+    from ..evaluation.scoring.prompts import CLASSIFIER, DEFAULT_VARIANT
 
     scorer = _scorer(config, name)
+    if scorer["kind"] == CLASSIFIER:
+        return {
+            "kind": CLASSIFIER,
+            "variant": scorer["features"],
+            "prompts": config["scoring"]["prompts"],
+        }
     return {
         "kind": scorer["kind"],
         "variant": scorer["variant"] or DEFAULT_VARIANT[scorer["kind"]],
@@ -206,12 +213,54 @@ def _scorer_identity(config: dict, name: str) -> Spec:
 
 
 def score_answers(config: dict, scorer: str) -> Spec:
-    """Rule score_answers: the scorer's identity (endpoint, kind, prompt variant, prompts)."""
+    """Rule score_answers: the scorer's identity (endpoint, kind, prompt variant, prompts);
+    for a classifier, its settings and fitted model (``classifier_scorer``)."""
+    from ..evaluation.scoring.classifier import MODEL_FILE
+    from ..evaluation.scoring.prompts import CLASSIFIER
+
+    if _scorer(config, scorer)["kind"] == CLASSIFIER:
+        return {**classifier_scorer(config, scorer), "model_file": MODEL_FILE.format(scorer=scorer)}
     return {
         "scorer": scorer,
         "endpoint": endpoint_identity(_scorer(config, scorer)),
         **_scorer_identity(config, scorer),
         **_llm_files(config),
+    }
+
+
+def classifier_scorer(config: dict, name: str) -> Spec:
+    """Rule train_classifier_scorer: a classifier scorer's features, models, selection, seed,
+    the identity of the subfactor scorer it reads (with its 15 names) and the embedding cache."""
+    from ..evaluation.scoring.prompts import CLASSIFIER, SUBFACTORS, scoring_prompt
+    from .config import resolve_resource
+
+    scorer = _scorer(config, name)
+    if scorer["kind"] != CLASSIFIER:
+        raise ConfigError(f"config['scoring']['scorers'][{name!r}] is not a classifier scorer")
+    subfactor = None
+    if scorer["subfactor_scorer"] and "subfactors" in scorer["features"]:
+        identity = _scorer_identity(config, scorer["subfactor_scorer"])
+        prompt = scoring_prompt(
+            SUBFACTORS, identity["variant"], resolve_resource(identity["prompts"])
+        )
+        subfactor = {"name": scorer["subfactor_scorer"], **identity, "names": list(prompt.names)}
+    keys = (
+        "features",
+        "model",
+        "selection",
+        "models",
+        "selections",
+        "k_grid",
+        "cv_folds",
+        "seed",
+        "importance_repeats",
+    )
+    return {
+        "scorer": name,
+        **_scorer_identity(config, name),
+        **{key: scorer[key] for key in keys},
+        "subfactor_scorer": subfactor,
+        "cache_dir": config["llm"]["cache_dir"],
     }
 
 

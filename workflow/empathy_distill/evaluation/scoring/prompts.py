@@ -20,7 +20,11 @@ from ...core.errors import ConfigError
 DEFAULT_SCORING_PROMPTS = REPO_ROOT / "resources" / "scoring_prompts.json"
 RATING = "rating"
 SUBFACTORS = "subfactors"
-KINDS = (RATING, SUBFACTORS)
+#: An offline feature classifier predicting the 1-3 rating (``scoring/classifier/``): no prompt.
+CLASSIFIER = "classifier"
+KINDS = (RATING, SUBFACTORS, CLASSIFIER)
+#: What a kind's scores measure in the empathy_scores table: a classifier predicts the rating.
+MEASURED_AS = {RATING: RATING, SUBFACTORS: SUBFACTORS, CLASSIFIER: RATING}
 #: Variant used when a scorer names none.
 DEFAULT_VARIANT = {RATING: "naive", SUBFACTORS: "v2"}
 #: The three dimensions of empathy, in the order the prompts list their subfactors.
@@ -95,7 +99,9 @@ def variants(kind: str, path: str | Path = DEFAULT_SCORING_PROMPTS) -> list[str]
     if kind == SUBFACTORS:
         part = raw["subfactors_1_to_10"]
         return [k.removeprefix("instructions_") for k in part if k.startswith("instructions_")]
-    raise ConfigError(f"unknown scorer kind {kind!r} (expected one of {', '.join(KINDS)})")
+    raise ConfigError(
+        f"scorer kind {kind!r} has no prompt variants (prompt kinds: {RATING}, {SUBFACTORS})"
+    )
 
 
 def subfactor_names(instructions: str) -> tuple[str, ...]:

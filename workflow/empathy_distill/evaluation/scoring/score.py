@@ -24,7 +24,7 @@ from ...core.config import resolve_resource
 from ...core.errors import ConfigError
 from ..records import AnswersError, read_answers, read_split, write_jsonl
 from .parse import parse_reply
-from .prompts import ScoringPrompt, scoring_prompt
+from .prompts import CLASSIFIER, ScoringPrompt, scoring_prompt
 
 #: ask(requests) -> one reply per request, in order (the LLM layer's ChatResponse).
 AskFn = Callable[[list[Any]], Sequence[Any]]
@@ -125,8 +125,15 @@ def run_scorer(
     ask: AskFn | None = None,
     cost_report: str | Path | None = None,
     runtime: dict | None = None,
+    answers_file: str | Path | None = None,
 ) -> list[dict]:
-    """Score ``items`` with the scorer of ``spec`` (``specs.score_answers``)."""
+    """Score ``items`` with the scorer of ``spec`` (``specs.score_answers``): through the LLM
+    layer, or for kind ``classifier`` with its fitted model (``answers_file`` names the answer
+    set, whose subfactor scores a subfactor-feature classifier reads)."""
+    if spec["kind"] == CLASSIFIER:
+        from .classifier.apply import score_answer_set
+
+        return score_answer_set(spec, items, answers_file)
     prompt = scoring_prompt(spec["kind"], spec["variant"], resolve_resource(spec["prompts"]))
     endpoint = spec["endpoint"]
     ask = ask or client_ask(spec, runtime or {}, cost_report)
@@ -153,7 +160,9 @@ def _run(args: argparse.Namespace) -> None:
         args, lambda config: specs.score_answers(config, args.scorer), with_runtime=True
     )
     items = score_items(args.test, args.answers)
-    records = run_scorer(spec, items, cost_report=args.cost_report, runtime=run)
+    records = run_scorer(
+        spec, items, cost_report=args.cost_report, runtime=run, answers_file=args.answers
+    )
     write_jsonl(args.out, records)
     refused = sum(r["refusal"] is not None for r in records)
     invalid = sum(not r["valid"] for r in records) - refused

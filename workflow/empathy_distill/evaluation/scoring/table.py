@@ -18,10 +18,9 @@ import pandas as pd
 from ...core import grid, specs
 from ...core.atomic import write_csv
 from ...core.command import run_cli
-from ...core.config import resolve_resource
 from ..records import AnswersError, read_jsonl
 from ..stats import bootstrap_mean_ci
-from .prompts import DIMENSIONS, RATING, SUBFACTORS_PER_DIMENSION, scoring_prompt
+from .prompts import DIMENSIONS, MEASURED_AS, RATING, SUBFACTORS_PER_DIMENSION
 
 COLUMNS = (
     "answer_set",
@@ -46,12 +45,12 @@ COLUMNS = (
 
 def measures(kind: str) -> tuple[str, ...]:
     """What a scorer of ``kind`` measures: the rating, or the three dimensions."""
-    return ("rating",) if kind == RATING else DIMENSIONS
+    return ("rating",) if MEASURED_AS[kind] == RATING else DIMENSIONS
 
 
 def per_answer(scores: Sequence[int], kind: str) -> dict[str, float]:
     """measure -> value of one valid reply (a dimension: the mean of its 5 subfactors)."""
-    if kind == RATING:
+    if MEASURED_AS[kind] == RATING:
         return {"rating": float(scores[0])}
     size = SUBFACTORS_PER_DIMENSION
     return {d: float(np.mean(scores[i * size : (i + 1) * size])) for i, d in enumerate(DIMENSIONS)}
@@ -99,25 +98,21 @@ def empathy_table(spec: dict) -> pd.DataFrame:
         records = read_jsonl(entry["path"])
         if not records:
             raise AnswersError(f"{entry['path']}: no scores")
-        expected = scoring_prompt(
-            scorer["kind"], scorer["variant"], resolve_resource(scorer["prompts"])
-        )
+        kind, variant = scorer["kind"], scorer["variant"]  # resolved by specs
         for number, record in enumerate(records, 1):
-            if record.get("kind") != expected.kind or record.get("variant") != expected.variant:
+            if record.get("kind") != kind or record.get("variant") != variant:
                 raise AnswersError(
                     f"{entry['path']}: line {number} was scored as {record.get('kind')}/"
-                    f"{record.get('variant')}, the scorer is {expected.kind}/{expected.variant}"
+                    f"{record.get('variant')}, the scorer is {kind}/{variant}"
                     " (rerun its score_answers job)"
                 )
-        for row in summarize_scores(
-            records, expected.kind, spec["bootstrap_samples"], spec["seed"]
-        ):
+        for row in summarize_scores(records, kind, spec["bootstrap_samples"], spec["seed"]):
             rows.append(
                 {
                     **_answer_columns(entry["answers"]),
                     "scorer": entry["scorer"],
-                    "scorer_kind": expected.kind,
-                    "variant": expected.variant,
+                    "scorer_kind": kind,
+                    "variant": variant,
                     **row,
                 }
             )

@@ -1,0 +1,71 @@
+"""The ``score_answers`` branch of kind ``classifier``: the fitted scorer rates every answer of
+one answer set, with no key and no request. Records have the fields of an LLM scorer's
+(``score.score_with_llm``), ``scores`` = [predicted rating] and the class probabilities, so the
+``empathy_scores`` table treats them as any rating scorer's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ....core import grid
+from ...embeddings import Embedder, default_embedder
+from .features import EMBEDDING, SUBFACTORS, feature_matrix, read_subfactor_scores, study_text
+from .models import ClassifierScorer
+
+
+def subfactor_file(spec: dict, answers_file: str | Path) -> str:
+    """The subfactor scorer's scores of the same answer set (``grid.score_path``)."""
+    tag = grid.tag_of_answer_path(Path(answers_file).as_posix())
+    return grid.score_path(spec["subfactor_scorer"]["name"], tag)
+
+
+def score_answer_set(
+    spec: dict,
+    items: Sequence[Any],
+    answers_file: str | Path | None,
+    embedder: Embedder | None = None,
+) -> list[dict]:
+    """One record per item (``score.ScoreItem``), in order."""
+    scorer = ClassifierScorer.load(spec["model_file"])
+    if EMBEDDING in scorer.parts and embedder is None:
+        embedder = default_embedder(spec["cache_dir"])
+    found: dict = {}
+    if SUBFACTORS in scorer.parts:
+        if answers_file is None:
+            raise ValueError(f"scorer {spec['scorer']}: subfactor features need the answers file")
+        path = subfactor_file(spec, answers_file)
+        found = read_subfactor_scores(path, spec["subfactor_scorer"]["name"], ("dialog_id",))
+    kept = [
+        i
+        for i, item in enumerate(items)
+        if SUBFACTORS not in scorer.parts or (item.dialog_id,) in found
+    ]
+    texts = [study_text(items[i].situation, items[i].speaker_uttr, items[i].answer) for i in kept]
+    subfactors = [found[(items[i].dialog_id,)] for i in kept] if found else None
+    x = feature_matrix(texts, subfactors, scorer.parts, embedder)
+    predicted, proba = scorer.predict(x)
+    at = {i: j for j, i in enumerate(kept)}
+    records = []
+    for i, item in enumerate(items):
+        ok = i in at
+        records.append(
+            {
+                "dialog_id": item.dialog_id,
+                "scorer": spec["scorer"],
+                "kind": spec["kind"],
+                "variant": spec["variant"],
+                "scores": [int(predicted[at[i]])] if ok else None,
+                "valid": ok,
+                "problem": None if ok else f"no valid {scorer.subfactor_scorer} subfactor scores",
+                "refusal": None,
+                "raw": None,
+                "model": scorer.describe(),
+                "usage": {},
+                "request_key": None,
+                "probabilities": [float(p) for p in proba[at[i]]] if ok else None,
+            }
+        )
+    return records
