@@ -17,6 +17,8 @@ echo "oldest-SDK requirements:" $(grep -E '^(openai|google-genai)==' "$scratch/r
 python3 -m venv "$scratch/venv"
 "$scratch/venv/bin/pip" install -q --no-compile -r "$scratch/requirements.txt" pytest
 "$scratch/venv/bin/pip" list 2>/dev/null | grep -iE '^(openai|google-genai|httpx|aiohttp) '
-# The LLM-layer tests; those that need torch skip themselves (no torch here). The package is
-# found through pytest's pythonpath (pyproject.toml), as in the main test run.
-"$scratch/venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_llm_*.py
+# The LLM-layer tests and the OpenAI fine-tuning flow; those that need torch skip themselves (no
+# torch here). The package is found through pytest's pythonpath (pyproject.toml), as in the main
+# test run.
+"$scratch/venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_llm_*.py \
+    tests/test_scoring_finetune_openai.py

@@ -26,6 +26,19 @@ What it models of the real API, as documented (and as the openai SDK parses it):
   ``response.body.error``. A batch failing validation ends ``failed`` with ``errors.data[]`` of
   ``{code, message, param, line}`` (Batch object,
   https://platform.openai.com/docs/api-reference/batch/object).
+* Fine-tuning (https://platform.openai.com/docs/api-reference/fine-tuning, object shapes as the
+  SDK parses them: ``openai/types/fine_tuning/fine_tuning_job.py``, ``fine_tuning_job_event.py``,
+  routes as ``openai/resources/fine_tuning/jobs/jobs.py`` calls them): ``POST /v1/files``
+  (purpose ``fine-tune``), ``GET /v1/files`` (list, ``purpose`` filter), ``POST /v1/fine_tuning/
+  jobs``, ``GET /v1/fine_tuning/jobs`` (newest first, ``limit``/``after``, ``metadata[k]=v``
+  filter), ``GET .../jobs/{id}``, ``GET .../jobs/{id}/events``, ``POST .../jobs/{id}/cancel``.
+  Each retrieve moves a job one step along ``validating_files`` -> ``queued`` -> ``running`` ->
+  ``succeeded``; ``fine_tuned_model`` and ``trained_tokens`` stay null until it succeeds,
+  ``estimated_finish`` is set while it runs. A file of fewer than 10 examples fails validation
+  (``error: {code: invalid_n_examples, message, param: training_file}``, the documented minimum,
+  https://platform.openai.com/docs/guides/fine-tuning); ``ft_outcomes`` scripts a failure while
+  running; ``ft_faults`` a 429 (with Retry-After) or 5xx on the next call of one operation;
+  ``create_job_faults`` a job created whose create reply is lost.
 """
 
 from __future__ import annotations
@@ -80,6 +93,18 @@ class OpenAIServer(LocalServer):
         self.create_batch_faults: deque[str] = deque()
         self.reasoning_tokens = 0  # hidden reasoning tokens billed with every answer
         self.bodies: list[dict[str, Any]] = []  # every chat body, real time and batch lines
+        # Fine-tuning: uploaded file objects, jobs (creation order), their events.
+        self.file_objects: dict[str, dict[str, Any]] = {}
+        self.ft_jobs: dict[str, dict[str, Any]] = {}
+        self.ft_events: dict[str, list[dict[str, Any]]] = {}
+        # Next job outcomes: "succeeded" (default) or "failed:<code>" (fails while running).
+        self.ft_outcomes: deque[str] = deque()
+        # (operation, Fault): the next call of that operation ("upload", "create", "retrieve",
+        # "list") gets the fault's status instead of an answer; nothing happens on the server.
+        self.ft_faults: deque[tuple[str, Fault]] = deque()
+        # Next job creations: "lost:500" / "lost:drop" = created, then the reply is lost.
+        self.create_job_faults: deque[str] = deque()
+        self.ft_trained_epochs_auto = 3  # what n_epochs "auto" resolves to on this server
 
     @property
     def url(self) -> str:
@@ -101,8 +126,16 @@ class OpenAIServer(LocalServer):
     ) -> Reply:
         if method == "POST" and path == "/v1/chat/completions":
             return self._chat(json.loads(body))
+        if (fault := self._ft_fault(method, path)) is not None:
+            return fault
         if method == "POST" and path == "/v1/files":
             return self._upload(headers, body)
+        if method == "GET" and path == "/v1/files":
+            purpose = query.get("purpose", [None])[0]
+            data = [f for f in self.file_objects.values() if purpose in (None, f["purpose"])]
+            return Reply(200, {"object": "list", "data": data[::-1], "has_more": False})
+        if path.startswith("/v1/fine_tuning/jobs"):
+            return self._fine_tuning(method, path, query, body)
         if method == "GET" and path.startswith("/v1/files/") and path.endswith("/content"):
             file_id = path.split("/")[3]
             if file_id not in self.files:
@@ -221,18 +254,18 @@ class OpenAIServer(LocalServer):
         filename, data = fields["file"]
         file_id = self._new_id("file")
         self.files[file_id] = data
-        return Reply(
-            200,
-            {
-                "id": file_id,
-                "object": "file",
-                "bytes": len(data),
-                "created_at": int(time.time()),
-                "filename": filename or "upload",
-                "purpose": fields["purpose"][1].decode(),
-                "status": "processed",
-            },
-        )
+        uploaded = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": filename or "upload",
+            "purpose": fields["purpose"][1].decode(),
+            "status": "processed",
+        }
+        with self.lock:
+            self.file_objects[file_id] = uploaded
+        return Reply(200, uploaded)
 
     # Batches ---------------------------------------------------------------------------------
     def _create_batch(self, body: dict[str, Any]) -> Reply:
@@ -373,3 +406,201 @@ class OpenAIServer(LocalServer):
         file_id = self._new_id("file")
         self.files[file_id] = data
         return file_id
+
+    # Fine-tuning -----------------------------------------------------------------------------
+    def _ft_fault(self, method: str, path: str) -> Reply | None:
+        """A scripted fault for this fine-tuning call, if the next one is for its operation."""
+        operation = {
+            ("POST", "/v1/files"): "upload",
+            ("GET", "/v1/files"): "list_files",
+            ("POST", "/v1/fine_tuning/jobs"): "create",
+            ("GET", "/v1/fine_tuning/jobs"): "list",
+        }.get((method, path))
+        if method == "GET" and path.startswith("/v1/fine_tuning/jobs/") and path.count("/") == 4:
+            operation = "retrieve"
+        with self.lock:
+            if not self.ft_faults or self.ft_faults[0][0] != operation:
+                return None
+            _, fault = self.ft_faults.popleft()
+        headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+        kind = "rate_limit_exceeded" if fault.status == 429 else "server_error"
+        return Reply(
+            fault.status, {"error": {"message": f"scripted {fault.status}", "type": kind}}, headers
+        )
+
+    def _fine_tuning(
+        self, method: str, path: str, query: dict[str, list[str]], body: bytes
+    ) -> Reply:
+        parts = path.split("/")  # ["", "v1", "fine_tuning", "jobs", id, action]
+        if method == "POST" and len(parts) == 4:
+            return self._create_job(json.loads(body))
+        if method == "GET" and len(parts) == 4:
+            return self._list_jobs(query)
+        job = self.ft_jobs.get(parts[4])
+        if job is None:
+            error = {
+                "message": f"No such fine-tuning job: {parts[4]}",
+                "type": "invalid_request_error",
+            }
+            return Reply(404, {"error": error})
+        action = parts[5] if len(parts) > 5 else ""
+        if method == "GET" and action == "":
+            with self.lock:
+                self._advance(job)
+            return Reply(200, job)
+        if method == "GET" and action == "events":
+            events = self.ft_events[job["id"]][::-1]  # newest first
+            limit = int(query.get("limit", ["20"])[0])
+            return Reply(
+                200, {"object": "list", "data": events[:limit], "has_more": len(events) > limit}
+            )
+        if method == "POST" and action == "cancel":
+            with self.lock:
+                if job["status"] in ("succeeded", "failed", "cancelled"):
+                    error = {
+                        "message": f"Job {job['id']} has already {job['status']}",
+                        "type": "invalid_request_error",
+                    }
+                    return Reply(400, {"error": error})
+                job["status"] = "cancelled"
+                job["finished_at"] = int(time.time())
+                job["estimated_finish"] = None
+                self._event(job, "Fine-tuning job cancelled")
+            return Reply(200, job)
+        return Reply(404, {"error": {"message": f"no route {method} {path}"}})
+
+    def _create_job(self, body: dict[str, Any]) -> Reply:
+        upload = self.file_objects.get(body.get("training_file", ""))
+        if upload is None or upload["purpose"] != "fine-tune":
+            error = {
+                "message": f"invalid training_file: {body.get('training_file')}",
+                "type": "invalid_request_error",
+                "param": "training_file",
+                "code": None,
+            }
+            return Reply(400, {"error": error})
+        hyper = dict(body.get("hyperparameters") or {})
+        for name in ("n_epochs", "batch_size", "learning_rate_multiplier"):
+            hyper.setdefault(name, "auto")
+        job_id = self._new_id("ftjob")
+        job = {
+            "id": job_id,
+            "object": "fine_tuning.job",
+            "created_at": int(time.time()),
+            "error": None,
+            "fine_tuned_model": None,
+            "finished_at": None,
+            "hyperparameters": hyper,
+            "model": body["model"],
+            "organization_id": "org-empathy-test",
+            "result_files": [],
+            "seed": body.get("seed") if body.get("seed") is not None else 42,
+            "status": "validating_files",
+            "trained_tokens": None,
+            "training_file": body["training_file"],
+            "validation_file": body.get("validation_file"),
+            "integrations": None,
+            "estimated_finish": None,
+            "metadata": body.get("metadata"),
+            "user_provided_suffix": body.get("suffix"),
+            "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
+        }
+        with self.lock:
+            fault = self.create_job_faults.popleft() if self.create_job_faults else ""
+            self.ft_jobs[job_id] = job
+            self.ft_events[job_id] = []
+            self._event(job, f"Created fine-tuning job: {job_id}")
+        kind, _, what = fault.partition(":")
+        if kind == "lost" and what == "drop":
+            return Reply(drop=True)
+        if kind == "lost":
+            return Reply(
+                int(what), {"error": {"message": "scripted error", "type": "server_error"}}
+            )
+        return Reply(200, job)
+
+    def _list_jobs(self, query: dict[str, list[str]]) -> Reply:
+        wanted = {
+            k[len("metadata[") : -1]: v[0]
+            for k, v in query.items()
+            if k.startswith("metadata[") and k.endswith("]")
+        }
+        jobs = [
+            j
+            for j in reversed(self.ft_jobs.values())
+            if all((j["metadata"] or {}).get(k) == v for k, v in wanted.items())
+        ]
+        if "after" in query:
+            ids = [j["id"] for j in jobs]
+            after = query["after"][0]
+            jobs = jobs[ids.index(after) + 1 :] if after in ids else []
+        limit = int(query.get("limit", ["20"])[0])
+        return Reply(200, {"object": "list", "data": jobs[:limit], "has_more": len(jobs) > limit})
+
+    def _event(self, job: dict[str, Any], message: str, level: str = "info") -> None:
+        """Append a fine_tuning.job.event (called with the lock held)."""
+        self.ft_events[job["id"]].append(
+            {
+                "id": self._new_id("ftevent"),
+                "object": "fine_tuning.job.event",
+                "created_at": int(time.time()),
+                "level": level,
+                "message": message,
+                "data": {},
+                "type": "message",
+            }
+        )
+
+    def _advance(self, job: dict[str, Any]) -> None:
+        """One step of the job's life per retrieve (called with the lock held)."""
+        status = job["status"]
+        if status == "validating_files":
+            examples = [x for x in self.files[job["training_file"]].split(b"\n") if x.strip()]
+            if len(examples) < 10:
+                self._fail(
+                    job,
+                    "invalid_n_examples",
+                    f"Training file has {len(examples)} example(s), but must have at least 10"
+                    " examples",
+                    "training_file",
+                )
+            else:
+                job["status"] = "queued"
+                self._event(job, "Files validated, moving job to queued state")
+        elif status == "queued":
+            job["status"] = "running"
+            job["estimated_finish"] = int(time.time()) + 600
+            self._event(job, "Fine-tuning job started")
+        elif status == "running":
+            outcome = self.ft_outcomes.popleft() if self.ft_outcomes else "succeeded"
+            if outcome.startswith("failed"):
+                code = outcome.partition(":")[2] or "server_error"
+                self._fail(job, code, f"the test server failed this job ({code})", None)
+                return
+            if job["hyperparameters"]["n_epochs"] == "auto":
+                job["hyperparameters"]["n_epochs"] = self.ft_trained_epochs_auto
+            job["status"] = "succeeded"
+            job["trained_tokens"] = self.file_tokens(job["training_file"]) * int(
+                job["hyperparameters"]["n_epochs"]
+            )
+            suffix = job["user_provided_suffix"] or ""
+            job["fine_tuned_model"] = f"ft:{job['model']}:empathy-test:{suffix}:{job['id'][6:]}"
+            job["finished_at"] = int(time.time())
+            job["estimated_finish"] = None
+            job["result_files"] = [self._store_locked(b"step,train_loss\n1,0.5\n")]
+            self._event(job, "The job has successfully completed")
+
+    def file_tokens(self, file_id: str) -> int:
+        """Tokens this server bills per epoch of a training file: its message texts only."""
+        total = 0
+        for line in self.files[file_id].split(b"\n"):
+            if line.strip():
+                total += sum(approx_tokens(m["content"]) for m in json.loads(line)["messages"])
+        return total
+
+    def _fail(self, job: dict[str, Any], code: str, message: str, param: str | None) -> None:
+        job["status"] = "failed"
+        job["error"] = {"code": code, "message": message, "param": param}
+        job["finished_at"] = int(time.time())
+        job["estimated_finish"] = None
+        self._event(job, f"Fine-tuning job failed: {message}", level="error")

@@ -486,8 +486,9 @@ def agreement_targets():
     ]
     targets += [f"results/figures/empathy_change_{name}.png" for name in grid.scorers(config)]
     return targets
-# --- classifier.smk (offline feature classifiers, scorer kind "classifier") ---------------------
 
+
+# --- classifier.smk (offline feature classifiers, scorer kind "classifier") ---------------------
 
 from empathy_distill.evaluation.scoring import classifier as classifier_paths  # noqa: E402
 

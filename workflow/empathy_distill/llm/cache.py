@@ -1,10 +1,12 @@
-"""Persistent SQLite cache of every answer and every submitted batch.
+"""Persistent SQLite cache of every answer, every submitted batch and every fine-tuning job.
 
 WHY: API calls cost money and batches take hours. Each answer is committed the moment it
 arrives (answers arriving in the same event-loop tick share a transaction, see commit.py), and
 each batch is recorded (with the keys it carries) *before* it is created, so a run killed at
 any point (SIGKILL included) resumes by reusing answers and polling the same batches
-instead of paying again. WAL mode and a busy timeout let several processes share one file.
+instead of paying again. A fine-tuning job's steps (upload, creation, polling) are recorded
+the same way, before and after each (``llm/finetune.py``). WAL mode and a busy timeout let
+several processes share one file.
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ CREATE TABLE IF NOT EXISTS submission_items (
     PRIMARY KEY (tag, key)
 );
 CREATE INDEX IF NOT EXISTS submission_items_key ON submission_items (key);
+CREATE TABLE IF NOT EXISTS finetune_jobs (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL
+);
 """
 
 #: Submission states: ``preparing`` (recorded, batch maybe not created yet), ``submitted``
@@ -219,10 +227,12 @@ class ResponseCache:
         return new
 
     def spent_usd(self) -> float:
-        """Total recorded API spend of every run sharing this cache (the budget ledger)."""
+        """Total recorded API spend of every run sharing this cache (the budget ledger):
+        answers and fine-tuning jobs."""
         with self._lock:
             (total,) = self._db.execute(
-                "SELECT COALESCE(SUM(cost_usd), 0) FROM responses"
+                "SELECT (SELECT COALESCE(SUM(cost_usd), 0) FROM responses)"
+                " + (SELECT COALESCE(SUM(cost_usd), 0) FROM finetune_jobs)"
             ).fetchone()
         return float(total)
 
@@ -296,3 +306,20 @@ class ResponseCache:
             return self._db.execute(
                 "SELECT tag, batch_id, status FROM submissions ORDER BY created_at"
             ).fetchall()
+
+    # Fine-tuning jobs ----------------------------------------------------------------------
+    def finetune_state(self, key: str) -> dict | None:
+        """The recorded state of fine-tuning job ``key`` (see ``llm/finetune.py``), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT state FROM finetune_jobs WHERE key=?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def save_finetune_state(self, key: str, state: dict, cost_usd: float = 0.0) -> None:
+        """Record a fine-tuning job's state (one committed write: it survives a kill)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO finetune_jobs (key, state, cost_usd, updated_at) VALUES (?,?,?,?)"
+                " ON CONFLICT(key) DO UPDATE SET state=excluded.state,"
+                " cost_usd=excluded.cost_usd, updated_at=excluded.updated_at",
+                (key, canonical_json(state), cost_usd, time.time()),
+            )

@@ -611,18 +611,8 @@ class LLMClient:
         return row
 
     def _append_row(self, row: dict[str, Any]) -> None:
-        """Append one CSV line under an exclusive lock (parallel jobs share one report)."""
-        if self.cost_report is None:
-            return
-        self.cost_report.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COST_REPORT_COLUMNS)
-        with open(self.cost_report, "a", newline="", encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            if os.fstat(handle.fileno()).st_size == 0:
-                writer.writeheader()
-            writer.writerow(row)
-            handle.write(buffer.getvalue())
+        if self.cost_report is not None:
+            append_cost_row(self.cost_report, row)
 
     def _report_spend(self, group: RunStats) -> None:
         self._append_row(
@@ -650,6 +640,21 @@ class LLMClient:
                 cost_usd=f"{0.0:.6f}",
             )
         )
+
+
+def append_cost_row(path: str | Path, row: dict[str, Any]) -> None:
+    """Append one CSV line (``COST_REPORT_COLUMNS``) under an exclusive lock (parallel jobs
+    share one report)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COST_REPORT_COLUMNS)
+    with open(path, "a", newline="", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if os.fstat(handle.fileno()).st_size == 0:
+            writer.writeheader()
+        writer.writerow(row)
+        handle.write(buffer.getvalue())
 
 
 def make_client(

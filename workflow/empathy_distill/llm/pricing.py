@@ -51,21 +51,48 @@ class Price:
 
 
 FREE = Price(0.0, 0.0)
+#: Prefix of OpenAI fine-tuned model names: ``ft:<base>:<org>[:<suffix>]:<id>``
+#: (https://platform.openai.com/docs/guides/fine-tuning, "Use a fine-tuned model").
+FINE_TUNED_PREFIX = "ft:"
+
+
+def fine_tuned_base(model: str) -> str | None:
+    """The base model of a fine-tuned model name (``ft:gpt-4o-mini-2024-07-18:org::id`` ->
+    ``gpt-4o-mini-2024-07-18``), None for any other name."""
+    if not model.startswith(FINE_TUNED_PREFIX):
+        return None
+    base = model.split(":")[1]
+    return base or None
+
+
+@dataclass(frozen=True)
+class FineTuningPrice:
+    """A base model's fine-tuning prices: training per 1M training tokens, and the use of the
+    fine-tuned model by mode."""
+
+    training: float
+    modes: dict[str, Price]
+
+    def training_cost(self, trained_tokens: int) -> float:
+        return trained_tokens * self.training / 1_000_000
 
 
 class PriceTable:
-    """``resources/prices.yaml``: ``models: {name: {realtime: {input, output}, batch: {...}}}``
-    and ``retired: {name: shutdown date}`` (models their provider has shut down)."""
+    """``resources/prices.yaml``: ``models: {name: {realtime: {input, output}, batch: {...}}}``,
+    ``fine_tuning: {base: {training: USD per 1M, realtime: {...}, batch: {...}}}`` and
+    ``retired: {name: shutdown date}`` (models their provider has shut down)."""
 
     def __init__(
         self,
         models: dict[str, dict[str, Price]],
         source: str = "<memory>",
         retired: dict[str, str] | None = None,
+        fine_tuning: dict[str, FineTuningPrice] | None = None,
     ) -> None:
         self.models = models
         self.source = source
         self.retired = dict(retired or {})
+        self.fine_tuning = dict(fine_tuning or {})
 
     @classmethod
     def load(cls, path: str | Path) -> PriceTable:
@@ -74,27 +101,29 @@ class PriceTable:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except FileNotFoundError as exc:
             raise LLMError(f"price table not found: {path}") from exc
-        models: dict[str, dict[str, Price]] = {}
-        for name, modes in (raw.get("models") or {}).items():
-            models[str(name)] = {}
-            for mode, price in (modes or {}).items():
-                if mode not in MODES or not isinstance(price, dict):
-                    raise LLMError(
-                        f"{path}: models.{name}.{mode} must be one of {MODES} with input/output"
-                    )
-                try:
-                    models[str(name)][mode] = Price(float(price["input"]), float(price["output"]))
-                except (KeyError, TypeError, ValueError) as exc:
-                    raise LLMError(
-                        f"{path}: models.{name}.{mode} needs numeric 'input' and 'output'"
-                        " (USD per 1M tokens)"
-                    ) from exc
-        return cls(models, str(path), _retired(raw.get("retired"), path))
+        models = {
+            str(name): _modes(modes, f"models.{name}", path)
+            for name, modes in (raw.get("models") or {}).items()
+        }
+        return cls(
+            models,
+            str(path),
+            _retired(raw.get("retired"), path),
+            _fine_tuning(raw.get("fine_tuning"), path),
+        )
 
     def price(self, backend: str, model: str, mode: str) -> Price:
         """Price of ``model`` in ``mode``; a paid model missing from the table is an error."""
         if backend in FREE_BACKENDS:
             return FREE
+        if (base := fine_tuned_base(model)) is not None:
+            modes = self.fine_tuning_price(base, f"fine-tuned model {model!r}").modes
+            if mode not in modes:
+                raise LLMError(
+                    f"fine-tuned model {model!r} has no {mode!r} price under"
+                    f" fine_tuning.{base} in {self.source}"
+                )
+            return modes[mode]
         if model in self.retired:
             raise LLMError(
                 f"model {model!r} (backend {backend}) was retired by its provider on"
@@ -110,6 +139,52 @@ class PriceTable:
         if mode not in entry:
             raise LLMError(f"model {model!r} has no {mode!r} price in {self.source}")
         return entry[mode]
+
+    def fine_tuning_price(self, base: str, what: str | None = None) -> FineTuningPrice:
+        """Fine-tuning prices of base model ``base``; missing is an error naming the file."""
+        entry = self.fine_tuning.get(base)
+        if entry is None:
+            raise LLMError(
+                f"{what or f'fine-tuning {base!r}'}: base model {base!r} has no price under"
+                f" 'fine_tuning:' in {self.source}: add 'fine_tuning: {{{base}: {{training: ...,"
+                " realtime: {input: ..., output: ...}, batch: {...}}}' (USD per 1M tokens)"
+                " before spending money on it"
+            )
+        return entry
+
+
+def _modes(raw: object, where: str, path: Path) -> dict[str, Price]:
+    """``{realtime: {input, output}, batch: {...}}`` at ``where`` of the price file."""
+    modes: dict[str, Price] = {}
+    for mode, price in (raw or {}).items():
+        if mode not in MODES or not isinstance(price, dict):
+            raise LLMError(f"{path}: {where}.{mode} must be one of {MODES} with input/output")
+        try:
+            modes[mode] = Price(float(price["input"]), float(price["output"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LLMError(
+                f"{path}: {where}.{mode} needs numeric 'input' and 'output' (USD per 1M tokens)"
+            ) from exc
+    return modes
+
+
+def _fine_tuning(raw: object, path: Path) -> dict[str, FineTuningPrice]:
+    """``fine_tuning:`` of the price file: per base model, training and fine-tuned use prices."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise LLMError(f"{path}: 'fine_tuning' must map base model names to their prices")
+    prices = {}
+    for base, entry in raw.items():
+        entry = dict(entry or {})
+        try:
+            training = float(entry.pop("training"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LLMError(
+                f"{path}: fine_tuning.{base}.training must be a number (USD per 1M training tokens)"
+            ) from exc
+        prices[str(base)] = FineTuningPrice(training, _modes(entry, f"fine_tuning.{base}", path))
+    return prices
 
 
 def _retired(raw: object, path: Path) -> dict[str, str]:
