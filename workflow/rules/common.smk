@@ -410,3 +410,26 @@ def get_final_output():
 def report_targets():
     """results/report.html when report.build is on (the demo), else only on request."""
     return [config["report"]["path"]] if config["report"]["build"] else []
+
+
+# --- pride.smk (PRIDE training jobs) -----------------------------------------------------------
+
+from empathy_distill.training.pride import config as pride_config  # noqa: E402
+
+# training.pride keys (options, teacher, resources) of every configured student, before any job.
+pride_config.validate(config)
+
+
+def get_pride_train_input(wildcards):
+    """What every training job reads (get_train_input)."""
+    return get_train_input(wildcards)
+
+
+def get_pride_resource(key):
+    """Resource ``key`` of a PRIDE job (training.resources < training.pride.resources <
+    the student's resources < the student's pride.resources)."""
+
+    def get_pride_resource_value(wildcards):
+        return pride_config.train_resources(config, wildcards.student)[key]
+
+    return get_pride_resource_value

@@ -83,6 +83,9 @@ def step_losses(
         terms["ce"] = response_cross_entropy(flat, batch["labels"].reshape(-1), mask.reshape(-1))
     if weights.get("reverse_kl") or weights.get("mmd"):
         t_logits, t_features = base_pass(batch["teacher_ids"], batch["teacher_mask"])
+        # a teacher spread over several GPUs returns them on its last layer's device
+        t_logits = t_logits.to(s_logits.device)
+        t_features = t_features.to(s_logits.device)
         if weights.get("reverse_kl"):
             t_resp = _gather(t_logits, batch["teacher_positions"])
             terms["reverse_kl"] = reverse_kl(s_logits, t_resp, mask, temperature)
@@ -126,9 +129,15 @@ def load_models(settings: dict, device: str, dtype: Any) -> tuple[Any, Any, Any]
     student = get_peft_model(base, lora)
     teacher = None
     if (settings["teacher_model"], settings.get("teacher_revision")) != (model, revision):
+        device_map = settings.get("teacher_device_map")
         teacher = AutoModelForCausalLM.from_pretrained(
-            settings["teacher_model"], revision=settings.get("teacher_revision"), dtype=dtype
-        ).to(device)
+            settings["teacher_model"],
+            revision=settings.get("teacher_revision"),
+            dtype=dtype,
+            device_map=device_map,  # "auto": layers spread over the job's GPUs (accelerate)
+        )
+        if device_map is None:
+            teacher = teacher.to(device)
         teacher.eval().requires_grad_(False)
     return tokenizer, student, teacher
 

@@ -1,0 +1,127 @@
+"""PRIDE on the paper grid: the one flag that adds it, the GPU defaults (teachers, resources),
+the start-up checks of training.pride and the planning of its jobs.
+
+Expected counts are derived here from the paper grid's shape (21 data configurations, 2 GPU
+students), not read from the code under test.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from empathy_distill.core.config import load_config
+from empathy_distill.core.errors import ConfigError
+from empathy_distill.training.pride import config as pride_config
+
+from .conftest import REPO_ROOT
+from .workflow_helpers import run_snakemake
+
+#: The one flag of README "PRIDE" that adds PRIDE to the paper grid.
+PRIDE_FLAG = ("--config", "grid={methods: [sft, dpo, pride]}")
+CONFIGS = 21  # 5 direct + 8 improve_human + 8 improve_llm
+GPU_STUDENTS = ("llama31_8b", "mistral_7b")
+
+
+def _paper_config(**grid: object) -> dict:
+    return load_config(REPO_ROOT / "config.yaml", {"grid": grid} if grid else None)
+
+
+def _blocks(output: str, rule: str) -> list[str]:
+    return [b for b in output.split("\nrule ") if b.startswith(f"{rule}:")]
+
+
+def _resources(block: str) -> dict[str, str]:
+    line = block.split("resources:", 1)[1].splitlines()[0]
+    return dict(item.strip().split("=", 1) for item in line.split(","))
+
+
+def test_the_flag_plans_pride_for_both_gpu_students_and_keeps_sft_dpo(dataset_path, tmp_path):
+    result = run_snakemake(tmp_path, {"dataset": {"path": str(dataset_path)}}, "-n", *PRIDE_FLAG)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    pride = _blocks(output, "train_pride")
+    assert len(pride) == CONFIGS * len(GPU_STUDENTS)
+    by_student: dict[str, list[dict]] = {s: [] for s in GPU_STUDENTS}
+    for block in pride:
+        wildcards = block.split("wildcards:", 1)[1].splitlines()[0]
+        assert "stage=pride" in wildcards
+        student = wildcards.split("student=", 1)[1].split(",")[0]
+        by_student[student].append(_resources(block))
+        inputs = block.split("input:", 1)[1].splitlines()[0]
+        assert "/sft.json" in inputs and "/sft/adapter_model" not in inputs
+    # llama31_8b: the 70B teacher over 4 GPUs; mistral_7b: self-distillation on one
+    assert {r["gpu"] for r in by_student["llama31_8b"]} == {"4"}
+    assert {r["mem_mb"] for r in by_student["llama31_8b"]} == {"128000"}
+    assert {r["gpu"] for r in by_student["mistral_7b"]} == {"1"}
+    assert all(len(v) == CONFIGS for v in by_student.values())
+    # the paper's jobs are the paper's: 42 SFT + 42 DPO, one GPU each, in the train rule
+    train = _blocks(output, "train")
+    assert len(train) == 2 * CONFIGS * len(GPU_STUDENTS)
+    assert all(_resources(b)["gpu"] == "1" for b in train)
+    assert not any("stage=pride" in b for b in train)
+    # every trained model answers: 2 base + 21 x 2 x 3 trained
+    assert len(_blocks(output, "answer")) == 2 + CONFIGS * len(GPU_STUDENTS) * 3
+
+
+def test_gpu_defaults_name_same_family_teachers_without_downloading(monkeypatch) -> None:
+    import huggingface_hub
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("planning downloaded a tokenizer file")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
+    config = _paper_config(methods=["sft", "dpo", "pride"])
+    pride_config.validate(config)
+    llama = pride_config.build_settings(config, "llama31_8b", "direct", "chatgpt")
+    assert llama["teacher"] == "llama31_70b_instruct"
+    assert llama["teacher_model"] == "meta-llama/Llama-3.1-70B-Instruct"
+    assert llama["teacher_template"] == llama["template"] == "llama3"
+    assert llama["teacher_device_map"] == "auto"
+    mistral = pride_config.build_settings(config, "mistral_7b", "direct", "chatgpt")
+    assert mistral["teacher"] == "mistral_7b"
+    assert mistral["teacher_model"] == mistral["model_name_or_path"] == "mistralai/Mistral-7B-v0.3"
+    assert mistral["teacher_device_map"] is None
+    assert pride_config.train_resources(config, "llama31_8b") == {
+        "gpu": 4,
+        "mem_mb": 128000,
+        "runtime": 720,
+        "threads": 16,
+        "nproc_per_node": 1,
+    }
+    assert pride_config.train_resources(config, "mistral_7b") == config["training"]["resources"]
+
+
+def test_resources_layer_in_order() -> None:
+    config = {
+        "training": {
+            "resources": {"gpu": 1, "mem_mb": 10, "runtime": 5, "threads": 2},
+            "pride": {"resources": {"gpu": 2, "mem_mb": 20}},
+            "per_student": {
+                "s": {"resources": {"mem_mb": 30}, "pride": {"resources": {"runtime": 7}}}
+            },
+        }
+    }
+    got = pride_config.train_resources(config, "s")
+    assert got == {"gpu": 2, "mem_mb": 30, "runtime": 7, "threads": 2}
+    assert pride_config.train_resources(config, "other") == {
+        "gpu": 2,
+        "mem_mb": 20,
+        "runtime": 5,
+        "threads": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    ("student", "teacher", "message"),
+    [
+        ("tiny", "smollm2_135m", r"builtin:tiny and builtin:smollm2_135m have different"),
+        ("llama31_8b", "mistral_7b", r"chat templates 'llama3' and 'mistral' differ"),
+    ],
+)
+def test_a_teacher_of_another_family_is_refused_at_planning(student, teacher, message) -> None:
+    config = _paper_config(students=[student])
+    config["training"]["per_student"].setdefault(student, {})["pride"] = {"teacher": teacher}
+    with pytest.raises(ConfigError, match=rf"training\.pride\.teacher \(student {student}\).*"):
+        pride_config.validate(config)
+    with pytest.raises(ConfigError, match=message):
+        pride_config.validate(config)
