@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from empathy_distill.core import grid
 from empathy_distill.core.config import load_config
 from empathy_distill.core.errors import ConfigError
 from empathy_distill.training.pride import config as pride_config
@@ -125,3 +126,93 @@ def test_a_teacher_of_another_family_is_refused_at_planning(student, teacher, me
         pride_config.validate(config)
     with pytest.raises(ConfigError, match=message):
         pride_config.validate(config)
+
+
+# --- comparisons ----------------------------------------------------------------------------
+
+
+def _kinds(config: dict) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for pair in grid.comparisons(config):
+        counts[pair.kind] = counts.get(pair.kind, 0) + 1
+    return counts
+
+
+def test_pride_models_meet_dpo_and_the_teacher_and_the_papers_pairs_stay() -> None:
+    students, targeted = len(GPU_STUDENTS), 7 * 2  # 7 targeted strategies x 2 improve methods
+    paper = _kinds(_paper_config())
+    assert paper == {
+        "vs_base": CONFIGS * students * 2,
+        "vs_naive": targeted * students * 2,
+        "dpo_vs_sft": CONFIGS * students,
+        "vs_teacher": CONFIGS * students + students,  # DPO models + base students
+    }
+    assert sum(paper.values()) == 226
+    with_pride = _kinds(_paper_config(methods=["sft", "dpo", "pride"]))
+    assert with_pride == {
+        "vs_base": CONFIGS * students * 3,
+        "vs_naive": targeted * students * 3,
+        "dpo_vs_sft": CONFIGS * students,
+        "vs_teacher": CONFIGS * students * 2 + students,  # DPO and PRIDE models + base
+        "pride_vs_dpo": CONFIGS * students,
+    }
+    assert sum(with_pride.values()) == 380
+    pairs = grid.comparisons(_paper_config(methods=["sft", "dpo", "pride"]))
+    for pair in pairs:  # the readers' inverse agrees with the grid
+        assert grid.comparison_kind(pair.model, pair.opponent) == pair.kind
+    pride_vs_dpo = [p for p in pairs if p.kind == "pride_vs_dpo"]
+    assert pride_vs_dpo[0].model.endswith("--pride")
+    assert pride_vs_dpo[0].opponent == pride_vs_dpo[0].model.replace("--pride", "--dpo")
+    # without DPO in the grid there is nothing to set PRIDE against
+    assert "pride_vs_dpo" not in _kinds(_paper_config(methods=["sft", "pride"]))
+
+
+def test_tables_figures_and_examples_show_pride_rows_without_special_cases(tmp_path) -> None:
+    from empathy_distill.core import specs
+    from empathy_distill.core.config import validate_config
+    from empathy_distill.core.prompts import Prompts
+    from empathy_distill.evaluation import examples, figures, tables
+    from empathy_distill.evaluation.judge import PairItem, judge_with_llm
+    from empathy_distill.evaluation.records import read_answers, write_jsonl
+
+    from .servers.judge_rules import prefer_longer
+    from .test_eval_judge import rule_ask
+
+    n = 12
+    config = validate_config(
+        {
+            "students": {"tiny": {"model": "builtin:tiny", "template": "default"}},
+            "distillation": {"methods": {"direct": ["chatgpt"]}},
+            "teacher": {"backend": "openai_compatible", "model": "t"},
+            "judges": {"local": {"backend": "openai_compatible", "model": "j"}},
+            "grid": {"students": ["tiny"], "judges": ["local"], "methods": ["sft", "dpo", "pride"]},
+            "evaluation": {"bootstrap_samples": 200},
+        }
+    )
+    for k, tag in enumerate(grid.answer_tags(config)):
+        rows = [
+            {"dialog_id": f"d{i}", "prompt": "p", "answer": "word " * (3 + (i * k) % 7)}
+            for i in range(n)
+        ]
+        rows = [r | {"generation": {}, "seed": 0} for r in rows]
+        write_jsonl(tmp_path / grid.answer_path(tag), rows)
+    files = []
+    for pair in grid.comparisons(config):
+        mine = read_answers(tmp_path / grid.answer_path(pair.model))
+        theirs = read_answers(tmp_path / grid.answer_path(pair.opponent))
+        items = [PairItem(d, "s", "u", mine[d], theirs[d]) for d in mine]
+        path = tmp_path / grid.judgment_path("local", pair.model, pair.opponent)
+        write_jsonl(path, judge_with_llm(items, rule_ask(prefer_longer), Prompts(), "j", "local"))
+        files.append(path)
+    table = tables.win_rate_table(specs.win_rates(config), tmp_path)
+    pride = table[table["stage"] == "pride"]
+    # 1 student x 1 data configuration: vs base, vs the DPO model, vs the teacher
+    assert sorted(pride["comparison"]) == ["pride_vs_dpo", "vs_base", "vs_teacher"]
+    assert (pride["n"] == n).all()
+    row = pride[pride["comparison"] == "pride_vs_dpo"].iloc[0]
+    assert row["opponent"] == "tiny--direct--chatgpt--dpo"
+    kinds = {examples.read_judged(f).kind for f in files if "--pride__vs__" in f.name}
+    assert kinds == {"pride_vs_dpo", "vs_base", "vs_teacher"}
+    for kind, draw in (("heatmap", figures.heatmap), ("sft_vs_dpo", figures.sft_vs_dpo)):
+        draw(table, "local", tmp_path / f"{kind}.png")
+        assert (tmp_path / f"{kind}.png").stat().st_size > 0
