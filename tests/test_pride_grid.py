@@ -216,3 +216,40 @@ def test_tables_figures_and_examples_show_pride_rows_without_special_cases(tmp_p
     for kind, draw in (("heatmap", figures.heatmap), ("sft_vs_dpo", figures.sft_vs_dpo)):
         draw(table, "local", tmp_path / f"{kind}.png")
         assert (tmp_path / f"{kind}.png").stat().st_size > 0
+
+
+# --- start-up checks ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pride", "message"),
+    [
+        ({"anneal_fraction": 2}, "training.pride (student llama31_8b).anneal_fraction: expected"),
+        ({"weight": {"ce": 1}}, "training.pride: unknown PRIDE key(s) weight"),
+        ({"weights": {"kl": 1}}, "training.pride (student llama31_8b).weights: unknown term(s) kl"),
+        ({"teacher": "gpt5"}, "training.pride.teacher: 'gpt5' is not defined under students"),
+        ({"resources": {"gpu": "two"}}, "training.pride.resources.gpu: expected an integer >= 0"),
+        ({"teacher_device_map": "balanced"}, ".teacher_device_map: expected null or 'auto'"),
+    ],
+    ids=["range", "unknown-key", "unknown-term", "no-teacher", "resource", "device-map"],
+)
+def test_bad_pride_keys_stop_the_dry_run_before_any_job(dataset_path, tmp_path, pride, message):
+    """Checked when the Snakefile loads, even with PRIDE not in grid.methods (the paper grid)."""
+    overlay = {"dataset": {"path": str(dataset_path)}, "training": {"pride": pride}}
+    result = run_snakemake(tmp_path, overlay, "-n")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert message in output, output[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_validate_config_names_the_bad_pride_key(tmp_path) -> None:
+    from .test_cli import cli
+
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("training:\n  per_student:\n    mistral_7b:\n      pride: {lora_rank: 0}\n")
+    result = cli("validate-config", "--configfile", REPO_ROOT / "config.yaml", overlay)
+    assert result.returncode == 1
+    assert "training.pride (student mistral_7b).lora_rank: expected an integer >= 1" in (
+        result.stderr
+    )
