@@ -253,3 +253,28 @@ def test_validate_config_names_the_bad_pride_key(tmp_path) -> None:
     assert "training.pride (student mistral_7b).lora_rank: expected an integer >= 1" in (
         result.stderr
     )
+
+
+def test_a_pride_job_waits_for_a_built_in_teacher(dataset_path, tmp_path) -> None:
+    """A hub-id SmolLM2 student taught by the built-in SmolLM2 (the same tokenizer): the
+    train_pride job needs the teacher's built files, so the build job is planned before it."""
+    overlay = {
+        "dataset": {"path": str(dataset_path)},
+        "students": {
+            "smollm2_hub": {"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "template": "smollm2"}
+        },
+        "distillation": {
+            "methods": {"direct": ["chatgpt"], "improve_human": [], "improve_llm": []}
+        },
+        "grid": {"students": ["smollm2_hub"], "judges": ["offline"], "methods": ["pride"]},
+        "training": {"pride": {"teacher": "smollm2_135m"}},
+        "evaluation": {"comparisons": ["vs_base"]},
+    }
+    target = "results/models/smollm2_hub/direct/chatgpt/pride/adapter_model.safetensors"
+    result = run_snakemake(tmp_path, overlay, "-n", target)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    (block,) = _blocks(output, "train_pride")
+    inputs = block.split("input:", 1)[1].splitlines()[0]
+    assert "results/students/smollm2_135m/config.json" in inputs
+    assert len(_blocks(output, "build_smollm2_student")) == 1

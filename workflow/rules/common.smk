@@ -421,8 +421,13 @@ pride_config.validate(config)
 
 
 def get_pride_train_input(wildcards):
-    """What every training job reads (get_train_input)."""
-    return get_train_input(wildcards)
+    """What every training job reads (get_train_input) and, for a teacher other than the
+    student, the teacher's files when the workflow builds it (a builtin: model)."""
+    files = get_train_input(wildcards)
+    teacher = pride_config.teacher_of(config, wildcards.student)
+    if teacher != wildcards.student:
+        files["teacher_model"] = lf_students.model_files(config["students"][teacher])
+    return files
 
 
 def get_pride_resource(key):

@@ -176,8 +176,9 @@ def teacher_of(config: dict, student: str, options: dict | None = None) -> str:
     checked at the config level: defined, and plausibly of the student's tokenizer.
 
     The planning check cannot read tokenizer files (a dry run downloads nothing; built-in models
-    do not exist yet): it refuses two different built-in models (their vocabularies are trained
-    apart) and two different chat templates (a different template means another model family).
+    do not exist yet): it refuses two different built-in models (the tiny model's vocabulary is
+    trained on the dataset, SmolLM2's is its own) and two different chat templates (a different
+    template means another model family).
     The tokenizer files are compared at job start (:func:`check_tokenizer_pair`).
     """
     students = config.get("students", {})
@@ -193,7 +194,7 @@ def teacher_of(config: dict, student: str, options: dict | None = None) -> str:
     mine, theirs = students[student], students[teacher]
     problem = None
     builtins = (builtin_name(mine), builtin_name(theirs))
-    if any(builtins) and builtins[0] != builtins[1]:
+    if all(builtins) and builtins[0] != builtins[1]:
         problem = f"models {mine['model']} and {theirs['model']} have different tokenizers"
     elif mine["template"] != theirs["template"]:
         problem = (
@@ -210,16 +211,18 @@ def teacher_of(config: dict, student: str, options: dict | None = None) -> str:
 
 
 def validate(config: dict) -> None:
-    """Start-up check of every training.pride key for every student that has settings (the
-    grid's students and those under training.per_student), before any job."""
+    """Start-up check of every training.pride key, before any job: for the grid's students the
+    options, resources and teacher (pairing included); for the other students with settings
+    under training.per_student, their keys (they train nothing, so no teacher is paired)."""
     training = config.get("training", {})
-    names = dict.fromkeys(
-        [*config.get("grid", {}).get("students", []), *(training.get("per_student") or {})]
-    )
-    for student in names:
-        if student not in config.get("students", {}):
+    students = config.get("students", {})
+    in_grid = list(config.get("grid", {}).get("students", []))
+    for student in dict.fromkeys([*in_grid, *(training.get("per_student") or {})]):
+        if student not in students:
             continue  # the schema and the grid name an undefined student themselves
-        teacher_of(config, student)
+        options = merged_options(config, student)
+        if student in in_grid:
+            teacher_of(config, student, options)
         train_resources(config, student)
 
 
