@@ -258,6 +258,39 @@ def test_a_short_run_lowers_the_loss_and_leaves_a_plain_lora_adapter(job) -> Non
         assert privileged.privileged_leaks(answer["prompt"], row, public) == []
 
 
+def test_the_trained_student_in_memory_answers_as_base_plus_the_saved_adapter(job) -> None:
+    """Greedy answers of the student as training leaves it (LoRA unmerged, the privileged path
+    detached) equal those of the answer rule's model: the base + the saved adapter, merged."""
+    from empathy_distill.evaluation.generate import GenerationSettings, answer_test
+    from empathy_distill.training.pride.loop import train_in_memory
+
+    settings = {
+        **job["settings"],
+        "max_steps": 6,
+        "learning_rate": 5e-2,  # large steps: the adapter must change the answers
+        "per_device_train_batch_size": 2,
+        "anneal_fraction": 0.5,
+    }
+    out = job["root"] / "in_memory"
+    student, tokenizer = train_in_memory(settings, out)
+    student.eval()
+    test = job["data"].head(4)
+    gen = GenerationSettings(12, 4, False, 1.0, 1.0, 0, "transformers", "float32")
+    base = settings["model_name_or_path"]
+    in_memory = answer_test(
+        test, base, gen, Prompts(), "llama3", model=student, tokenizer=tokenizer
+    )
+    saved = answer_test(test, base, gen, Prompts(), "llama3", out)
+    assert [a["answer"] for a in in_memory] == [a["answer"] for a in saved]
+    assert [a["prompt"] for a in in_memory] == [a["prompt"] for a in saved]
+    # and the comparison has teeth: the base model alone answers otherwise
+    with student.disable_adapter():
+        plain = answer_test(
+            test, base, gen, Prompts(), "llama3", model=student, tokenizer=tokenizer
+        )
+    assert [a["answer"] for a in plain] != [a["answer"] for a in saved]
+
+
 def test_a_teacher_spread_by_device_map_gives_the_base_models_terms(job, monkeypatch) -> None:
     """teacher_device_map: auto (a 70B teacher over several GPUs; here the CPU) loads the
     teacher through accelerate's device map, and a teacher with the student's base weights

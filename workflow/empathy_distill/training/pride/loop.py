@@ -173,6 +173,13 @@ def read_examples(settings: dict, tokenizer: Any) -> list:
 
 def train(settings: dict, out: Path) -> Path:
     """Train one PRIDE job; write the adapter files into ``out``; return ``out``."""
+    train_in_memory(settings, out)
+    return out
+
+
+def train_in_memory(settings: dict, out: Path) -> tuple[Any, Any]:
+    """:func:`train`, also returning (the trained LoRA student as it is in memory, tokenizer):
+    what the tests compare with the base model + the saved adapter the answer rule loads."""
     check_tokenizer_pair(settings)  # before any model is loaded
     import torch
 
@@ -274,7 +281,7 @@ def train(settings: dict, out: Path) -> Path:
     (out / "train_results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (out / LOG_FILE).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
     plot_loss(history, out / "training_loss.png")
-    return out
+    return student, tokenizer
 
 
 def plot_loss(history: list[dict], path: Path) -> None:
