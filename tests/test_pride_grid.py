@@ -278,3 +278,23 @@ def test_a_pride_job_waits_for_a_built_in_teacher(dataset_path, tmp_path) -> Non
     inputs = block.split("input:", 1)[1].splitlines()[0]
     assert "results/students/smollm2_135m/config.json" in inputs
     assert len(_blocks(output, "build_smollm2_student")) == 1
+
+
+def test_the_cpu_reproduction_plans_a_pride_smollm2_student_next_to_dpo(dataset_path, tmp_path):
+    """cpu-small: a PRIDE SmolLM2 per data configuration (teaching itself), its answers and
+    its judgments against the SFT->DPO student of the same data (pride_vs_dpo)."""
+    import yaml
+
+    profile = REPO_ROOT / "workflow/profiles/cpu-small/config.cpu-small.yaml"
+    overlay = yaml.safe_load(profile.read_text())
+    overlay["dataset"]["path"] = str(dataset_path)
+    result = run_snakemake(tmp_path, overlay, "-n")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    configs = 3  # direct/chatgpt, improve_human/{naive_prompt, improve_all_three_dimensions}
+    pride = _blocks(output, "train_pride")
+    assert len(pride) == configs
+    assert all(_resources(b)["mem_mb"] == "16000" and _resources(b)["gpu"] == "0" for b in pride)
+    judged = [b.split("wildcards:", 1)[1].splitlines()[0] for b in _blocks(output, "judge_pair")]
+    pride_vs_dpo = [w for w in judged if "--pride, opponent=" in w and w.endswith("--dpo")]
+    assert len(pride_vs_dpo) == configs
