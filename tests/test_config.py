@@ -20,7 +20,14 @@ def test_default_config_is_valid_and_complete():
         "judges": ["gpt4o", "gemini"],
         "methods": ["sft", "dpo"],  # the paper's; PRIDE is opt-in
     }
-    assert set(config["students"]) == {"llama31_8b", "mistral_7b", "tiny", "smollm2_135m"}
+    # llama31_70b_instruct: PRIDE's teacher of llama31_8b, not a student of the grid
+    assert set(config["students"]) == {
+        "llama31_8b",
+        "llama31_70b_instruct",
+        "mistral_7b",
+        "tiny",
+        "smollm2_135m",
+    }
     assert set(config["judges"]) == {"gpt4o", "gemini", "offline"}
     assert config["training"]["common"]["lora_rank"] == 8
 

@@ -258,6 +258,75 @@ def test_a_short_run_lowers_the_loss_and_leaves_a_plain_lora_adapter(job) -> Non
         assert privileged.privileged_leaks(answer["prompt"], row, public) == []
 
 
+def test_the_trained_student_in_memory_answers_as_base_plus_the_saved_adapter(job) -> None:
+    """Greedy answers of the student as training leaves it (LoRA unmerged, the privileged path
+    detached) equal those of the answer rule's model: the base + the saved adapter, merged."""
+    from empathy_distill.evaluation.generate import GenerationSettings, answer_test
+    from empathy_distill.training.pride.loop import train_in_memory
+
+    settings = {
+        **job["settings"],
+        "max_steps": 6,
+        "learning_rate": 5e-2,  # large steps: the adapter must change the answers
+        "per_device_train_batch_size": 2,
+        "anneal_fraction": 0.5,
+    }
+    out = job["root"] / "in_memory"
+    student, tokenizer = train_in_memory(settings, out)
+    student.eval()
+    test = job["data"].head(4)
+    gen = GenerationSettings(12, 4, False, 1.0, 1.0, 0, "transformers", "float32")
+    base = settings["model_name_or_path"]
+    in_memory = answer_test(
+        test, base, gen, Prompts(), "llama3", model=student, tokenizer=tokenizer
+    )
+    saved = answer_test(test, base, gen, Prompts(), "llama3", out)
+    assert [a["answer"] for a in in_memory] == [a["answer"] for a in saved]
+    assert [a["prompt"] for a in in_memory] == [a["prompt"] for a in saved]
+    # and the comparison has teeth: the base model alone answers otherwise
+    with student.disable_adapter():
+        plain = answer_test(
+            test, base, gen, Prompts(), "llama3", model=student, tokenizer=tokenizer
+        )
+    assert [a["answer"] for a in plain] != [a["answer"] for a in saved]
+
+
+def test_a_teacher_spread_by_device_map_gives_the_base_models_terms(job, monkeypatch) -> None:
+    """teacher_device_map: auto (a 70B teacher over several GPUs; here the CPU) loads the
+    teacher through accelerate's device map, and a teacher with the student's base weights
+    gives the same terms as the student's own base (adapter off)."""
+    import shutil
+
+    from empathy_distill.training.pride.data import collate
+
+    copy = job["root"] / "teacher_copy"
+    if not copy.exists():
+        shutil.copytree(job["settings"]["model_name_or_path"], copy)
+    import transformers
+
+    loads: list[dict] = []
+    real = transformers.AutoModelForCausalLM.from_pretrained
+
+    def spy(*args, **kwargs):
+        loads.append({"model": args[0], "device_map": kwargs.get("device_map")})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    settings = {**job["settings"], "teacher_model": str(copy), "teacher_device_map": "auto"}
+    tokenizer, student, teacher = load_models(settings, "cpu", torch.float32)
+    assert loads == [
+        {"model": settings["model_name_or_path"], "device_map": None},
+        {"model": str(copy), "device_map": "auto"},
+    ]
+    assert teacher is not None and {p.device.type for p in teacher.parameters()} == {"cpu"}
+    batch = collate(read_examples(settings, tokenizer)[:2], tokenizer.pad_token_id)
+    weights = {"ce": 1.0, "reverse_kl": 1.0, "mmd": 0.1}
+    spread = step_losses(student, batch, weights, teacher=teacher)
+    own = step_losses(student, batch, weights)
+    for term in ("ce", "reverse_kl", "mmd", "total"):
+        assert spread[term].item() == pytest.approx(own[term].item(), rel=1e-5, abs=1e-7), term
+
+
 def test_a_tokenizer_mismatch_is_refused_before_any_model_loads(job, monkeypatch) -> None:
     import transformers
 
@@ -325,7 +394,8 @@ def test_pride_is_opt_in_on_the_grid(tmp_path: Path) -> None:
     _, explicit = _planned(tmp_path / "explicit", {"grid": {"methods": ["sft", "dpo"]}})
     assert job_stats(explicit) == job_stats(default_out)
     blocks, out = _planned(tmp_path / "pride", {"grid": {"methods": ["sft", "dpo", "pride"]}})
-    train = [b for b in blocks if b.startswith("train:") and "stage=pride" in b]
+    assert not any(b.startswith("train:") and "stage=pride" in b for b in blocks)
+    train = [b for b in blocks if b.startswith("train_pride:") and "stage=pride" in b]
     assert len(train) == 3  # demo: 1 student x 3 data configurations
     for block in train:
         inputs = block.split("input:", 1)[1].splitlines()[0]

@@ -36,9 +36,11 @@ def load_configs(paths: Sequence[str]) -> dict:
 def validate_config_command(args: argparse.Namespace) -> None:
     """Everything the Snakefile checks when it loads: schema, training keys, endpoints."""
     from .training.llamafactory_config import validate_training
+    from .training.pride import config as pride_config
 
     config = load_configs(args.configfile)
     validate_training(config)
+    pride_config.validate(config)
     check_endpoints(config)
     print(f"{' + '.join(args.configfile)}: valid")
 

@@ -543,3 +543,31 @@ def classifier_score_inputs(name, tag):
     if spec["subfactor_scorer"]:
         files["subfactor_scores"] = grid.score_path(spec["subfactor_scorer"]["name"], tag)
     return files
+
+
+# --- pride.smk (PRIDE training jobs) -----------------------------------------------------------
+
+from empathy_distill.training.pride import config as pride_config  # noqa: E402
+
+# training.pride keys (options, teacher, resources) of every configured student, before any job.
+pride_config.validate(config)
+
+
+def get_pride_train_input(wildcards):
+    """What every training job reads (get_train_input) and, for a teacher other than the
+    student, the teacher's files when the workflow builds it (a builtin: model)."""
+    files = get_train_input(wildcards)
+    teacher = pride_config.teacher_of(config, wildcards.student)
+    if teacher != wildcards.student:
+        files["teacher_model"] = lf_students.model_files(config["students"][teacher])
+    return files
+
+
+def get_pride_resource(key):
+    """Resource ``key`` of a PRIDE job (training.resources < training.pride.resources <
+    the student's resources < the student's pride.resources)."""
+
+    def get_pride_resource_value(wildcards):
+        return pride_config.train_resources(config, wildcards.student)[key]
+
+    return get_pride_resource_value

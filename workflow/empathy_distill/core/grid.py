@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from itertools import product
 from pathlib import PurePath
 
-from ..training.methods import DEFAULT_GRID_METHODS, STAGES
+from ..training.methods import DEFAULT_GRID_METHODS, STAGES, final_stages
 from . import strategies
 
 METHODS = ("direct", "improve_human", "improve_llm")
 IMPROVE_METHODS = ("improve_human", "improve_llm")
-COMPARISONS = ("vs_base", "vs_naive", "dpo_vs_sft", "vs_teacher")
+COMPARISONS = ("vs_base", "vs_naive", "dpo_vs_sft", "vs_teacher", "pride_vs_dpo")
 TAG_SEPARATOR = "--"
 PAIR_SEPARATOR = "__vs__"
 TEACHER_TAG = "teacher"
@@ -204,11 +204,31 @@ def comparisons(config: dict) -> list[Comparison]:
         if "dpo_vs_sft" in kinds and model.stage == "dpo":
             sft = Model(model.student, model.method, model.strategy, "sft")
             pairs.append(Comparison("dpo_vs_sft", model.tag, sft.tag))
-        if teacher_in_grid and model.stage == "dpo":
+        if (
+            "pride_vs_dpo" in kinds and model.stage == "pride" and "dpo" in stages(config)
+        ):  # PRIDE next to SFT->DPO on the same student and data configuration
+            dpo = Model(model.student, model.method, model.strategy, "dpo")
+            pairs.append(Comparison("pride_vs_dpo", model.tag, dpo.tag))
+        if teacher_in_grid and model.stage in final_stages():
             pairs.append(Comparison("vs_teacher", model.tag, TEACHER_TAG))
     if teacher_in_grid:
         pairs.extend(Comparison("vs_teacher", base_tag(s), TEACHER_TAG) for s in students(config))
     return pairs
+
+
+def comparison_kind(model: str, opponent: str) -> str:
+    """The comparison a judged pair belongs to, from its two tags (inverse of
+    :func:`comparisons`, for readers that have only the judgments file's name)."""
+    mine, theirs = parse_tag(model), parse_tag(opponent)
+    if theirs["kind"] == "teacher":
+        return "vs_teacher"
+    if theirs["kind"] == "base":
+        return "vs_base"
+    if (mine.get("stage"), theirs.get("stage")) == ("pride", "dpo"):
+        return "pride_vs_dpo"
+    if mine.get("stage") != theirs.get("stage"):
+        return "dpo_vs_sft"
+    return "vs_naive"
 
 
 def answer_tags(config: dict) -> list[str]:

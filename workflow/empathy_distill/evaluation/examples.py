@@ -22,7 +22,7 @@ from pathlib import Path, PurePath
 
 import pandas as pd
 
-from ..core.grid import PAIR_SEPARATOR, parse_tag
+from ..core.grid import PAIR_SEPARATOR, comparison_kind
 from .answer_sets import AnswerSet, human_set, read_answer_set, reading_order
 from .judge import OPPONENT_FIRST, combine_orders
 from .records import AnswersError, n_words, read_jsonl, read_split
@@ -52,23 +52,11 @@ class Judged:
     """One judgments file: a judge's per-dialogue outcomes for the model against the opponent."""
 
     judge: str
-    kind: str  # the comparison (vs_base, vs_naive, dpo_vs_sft, vs_teacher), when known
+    kind: str  # the comparison (grid.COMPARISONS), when known
     model: str
     opponent: str
     #: dialog_id -> (outcome from the model's side, from the opponent's side): "win", ...
     verdicts: dict[str, tuple[str, str]]
-
-
-def _kind(model: str, opponent: str) -> str:
-    """The comparison a pair belongs to, from its two tags (as ``grid.comparisons`` builds it)."""
-    mine, theirs = parse_tag(model), parse_tag(opponent)
-    if theirs["kind"] == "teacher":
-        return "vs_teacher"
-    if theirs["kind"] == "base":
-        return "vs_base"
-    if mine.get("stage") != theirs.get("stage"):
-        return "dpo_vs_sft"
-    return "vs_naive"
 
 
 def _verdict_texts(records: list[dict], path: str) -> dict[str, tuple[str, str]]:
@@ -106,7 +94,7 @@ def read_judged(path: str | Path) -> Judged:
         if len(pair) != 2:
             raise ValueError
         model, opponent = pair
-        kind = _kind(model, opponent)
+        kind = comparison_kind(model, opponent)
     except ValueError as exc:
         raise AnswersError(
             f"{path}: not a judgments file (expected <judge>/<model tag>{PAIR_SEPARATOR}"

@@ -102,7 +102,7 @@ def sft_vs_dpo(table: pd.DataFrame, judge: str, out: str | Path) -> None:
     else:
         rows["label"] = rows["student"].astype(str) + " " + _config_label(rows)
         labels = list(dict.fromkeys(rows["label"]))
-        names = {"sft": "SFT", "dpo": "SFT+DPO"}
+        names = {"sft": "SFT", "dpo": "SFT+DPO", "pride": "PRIDE"}
         _bars(ax, labels, {names.get(s, s): f for s, f in rows.groupby("stage", sort=False)})
         ax.set_title(f"SFT vs SFT+DPO: win rate against the base student ({judge})")
     fig.tight_layout()

@@ -72,6 +72,13 @@ STAGES: tuple[str, ...] = tuple(REGISTRY)
 DEFAULT_GRID_METHODS: tuple[str, ...] = ("sft", "dpo")
 
 
+def final_stages() -> tuple[str, ...]:
+    """Stages no registered method continues (DPO, PRIDE): a student's finished models, the
+    ones set against the teacher (``vs_teacher``)."""
+    continued = {entry.continues for entry in REGISTRY.values()}
+    return tuple(name for name in STAGES if name not in continued)
+
+
 def grid_methods_problems(selected: list[str]) -> list[str]:
     """Why a ``grid.methods`` selection cannot train (unknown, or lacks what it continues)."""
     problems = []

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ...core.errors import ConfigError, TrainingError
 from ..llamafactory_config import DATASET_DIR
-from ..students import resolve_model, resolve_revision
+from ..students import builtin_name, resolve_model, resolve_revision
 
 #: LLaMA-Factory keys of training.common that mean the same for PRIDE.
 SHARED_KEYS = (
@@ -35,6 +35,10 @@ SHARED_KEYS = (
 #: PRIDE's own keys, with the values used when the config gives none.
 DEFAULTS: dict = {
     "teacher": None,  # a key of `students`; None: the student's own base model (self-distillation)
+    # null: the teacher loads whole onto the training device. "auto": its layers are spread over
+    # every GPU of the job (accelerate's device map), e.g. a 70B teacher in bf16 (~141 GB) over
+    # 4 x 80 GB; the job's GPUs come from `resources` below.
+    "teacher_device_map": None,
     "weights": {"ce": 1.0, "reverse_kl": 1.0, "mmd": 0.1},
     "temperature": 1.0,
     "gate_start": 1.0,
@@ -53,6 +57,11 @@ DEFAULTS: dict = {
     "logging_steps": 10,
 }
 WEIGHT_NAMES = ("ce", "reverse_kl", "mmd")
+#: Not a training option: the job's Snakemake resources (training.pride.resources and
+#: training.per_student.<student>.pride.resources), read by :func:`train_resources`.
+RESOURCES_KEY = "resources"
+RESOURCE_KEYS = ("gpu", "mem_mb", "runtime", "threads", "nproc_per_node")
+DEVICE_MAPS = (None, "auto")
 #: The file every data configuration provides that PRIDE joins with its SFT set.
 TRAIN_CSV = "results/data/train.csv"
 
@@ -63,6 +72,7 @@ def _layer(where: str, layer: object, keys: tuple[str, ...] | None) -> dict:
     if not isinstance(layer, dict):
         raise ConfigError(f"config {where}: expected a mapping, got {layer!r}")
     if keys is None:
+        layer = {k: v for k, v in layer.items() if k != RESOURCES_KEY}
         unknown = sorted(set(layer) - set(DEFAULTS))
         if unknown:
             raise ConfigError(
@@ -107,6 +117,11 @@ def _check(options: dict, student: str) -> None:
             raise ConfigError(f"{where}.weights.{name}: expected a number >= 0, got {value!r}")
     if not any(weights.values()):
         raise ConfigError(f"{where}.weights: every term is 0; nothing would be trained")
+    if options["teacher_device_map"] not in DEVICE_MAPS:
+        raise ConfigError(
+            f"{where}.teacher_device_map: expected null or 'auto', "
+            f"got {options['teacher_device_map']!r}"
+        )
     if not 0 < options["anneal_fraction"] <= 1:
         raise ConfigError(
             f"{where}.anneal_fraction: expected 0 < x <= 1, got {options['anneal_fraction']!r}"
@@ -119,6 +134,98 @@ def _check(options: dict, student: str) -> None:
             raise ConfigError(f"{where}.{key}: expected an integer >= 1, got {options[key]!r}")
 
 
+def train_resources(config: dict, student: str) -> dict:
+    """Resources of ``student``'s PRIDE jobs: training.resources < training.pride.resources <
+    training.per_student.<student>.resources < training.per_student.<student>.pride.resources.
+
+    Why a PRIDE layer: a teacher larger than the student (70B for an 8B) needs more GPUs, memory
+    and time than the student's SFT and DPO jobs, and only its PRIDE jobs load it.
+    """
+    training = config.get("training", {})
+    own = (training.get("per_student") or {}).get(student) or {}
+    merged: dict = {}
+    for where, layer in (
+        ("training.resources", training.get("resources")),
+        ("training.pride.resources", (training.get("pride") or {}).get(RESOURCES_KEY)),
+        (f"training.per_student.{student}.resources", own.get("resources")),
+        (
+            f"training.per_student.{student}.pride.resources",
+            (own.get("pride") or {}).get(RESOURCES_KEY),
+        ),
+    ):
+        if layer is None:
+            continue
+        if not isinstance(layer, dict):
+            raise ConfigError(f"config {where}: expected a mapping, got {layer!r}")
+        for key, value in layer.items():
+            if key not in RESOURCE_KEYS:
+                raise ConfigError(
+                    f"config {where}.{key}: not a resource (known: {', '.join(RESOURCE_KEYS)})"
+                )
+            low = 0 if key == "gpu" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(
+                    f"config {where}.{key}: expected an integer >= {low}, got {value!r}"
+                )
+        merged.update(layer)
+    return merged
+
+
+def teacher_of(config: dict, student: str, options: dict | None = None) -> str:
+    """The key of ``student``'s PRIDE teacher under ``students`` (itself when none is set),
+    checked at the config level: defined, and plausibly of the student's tokenizer.
+
+    The planning check cannot read tokenizer files (a dry run downloads nothing; built-in models
+    do not exist yet): it refuses two different built-in models (the tiny model's vocabulary is
+    trained on the dataset, SmolLM2's is its own) and two different chat templates (a different
+    template means another model family).
+    The tokenizer files are compared at job start (:func:`check_tokenizer_pair`).
+    """
+    students = config.get("students", {})
+    options = merged_options(config, student) if options is None else options
+    teacher = options["teacher"] or student
+    if teacher not in students:
+        raise ConfigError(
+            f"config training.pride.teacher: {teacher!r} is not defined under students "
+            f"(student {student}; defined: {', '.join(students)})"
+        )
+    if teacher == student:
+        return teacher
+    mine, theirs = students[student], students[teacher]
+    problem = None
+    builtins = (builtin_name(mine), builtin_name(theirs))
+    if all(builtins) and builtins[0] != builtins[1]:
+        problem = f"models {mine['model']} and {theirs['model']} have different tokenizers"
+    elif mine["template"] != theirs["template"]:
+        problem = (
+            f"chat templates {mine['template']!r} and {theirs['template']!r} differ (another "
+            "model family)"
+        )
+    if problem:
+        raise ConfigError(
+            f"config training.pride.teacher (student {student}): teacher {teacher!r} cannot "
+            f"share the student's tokenizer: {problem}; the reverse-KL term compares token "
+            "distributions, so pair models of one family"
+        )
+    return teacher
+
+
+def validate(config: dict) -> None:
+    """Start-up check of every training.pride key, before any job: for the grid's students the
+    options, resources and teacher (pairing included); for the other students with settings
+    under training.per_student, their keys (they train nothing, so no teacher is paired)."""
+    training = config.get("training", {})
+    students = config.get("students", {})
+    in_grid = list(config.get("grid", {}).get("students", []))
+    for student in dict.fromkeys([*in_grid, *(training.get("per_student") or {})]):
+        if student not in students:
+            continue  # the schema and the grid name an undefined student themselves
+        options = merged_options(config, student)
+        if student in in_grid:
+            teacher_of(config, student, options)
+        train_resources(config, student)
+
+
 def build_settings(config: dict, student: str, method: str, strategy: str) -> dict:
     """The whole spec of one PRIDE job (paths relative to the workflow's directory)."""
     students = config.get("students", {})
@@ -127,12 +234,8 @@ def build_settings(config: dict, student: str, method: str, strategy: str) -> di
             f"config students: no student {student!r} (configured: {', '.join(students)})"
         )
     options = merged_options(config, student)
-    teacher = options.pop("teacher") or student
-    if teacher not in students:
-        raise ConfigError(
-            f"config training.pride.teacher: {teacher!r} is not defined under students "
-            f"(defined: {', '.join(students)})"
-        )
+    teacher = teacher_of(config, student, options)
+    options.pop("teacher")
     return {
         "trainer": "pride",
         "student": student,

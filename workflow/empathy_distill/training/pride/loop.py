@@ -83,6 +83,9 @@ def step_losses(
         terms["ce"] = response_cross_entropy(flat, batch["labels"].reshape(-1), mask.reshape(-1))
     if weights.get("reverse_kl") or weights.get("mmd"):
         t_logits, t_features = base_pass(batch["teacher_ids"], batch["teacher_mask"])
+        # a teacher spread over several GPUs returns them on its last layer's device
+        t_logits = t_logits.to(s_logits.device)
+        t_features = t_features.to(s_logits.device)
         if weights.get("reverse_kl"):
             t_resp = _gather(t_logits, batch["teacher_positions"])
             terms["reverse_kl"] = reverse_kl(s_logits, t_resp, mask, temperature)
@@ -126,9 +129,15 @@ def load_models(settings: dict, device: str, dtype: Any) -> tuple[Any, Any, Any]
     student = get_peft_model(base, lora)
     teacher = None
     if (settings["teacher_model"], settings.get("teacher_revision")) != (model, revision):
+        device_map = settings.get("teacher_device_map")
         teacher = AutoModelForCausalLM.from_pretrained(
-            settings["teacher_model"], revision=settings.get("teacher_revision"), dtype=dtype
-        ).to(device)
+            settings["teacher_model"],
+            revision=settings.get("teacher_revision"),
+            dtype=dtype,
+            device_map=device_map,  # "auto": layers spread over the job's GPUs (accelerate)
+        )
+        if device_map is None:
+            teacher = teacher.to(device)
         teacher.eval().requires_grad_(False)
     return tokenizer, student, teacher
 
@@ -164,6 +173,13 @@ def read_examples(settings: dict, tokenizer: Any) -> list:
 
 def train(settings: dict, out: Path) -> Path:
     """Train one PRIDE job; write the adapter files into ``out``; return ``out``."""
+    train_in_memory(settings, out)
+    return out
+
+
+def train_in_memory(settings: dict, out: Path) -> tuple[Any, Any]:
+    """:func:`train`, also returning (the trained LoRA student as it is in memory, tokenizer):
+    what the tests compare with the base model + the saved adapter the answer rule loads."""
     check_tokenizer_pair(settings)  # before any model is loaded
     import torch
 
@@ -265,7 +281,7 @@ def train(settings: dict, out: Path) -> Path:
     (out / "train_results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (out / LOG_FILE).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
     plot_loss(history, out / "training_loss.png")
-    return out
+    return student, tokenizer
 
 
 def plot_loss(history: list[dict], path: Path) -> None:

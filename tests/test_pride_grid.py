@@ -1,0 +1,300 @@
+"""PRIDE on the paper grid: the one flag that adds it, the GPU defaults (teachers, resources),
+the start-up checks of training.pride and the planning of its jobs.
+
+Expected counts are derived here from the paper grid's shape (21 data configurations, 2 GPU
+students), not read from the code under test.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from empathy_distill.core import grid
+from empathy_distill.core.config import load_config
+from empathy_distill.core.errors import ConfigError
+from empathy_distill.training.pride import config as pride_config
+
+from .conftest import REPO_ROOT
+from .workflow_helpers import run_snakemake
+
+#: The one flag of README "PRIDE" that adds PRIDE to the paper grid.
+PRIDE_FLAG = ("--config", "grid={methods: [sft, dpo, pride]}")
+CONFIGS = 21  # 5 direct + 8 improve_human + 8 improve_llm
+GPU_STUDENTS = ("llama31_8b", "mistral_7b")
+
+
+def _paper_config(**grid: object) -> dict:
+    return load_config(REPO_ROOT / "config.yaml", {"grid": grid} if grid else None)
+
+
+def _blocks(output: str, rule: str) -> list[str]:
+    return [b for b in output.split("\nrule ") if b.startswith(f"{rule}:")]
+
+
+def _resources(block: str) -> dict[str, str]:
+    line = block.split("resources:", 1)[1].splitlines()[0]
+    return dict(item.strip().split("=", 1) for item in line.split(","))
+
+
+def test_the_flag_plans_pride_for_both_gpu_students_and_keeps_sft_dpo(dataset_path, tmp_path):
+    result = run_snakemake(tmp_path, {"dataset": {"path": str(dataset_path)}}, "-n", *PRIDE_FLAG)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    pride = _blocks(output, "train_pride")
+    assert len(pride) == CONFIGS * len(GPU_STUDENTS)
+    by_student: dict[str, list[dict]] = {s: [] for s in GPU_STUDENTS}
+    for block in pride:
+        wildcards = block.split("wildcards:", 1)[1].splitlines()[0]
+        assert "stage=pride" in wildcards
+        student = wildcards.split("student=", 1)[1].split(",")[0]
+        by_student[student].append(_resources(block))
+        inputs = block.split("input:", 1)[1].splitlines()[0]
+        assert "/sft.json" in inputs and "/sft/adapter_model" not in inputs
+    # llama31_8b: the 70B teacher over 4 GPUs; mistral_7b: self-distillation on one
+    assert {r["gpu"] for r in by_student["llama31_8b"]} == {"4"}
+    assert {r["mem_mb"] for r in by_student["llama31_8b"]} == {"128000"}
+    assert {r["gpu"] for r in by_student["mistral_7b"]} == {"1"}
+    assert all(len(v) == CONFIGS for v in by_student.values())
+    # the paper's jobs are the paper's: 42 SFT + 42 DPO, one GPU each, in the train rule
+    train = _blocks(output, "train")
+    assert len(train) == 2 * CONFIGS * len(GPU_STUDENTS)
+    assert all(_resources(b)["gpu"] == "1" for b in train)
+    assert not any("stage=pride" in b for b in train)
+    # every trained model answers: 2 base + 21 x 2 x 3 trained
+    assert len(_blocks(output, "answer")) == 2 + CONFIGS * len(GPU_STUDENTS) * 3
+
+
+def test_gpu_defaults_name_same_family_teachers_without_downloading(monkeypatch) -> None:
+    import huggingface_hub
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("planning downloaded a tokenizer file")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
+    config = _paper_config(methods=["sft", "dpo", "pride"])
+    pride_config.validate(config)
+    llama = pride_config.build_settings(config, "llama31_8b", "direct", "chatgpt")
+    assert llama["teacher"] == "llama31_70b_instruct"
+    assert llama["teacher_model"] == "meta-llama/Llama-3.1-70B-Instruct"
+    assert llama["teacher_template"] == llama["template"] == "llama3"
+    assert llama["teacher_device_map"] == "auto"
+    mistral = pride_config.build_settings(config, "mistral_7b", "direct", "chatgpt")
+    assert mistral["teacher"] == "mistral_7b"
+    assert mistral["teacher_model"] == mistral["model_name_or_path"] == "mistralai/Mistral-7B-v0.3"
+    assert mistral["teacher_device_map"] is None
+    assert pride_config.train_resources(config, "llama31_8b") == {
+        "gpu": 4,
+        "mem_mb": 128000,
+        "runtime": 720,
+        "threads": 16,
+        "nproc_per_node": 1,
+    }
+    assert pride_config.train_resources(config, "mistral_7b") == config["training"]["resources"]
+
+
+def test_resources_layer_in_order() -> None:
+    config = {
+        "training": {
+            "resources": {"gpu": 1, "mem_mb": 10, "runtime": 5, "threads": 2},
+            "pride": {"resources": {"gpu": 2, "mem_mb": 20}},
+            "per_student": {
+                "s": {"resources": {"mem_mb": 30}, "pride": {"resources": {"runtime": 7}}}
+            },
+        }
+    }
+    got = pride_config.train_resources(config, "s")
+    assert got == {"gpu": 2, "mem_mb": 30, "runtime": 7, "threads": 2}
+    assert pride_config.train_resources(config, "other") == {
+        "gpu": 2,
+        "mem_mb": 20,
+        "runtime": 5,
+        "threads": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    ("student", "teacher", "message"),
+    [
+        ("tiny", "smollm2_135m", r"builtin:tiny and builtin:smollm2_135m have different"),
+        ("llama31_8b", "mistral_7b", r"chat templates 'llama3' and 'mistral' differ"),
+    ],
+)
+def test_a_teacher_of_another_family_is_refused_at_planning(student, teacher, message) -> None:
+    config = _paper_config(students=[student])
+    config["training"]["per_student"].setdefault(student, {})["pride"] = {"teacher": teacher}
+    with pytest.raises(ConfigError, match=rf"training\.pride\.teacher \(student {student}\).*"):
+        pride_config.validate(config)
+    with pytest.raises(ConfigError, match=message):
+        pride_config.validate(config)
+
+
+# --- comparisons ----------------------------------------------------------------------------
+
+
+def _kinds(config: dict) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for pair in grid.comparisons(config):
+        counts[pair.kind] = counts.get(pair.kind, 0) + 1
+    return counts
+
+
+def test_pride_models_meet_dpo_and_the_teacher_and_the_papers_pairs_stay() -> None:
+    students, targeted = len(GPU_STUDENTS), 7 * 2  # 7 targeted strategies x 2 improve methods
+    paper = _kinds(_paper_config())
+    assert paper == {
+        "vs_base": CONFIGS * students * 2,
+        "vs_naive": targeted * students * 2,
+        "dpo_vs_sft": CONFIGS * students,
+        "vs_teacher": CONFIGS * students + students,  # DPO models + base students
+    }
+    assert sum(paper.values()) == 226
+    with_pride = _kinds(_paper_config(methods=["sft", "dpo", "pride"]))
+    assert with_pride == {
+        "vs_base": CONFIGS * students * 3,
+        "vs_naive": targeted * students * 3,
+        "dpo_vs_sft": CONFIGS * students,
+        "vs_teacher": CONFIGS * students * 2 + students,  # DPO and PRIDE models + base
+        "pride_vs_dpo": CONFIGS * students,
+    }
+    assert sum(with_pride.values()) == 380
+    pairs = grid.comparisons(_paper_config(methods=["sft", "dpo", "pride"]))
+    for pair in pairs:  # the readers' inverse agrees with the grid
+        assert grid.comparison_kind(pair.model, pair.opponent) == pair.kind
+    pride_vs_dpo = [p for p in pairs if p.kind == "pride_vs_dpo"]
+    assert pride_vs_dpo[0].model.endswith("--pride")
+    assert pride_vs_dpo[0].opponent == pride_vs_dpo[0].model.replace("--pride", "--dpo")
+    # without DPO in the grid there is nothing to set PRIDE against
+    assert "pride_vs_dpo" not in _kinds(_paper_config(methods=["sft", "pride"]))
+
+
+def test_tables_figures_and_examples_show_pride_rows_without_special_cases(tmp_path) -> None:
+    from empathy_distill.core import specs
+    from empathy_distill.core.config import validate_config
+    from empathy_distill.core.prompts import Prompts
+    from empathy_distill.evaluation import examples, figures, tables
+    from empathy_distill.evaluation.judge import PairItem, judge_with_llm
+    from empathy_distill.evaluation.records import read_answers, write_jsonl
+
+    from .servers.judge_rules import prefer_longer
+    from .test_eval_judge import rule_ask
+
+    n = 12
+    config = validate_config(
+        {
+            "students": {"tiny": {"model": "builtin:tiny", "template": "default"}},
+            "distillation": {"methods": {"direct": ["chatgpt"]}},
+            "teacher": {"backend": "openai_compatible", "model": "t"},
+            "judges": {"local": {"backend": "openai_compatible", "model": "j"}},
+            "grid": {"students": ["tiny"], "judges": ["local"], "methods": ["sft", "dpo", "pride"]},
+            "evaluation": {"bootstrap_samples": 200},
+        }
+    )
+    for k, tag in enumerate(grid.answer_tags(config)):
+        rows = [
+            {"dialog_id": f"d{i}", "prompt": "p", "answer": "word " * (3 + (i * k) % 7)}
+            for i in range(n)
+        ]
+        rows = [r | {"generation": {}, "seed": 0} for r in rows]
+        write_jsonl(tmp_path / grid.answer_path(tag), rows)
+    files = []
+    for pair in grid.comparisons(config):
+        mine = read_answers(tmp_path / grid.answer_path(pair.model))
+        theirs = read_answers(tmp_path / grid.answer_path(pair.opponent))
+        items = [PairItem(d, "s", "u", mine[d], theirs[d]) for d in mine]
+        path = tmp_path / grid.judgment_path("local", pair.model, pair.opponent)
+        write_jsonl(path, judge_with_llm(items, rule_ask(prefer_longer), Prompts(), "j", "local"))
+        files.append(path)
+    table = tables.win_rate_table(specs.win_rates(config), tmp_path)
+    pride = table[table["stage"] == "pride"]
+    # 1 student x 1 data configuration: vs base, vs the DPO model, vs the teacher
+    assert sorted(pride["comparison"]) == ["pride_vs_dpo", "vs_base", "vs_teacher"]
+    assert (pride["n"] == n).all()
+    row = pride[pride["comparison"] == "pride_vs_dpo"].iloc[0]
+    assert row["opponent"] == "tiny--direct--chatgpt--dpo"
+    kinds = {examples.read_judged(f).kind for f in files if "--pride__vs__" in f.name}
+    assert kinds == {"pride_vs_dpo", "vs_base", "vs_teacher"}
+    for kind, draw in (("heatmap", figures.heatmap), ("sft_vs_dpo", figures.sft_vs_dpo)):
+        draw(table, "local", tmp_path / f"{kind}.png")
+        assert (tmp_path / f"{kind}.png").stat().st_size > 0
+
+
+# --- start-up checks ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pride", "message"),
+    [
+        ({"anneal_fraction": 2}, "training.pride (student llama31_8b).anneal_fraction: expected"),
+        ({"weight": {"ce": 1}}, "training.pride: unknown PRIDE key(s) weight"),
+        ({"weights": {"kl": 1}}, "training.pride (student llama31_8b).weights: unknown term(s) kl"),
+        ({"teacher": "gpt5"}, "training.pride.teacher: 'gpt5' is not defined under students"),
+        ({"resources": {"gpu": "two"}}, "training.pride.resources.gpu: expected an integer >= 0"),
+        ({"teacher_device_map": "balanced"}, ".teacher_device_map: expected null or 'auto'"),
+    ],
+    ids=["range", "unknown-key", "unknown-term", "no-teacher", "resource", "device-map"],
+)
+def test_bad_pride_keys_stop_the_dry_run_before_any_job(dataset_path, tmp_path, pride, message):
+    """Checked when the Snakefile loads, even with PRIDE not in grid.methods (the paper grid)."""
+    overlay = {"dataset": {"path": str(dataset_path)}, "training": {"pride": pride}}
+    result = run_snakemake(tmp_path, overlay, "-n")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert message in output, output[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_validate_config_names_the_bad_pride_key(tmp_path) -> None:
+    from .test_cli import cli
+
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("training:\n  per_student:\n    mistral_7b:\n      pride: {lora_rank: 0}\n")
+    result = cli("validate-config", "--configfile", REPO_ROOT / "config.yaml", overlay)
+    assert result.returncode == 1
+    assert "training.pride (student mistral_7b).lora_rank: expected an integer >= 1" in (
+        result.stderr
+    )
+
+
+def test_a_pride_job_waits_for_a_built_in_teacher(dataset_path, tmp_path) -> None:
+    """A hub-id SmolLM2 student taught by the built-in SmolLM2 (the same tokenizer): the
+    train_pride job needs the teacher's built files, so the build job is planned before it."""
+    overlay = {
+        "dataset": {"path": str(dataset_path)},
+        "students": {
+            "smollm2_hub": {"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "template": "smollm2"}
+        },
+        "distillation": {
+            "methods": {"direct": ["chatgpt"], "improve_human": [], "improve_llm": []}
+        },
+        "grid": {"students": ["smollm2_hub"], "judges": ["offline"], "methods": ["pride"]},
+        "training": {"pride": {"teacher": "smollm2_135m"}},
+        "evaluation": {"comparisons": ["vs_base"]},
+    }
+    target = "results/models/smollm2_hub/direct/chatgpt/pride/adapter_model.safetensors"
+    result = run_snakemake(tmp_path, overlay, "-n", target)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    (block,) = _blocks(output, "train_pride")
+    inputs = block.split("input:", 1)[1].splitlines()[0]
+    assert "results/students/smollm2_135m/config.json" in inputs
+    assert len(_blocks(output, "build_smollm2_student")) == 1
+
+
+def test_the_cpu_reproduction_plans_a_pride_smollm2_student_next_to_dpo(dataset_path, tmp_path):
+    """cpu-small: a PRIDE SmolLM2 per data configuration (teaching itself), its answers and
+    its judgments against the SFT->DPO student of the same data (pride_vs_dpo)."""
+    import yaml
+
+    profile = REPO_ROOT / "workflow/profiles/cpu-small/config.cpu-small.yaml"
+    overlay = yaml.safe_load(profile.read_text())
+    overlay["dataset"]["path"] = str(dataset_path)
+    result = run_snakemake(tmp_path, overlay, "-n")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    configs = 3  # direct/chatgpt, improve_human/{naive_prompt, improve_all_three_dimensions}
+    pride = _blocks(output, "train_pride")
+    assert len(pride) == configs
+    assert all(_resources(b)["mem_mb"] == "16000" and _resources(b)["gpu"] == "0" for b in pride)
+    judged = [b.split("wildcards:", 1)[1].splitlines()[0] for b in _blocks(output, "judge_pair")]
+    pride_vs_dpo = [w for w in judged if "--pride, opponent=" in w and w.endswith("--dpo")]
+    assert len(pride_vs_dpo) == configs

@@ -1,0 +1,45 @@
+# PRIDE training jobs (empathy_distill.training.pride): the `pride` stage of the train rule's
+# layout, in a rule of its own so that its resources can differ from SFT and DPO per student
+# (training.pride.resources, training.per_student.<student>.pride.resources: a 70B teacher
+# needs several GPUs) and the SLURM profile can size it apart (set-resources: train_pride).
+# Input and resource functions: the PRIDE block at the end of workflow/rules/common.smk.
+
+
+ruleorder: train_pride > train
+
+
+rule train_pride:
+    input:
+        unpack(get_pride_train_input),
+    output:
+        adapter="results/models/{student}/{method}/{strategy}/{stage}/adapter_model.safetensors",
+        adapter_config="results/models/{student}/{method}/{strategy}/{stage}/adapter_config.json",
+        results="results/models/{student}/{method}/{strategy}/{stage}/train_results.json",
+        loss_plot=report(
+            "results/models/{student}/{method}/{strategy}/{stage}/training_loss.png",
+            caption="../report/training_loss.rst",
+            category="Training",
+            subcategory="{student}",
+            labels={"data": "{method} / {strategy}", "stage": "{stage}"},
+        ),
+    wildcard_constraints:
+        stage="pride",
+    params:
+        out=get_output_dir,
+        spec=get_train_spec,
+        nproc=get_pride_resource("nproc_per_node"),
+    resources:
+        gpu=get_pride_resource("gpu"),
+        mem_mb=get_pride_resource("mem_mb"),
+        runtime=get_pride_resource("runtime"),
+    threads: get_pride_resource("threads")
+    conda:
+        "../../envs/train.yaml"
+    log:
+        "logs/train/{student}/{method}/{strategy}/{stage}.log",
+    benchmark:
+        "results/benchmarks/train/{student}/{method}/{strategy}/{stage}.tsv"
+    shell:
+        "python -m empathy_distill.training.run --stage {wildcards.stage}"
+        " --spec {params.spec:q} --out {params.out:q} --nproc-per-node {params.nproc}"
+        " > {log} 2>&1"
