@@ -31,6 +31,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/judge.smk"
 include: "workflow/rules/scoring.smk"
+include: "workflow/rules/scoring_finetune.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -61,6 +62,7 @@ localrules:
     cost,
     judge_pair,
     score_answers,
+    scorer_train_data,
     win_rates,
     empathy_scores,
     judge_agreement,
