@@ -4,8 +4,8 @@ The scorer's examples (:mod:`.train_data`) train a LoRA adapter on the base mode
 workflow's LLaMA-Factory trainer (:func:`..training.llamafactory_trainer.train`, the one the
 students use); the adapter is then merged into the base weights and saved as a plain model
 folder, which the LLM layer's transformers backend loads by path. The folder is named by the
-SHA-256 of its weights, so a retrained scorer is a new ``model`` in the LLM cache's request keys
-and never answered from the old model's cache entries.
+SHA-256 of its files, so a retrained scorer (new weights, or new generation defaults) is a new
+``model`` in the LLM cache's request keys and never answered from an older model's entries.
 """
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ def scorer_generation_config(base: Any) -> Any:
 
 
 def merge(base: str, adapter: Path, root: Path) -> tuple[Path, str]:
-    """Merge ``adapter`` into ``base`` and save it as ``root/<sha256 of weights[:16]>``; other
-    folders under ``root`` (older merges) are removed. Returns (folder, weights' sha256)."""
+    """Merge ``adapter`` into ``base`` and save it as ``root/<folder_digest[:16]>``; older
+    merges under ``root`` are removed. Returns (folder, its digest)."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -101,13 +101,21 @@ def merge(base: str, adapter: Path, root: Path) -> tuple[Path, str]:
     staging = root / "staging"
     merged.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
-    weights = staging / WEIGHTS
-    if not weights.is_file():
-        raise TrainingError(f"merging {adapter} into {base} wrote no {weights}")
-    digest = sha256_of(weights)
+    if not (staging / WEIGHTS).is_file():
+        raise TrainingError(f"merging {adapter} into {base} wrote no {staging / WEIGHTS}")
+    digest = folder_digest(staging)
     final = root / digest[:16]
     staging.rename(final)
     return final, digest
+
+
+def folder_digest(folder: Path) -> str:
+    """SHA-256 over every file of ``folder`` (name and content): what the model answers with,
+    weights, tokenizer and generation defaults alike."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        digest.update(f"{path.name}\0{sha256_of(path)}\n".encode())
+    return digest.hexdigest()
 
 
 def count_lines(path: Path) -> int:
@@ -134,7 +142,8 @@ def finetune_local(spec: dict, train_jsonl: Path, out: Path) -> dict[str, Any]:
         "trained_examples": count_lines(train_jsonl),
         "epochs": args["num_train_epochs"],
         "adapter": str(adapter),
-        "weights_sha256": digest,
+        "model_sha256": digest,
+        "weights_sha256": sha256_of(folder / WEIGHTS),
         "train_data_sha256": sha256_of(train_jsonl),
         "train_seconds": round(trained, 1),
     }
