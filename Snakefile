@@ -34,6 +34,7 @@ include: "workflow/rules/judge.smk"
 include: "workflow/rules/scoring.smk"
 include: "workflow/rules/scoring_agreement.smk"
 include: "workflow/rules/classifier.smk"
+include: "workflow/rules/scoring_finetune.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/reference_metrics.smk"
 
@@ -65,6 +66,7 @@ localrules:
     cost,
     judge_pair,
     score_answers,
+    scorer_train_data,
     win_rates,
     empathy_scores,
     judge_agreement,

@@ -313,7 +313,9 @@ def get_score_input(wildcards):
         "answers": grid.answer_path(tag),
         "prompts": config["scoring"]["prompts"],
     }
-    if scorer.get("backend") == "transformers":
+    if scorer.get("finetune"):
+        files.update(get_scorer_model_input(wildcards))  # the merged model is self-contained
+    elif scorer.get("backend") == "transformers":
         files["model"] = lf_students.model_files(scorer)
     return {**files, **classifier_score_inputs(wildcards.scorer, tag)}
 
@@ -571,3 +573,72 @@ def get_pride_resource(key):
         return pride_config.train_resources(config, wildcards.student)[key]
 
     return get_pride_resource_value
+
+
+# --- scoring_finetune.smk (fine-tuned rating scorers) ------------------------------------------
+
+def finetuned(scorer):
+    """Whether scoring.scorers.<scorer> is fine-tuned first (has a finetune block)."""
+    return bool(config["scoring"]["scorers"][scorer].get("finetune"))
+
+
+def get_scorer_model_input(wildcards):
+    """``{"scorer_model": model.json}`` for a fine-tuned scorer, else nothing: every rule that
+    scores with a scorer (score_answers, score_responses) unpacks it into its inputs."""
+    if not finetuned(wildcards.scorer):
+        return {}
+    return {"scorer_model": f"results/scorers/{wildcards.scorer}/model.json"}
+
+
+def get_scorer_model_arg(wildcards, input):
+    """``--scorer-model <model.json>`` for a fine-tuned scorer, else nothing."""
+    if "scorer_model" not in input.keys():
+        return ""
+    return f"--scorer-model {shlex.quote(input.scorer_model)}"
+
+
+def get_scorer_train_data_spec(wildcards):
+    return specs.dumps(specs.scorer_train_data(config, wildcards.scorer))
+
+
+def get_finetune_scorer_spec(wildcards):
+    """Everything that shapes the fine-tuned model (a change retrains it)."""
+    return specs.dumps(specs.finetune_scorer(config, wildcards.scorer))
+
+
+def get_finetune_scorer_input(wildcards):
+    """The scorer's examples (and LLaMA-Factory's dataset_info), and a built-in base model."""
+    from empathy_distill.evaluation.scoring import finetune as scorer_finetune
+
+    scorer = config["scoring"]["scorers"][wildcards.scorer]
+    folder = f"results/scorers/{wildcards.scorer}"
+    files = {"train": f"{folder}/train.jsonl"}
+    if scorer["backend"] == "transformers":
+        files["info"] = f"{folder}/dataset_info.json"
+        files["model"] = lf_students.model_files({"model": scorer_finetune.base_model(scorer)})
+    return files
+
+
+def get_finetune_scorer_module(wildcards):
+    """The job's module: one per backend (transformers: local LoRA; openai: the API)."""
+    from empathy_distill.evaluation.scoring.finetune import MODULES
+
+    return MODULES[config["scoring"]["scorers"][wildcards.scorer]["backend"]]
+
+
+def get_finetune_scorer_resource(key):
+    """Resource ``key``: training.resources, then finetune.resources; an API fine-tune needs
+    no GPU and one thread."""
+
+    def get_finetune_scorer_resource_value(wildcards):
+        scorer = config["scoring"]["scorers"][wildcards.scorer]
+        if scorer["backend"] != "transformers":
+            return {"gpu": 0, "threads": 1}.get(key, config["training"]["resources"][key])
+        return {**config["training"]["resources"], **scorer["finetune"]["resources"]}[key]
+
+    return get_finetune_scorer_resource_value
+
+
+def get_finetune_scorer_api_calls(wildcards):
+    """An API fine-tune shares the global api_calls resource with the other API rules."""
+    return 1 if config["scoring"]["scorers"][wildcards.scorer]["backend"] != "transformers" else 0

@@ -21,6 +21,7 @@ rule score_answers:
     params:
         spec=get_score_spec,
         cost_report="results/costs/scorer_{scorer}.csv",
+        scorer_model=get_scorer_model_arg,
     resources:
         api_calls=scorer_api_calls,
     # as judge_pair's: a scorer may be a local model (backend transformers imports torch)
@@ -31,7 +32,8 @@ rule score_answers:
     shell:
         "python -m empathy_distill.evaluation.scoring.score --spec {params.spec:q}"
         " --test {input.test:q} --answers {input.answers:q}"
-        " --cost-report {params.cost_report:q} --out {output:q} > {log} 2>&1"
+        " --cost-report {params.cost_report:q} {params.scorer_model} --out {output:q}"
+        " > {log} 2>&1"
 
 
 rule empathy_scores:

@@ -150,6 +150,10 @@ def _check_references(config: dict) -> None:
                     f"config['{section}'] (defined: {', '.join(sorted(defined))})"
                 )
     problems += _scoring_problems(config.get("scoring", {}))
+    from ..evaluation.scoring import finetune
+
+    for name, scorer in config.get("scoring", {}).get("scorers", {}).items():
+        problems += finetune.problems(name, scorer, config.get("students", {}))
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 

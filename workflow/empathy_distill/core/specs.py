@@ -327,6 +327,40 @@ def answer_manifest(spec: Spec) -> list[dict[str, str]]:
     return [{"answers": tag, "path": grid.answer_path(tag)} for tag in spec["answer_tags"]]
 
 
+def scorer_train_data(config: dict, scorer: str) -> Spec:
+    """Rule scorer_train_data: the scorer's prompt and how its examples are drawn."""
+    settings = _scorer(config, scorer)["finetune"]
+    if not settings:
+        raise ConfigError(f"config['scoring']['scorers'][{scorer!r}] has no finetune block")
+    return {
+        "scorer": scorer,
+        **_scorer_identity(config, scorer),
+        **{k: settings[k] for k in ("split", "balance", "max_examples", "seed")},
+    }
+
+
+def finetune_scorer(config: dict, scorer: str) -> Spec:
+    """Rule finetune_scorer: everything that shapes the fine-tuned model (for backend
+    transformers the complete LLaMA-Factory arguments, as the train rule's spec)."""
+    from ..evaluation.scoring import finetune, finetune_local
+
+    entry = _scorer(config, scorer)
+    if not entry["finetune"]:
+        raise ConfigError(f"config['scoring']['scorers'][{scorer!r}] has no finetune block")
+    spec = {
+        "scorer": scorer,
+        "endpoint": endpoint_identity(entry),
+        "base_model": finetune.base_model(entry),
+        # its resources are operational (Snakemake's), not what shapes the model
+        "finetune": {k: v for k, v in entry["finetune"].items() if k != "resources"},
+        **_scorer_identity(config, scorer),
+        **_llm_files(config),
+    }
+    if entry["backend"] == "transformers":
+        spec["llamafactory"] = finetune_local.train_args(config, scorer)
+    return spec
+
+
 # CLI side ---------------------------------------------------------------------------------------
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     """``--spec JSON`` (from the rule's params) or, by hand, ``--config FILE``."""

@@ -23,6 +23,7 @@ from ...core.command import run_cli
 from ...core.config import resolve_resource
 from ...core.errors import ConfigError
 from ..records import AnswersError, read_answers, read_split, write_jsonl
+from .finetune import finetuned_spec
 from .parse import parse_reply
 from .prompts import CLASSIFIER, ScoringPrompt, scoring_prompt
 
@@ -149,6 +150,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--test", required=True, help="results/data/test.csv")
     parser.add_argument("--answers", required=True, help="the answer set (results/answers/...)")
     parser.add_argument("--cost-report", help="CSV the LLM layer appends its costs to")
+    parser.add_argument(
+        "--scorer-model", help="a fine-tuned scorer's model.json: score with its model"
+    )
     parser.add_argument("--out", required=True, help="scores JSONL")
     return parser
 
@@ -159,6 +163,7 @@ def _run(args: argparse.Namespace) -> None:
     spec, run = specs.from_args(
         args, lambda config: specs.score_answers(config, args.scorer), with_runtime=True
     )
+    spec = finetuned_spec(spec, args.scorer_model)
     items = score_items(args.test, args.answers)
     records = run_scorer(
         spec, items, cost_report=args.cost_report, runtime=run, answers_file=args.answers
