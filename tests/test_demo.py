@@ -87,6 +87,25 @@ def test_demo_runs_the_whole_dag_offline_and_reruns_nothing(demo_checkout, human
         assert len(answers) == TEST_DIALOGUES, path
         assert_mostly_real_text(answers["answer"], human_words)
 
+    # The scoring axis, offline: the MiniLM classifier and the fine-tuned SmolLM2 rate every
+    # answer set (teacher, base, 6 models) on every test dialogue, and both meet the people.
+    scores = pd.read_csv(results / "tables" / "empathy_scores.csv")
+    assert sorted(scores["scorer"].unique()) == ["minilm_classifier", "smollm2_rating"]
+    assert len(scores) == 2 * (1 + len(answer_files)) and set(scores["measure"]) == {"rating"}
+    assert (scores["n"] == TEST_DIALOGUES).all()
+    classifier = scores[scores["scorer"] == "minilm_classifier"]
+    assert (classifier["n_valid"] == TEST_DIALOGUES).all()  # a classifier always answers
+    assert scores["mean"].dropna().between(1, 3).all()
+    agreement = pd.read_csv(results / "tables" / "scorer_agreement.csv")
+    vs_human = agreement[agreement["section"] == "vs_human"]
+    assert set(vs_human["scorer"]) == {"minilm_classifier", "smollm2_rating"}
+    assert (vs_human["n"] == 5 * TEST_DIALOGUES).all()  # the 5 rated responses of each
+    metrics = pd.read_csv(results / "tables" / "reference_metrics.csv")
+    assert set(metrics["reference"]) == {"human", "teacher"}
+    assert metrics["embedding_cosine"].between(-1, 1).all()
+    for figure in ("empathy_change_minilm_classifier", "empathy_change_smollm2_rating"):
+        assert (results / "figures" / f"{figure}.png").stat().st_size > 1000
+
     second = run_demo(demo_checkout)
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
     assert "Nothing to be done" in second.stdout + second.stderr

@@ -507,6 +507,55 @@ def test_cost_counts_the_responses_of_each_scored_split(tmp_path, train, test_sp
     assert parts == {"base", "model", "responses_test"}
 
 
+def test_cost_of_an_openai_fine_tuned_scorer_counts_training_at_fine_tuned_rates(
+    tmp_path, train, test_split
+):
+    """Training: every train-split response as one example (system, user, the rating digit),
+    estimated tokens x epochs x $3.00 / 1M; use: the fine-tuned model's Batch rates, half of
+    $0.30 / $1.20 per 1M (OpenAI's pricing page)."""
+    overlay = {
+        "distillation": {"methods": {"direct": ["chatgpt"]}},
+        "grid": {"students": ["s"], "judges": []},
+        "evaluation": {"comparisons": ["vs_base"]},
+    }
+    scorer = {
+        "kind": "rating",
+        "backend": "openai",
+        "model": "gpt-4o-mini",
+        "mode": "batch",
+        "finetune": {"base_model": "gpt-4o-mini-2024-07-18", "epochs": 2},
+    }
+    config = validate_config(
+        {
+            "students": {"s": {"model": "m", "template": "t"}},
+            "llm": {"cache_dir": str(tmp_path / "cache"), "price_table": str(PRICES)},
+            "scoring": {"scorers": {"ft": scorer}, "grid": ["ft"]},
+            **overlay,
+        }
+    )
+    train2, test2 = train.head(3), test_split.head(2)
+    rows = {r.part: r for r in cost.project(config, train2, test2) if r.stage == "scorer:ft"}
+    part = PROMPTS["rating_1_to_3"]
+    examples = [
+        tokens(
+            part["system"],
+            f"{part['instructions']['naive']} \n Situation: '{r['situation']}' \n Speaker"
+            f" Utterance: '{r['speaker_uttr']}' \n Response: '{r[f'response_{s}']}' ",
+            str(r[f"rating_{s}"]),
+        )
+        for r in train2.to_dict("records")
+        for s in SUFFIXES
+    ]
+    training = rows["fine_tuning"]
+    assert (training.requests, training.mode) == (15, "training")
+    assert training.input_tokens == 2 * sum(examples)
+    assert training.cost_usd == pytest.approx(2 * sum(examples) * 3.00 / 1e6)
+    use = rows["responses_test"]
+    assert use.cost_usd == pytest.approx(
+        use.input_tokens * 0.15 / 1e6 + use.output_tokens * 0.60 / 1e6
+    )
+
+
 def planned(output: str, rule: str) -> set[str]:
     blocks = [b for b in output.split("\nrule ") if b.startswith(f"{rule}:")]
     return {b.split("output: ", 1)[1].splitlines()[0].strip() for b in blocks}

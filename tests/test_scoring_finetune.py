@@ -154,6 +154,9 @@ def test_downsample_balances_classes_and_max_examples_caps(tmp_path, split, trai
         ({"base_model": "/m"}, {}, "['finetune']['template']: no LLaMA-Factory chat template"),
         ({}, {"kind": "subfactors", "variant": None}, "only a rating scorer can be fine-tuned"),
         ({}, {"backend": "gemini", "model": "g"}, "backend 'gemini' cannot be fine-tuned"),
+        ({"suffix": "e"}, {}, "['finetune']['suffix']: backend openai only"),
+        ({"lora_rank": 4}, {"backend": "openai", "model": "m"}, "['lora_rank']: backend transf"),
+        ({"llamafactory": {"bf16": True}}, {"backend": "openai", "model": "m"}, "['llamafactory"),
     ],
 )
 def test_bad_finetune_keys_are_refused_naming_the_key(tmp_path, finetune, scorer, named):
@@ -215,6 +218,10 @@ def test_dry_run_plans_train_data_then_finetune_then_scores(dataset_path, tmp_pa
         assert len(scores) == 3  # tiny base, SFT, DPO
         assert all(f"--scorer-model {folder}/model.json" in b for b in scores)
         assert all(f"{folder}/model.json" in b.split("output:", 1)[0] for b in scores)
+        # the human responses of the test split (the agreement table) use the same model
+        [people] = [b for b in blocks["score_responses"] if f"results/scores/{name}/" in b]
+        assert f"--scorer-model {folder}/model.json" in people
+        assert f"{folder}/model.json" in people.split("output:", 1)[0]
     [local] = [b for b in blocks["finetune_scorer"] if "smollm2_rating" in b]
     assert "python -m empathy_distill.evaluation.scoring.finetune_local" in local
     assert "results/students/smollm2_135m/model.safetensors" in local  # the built base model

@@ -171,6 +171,44 @@ def test_full_flow_writes_the_model_id_with_one_file_and_one_job(server, tmp_pat
     assert len(list(csv.DictReader((tmp_path / "costs.csv").open()))) == 1
 
 
+def test_a_scorer_of_the_config_reaches_the_api_with_its_settings_only(server, tmp_path):
+    """The spec the rule finetune_scorer hands over (specs.finetune_scorer, from a validated
+    config) carries the OpenAI settings, none of the transformers defaults."""
+    import yaml
+
+    from empathy_distill.core import specs
+    from empathy_distill.core.config import validate_config
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    config["scoring"]["scorers"]["api_rating"] = {
+        "kind": "rating",
+        "backend": "openai",
+        "model": "gpt-4o-mini",
+        "base_url": server.url,
+        "finetune": {
+            "base_model": BASE,
+            "epochs": 2,
+            "batch_size": 4,
+            "learning_rate_multiplier": 0.5,
+            "suffix": "empathy",
+        },
+    }
+    config["llm"]["cache_dir"] = str(tmp_path / "cache")
+    spec = specs.finetune_scorer(validate_config(config), "api_rating")
+    assert "llamafactory" not in spec and "lora_rank" not in spec["finetune"]
+    model = go(spec, tmp_path, write_train(tmp_path), run=run_part_for("api_rating"))
+    (job,) = server.ft_jobs.values()
+    assert job["model"] == BASE and job["user_provided_suffix"] == "empathy"
+    assert job["hyperparameters"]["n_epochs"] == 2
+    assert job["hyperparameters"]["batch_size"] == 4
+    assert job["hyperparameters"]["learning_rate_multiplier"] == 0.5
+    assert model["model"] == job["fine_tuned_model"]
+
+
+def run_part_for(scorer: str) -> dict:
+    return {"scoring": {"scorers": {scorer: {"poll_interval_s": 0.01, "max_retries": 3}}}}
+
+
 def _sha(path: Path) -> str:
     import hashlib
 

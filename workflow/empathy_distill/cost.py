@@ -65,7 +65,7 @@ from .evaluation.scoring.score import ScoreItem
 from .evaluation.scoring.score import build_requests as build_score_requests
 from .llm.cache import CACHE_FILE, ResponseCache
 from .llm.errors import BudgetExceededError
-from .llm.pricing import PriceTable, approx_request_tokens
+from .llm.pricing import Price, PriceTable, approx_request_tokens
 from .llm.request import ChatRequest, Message
 
 JUDGE_OUTPUT_TOKENS = 1
@@ -255,6 +255,9 @@ def scorer_rows(
         spec = specs.score_answers(config, name)
         prompt = scoring_prompt(spec["kind"], spec["variant"], resolve_resource(spec["prompts"]))
         price = prices.price(scorer["backend"], scorer["model"], scorer["mode"])
+        if scorer.get("finetune") and scorer["backend"] == "openai":
+            training, price = openai_finetune_projection(config, name, prices, train)
+            rows.append(training)
         per_kind: dict[str, list[int]] = {}
         for tag in tags:
             kind = grid.parse_tag(tag)["kind"]
@@ -297,6 +300,38 @@ def scorer_rows(
                 )
             )
     return rows
+
+
+def openai_finetune_projection(
+    config: dict[str, Any], name: str, prices: PriceTable, train: pd.DataFrame
+) -> tuple[ProjectionRow, Price]:
+    """An OpenAI fine-tuned scorer: the training row (the examples rule scorer_train_data will
+    write, their estimated tokens x epochs x the training price, as the job projects it before
+    it uploads) and the price of using the fine-tuned model."""
+    from .evaluation.scoring import train_data
+    from .evaluation.scoring.finetune_openai import fine_tune_request
+    from .llm.finetune import default_epochs
+    from .llm.finetune_data import example_tokens
+
+    examples = train_data.examples(train, specs.scorer_train_data(config, name))
+    tokens = sum(example_tokens(e["messages"], f"scorer {name}") for e in examples)
+    request = fine_tune_request(specs.finetune_scorer(config, name))
+    epochs = request.hyperparameters.get("n_epochs") or default_epochs(len(examples))
+    price = prices.fine_tuning_price(request.base_model, f"scorer {name}")
+    trained = tokens * int(epochs)
+    row = ProjectionRow(
+        f"scorer:{name}",
+        "fine_tuning",
+        "openai",
+        request.base_model,
+        "training",
+        len(examples),
+        0,
+        trained,
+        0,
+        price.training_cost(trained),
+    )
+    return row, price.modes[config["scoring"]["scorers"][name]["mode"]]
 
 
 def _unique(requests: Iterable[ChatRequest]) -> list[ChatRequest]:

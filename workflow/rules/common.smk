@@ -307,17 +307,25 @@ def get_score_input(wildcards):
     """The test split, the answer set (one spelling of its path: grid.answer_path), the
     scoring prompts and, for a local scorer, its model's files (a classifier: its fitted model)."""
     tag = grid.tag_of_answer_path(f"{grid.ANSWERS_ROOT}/{wildcards.answers}.jsonl")
-    scorer = config["scoring"]["scorers"][wildcards.scorer]
     files = {
         "test": TEST_CSV,
         "answers": grid.answer_path(tag),
         "prompts": config["scoring"]["prompts"],
     }
-    if scorer.get("finetune"):
-        files.update(get_scorer_model_input(wildcards))  # the merged model is self-contained
-    elif scorer.get("backend") == "transformers":
-        files["model"] = lf_students.model_files(scorer)
+    files.update(get_scorer_model_files(wildcards))
     return {**files, **classifier_score_inputs(wildcards.scorer, tag)}
+
+
+def get_scorer_model_files(wildcards):
+    """What a scorer's model needs before it scores (score_answers and score_responses): a
+    fine-tuned scorer's model.json (the merged model is self-contained), a local model's files,
+    nothing for an API model."""
+    scorer = config["scoring"]["scorers"][wildcards.scorer]
+    if scorer.get("finetune"):
+        return get_scorer_model_input(wildcards)
+    if scorer.get("backend") == "transformers":
+        return {"model": lf_students.model_files(scorer)}
+    return {}
 
 
 def get_score_spec(wildcards):
@@ -444,15 +452,12 @@ def llm_scorer_pattern():
 
 
 def get_score_responses_input(wildcards):
-    """The split table, the scoring prompts and, for a local scorer, its model's files."""
-    scorer = config["scoring"]["scorers"][wildcards.scorer]
+    """The split table, the scoring prompts and what the scorer's model needs."""
     files = {
         "split": TEST_CSV if wildcards.split == "test" else TRAIN_CSV,
         "prompts": config["scoring"]["prompts"],
     }
-    if scorer["backend"] == "transformers":
-        files["model"] = lf_students.model_files(scorer)
-    return files
+    return {**files, **get_scorer_model_files(wildcards)}
 
 
 def agreement_inputs(wildcards=None):

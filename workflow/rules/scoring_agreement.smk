@@ -6,7 +6,6 @@
 
 
 localrules:
-    score_responses,
     scorer_agreement,
     rater_variance,
     figure_empathy_change,
@@ -24,6 +23,7 @@ rule score_responses:
     params:
         spec=get_score_spec,
         cost_report="results/costs/scorer_{scorer}.csv",
+        scorer_model=get_scorer_model_arg,
     resources:
         api_calls=scorer_api_calls,
     # as score_answers: a scorer may be a local model (backend transformers imports torch)
@@ -33,7 +33,8 @@ rule score_responses:
         "logs/scores/{scorer}/responses_{split}.log",
     shell:
         "python -m empathy_distill.evaluation.scoring.responses --spec {params.spec:q}"
-        " --split {input.split:q} --cost-report {params.cost_report:q} --out {output:q}"
+        " --split {input.split:q} --cost-report {params.cost_report:q} {params.scorer_model}"
+        " --out {output:q}"
         " > {log} 2>&1"
 
 

@@ -351,8 +351,13 @@ def finetune_scorer(config: dict, scorer: str) -> Spec:
         "scorer": scorer,
         "endpoint": endpoint_identity(entry),
         "base_model": finetune.base_model(entry),
-        # its resources are operational (Snakemake's), not what shapes the model
-        "finetune": {k: v for k, v in entry["finetune"].items() if k != "resources"},
+        # its resources are operational (Snakemake's), not what shapes the model; the keys
+        # left unset (null) are the backend's defaults
+        "finetune": {
+            k: entry["finetune"][k]
+            for k in finetune.set_keys(entry["finetune"])
+            if k != "resources"
+        },
         **_scorer_identity(config, scorer),
         **_llm_files(config),
     }

@@ -44,7 +44,7 @@ class TrainingFile:
     tokens: int
 
 
-def _check_messages(messages: object, where: str) -> int:
+def example_tokens(messages: object, where: str) -> int:
     """Estimated tokens of one example's messages; LLMError naming ``where`` if malformed."""
     if not isinstance(messages, list) or not messages:
         raise LLMError(f"{where}: 'messages' must be a non-empty list of {{role, content}}")
@@ -82,7 +82,7 @@ def read_training_file(path: str | Path) -> TrainingFile:
             raise LLMError(f"{where}: not JSON ({exc.msg})") from exc
         if not isinstance(record, dict) or "messages" not in record:
             raise LLMError(f"{where}: expected an object {{'messages': [...]}}")
-        tokens += _check_messages(record["messages"], where)
+        tokens += example_tokens(record["messages"], where)
         examples += 1
     if examples < MIN_EXAMPLES:
         raise LLMError(

@@ -29,8 +29,24 @@ MODULES = {
 }
 #: Keys every model.json holds (both backends write them).
 MODEL_KEYS = ("model", "base_model", "backend", "trained_examples")
-#: Keys only a transformers fine-tune uses.
-LOCAL_KEYS = ("learning_rate", "batch_size", "lora_rank", "llamafactory", "template")
+#: Keys only a transformers fine-tune uses, and their values when null.
+LOCAL_KEYS = ("learning_rate", "lora_rank", "llamafactory", "template")
+LOCAL_DEFAULTS = {"learning_rate": 2.0e-4, "batch_size": 8, "lora_rank": 8}
+#: Keys only the OpenAI fine-tuning API takes.
+OPENAI_KEYS = ("learning_rate_multiplier", "suffix")
+#: The key set for each backend, so a key of the other one is an error, not silently ignored.
+ONLY_FOR = {"transformers": LOCAL_KEYS, "openai": OPENAI_KEYS}
+
+
+def local_setting(finetune: dict, key: str):
+    """A transformers fine-tune's setting: the config's value, else its default."""
+    value = finetune.get(key)
+    return LOCAL_DEFAULTS[key] if value is None else value
+
+
+def set_keys(finetune: dict) -> list[str]:
+    """The keys a config actually set (not null, not an empty mapping)."""
+    return [k for k, v in finetune.items() if v is not None and v != {}]
 
 
 def is_finetuned(scorer: dict) -> bool:
@@ -59,6 +75,14 @@ def problems(name: str, scorer: dict, students: dict) -> list[str]:
             f" (expected one of {', '.join(MODULES)})"
         )
         return found
+    for other, keys in ONLY_FOR.items():
+        if other != scorer["backend"]:
+            found += [
+                f"{where}['{key}']: backend {other} only (this scorer's backend is"
+                f" {scorer['backend']!r})"
+                for key in set_keys(finetune)
+                if key in keys and key != "resources"
+            ]
     if scorer["backend"] == "transformers":
         try:
             template(scorer, students)

@@ -46,11 +46,11 @@ def train_args(config: dict, scorer: str) -> dict[str, Any]:
     }
     args |= copy.deepcopy(EXPLICIT_DEFAULTS)
     args |= {
-        "lora_rank": settings["lora_rank"],
-        "lora_alpha": 2 * settings["lora_rank"],
-        "learning_rate": float(settings["learning_rate"]),
+        "lora_rank": finetune.local_setting(settings, "lora_rank"),
+        "lora_alpha": 2 * finetune.local_setting(settings, "lora_rank"),
+        "learning_rate": float(finetune.local_setting(settings, "learning_rate")),
         "num_train_epochs": float(settings["epochs"]),
-        "per_device_train_batch_size": settings["batch_size"],
+        "per_device_train_batch_size": finetune.local_setting(settings, "batch_size"),
         "seed": settings["seed"],
         "logging_steps": 1,  # a few dozen steps: log every one
     }

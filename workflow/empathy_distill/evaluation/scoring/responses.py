@@ -23,6 +23,7 @@ from ...core.command import run_cli
 from ...core.errors import ConfigError, DatasetError
 from ...data.dataset import RESPONDERS
 from ..records import read_split, write_jsonl
+from .finetune import finetuned_spec
 from .prompts import RATING, SUBFACTORS
 from .score import ScoreItem, run_scorer
 
@@ -118,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scorer", help="with --config: a key of config.scoring.scorers")
     parser.add_argument("--split", required=True, help="results/data/{train,test}.csv")
     parser.add_argument("--cost-report", help="CSV the LLM layer appends its costs to")
+    parser.add_argument(
+        "--scorer-model", help="a fine-tuned scorer's model.json: score with its model"
+    )
     parser.add_argument("--out", required=True, help="results/scores/{scorer}/responses_*.jsonl")
     return parser
 
@@ -128,6 +132,7 @@ def _run(args: argparse.Namespace) -> None:
     spec, run = specs.from_args(
         args, lambda config: specs.score_answers(config, args.scorer), with_runtime=True
     )
+    spec = finetuned_spec(spec, args.scorer_model)
     records = score_responses(spec, args.split, cost_report=args.cost_report, runtime=run)
     write_jsonl(args.out, records)
     refused = sum(r["refusal"] is not None for r in records)
