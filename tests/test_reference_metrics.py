@@ -191,6 +191,17 @@ def test_spec_lists_every_answer_set_of_the_grid():
     assert paths[0] == grid.TEACHER_ANSWERS and len(set(paths)) == len(paths)
 
 
+def test_the_teacher_is_a_reference_only_when_the_comparisons_answer_with_it():
+    """Without vs_teacher nothing else answers the test dialogues with the teacher: the table
+    must not buy those answers for itself."""
+    config = load_config(REPO_ROOT / "config.yaml")
+    config["evaluation"]["comparisons"] = ["vs_base", "vs_naive", "dpo_vs_sft"]
+    spec = specs.reference_metrics(config)
+    assert spec["references"] == ["human"]
+    assert grid.TEACHER_TAG not in spec["answer_tags"]
+    assert len(spec["answer_tags"]) == 2 + 84
+
+
 # --- the rule ----------------------------------------------------------------------------------
 
 

@@ -19,6 +19,8 @@ def write_overlay(workdir: Path, overlay: dict) -> Path:
     overlay = {"prompts": str(REPO_ROOT / "resources" / "prompts.json"), **overlay}
     price_table = str(REPO_ROOT / "resources" / "prices.yaml")
     overlay["llm"] = {"price_table": price_table, **overlay.get("llm", {})}
+    scoring_prompts = str(REPO_ROOT / "resources" / "scoring_prompts.json")
+    overlay["scoring"] = {"prompts": scoring_prompts, **overlay.get("scoring", {})}
     path = workdir / "overlay.yaml"
     path.write_text(yaml.safe_dump(overlay))
     return path

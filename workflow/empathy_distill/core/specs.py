@@ -308,14 +308,18 @@ def reference_metrics(config: dict) -> Spec:
     """Rule reference_metrics: every answer set of the grid (the teacher, then per student its
     base model and its trained models of every data configuration and stage), the references
     (the human response and the teacher's answer), the bootstrap's settings and the cache the
-    sentence embeddings are kept in. ``answer_manifest`` lists the files."""
-    tags = [grid.TEACHER_TAG] if config.get("teacher") else []
+    sentence embeddings are kept in. ``answer_manifest`` lists the files.
+
+    The teacher is a reference only when the comparisons already answer the test dialogues
+    with it (``vs_teacher``): the table never buys teacher answers of its own."""
+    with_teacher = grid.TEACHER_TAG in grid.answer_tags(config)
+    tags = [grid.TEACHER_TAG] if with_teacher else []
     for student in grid.students(config):
         tags.append(grid.base_tag(student))
         tags += [m.tag for m in grid.models(config) if m.student == student]
     return {
         "answer_tags": tags,
-        "references": ["human", *([grid.TEACHER_TAG] if config.get("teacher") else [])],
+        "references": ["human", *([grid.TEACHER_TAG] if with_teacher else [])],
         "bootstrap_samples": config["evaluation"]["bootstrap_samples"],
         "seed": config["evaluation"]["seed"],
         "cache_dir": config["llm"]["cache_dir"],
