@@ -346,7 +346,7 @@ def scorer_train_data(config: dict, scorer: str) -> Spec:
 def finetune_scorer(config: dict, scorer: str) -> Spec:
     """Rule finetune_scorer: everything that shapes the fine-tuned model (for backend
     transformers the complete LLaMA-Factory arguments, as the train rule's spec)."""
-    from ..evaluation.scoring import finetune, finetune_local
+    from ..evaluation.scoring import finetune, finetune_args
 
     entry = _scorer(config, scorer)
     if not entry["finetune"]:
@@ -366,7 +366,7 @@ def finetune_scorer(config: dict, scorer: str) -> Spec:
         **_llm_files(config),
     }
     if entry["backend"] == "transformers":
-        spec["llamafactory"] = finetune_local.train_args(config, scorer)
+        spec["llamafactory"] = finetune_args.train_args(config, scorer)
     return spec
 
 

@@ -18,14 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ...core import specs
 from ...core.command import run_cli
 from ...core.errors import ConfigError, DatasetError
 from ...data.dataset import RESPONDERS
-from ..records import read_split, write_jsonl
-from .finetune import finetuned_spec
+from ..records import read_split
 from .prompts import RATING, SUBFACTORS
-from .score import ScoreItem, run_scorer
+from .score import ScoreItem, run_scorer, scoring_parser, scoring_spec, write_scores
 
 #: Where a scorer's scores of one split's responses live (the shared contract of issue 13).
 RESPONSES = "results/scores/{scorer}/responses_{split}.jsonl"
@@ -112,35 +110,18 @@ def score_responses(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Score the dataset's human-rated responses of one split with an LLM scorer."
+    parser = scoring_parser(
+        "Score the dataset's human-rated responses of one split with an LLM scorer."
     )
-    specs.add_spec_arguments(parser)
-    parser.add_argument("--scorer", help="with --config: a key of config.scoring.scorers")
     parser.add_argument("--split", required=True, help="results/data/{train,test}.csv")
-    parser.add_argument("--cost-report", help="CSV the LLM layer appends its costs to")
-    parser.add_argument(
-        "--scorer-model", help="a fine-tuned scorer's model.json: score with its model"
-    )
     parser.add_argument("--out", required=True, help="results/scores/{scorer}/responses_*.jsonl")
     return parser
 
 
 def _run(args: argparse.Namespace) -> None:
-    if args.config and not args.scorer:
-        raise ConfigError("--config needs --scorer (a key of config.scoring.scorers)")
-    spec, run = specs.from_args(
-        args, lambda config: specs.score_answers(config, args.scorer), with_runtime=True
-    )
-    spec = finetuned_spec(spec, args.scorer_model)
+    spec, run = scoring_spec(args)
     records = score_responses(spec, args.split, cost_report=args.cost_report, runtime=run)
-    write_jsonl(args.out, records)
-    refused = sum(r["refusal"] is not None for r in records)
-    invalid = sum(not r["valid"] for r in records) - refused
-    print(
-        f"{args.out}: {len(records)} responses scored, {invalid} invalid replies,"
-        f" {refused} refused by the provider"
-    )
+    write_scores(args.out, records, "responses")
 
 
 def main(argv: list[str] | None = None) -> int:

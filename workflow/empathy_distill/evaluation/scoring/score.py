@@ -143,38 +143,54 @@ def run_scorer(
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Score one answer set with an LLM scorer.")
+def scoring_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments every scoring job shares (score_answers, score_responses)."""
+    parser = argparse.ArgumentParser(description=description)
     specs.add_spec_arguments(parser)
     parser.add_argument("--scorer", help="with --config: a key of config.scoring.scorers")
-    parser.add_argument("--test", required=True, help="results/data/test.csv")
-    parser.add_argument("--answers", required=True, help="the answer set (results/answers/...)")
     parser.add_argument("--cost-report", help="CSV the LLM layer appends its costs to")
     parser.add_argument(
         "--scorer-model", help="a fine-tuned scorer's model.json: score with its model"
     )
-    parser.add_argument("--out", required=True, help="scores JSONL")
     return parser
 
 
-def _run(args: argparse.Namespace) -> None:
+def scoring_spec(args: argparse.Namespace) -> tuple[dict, dict | None]:
+    """The job's scorer spec and runtime part, with a fine-tuned scorer's model swapped in."""
     if args.config and not args.scorer:
         raise ConfigError("--config needs --scorer (a key of config.scoring.scorers)")
     spec, run = specs.from_args(
         args, lambda config: specs.score_answers(config, args.scorer), with_runtime=True
     )
-    spec = finetuned_spec(spec, args.scorer_model)
+    return finetuned_spec(spec, args.scorer_model), run
+
+
+def write_scores(out: str, records: list[dict], what: str) -> None:
+    """Write the records and say how many were invalid or refused (the job's log)."""
+    write_jsonl(out, records)
+    refused = sum(r["refusal"] is not None for r in records)
+    invalid = sum(not r["valid"] for r in records) - refused
+    print(
+        f"{out}: {len(records)} {what} scored, {invalid} invalid replies,"
+        f" {refused} refused by the provider"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = scoring_parser("Score one answer set with an LLM scorer.")
+    parser.add_argument("--test", required=True, help="results/data/test.csv")
+    parser.add_argument("--answers", required=True, help="the answer set (results/answers/...)")
+    parser.add_argument("--out", required=True, help="scores JSONL")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    spec, run = scoring_spec(args)
     items = score_items(args.test, args.answers)
     records = run_scorer(
         spec, items, cost_report=args.cost_report, runtime=run, answers_file=args.answers
     )
-    write_jsonl(args.out, records)
-    refused = sum(r["refusal"] is not None for r in records)
-    invalid = sum(not r["valid"] for r in records) - refused
-    print(
-        f"{args.out}: {len(records)} answers scored, {invalid} invalid replies,"
-        f" {refused} refused by the provider"
-    )
+    write_scores(args.out, records, "answers")
 
 
 def main(argv: list[str] | None = None) -> int:
