@@ -53,7 +53,7 @@ def read_jsonl(path) -> pd.DataFrame:
 
 def run_demo(root, *extra: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/demo", *extra]
-    return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1500)
+    return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=2700)
 
 
 def test_demo_runs_the_whole_dag_offline_and_reruns_nothing(demo_checkout, human_words):
