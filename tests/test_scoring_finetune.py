@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from empathy_distill.core import runtime, specs
 from empathy_distill.core.config import load_config, validate_config
@@ -323,49 +321,3 @@ def test_scoring_with_the_tuned_model_parses_ratings_and_reruns_from_cache(
     monkeypatch.setattr(TransformersBackend, "__init__", no_model)
     assert score.main([*argv, "--out", "second.jsonl"]) == 0
     assert read_jsonl(work / "second.jsonl") == first
-
-
-# --- the real model: smollm2_rating at the demo's size, through the rules -----------------------
-@pytest.mark.slow
-@pytest.mark.skipif(
-    importlib.util.find_spec("gguf") is None or importlib.util.find_spec("llamafactory") is None,
-    reason="needs the train extras (gguf, llamafactory): pip install -e .[train]",
-)
-def test_smollm2_rating_fine_tunes_on_the_demo_split_and_answers_digits(
-    dataset_path, tmp_path, monkeypatch
-):
-    """8 train dialogues (40 examples, 3 epochs; about 3 minutes on two busy cores), then the
-    12 test dialogues' human responses scored: every reply one valid digit."""
-    cpu = {"use_cpu": True, "bf16": True, "disable_gradient_checkpointing": True}
-    overlay = {
-        "dataset": {"path": str(dataset_path), "max_train_dialogues": 8, "max_test_dialogues": 12},
-        "scoring": {
-            "prompts": str(SHIPPED),
-            "scorers": {"smollm2_rating": {"finetune": {"llamafactory": cpu}}},
-            "grid": ["smollm2_rating"],
-        },
-    }
-    target = "results/scorers/smollm2_rating/model.json"
-    result = run_snakemake(tmp_path, overlay, "--cores", "2", "--", target, timeout=1800)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    info = json.loads((tmp_path / target).read_text())
-    assert info["trained_examples"] == 40 and info["base_model"] == "builtin:smollm2_135m"
-
-    config = load_config(
-        REPO_ROOT / "config.yaml", yaml.safe_load((tmp_path / "overlay.yaml").read_text())
-    )
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(runtime.RUNTIME_ENV, json.dumps(runtime.runtime_part(config)))
-    test = pd.read_csv(tmp_path / "results/data/test.csv")
-    rows = [
-        {"dialog_id": d, "prompt": "", "answer": a, "generation": {}, "seed": 0}
-        for d, a in zip(test["dialog_id"], test["response_human"], strict=True)
-    ]
-    write_jsonl(tmp_path / "answers.jsonl", rows)
-    argv = ["--spec", specs.dumps(specs.score_answers(config, "smollm2_rating"))]
-    argv += ["--test", "results/data/test.csv", "--answers", "answers.jsonl"]
-    argv += ["--scorer-model", target, "--out", "scores.jsonl"]
-    assert score.main(argv) == 0
-    records = read_jsonl(tmp_path / "scores.jsonl")
-    assert len(records) == 12
-    assert all(r["valid"] and r["raw"].strip() in ("1", "2", "3") for r in records), records
