@@ -48,24 +48,14 @@ def score_answer_set(
     x = feature_matrix(texts, subfactors, scorer.parts, embedder)
     predicted, proba = scorer.predict(x)
     at = {i: j for j, i in enumerate(kept)}
-    records = []
-    for i, item in enumerate(items):
-        ok = i in at
-        records.append(
-            {
-                "dialog_id": item.dialog_id,
-                "scorer": spec["scorer"],
-                "kind": spec["kind"],
-                "variant": spec["variant"],
-                "scores": [int(predicted[at[i]])] if ok else None,
-                "valid": ok,
-                "problem": None if ok else f"no valid {scorer.subfactor_scorer} subfactor scores",
-                "refusal": None,
-                "raw": None,
-                "model": scorer.describe(),
-                "usage": {},
-                "request_key": None,
-                "probabilities": [float(p) for p in proba[at[i]]] if ok else None,
-            }
+    return [
+        scorer.record(
+            item.dialog_id,
+            spec["kind"],
+            spec["variant"],
+            predicted[at[i]] if i in at else None,
+            proba[at[i]] if i in at else None,
         )
-    return records
+        | {"scorer": spec["scorer"]}
+        for i, item in enumerate(items)
+    ]

@@ -171,6 +171,34 @@ class ClassifierScorer:
             return np.zeros(0, dtype=int), np.zeros((0, len(RATINGS)))
         return self.pipeline.predict(x).astype(int), probabilities(self.pipeline, x)
 
+    def record(
+        self,
+        dialog_id: str,
+        kind: str,
+        variant: str,
+        rating: int | None,
+        proba: np.ndarray | None,
+    ) -> dict[str, Any]:
+        """One score record with the fields of an LLM scorer's (``score.score_with_llm``):
+        ``scores`` = [rating] and the class probabilities, or invalid when ``rating`` is None
+        (a feature was missing: no valid subfactor scores)."""
+        ok = rating is not None
+        return {
+            "dialog_id": dialog_id,
+            "scorer": self.scorer,
+            "kind": kind,
+            "variant": variant,
+            "scores": [int(rating)] if ok else None,
+            "valid": ok,
+            "problem": None if ok else f"no valid {self.subfactor_scorer} subfactor scores",
+            "refusal": None,
+            "raw": None,
+            "model": self.describe(),
+            "usage": {},
+            "request_key": None,
+            "probabilities": [float(p) for p in proba] if ok else None,
+        }
+
     def save(self, path: str | Path) -> None:
         import joblib
 

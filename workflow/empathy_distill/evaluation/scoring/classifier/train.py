@@ -199,24 +199,19 @@ def test_records(scorer: ClassifierScorer, test: pd.DataFrame, part: Part) -> li
     records = []
     for i, row in enumerate(everyone.itertuples(index=False)):
         ok = bool(part.kept[i])
+        record = scorer.record(
+            row.dialog_id,
+            "classifier",
+            scorer.features,
+            predicted[at[i]] if ok else None,
+            proba[at[i]] if ok else None,
+        )
         records.append(
-            {
-                "dialog_id": row.dialog_id,
-                "scorer": scorer.scorer,
-                "kind": "classifier",
-                "variant": scorer.features,
-                "scores": [int(predicted[at[i]])] if ok else None,
-                "valid": ok,
-                "problem": None if ok else f"no valid {scorer.subfactor_scorer} subfactor scores",
-                "refusal": None,
-                "raw": None,
-                "model": scorer.describe(),
-                "usage": {},
-                "request_key": None,
+            record
+            | {
                 "responder": row.responder,
                 "annotator": row.annotator,
                 "human_rating": int(row.rating),
-                "probabilities": [float(p) for p in proba[at[i]]] if ok else None,
             }
         )
     return records
