@@ -424,6 +424,12 @@ def report_targets():
     return [config["report"]["path"]] if config["report"]["build"] else []
 
 
+def get_report_html_input():
+    """Every other target of the grid: `snakemake --report` includes each report() file of the
+    DAG and stops at one that does not exist yet, so the report is the grid's last job."""
+    return [target for target in get_final_output() if target != config["report"]["path"]]
+
+
 # --- reference_metrics.smk ---------------------------------------------------------------------
 
 def get_reference_metrics_input(wildcards):
