@@ -54,6 +54,7 @@ localrules:
     all,
     download_dataset,
     split_dataset,
+    scorer_train_split,
     improve_human_sources,
     improve_llm_sources,
     direct_sets,

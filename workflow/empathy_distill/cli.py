@@ -75,7 +75,9 @@ def cost_command(args: argparse.Namespace) -> None:
     from . import cost
 
     config = load_configs(args.configfile)
-    cost.run_projection(config, args.train, args.test, args.improve_human_sources, args.output)
+    cost.run_projection(
+        config, args.train, args.test, args.improve_human_sources, args.output, args.scorer_train
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--train", default="results/data/train.csv")
     cost.add_argument("--test", default="results/data/test.csv")
     cost.add_argument("--improve-human-sources", default="results/data/sources/improve_human.csv")
+    cost.add_argument("--scorer-train", default="results/data/scorer_train.csv")
     cost.add_argument("--output", default="results/costs/projection.csv")
     cost.set_defaults(func=cost_command)
     return parser

@@ -23,8 +23,10 @@ How it counts (documented approximations, see ``llm/pricing.py``):
   ``generation.max_new_tokens`` tokens (the teacher's: ``TEACHER_ANSWER_TOKENS``); the reply is
   1 token for a rating and, for the 15 subfactors, the JSON list of (name, 10) pairs the
   prompt asks for. With the answer sets, each LLM scorer scores the dataset's own responses
-  of the test split (and the train split when ``scoring.human_responses`` lists it): 5 per
-  dialogue, their real texts (``evaluation/scoring/responses.py``).
+  of the test split (and the scorers' train dialogues, ``scoring.train_dialogues``, when
+  ``scoring.human_responses`` lists train): 5 per dialogue, their real texts
+  (``evaluation/scoring/responses.py``). An OpenAI fine-tuned scorer's examples come from the
+  same train dialogues.
 * Input tokens: ``ceil(chars / 4)`` per message + chat overhead (no tokenizer is available
   offline). Prices: ``llm.price_table``, batch or real-time price by each endpoint's ``mode``.
 * ``llm.budget_usd``: the command fails when the projection plus what the cache records as
@@ -176,7 +178,10 @@ def project(
     test: pd.DataFrame,
     human_sources: pd.DataFrame | None = None,
     cache: ResponseCache | None = None,
+    scorer_train: pd.DataFrame | None = None,
 ) -> list[ProjectionRow]:
+    """Rows of the grid's paid calls. ``scorer_train``: the scorers' train dialogues
+    (scoring.train_dialogues; results/data/scorer_train.csv), ``train`` when not given."""
     prompts = Prompts(resolve_resource(config["prompts"]))
     prices = PriceTable.load(resolve_resource(config["llm"]["price_table"]))
     rows: list[ProjectionRow] = []
@@ -230,8 +235,12 @@ def project(
                     price.cost(tokens_in, tokens_out),
                 )
             )
-    rows += scorer_rows(config, test, prices, train)
+    rows += scorer_rows(config, test, prices, train if scorer_train is None else scorer_train)
     return rows
+
+
+#: The tables score_responses reads per split (rules scorer_train_split and split_dataset).
+SPLIT_FILES = {"train": "results/data/scorer_train.csv", "test": "results/data/test.csv"}
 
 
 def scorer_output_tokens(prompt: ScoringPrompt) -> int:
@@ -277,7 +286,7 @@ def scorer_rows(
         # the dataset's own human-rated responses (score_responses), their real texts
         for split in scored_splits(config) if name in llm_scorers(config) else []:
             frame = train if split == "train" else test
-            items = [r.item for r in response_items(frame, f"results/data/{split}.csv")]
+            items = [r.item for r in response_items(frame, SPLIT_FILES[split])]
             requests = build_score_requests(items, prompt, scorer["model"], scorer["sampling"])
             per_kind[f"responses_{split}"] = [
                 len(requests),
@@ -369,6 +378,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--improve-human-sources", help="results/data/sources/improve_human.csv (if in the grid)"
     )
+    parser.add_argument(
+        "--scorer-train", help="results/data/scorer_train.csv (if a scorer is in the grid)"
+    )
     parser.add_argument("--output", default="results/costs/projection.csv")
     return parser
 
@@ -379,6 +391,7 @@ def run_projection(
     test_csv: str | Path,
     human_sources_csv: str | Path | None,
     output: str | Path,
+    scorer_train_csv: str | Path | None = None,
 ) -> float:
     """Project, print and write the cost of ``config`` (the validated config, runtime part
     included: the budget cap is checked); return the projected total in USD."""
@@ -394,7 +407,12 @@ def run_projection(
         human = read_table(human_sources_csv, SOURCE_COLUMNS)
     cache_dir = Path(config["llm"]["cache_dir"])
     cache = ResponseCache(cache_dir) if (cache_dir / CACHE_FILE).exists() else None
-    table = projection_table(project(config, train, test, human, cache))
+    scorer_train = None
+    if grid.scorers(config):
+        if scorer_train_csv is None:
+            raise ConfigError("scoring.grid has scorers: pass --scorer-train")
+        scorer_train = read_table(scorer_train_csv, columns)
+    table = projection_table(project(config, train, test, human, cache, scorer_train))
     write_csv(output, table)
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(table.to_string(index=False, float_format=lambda v: f"{v:,.4f}"))
@@ -409,7 +427,9 @@ def _run(args: argparse.Namespace) -> None:
     # brings the budget cap back.
     spec, run = specs.from_args(args, specs.cost, with_runtime=True)
     config = runtime.merge(spec, run or {})
-    run_projection(config, args.train, args.test, args.improve_human_sources, args.output)
+    run_projection(
+        config, args.train, args.test, args.improve_human_sources, args.output, args.scorer_train
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,6 +54,8 @@ DATASET = config["dataset"]["path"]
 PROMPTS = config["prompts"]
 TRAIN_CSV = "results/data/train.csv"
 TEST_CSV = "results/data/test.csv"
+# The scorers' own train dialogues (scoring.train_dialogues), not cut by max_train_dialogues.
+SCORER_TRAIN_CSV = "results/data/scorer_train.csv"
 # Conda environment of the CPU rules (for --sdm conda; locally the installed venv is used).
 CORE_ENV = "../../envs/core.yaml"
 
@@ -193,12 +195,21 @@ def get_cost_input(wildcards):
     files = {"train": TRAIN_CSV, "test": TEST_CSV, "prompts": PROMPTS}
     if config["distillation"]["methods"].get("improve_human"):
         files["human"] = "results/data/sources/improve_human.csv"
+    if grid.scorers(config):
+        files["scorer_train"] = SCORER_TRAIN_CSV
     return files
 
 
 def get_cost_human_arg(wildcards, input):
     """``--improve-human-sources <file>`` when improve_human is in the grid, else nothing."""
     return f"--improve-human-sources {shlex.quote(input.human)}" if "human" in input.keys() else ""
+
+
+def get_cost_scorer_train_arg(wildcards, input):
+    """``--scorer-train <file>`` when a scorer is in the grid, else nothing."""
+    if "scorer_train" not in input.keys():
+        return ""
+    return f"--scorer-train {shlex.quote(input.scorer_train)}"
 
 
 def llm_key_envvars(endpoints):
@@ -460,7 +471,7 @@ def llm_scorer_pattern():
 def get_score_responses_input(wildcards):
     """The split table, the scoring prompts and what the scorer's model needs."""
     files = {
-        "split": TEST_CSV if wildcards.split == "test" else TRAIN_CSV,
+        "split": TEST_CSV if wildcards.split == "test" else SCORER_TRAIN_CSV,
         "prompts": config["scoring"]["prompts"],
     }
     return {**files, **get_scorer_model_files(wildcards)}
@@ -529,7 +540,11 @@ def classifier_subfactor_files(name):
 
 
 def get_classifier_train_input(wildcards):
-    return {"train": TRAIN_CSV, "test": TEST_CSV, **classifier_subfactor_files(wildcards.scorer)}
+    return {
+        "train": SCORER_TRAIN_CSV,
+        "test": TEST_CSV,
+        **classifier_subfactor_files(wildcards.scorer),
+    }
 
 
 def get_classifier_train_spec(wildcards):

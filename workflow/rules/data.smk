@@ -39,6 +39,27 @@ rule split_dataset:
         " > {log} 2>&1"
 
 
+# The scorers' train dialogues (scoring.train_dialogues): the paper's train split, cut for the
+# scorers only, so a small distillation run still trains its scorers on many rated responses.
+rule scorer_train_split:
+    input:
+        DATASET,
+    output:
+        SCORER_TRAIN_CSV,
+    params:
+        sha256=config["dataset"]["sha256"],
+        max_train=config["scoring"]["train_dialogues"] or "",
+    conda:
+        CORE_ENV
+    log:
+        "logs/data/scorer_train_split.log",
+    shell:
+        "python -m empathy_distill.data.commands split --dataset {input:q} --sha256 {params.sha256}"
+        " --train {output:q}"
+        " $([ -n '{params.max_train}' ] && echo --max-train {params.max_train})"
+        " > {log} 2>&1"
+
+
 rule improve_human_sources:
     input:
         TRAIN_CSV,

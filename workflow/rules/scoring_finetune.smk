@@ -7,7 +7,7 @@
 
 rule scorer_train_data:
     input:
-        train=TRAIN_CSV,
+        train=SCORER_TRAIN_CSV,
         # read only to refuse its dialogues: a scorer never trains on the split it is tested on
         test=TEST_CSV,
         prompts=config["scoring"]["prompts"],

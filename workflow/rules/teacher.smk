@@ -91,11 +91,12 @@ rule cost:
     params:
         spec=specs.dumps(specs.cost(config)),
         human=get_cost_human_arg,
+        scorer_train=get_cost_scorer_train_arg,
     conda:
         CORE_ENV
     log:
         "logs/costs/projection.log",
     shell:
         "python -m empathy_distill.cost --spec {params.spec:q}"
-        " --train {input.train} --test {input.test} {params.human}"
+        " --train {input.train} --test {input.test} {params.human} {params.scorer_train}"
         " --output {output} > {log} 2>&1 && cat {log}"

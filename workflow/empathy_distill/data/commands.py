@@ -36,9 +36,11 @@ def cmd_split(args: argparse.Namespace) -> None:
     train = split.limit(train, args.max_train)
     test = split.limit(test, args.max_test)
     for frame, out in ((train, args.train), (test, args.test)):
+        if out is None:  # the scorers' train split alone (rule scorer_train_split)
+            continue
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index=False)
-    log.info("wrote %s (%d rows) and %s (%d rows)", args.train, len(train), args.test, len(test))
+        log.info("wrote %s (%d rows)", out, len(frame))
 
 
 def cmd_sources(args: argparse.Namespace) -> None:
@@ -65,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--sha256", default=None, help="warn when the file is not the pinned one")
     p.add_argument("--train", required=True)
-    p.add_argument("--test", required=True)
+    p.add_argument("--test", default=None, help="omitted: write the train split only")
     p.add_argument("--max-train", type=int, default=None)
     p.add_argument("--max-test", type=int, default=None)
     p.set_defaults(func=cmd_split)

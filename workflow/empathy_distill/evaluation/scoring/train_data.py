@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="A rating scorer's fine-tuning examples.")
     specs.add_spec_arguments(parser)
     parser.add_argument("--scorer", help="with --config: a key of config.scoring.scorers")
-    parser.add_argument("--train", required=True, help="results/data/train.csv")
+    parser.add_argument("--train", required=True, help="results/data/scorer_train.csv")
     parser.add_argument("--test", required=True, help="results/data/test.csv (refused in train)")
     parser.add_argument("--out", required=True, help="train.jsonl (OpenAI chat fine-tuning JSONL)")
     parser.add_argument("--index", required=True, help="train_index.csv, one row per example")

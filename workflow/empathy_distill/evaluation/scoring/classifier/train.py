@@ -263,7 +263,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Train an offline classifier scorer.")
     specs.add_spec_arguments(parser)
     parser.add_argument("--scorer", help="with --config: a key of config.scoring.scorers")
-    parser.add_argument("--train", required=True, help="results/data/train.csv")
+    parser.add_argument("--train", required=True, help="results/data/scorer_train.csv")
     parser.add_argument("--test", required=True, help="results/data/test.csv (evaluation only)")
     parser.add_argument("--subfactors-train", help="the subfactor scorer's responses_train.jsonl")
     parser.add_argument("--subfactors-test", help="the subfactor scorer's responses_test.jsonl")
