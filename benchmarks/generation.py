@@ -17,9 +17,9 @@ Read the load averages: when other processes hold the cores, torch's intra-op th
 each other and the one-at-a-time loop (many small ops) slows far more than the batched run,
 which inflates the ratio. ``--threads 1`` is immune to that.
 
-Measured on the 2-core machine under load 7 to 10 from other jobs (not idle; to be remeasured),
-``--n 4 --max-new-tokens 48 --repeats 1 --threads 1``: ``ratio=1.22 identical=true``. Earlier,
-idle, ``--tiny``: ``ratio=10.05``; ``--tiny --threads 1``: ``ratio=6.13``.
+Measured on the idle 2-core machine (2026-11-30, defaults): batched 40.10 s, one at a time
+110.05 s, ``ratio=2.74 identical=true``. Earlier, idle, ``--tiny``: ``ratio=10.05``; ``--tiny
+--threads 1``: ``ratio=6.13``.
 
     python benchmarks/generation.py [--n 16] [--max-new-tokens 160] [--repeats 3] [--threads 1]
     python benchmarks/generation.py --tiny [--n 64]
