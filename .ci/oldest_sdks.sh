@@ -21,5 +21,5 @@ python3 -m venv "$scratch/venv"
 # The LLM-layer tests and the OpenAI fine-tuning flow; those that need torch skip themselves (no
 # torch here). The package is found through pytest's pythonpath (pyproject.toml), as in the main
 # test run.
-"$scratch/venv/bin/python" -m pytest -n 2 --dist loadfile -q -p no:cacheprovider tests/test_llm_*.py \
+"$scratch/venv/bin/python" -m pytest -n 2 -q -p no:cacheprovider tests/test_llm_*.py \
     tests/test_scoring_finetune_openai.py

@@ -25,6 +25,17 @@ SHARED = REPO_ROOT.parent / "shared"
 REFERENCE_PROMPTS = SHARED / "reference" / "prompts.json"
 
 
+#: Test files that run for minutes, started first. With ``-n 2`` (pytest-xdist, ``--dist
+#: loadfile --no-loadscope-reorder`` from pyproject.toml) one worker takes the demo (10 to 13
+#: minutes) while the other runs the rest; queued last, it would start when the rest is done.
+FIRST = ("test_demo.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long files first (stable sort: every other test keeps its order)."""
+    items.sort(key=lambda item: item.path.name not in FIRST)
+
+
 def _config_dataset() -> dict:
     return yaml.safe_load((REPO_ROOT / "config.yaml").read_text(encoding="utf-8"))["dataset"]
 
