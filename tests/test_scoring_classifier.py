@@ -178,6 +178,19 @@ def test_every_model_and_selection_learns_the_planted_signal():
             assert (fit.pipeline.predict(x) == y).mean() >= 0.95, (model, selection)
 
 
+def test_a_model_that_learns_nothing_scores_chance_not_the_majority_share():
+    """On noise with 80 % of one rating, always answering it has accuracy 0.8; the CV score
+    that picks the model is balanced accuracy, so such a model scores about 1/3."""
+    rng = np.random.default_rng(0)
+    y = np.array([3] * 80 + [1] * 10 + [2] * 10)
+    x = rng.normal(size=(100, 4))
+    spec = {"models": ["lr"], "selections": ["none"], "k_grid": [2], "cv_folds": 5, "seed": 0}
+    [fit] = train.fit_all(x, y, spec)
+    predicted = fit.pipeline.predict(x)
+    assert (predicted == 3).mean() >= 0.9  # it learnt nothing but the majority
+    assert fit.cv_score < 0.45  # balanced accuracy near 1/3; accuracy would be about 0.8
+
+
 # --- reproducibility ------------------------------------------------------------------------------
 def test_same_seed_same_results_other_seed_differs(trained, frames, tmp_path):
     again = job_args(tmp_path, frames, "again")

@@ -99,11 +99,18 @@ def featurize(
     return Part(chosen, x, chosen["rating"].to_numpy(dtype=int), kept, int((~kept).sum()))
 
 
+#: Cross-validation metric that picks k and the ``best`` model. Balanced accuracy: the paper's
+#: train split is 64 % rating 3 (its test split 16 %), and by accuracy a model that always
+#: answers 3 won the choice on the whole train split (CV 0.637 = the share of 3s; test accuracy
+#: 0.158). Always answering one rating scores 1/3 whatever the class shares.
+CV_METRIC = "balanced_accuracy"
+
+
 def fit_all(x: np.ndarray, y: np.ndarray, spec: dict) -> list[Fitted]:
     """Every model x selection of the study fitted on (x, y), k chosen by CV on it."""
     return [
         choose_and_fit(
-            x, y, model, selection, spec["k_grid"], spec["cv_folds"], spec["seed"], "accuracy"
+            x, y, model, selection, spec["k_grid"], spec["cv_folds"], spec["seed"], CV_METRIC
         )
         for model in spec["models"]
         for selection in spec["selections"]
@@ -295,7 +302,7 @@ def run(args: argparse.Namespace, spec: dict, embedder: Embedder | None = None) 
     importance_figure(importance, f"{spec['scorer']}: {scorer.describe()}", args.figure_out)
     row = table[table["chosen"]].iloc[0]
     print(
-        f"{spec['scorer']}: {scorer.describe()} (CV accuracy {row['cv_score']:.3f}); test"
+        f"{spec['scorer']}: {scorer.describe()} (CV balanced accuracy {row['cv_score']:.3f}); test"
         f" accuracy {row['accuracy']:.3f}, balanced {row['balanced_accuracy']:.3f}, majority"
         f" {row['majority_accuracy']:.3f}; {part.n_dropped} train and {held_out.n_dropped}"
         " test responses dropped (no valid subfactor scores)"
