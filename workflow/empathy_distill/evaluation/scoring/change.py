@@ -150,7 +150,7 @@ def plot(changes: pd.DataFrame, scorer: str, out: str | Path) -> None:
         fig.colorbar(image, ax=ax, label="change of the mean vs the base student")
         ax.set_title(f"Empathy score change vs the base student ({scorer}); * 95 % CI excludes 0")
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=120, bbox_inches="tight")  # long titles and colour-bar labels
     plt.close(fig)
 
 
