@@ -214,7 +214,8 @@ def test_command_line_with_lora_adapter(tiny, split, tmp_path):
 def test_native_gqa_on_cpu_matches_stock_sdpa_bitwise(dataset_csv, monkeypatch):
     """The copy-free GQA attention gives the same logits and greedy tokens as transformers' SDPA."""
     import empathy_distill.evaluation.generate as generate
-    from empathy_distill.evaluation.cpu_attention import NAME
+    import empathy_distill.llm.backends.local_decoding as local_decoding
+    from empathy_distill.llm.backends.cpu_attention import NAME
 
     model, tokenizer = build_tiny(dataset_csv)
     tokenizer.padding_side = "left"
@@ -232,7 +233,7 @@ def test_native_gqa_on_cpu_matches_stock_sdpa_bitwise(dataset_csv, monkeypatch):
         return padded, causal
 
     with monkeypatch.context() as patch:
-        patch.setattr(generate, "use_native_gqa", lambda model: False)
+        patch.setattr(local_decoding, "use_native_gqa", lambda model: False)
         stock_tokens = generate.generate_ids(model, tokenizer, prompts, settings(batch_size=2), [2])
     assert model.config._attn_implementation == "sdpa"
     stock_padded, stock_causal = forward()
@@ -245,7 +246,7 @@ def test_native_gqa_on_cpu_matches_stock_sdpa_bitwise(dataset_csv, monkeypatch):
 
 
 def test_native_gqa_leaves_models_without_grouped_heads_alone(dataset_csv):
-    from empathy_distill.evaluation.cpu_attention import use_native_gqa
+    from empathy_distill.llm.backends.cpu_attention import use_native_gqa
     from tests.tiny_lm import build_model
 
     model = build_model(vocab_size=64)

@@ -48,3 +48,24 @@ def test_local_model_answers_in_batches_and_caches(tiny_model, tmp_path):
     again = client.complete(requests)
     assert all(r.cached for r in again) and [r.text for r in again] == [r.text for r in first]
     assert "0.000000" in (tmp_path / "costs.csv").read_text()  # local: free
+
+
+def test_batched_requests_sharing_a_long_system_prompt_answer_as_each_alone(tiny_model):
+    """Batches prefill the requests' common prefix once (``local_decoding``); greedy answers and
+    token counts equal those of each request sent on its own (no shared prefix, no padding)."""
+    from empathy_distill.llm.backends.local_decoding import MIN_SHARED_PREFIX
+    from empathy_distill.llm.backends.transformers_backend import TransformersBackend
+
+    backend = TransformersBackend(tiny_model, max_new_tokens=6, batch_size=3)
+    system = " ".join(["hello a kind system"] * MIN_SHARED_PREFIX)
+    requests = [
+        ChatRequest(tiny_model, (Message("system", system), Message("user", text)))
+        for text in ("hello", "hello a a kind", "a")
+    ]
+    together = backend.generate_many(requests)
+    alone = [backend.generate_many([request])[0] for request in requests]
+    assert [a.text for a in together] == [a.text for a in alone]
+    assert [a.usage for a in together] == [a.usage for a in alone]
+    encode = backend.tokenizer
+    rendered = [encode(backend._render(r), add_special_tokens=False)["input_ids"] for r in requests]
+    assert [a.usage["input_tokens"] for a in together] == [len(ids) for ids in rendered]

@@ -18,8 +18,9 @@ the wrong place):
   "Context:", i.e. it is a slightly out-of-distribution copy of the same text, so we use the
   training text.
 
-Generation: prompts sorted by length, left padding, KV cache (grouped KV heads not copied on
-CPU), only new tokens decoded, stop at the template's end-of-turn tokens, at most
+Generation: prompts sorted by length, their shared prefix (the paper's paragraph on empathy)
+prefilled once, left padding, KV cache (grouped KV heads not copied on CPU), only new tokens
+decoded, stop at the template's end-of-turn tokens, at most
 ``generation.max_new_tokens`` (default 160; the paper used 4096 and cut afterwards). Greedy by
 default; sampling with ``generation.seed``. An optional vLLM path is used when
 ``generation.engine: vllm`` (GPU machines with vllm installed).
@@ -42,7 +43,7 @@ from ..core.config import resolve_resource
 from ..core.errors import ConfigError, EmpathyDistillError
 from ..core.hardware import cpu_has_native_bf16
 from ..core.prompts import Prompts
-from .cpu_attention import use_native_gqa
+from ..llm.backends.local_decoding import decode_batches
 from .records import read_split, write_jsonl
 
 LOG = logging.getLogger(__name__)
@@ -194,48 +195,30 @@ def generate_ids(
 ) -> list[list[int]]:
     """New token ids per prompt (stop token excluded), in input order.
 
-    Prompts are sorted by length so a batch holds similar lengths (little padding), padded on the
-    left so every sequence's next token sits in the last column, and decoded with the KV cache.
-    On CPU, grouped KV heads are attended without copying them (``cpu_attention``).
+    Batched by ``local_decoding.decode_batches``: prompts sorted by length, the prefix they all
+    share prefilled once, the rest padded on the left, decoded with the KV cache; on CPU, grouped
+    KV heads are attended without copying them (``cpu_attention``). One seed for the whole run.
     """
-    import torch
     from transformers import set_seed
 
-    use_native_gqa(model)
-
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
-    order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
-    results: list[list[int]] = [[] for _ in prompt_ids]
     set_seed(settings.seed)
     sampling = (
         {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
         if settings.do_sample
         else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     )
+    new_ids = decode_batches(
+        model,
+        prompt_ids,
+        settings.batch_size,
+        pad_id,
+        max_new_tokens=settings.max_new_tokens,
+        eos_token_id=list(stop_ids),
+        **sampling,
+    )
     stop_set = set(stop_ids)
-    for start in range(0, len(order), settings.batch_size):
-        chunk = order[start : start + settings.batch_size]
-        width = max(len(prompt_ids[i]) for i in chunk)
-        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            ids = prompt_ids[i]
-            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention[row, width - len(ids) :] = 1
-        with torch.inference_mode():
-            output = model.generate(
-                input_ids=input_ids.to(model.device),
-                attention_mask=attention.to(model.device),
-                max_new_tokens=settings.max_new_tokens,
-                eos_token_id=list(stop_ids),
-                pad_token_id=pad_id,
-                use_cache=True,
-                **sampling,
-            )
-        for row, i in enumerate(chunk):
-            new = output[row, width:].tolist()
-            results[i] = _cut_at_stop(new, stop_set)
-    return results
+    return [_cut_at_stop(ids, stop_set) for ids in new_ids]
 
 
 #: Ranks vLLM accepts for ``max_lora_rank`` (``MaxLoRARanks`` in vllm/config/lora.py).

@@ -2,7 +2,8 @@
 
 WHY: lets the whole teacher/judge pipeline run offline or with an open-weights teacher, with the
 same cache and resume semantics as the paid APIs. Prompts are rendered with the tokenizer's chat
-template when it has one; only the newly generated tokens are decoded.
+template when it has one; batches share their common prefix (``local_decoding``); only the newly
+generated tokens are decoded.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from ..errors import LLMError
 from ..request import Answer, ChatRequest
 from .base import Backend, usage_dict
+from .local_decoding import decode_batches
 
 
 class TransformersBackend(Backend):
@@ -55,7 +57,6 @@ class TransformersBackend(Backend):
             "max_new_tokens": int(
                 sampling.get("max_new_tokens", sampling.get("max_tokens", self.max_new_tokens))
             ),
-            "pad_token_id": self.tokenizer.pad_token_id,
         }
         temperature = sampling.get("temperature")
         do_sample = bool(sampling.get("do_sample", temperature not in (None, 0, 0.0)))
@@ -67,32 +68,39 @@ class TransformersBackend(Backend):
         return kwargs
 
     def generate_many(self, requests: list[ChatRequest]) -> list[Answer]:
-        """Answer requests sharing one sampling setting in padded batches of ``batch_size``."""
-        answers: list[Answer] = []
-        for start in range(0, len(requests), self.batch_size):
-            chunk = requests[start : start + self.batch_size]
-            sampling = chunk[0].sampling
+        """Answer requests sharing one sampling setting in batches of ``batch_size``
+        (``local_decoding``: sorted by length, their common prefix prefilled once)."""
+        if not requests:
+            return []
+        sampling = requests[0].sampling
+        prompts = [
+            self.tokenizer(self._render(r), add_special_tokens=False)["input_ids"] for r in requests
+        ]
+
+        def seed(_: list[int]) -> None:
             if "seed" in sampling:
                 self.torch.manual_seed(int(sampling["seed"]))
-            texts = [self._render(r) for r in chunk]
-            encoded = self.tokenizer(
-                texts, return_tensors="pt", padding=True, add_special_tokens=False
-            )
-            with self.torch.no_grad():
-                output = self.model.generate(**encoded, **self._generation_kwargs(sampling))
-            new_tokens = output[:, encoded["input_ids"].shape[1] :]
-            for row, request in enumerate(chunk):
-                ids = new_tokens[row].tolist()
-                special = {self.tokenizer.pad_token_id, self.tokenizer.eos_token_id}
-                produced = len(ids)
-                while produced and ids[produced - 1] in special:
-                    produced -= 1
-                text = self.tokenizer.decode(ids[:produced], skip_special_tokens=True)
-                answers.append(
-                    Answer(
-                        text=text.strip(),
-                        model=request.model,
-                        usage=usage_dict(int(encoded["attention_mask"][row].sum()), produced),
-                    )
+
+        new_ids = decode_batches(
+            self.model,
+            prompts,
+            self.batch_size,
+            self.tokenizer.pad_token_id,
+            before_batch=seed,
+            **self._generation_kwargs(sampling),
+        )
+        special = {self.tokenizer.pad_token_id, self.tokenizer.eos_token_id}
+        answers: list[Answer] = []
+        for request, prompt, ids in zip(requests, prompts, new_ids, strict=True):
+            produced = len(ids)
+            while produced and ids[produced - 1] in special:
+                produced -= 1
+            text = self.tokenizer.decode(ids[:produced], skip_special_tokens=True)
+            answers.append(
+                Answer(
+                    text=text.strip(),
+                    model=request.model,
+                    usage=usage_dict(len(prompt), produced),
                 )
+            )
         return answers
