@@ -18,8 +18,8 @@ python3 -m venv "$scratch/venv"
 "$scratch/venv/bin/pip" install -q --no-compile -r "$scratch/requirements.txt" pytest \
     pytest-xdist
 "$scratch/venv/bin/pip" list 2>/dev/null | grep -iE '^(openai|google-genai|httpx|aiohttp) '
-# The LLM-layer tests and the OpenAI fine-tuning flow; those that need torch skip themselves (no
-# torch here). The package is found through pytest's pythonpath (pyproject.toml), as in the main
-# test run.
+# The LLM-layer tests, the OpenAI fine-tuning flow and the OpenAI embedding model; those that
+# need torch skip themselves (no torch here). The package is found through pytest's pythonpath
+# (pyproject.toml), as in the main test run.
 "$scratch/venv/bin/python" -m pytest -n 2 -q -p no:cacheprovider tests/test_llm_*.py \
-    tests/test_scoring_finetune_openai.py
+    tests/test_scoring_finetune_openai.py tests/test_openai_embeddings.py

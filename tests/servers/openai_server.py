@@ -39,15 +39,31 @@ What it models of the real API, as documented (and as the openai SDK parses it):
   https://platform.openai.com/docs/guides/fine-tuning); ``ft_outcomes`` scripts a failure while
   running; ``ft_faults`` a 429 (with Retry-After) or 5xx on the next call of one operation;
   ``create_job_faults`` a job created whose create reply is lost.
+* Embeddings (https://platform.openai.com/docs/api-reference/embeddings/create and the object
+  https://platform.openai.com/docs/api-reference/embeddings/object; the SDK's
+  ``resources/embeddings.py`` and ``lib/_parsing/_embeddings.py``): ``POST /v1/embeddings`` with
+  ``input`` (a string or a list of at most 2048 non-empty strings, 300,000 tokens summed) answers
+  ``{"object": "list", "data": [{"object": "embedding", "index": i, "embedding": ...}],
+  "model", "usage": {"prompt_tokens", "total_tokens"}}``. ``embedding`` is a list of floats, or
+  with ``encoding_format: "base64"`` (what the SDK sends when its caller gives none) the base64 of
+  the little-endian float32 bytes, which the SDK decodes. ``data`` comes back shuffled (the API
+  promises only ``index``); a limit exceeded is HTTP 400 ``invalid_request_error``;
+  ``embedding_faults`` scripts a 429 with Retry-After (or a 5xx) on the next requests.
+  ``embed_fn(text) -> list[float]`` decides the vectors (default: 8 hash-derived numbers).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import json
+import random
+import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
 from email.parser import BytesParser
@@ -62,6 +78,17 @@ TOO_LONG = "[too long]"
 REFUSAL_TEXT = "I'm sorry, but I can't help with that."
 #: Model names taken as reasoning models (max_completion_tokens, reasoning-token usage).
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+
+#: The embeddings API's per-request limits (embeddings.create docs).
+MAX_EMBEDDING_INPUTS = 2048
+MAX_EMBEDDING_TOKENS = 300_000
+
+
+def hash_embedding(text: str, dim: int = 8) -> list[float]:
+    """A deterministic vector per text, float32-exact (so float and base64 forms agree)."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return [struct.unpack("<f", struct.pack("<f", (b - 127.5) / 127.5))[0] for b in digest[:dim]]
 
 
 @dataclass
@@ -105,6 +132,10 @@ class OpenAIServer(LocalServer):
         # Next job creations: "lost:500" / "lost:drop" = created, then the reply is lost.
         self.create_job_faults: deque[str] = deque()
         self.ft_trained_epochs_auto = 3  # what n_epochs "auto" resolves to on this server
+        # Embeddings: the vector of a text, every request body, scripted faults (in order).
+        self.embed_fn: Callable[[str], list[float]] = hash_embedding
+        self.embedding_bodies: list[dict[str, Any]] = []
+        self.embedding_faults: deque[Fault] = deque()
 
     @property
     def url(self) -> str:
@@ -126,6 +157,8 @@ class OpenAIServer(LocalServer):
     ) -> Reply:
         if method == "POST" and path == "/v1/chat/completions":
             return self._chat(json.loads(body))
+        if method == "POST" and path == "/v1/embeddings":
+            return self._embeddings(json.loads(body))
         if (fault := self._ft_fault(method, path)) is not None:
             return fault
         if method == "POST" and path == "/v1/files":
@@ -240,6 +273,49 @@ class OpenAIServer(LocalServer):
         reply = self.completion(body)
         self.note_answered(cid)
         return Reply(200, reply)
+
+    # Embeddings ------------------------------------------------------------------------------
+    def _embeddings(self, body: dict[str, Any]) -> Reply:
+        with self.lock:
+            self.embedding_bodies.append(body)
+            fault = self.embedding_faults.popleft() if self.embedding_faults else None
+        if fault is not None:
+            headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+            kind = "rate_limit_exceeded" if fault.status == 429 else "server_error"
+            error = {"message": f"scripted {fault.status}", "type": kind}
+            return Reply(fault.status, {"error": error}, headers)
+        inputs = body["input"]
+        inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+        tokens = sum(approx_tokens(t) for t in inputs)
+        invalid = {"type": "invalid_request_error", "param": None, "code": None}
+        if not inputs or len(inputs) > MAX_EMBEDDING_INPUTS or any(t == "" for t in inputs):
+            message = "'$.input' is invalid. Please check the API reference."
+            return Reply(400, {"error": {"message": message, **invalid}})
+        if tokens > MAX_EMBEDDING_TOKENS:
+            message = f"Requested {tokens} tokens, max {MAX_EMBEDDING_TOKENS} tokens per request"
+            return Reply(400, {"error": {"message": message, **invalid}})
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for index, text in enumerate(inputs):
+            vector = [float(x) for x in self.embed_fn(text)]
+            packed = struct.pack(f"<{len(vector)}f", *vector)
+            value: Any = base64.b64encode(packed).decode() if as_base64 else vector
+            data.append({"object": "embedding", "index": index, "embedding": value})
+        # Shuffled (never the input order when there are two or more): the API promises
+        # only ``index``.
+        order = list(range(len(data)))
+        random.Random(len(data)).shuffle(order)
+        if len(order) > 1 and order == sorted(order):
+            order.reverse()
+        return Reply(
+            200,
+            {
+                "object": "list",
+                "data": [data[i] for i in order],
+                "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
 
     # Files -----------------------------------------------------------------------------------
     def _upload(self, headers: dict[str, str], body: bytes) -> Reply:

@@ -27,6 +27,11 @@ How it counts (documented approximations, see ``llm/pricing.py``):
   ``scoring.human_responses`` lists train): 5 per dialogue, their real texts
   (``evaluation/scoring/responses.py``). An OpenAI fine-tuned scorer's examples come from the
   same train dialogues.
+* A classifier scorer with an OpenAI embedding model (``embedding.backend: openai``) embeds
+  every response of the scorers' train dialogues and of the test split (their real texts) and
+  every answer set's answers (stand-ins as above), each as the study's ``Situation: ...;
+  Speaker Utterance: ...; Response: ...`` text: ``ceil(chars / 4)`` tokens per text x the
+  model's input price; texts already in the embedding cache cost nothing.
 * Input tokens: ``ceil(chars / 4)`` per message + chat overhead (no tokenizer is available
   offline). Prices: ``llm.price_table``, batch or real-time price by each endpoint's ``mode``.
 * ``llm.budget_usd``: the command fails when the projection plus what the cache records as
@@ -67,8 +72,9 @@ from .evaluation.scoring.score import ScoreItem
 from .evaluation.scoring.score import build_requests as build_score_requests
 from .llm.cache import CACHE_FILE, ResponseCache
 from .llm.errors import BudgetExceededError
-from .llm.pricing import Price, PriceTable, approx_request_tokens
+from .llm.pricing import Price, PriceTable, approx_request_tokens, approx_tokens
 from .llm.request import ChatRequest, Message
+from .startup import embedding_endpoint
 
 JUDGE_OUTPUT_TOKENS = 1
 PROJECTION_COLUMNS = (
@@ -259,6 +265,8 @@ def scorer_rows(
     tags = grid.answer_tags(config)
     for name in grid.scorers(config):
         scorer = config["scoring"]["scorers"][name]
+        if (embedding := embedding_endpoint(config, name)) is not None:
+            rows += embedding_rows(config, name, embedding, test, train, prices)
         if not calls_llm(scorer):
             continue
         spec = specs.score_answers(config, name)
@@ -308,6 +316,72 @@ def scorer_rows(
                     price.cost(tokens_in, tokens_out),
                 )
             )
+    return rows
+
+
+def embedding_texts(
+    config: dict[str, Any], test: pd.DataFrame, train: pd.DataFrame
+) -> dict[str, list[str]]:
+    """part -> the texts a classifier embeds (``study_text``): every response of the scorers'
+    train dialogues and of the test split (rule train_classifier_scorer, real texts), and per
+    kind of answer set every test dialogue with a stand-in answer (rule score_answers)."""
+    from .evaluation.scoring.classifier.features import study_text
+
+    parts: dict[str, list[str]] = {}
+    for split, frame in (("train", train), ("test", test)):
+        parts[f"embedding/responses_{split}"] = [
+            study_text(r.item.situation, r.item.speaker_uttr, r.item.answer)
+            for r in response_items(frame, SPLIT_FILES[split])
+        ]
+    for tag in grid.answer_tags(config):
+        kind = grid.parse_tag(tag)["kind"]
+        length = (
+            TEACHER_ANSWER_TOKENS
+            if kind == "teacher"
+            else int(config["generation"]["max_new_tokens"])
+        )
+        answer = stand_in(length)
+        parts.setdefault(f"embedding/{kind}", []).extend(
+            study_text(r["situation"], r["speaker_uttr"], answer) for _, r in test.iterrows()
+        )
+    return parts
+
+
+def embedding_rows(
+    config: dict[str, Any],
+    name: str,
+    endpoint: dict[str, Any],
+    test: pd.DataFrame,
+    train: pd.DataFrame,
+    prices: PriceTable,
+) -> list[ProjectionRow]:
+    """A classifier with an OpenAI embedding model: per part, the texts embedded (``requests``
+    counts texts, the API's inputs), those already in the embedding cache (free), and the
+    input tokens of the others x the model's price (embeddings have no output tokens)."""
+    from .evaluation.embeddings import CACHE_FILE, stored_texts
+    from .evaluation.openai_embeddings import embedder_name
+
+    price = prices.price(endpoint["backend"], endpoint["model"], endpoint["mode"])
+    model_name = embedder_name(endpoint["backend"], endpoint["model"], endpoint.get("base_url"))
+    cache_path = Path(config["llm"]["cache_dir"]) / CACHE_FILE
+    rows = []
+    for part, texts in embedding_texts(config, test, train).items():
+        stored = stored_texts(cache_path, model_name, texts)
+        tokens = sum(approx_tokens(t) for t in texts if t not in stored)
+        rows.append(
+            ProjectionRow(
+                f"scorer:{name}",
+                part,
+                endpoint["backend"],
+                endpoint["model"],
+                endpoint["mode"],
+                len(texts),
+                sum(t in stored for t in texts),
+                tokens,
+                0,
+                price.cost(tokens, 0),
+            )
+        )
     return rows
 
 

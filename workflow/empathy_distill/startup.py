@@ -22,6 +22,8 @@ TEACHER_RULES = frozenset({"teacher_initial", "teacher_improve"})
 JUDGE_RULES = frozenset({"judge_pair"})
 #: Rules whose jobs call an empathy scorer's endpoint (wildcard ``scorer``).
 SCORER_RULES = frozenset({"score_answers"})
+#: Rules whose jobs embed texts with a classifier scorer's embedding model (wildcard ``scorer``).
+EMBEDDING_RULES = frozenset({"train_classifier_scorer", "score_answers"})
 #: Backends that can write the teacher's responses.
 TEACHER_BACKENDS = ("openai", "gemini", "openai_compatible", "transformers")
 
@@ -72,7 +74,23 @@ def planned_endpoints(config: dict) -> dict[str, dict[str, Any]]:
             endpoints[f"judges.{name}"] = config["judges"][name]
     for name in grid.scorers(config):
         endpoints[f"scoring.scorers.{name}"] = config["scoring"]["scorers"][name]
+        if (embedding := embedding_endpoint(config, name)) is not None:
+            endpoints[f"scoring.scorers.{name}.embedding"] = embedding
     return endpoints
+
+
+def embedding_endpoint(config: dict, name: str) -> dict[str, Any] | None:
+    """The OpenAI embedding model a classifier scorer calls (as an endpoint: backend, model,
+    base_url, key variable; priced in real time), None when it embeds with MiniLM or reads no
+    embedding."""
+    scorer = config["scoring"]["scorers"].get(name) or {}
+    block = scorer.get("embedding") or {}
+    if scorer.get("kind") != "classifier" or block.get("backend", "minilm") == "minilm":
+        return None
+    if "embedding" not in str(scorer.get("features", "embedding")).split("+"):
+        return None
+    keys = ("backend", "model", "base_url", "api_key_env")
+    return {**{k: block.get(k) for k in keys}, "mode": "realtime"}
 
 
 def endpoint_problems(config: dict) -> list[str]:
@@ -146,6 +164,11 @@ def endpoints_of_jobs(config: dict, jobs: Iterable[tuple[str, dict]]) -> dict[st
         elif rule in SCORER_RULES and wildcards.get("scorer") in grid.scorers(config):
             name = wildcards["scorer"]
             endpoints[f"scoring.scorers.{name}"] = config["scoring"]["scorers"][name]
+        name = wildcards.get("scorer")
+        defined = config.get("scoring", {}).get("scorers", {})
+        embedding = embedding_endpoint(config, name) if name in defined else None
+        if rule in EMBEDDING_RULES and embedding is not None:
+            endpoints[f"scoring.scorers.{name}.embedding"] = embedding
     return endpoints
 
 

@@ -184,6 +184,33 @@ def _scoring_problems(scoring: dict) -> list[str]:
     return problems
 
 
+def _embedding_problems(where: str, block: dict) -> list[str]:
+    """A classifier's embedding model: MiniLM has one model; an OpenAI one must be named, a
+    local OpenAI-compatible server needs its URL."""
+    from ..evaluation.embeddings import MINILM, MODEL_NAME
+
+    backend, model = block.get("backend", MINILM), block.get("model")
+    if backend == MINILM:
+        if model not in (None, MODEL_NAME):
+            return [
+                f"{where}['model']: backend minilm has only {MODEL_NAME!r}, got {model!r} (for"
+                " an OpenAI embedding model set backend: openai)"
+            ]
+        return []
+    problems = []
+    if not model:
+        problems.append(
+            f"{where}['model']: backend {backend!r} needs an embedding model, e.g."
+            " text-embedding-3-small"
+        )
+    if backend == "openai_compatible" and not block.get("base_url"):
+        problems.append(
+            f"{where}['base_url']: backend openai_compatible needs the server's URL, e.g."
+            " http://127.0.0.1:8000/v1"
+        )
+    return problems
+
+
 def _classifier_problems(name: str, scorer: dict, defined: dict) -> list[str]:
     from ..evaluation.scoring.classifier.features import SUBFACTORS, feature_parts
 
@@ -198,6 +225,7 @@ def _classifier_problems(name: str, scorer: dict, defined: dict) -> list[str]:
         for key in ("model", "selection")
         if scorer[key] != "best" and scorer[key] not in scorer[key + "s"]
     ]
+    problems += _embedding_problems(f"{where}['embedding']", scorer.get("embedding") or {})
     if SUBFACTORS not in parts:
         return problems
     other = scorer["subfactor_scorer"]

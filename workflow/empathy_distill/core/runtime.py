@@ -65,6 +65,13 @@ def split(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         moved = runtime.setdefault("scoring", {}).setdefault("scorers", {})
         for name, endpoint in scorers.items():
             scorers[name], moved[name] = _split_endpoint(endpoint)
+            # a classifier's embedding model has operational keys of its own
+            if isinstance(scorers[name].get("embedding"), Mapping):
+                scorers[name]["embedding"], operational = _split_endpoint(
+                    scorers[name]["embedding"]
+                )
+                if operational:
+                    moved[name]["embedding"] = operational
     if "budget_usd" in identity.get("llm", {}):
         runtime["llm"] = {"budget_usd": identity["llm"].pop("budget_usd")}
     for section in RESOURCE_SECTIONS:

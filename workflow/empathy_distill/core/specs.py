@@ -230,7 +230,9 @@ def score_answers(config: dict, scorer: str) -> Spec:
 
 def classifier_scorer(config: dict, name: str) -> Spec:
     """Rule train_classifier_scorer: a classifier scorer's features, models, selection, seed,
-    the identity of the subfactor scorer it reads (with its 15 names) and the embedding cache."""
+    the identity of the subfactor scorer it reads (with its 15 names), the embedding cache and,
+    for an OpenAI embedding model, its identity."""
+    from ..evaluation.embeddings import embedding_identity
     from ..evaluation.scoring.prompts import CLASSIFIER, SUBFACTORS, scoring_prompt
     from .config import resolve_resource
 
@@ -255,13 +257,19 @@ def classifier_scorer(config: dict, name: str) -> Spec:
         "seed",
         "importance_repeats",
     )
-    return {
+    spec = {
         "scorer": name,
         **_scorer_identity(config, name),
         **{key: scorer[key] for key in keys},
         "subfactor_scorer": subfactor,
         "cache_dir": config["llm"]["cache_dir"],
     }
+    # An OpenAI embedding model (backend, model, server; absent for the default MiniLM, so a
+    # MiniLM scorer's spec is unchanged). Only when its vectors are features.
+    identity = embedding_identity(scorer.get("embedding"))
+    if identity and "embedding" in str(scorer["features"]).split("+"):
+        spec["embedding"] = identity
+    return spec
 
 
 def empathy_scores(config: dict) -> Spec:

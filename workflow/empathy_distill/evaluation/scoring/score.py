@@ -134,7 +134,7 @@ def run_scorer(
     if spec["kind"] == CLASSIFIER:
         from .classifier.apply import score_answer_set
 
-        return score_answer_set(spec, items, answers_file)
+        return score_answer_set(spec, items, answers_file, runtime=runtime)
     prompt = scoring_prompt(spec["kind"], spec["variant"], resolve_resource(spec["prompts"]))
     endpoint = spec["endpoint"]
     ask = ask or client_ask(spec, runtime or {}, cost_report)

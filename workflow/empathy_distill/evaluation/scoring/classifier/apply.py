@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ....core import grid
-from ...embeddings import Embedder, default_embedder
+from ....core.errors import ConfigError
+from ...embeddings import Embedder, default_embedder, embedder_for
 from .features import EMBEDDING, SUBFACTORS, feature_matrix, read_subfactor_scores, study_text
 from .models import ClassifierScorer
 
@@ -27,11 +28,22 @@ def score_answer_set(
     items: Sequence[Any],
     answers_file: str | Path | None,
     embedder: Embedder | None = None,
+    runtime: dict | None = None,
 ) -> list[dict]:
-    """One record per item (``score.ScoreItem``), in order."""
+    """One record per item (``score.ScoreItem``), in order (``runtime``: the runtime part, for
+    an OpenAI embedding model's operational keys)."""
     scorer = ClassifierScorer.load(spec["model_file"])
     if EMBEDDING in scorer.parts and embedder is None:
-        embedder = default_embedder(spec["cache_dir"])
+        embedder = (
+            embedder_for(spec, runtime)
+            if spec.get("embedding")
+            else default_embedder(spec["cache_dir"])
+        )
+    if EMBEDDING in scorer.parts and scorer.embedder_name not in (None, embedder.name):
+        raise ConfigError(
+            f"scorer {spec['scorer']}: {spec['model_file']} was fitted on {scorer.embedder_name}"
+            f" embeddings, not {embedder.name}; retrain it (rule train_classifier_scorer)"
+        )
     found: dict = {}
     if SUBFACTORS in scorer.parts:
         if answers_file is None:

@@ -27,7 +27,7 @@ import pandas as pd
 from ....core import specs
 from ....core.atomic import atomic_write, write_csv
 from ....core.command import run_cli
-from ...embeddings import Embedder, default_embedder
+from ...embeddings import Embedder, default_embedder, embedder_for
 from ...offline_judge.evaluate import check_disjoint
 from ...records import read_split, write_jsonl
 from .features import (
@@ -282,10 +282,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace, spec: dict, embedder: Embedder | None = None) -> None:
-    """The whole job (``embedder``: tests pass a stand-in)."""
+def run(
+    args: argparse.Namespace,
+    spec: dict,
+    embedder: Embedder | None = None,
+    run: dict | None = None,
+) -> None:
+    """The whole job (``embedder``: tests pass a stand-in; ``run``: the runtime part, for an
+    OpenAI embedding model's operational keys)."""
     if embedder is None and EMBEDDING in feature_parts(spec["features"]):
-        embedder = default_embedder(spec["cache_dir"])
+        embedder = (
+            embedder_for(spec, run)
+            if spec.get("embedding")
+            else default_embedder(spec["cache_dir"])
+        )
     train, test = read_split(args.train), read_split(args.test)
     check_disjoint(train, test)
     scorer, part, fits, study_rows = train_scorer(spec, train, embedder, args.subfactors_train)
@@ -300,6 +310,9 @@ def run(args: argparse.Namespace, spec: dict, embedder: Embedder | None = None) 
     importance = importance_table(scorer, held_out, spec["importance_repeats"], spec["seed"])
     write_csv(args.importance_out, importance)
     importance_figure(importance, f"{spec['scorer']}: {scorer.describe()}", args.figure_out)
+    usage = getattr(getattr(embedder, "inner", None), "prompt_tokens", None)
+    if usage is not None:
+        print(f"{embedder.name}: {embedder.inner.requests} requests, {usage} tokens billed")
     row = table[table["chosen"]].iloc[0]
     print(
         f"{spec['scorer']}: {scorer.describe()} (CV balanced accuracy {row['cv_score']:.3f}); test"
@@ -314,8 +327,12 @@ def _run(args: argparse.Namespace) -> None:
 
     if args.config and not args.scorer:
         raise ConfigError("--config needs --scorer (a key of config.scoring.scorers)")
-    spec, _ = specs.from_args(args, lambda config: specs.classifier_scorer(config, args.scorer))
-    run(args, spec)
+    spec, runtime = specs.from_args(
+        args,
+        lambda config: specs.classifier_scorer(config, args.scorer),
+        with_runtime=lambda spec: bool(spec.get("embedding")),
+    )
+    run(args, spec, run=runtime)
 
 
 def main(argv: list[str] | None = None) -> int:
