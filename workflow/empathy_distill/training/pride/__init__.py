@@ -1,4 +1,4 @@
-"""PRIDE: distillation from privileged information (the third seed method, opt-in grid stage).
+"""PRIDE: distillation from privileged information (the third seed method; on in config.yaml).
 
 Only the PRIDE abstract is public; each module implements one component it names, and README
 ("PRIDE: what the abstract fixes and what we chose") lists every design decision:
