@@ -230,8 +230,20 @@ def test_tables_figures_and_examples_show_pride_rows_without_special_cases(tmp_p
         ({"teacher": "gpt5"}, "training.pride.teacher: 'gpt5' is not defined under students"),
         ({"resources": {"gpu": "two"}}, "training.pride.resources.gpu: expected an integer >= 0"),
         ({"teacher_device_map": "balanced"}, ".teacher_device_map: expected null or 'auto'"),
+        (
+            {"reasoning": {"batch_size": 0}},
+            "training.pride (student llama31_8b).reasoning.batch_size: expected an integer >= 1",
+        ),
     ],
-    ids=["range", "unknown-key", "unknown-term", "no-teacher", "resource", "device-map"],
+    ids=[
+        "range",
+        "unknown-key",
+        "unknown-term",
+        "no-teacher",
+        "resource",
+        "device-map",
+        "reasoning",
+    ],
 )
 def test_bad_pride_keys_stop_the_dry_run_before_any_job(dataset_path, tmp_path, pride, message):
     """Checked when the Snakefile loads, even with PRIDE not in grid.methods (the paper-only

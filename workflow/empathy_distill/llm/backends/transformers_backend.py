@@ -18,7 +18,20 @@ class TransformersBackend(Backend):
     name = "transformers"
     local = True
 
-    def __init__(self, model: str, max_new_tokens: int = 256, batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        model: str,
+        max_new_tokens: int = 256,
+        batch_size: int = 8,
+        *,
+        revision: str | None = None,
+        dtype: str | None = None,
+        device_map: str | None = None,
+    ) -> None:
+        """``revision``, ``dtype`` ("bfloat16", "float32"...) and ``device_map`` ("auto": layers
+        spread over the GPUs; "cuda") are for callers that place a large model themselves (PRIDE's
+        teacher writing its reasoning); left out, the model loads on the CPU in its default dtype.
+        """
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -32,8 +45,13 @@ class TransformersBackend(Backend):
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model)
-            self.model = AutoModelForCausalLM.from_pretrained(model)
+            placement: dict[str, Any] = {"revision": revision} if revision else {}
+            if dtype:
+                placement["dtype"] = getattr(torch, dtype)
+            if device_map:
+                placement["device_map"] = device_map
+            self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
+            self.model = AutoModelForCausalLM.from_pretrained(model, **placement)
         except OSError as exc:
             raise LLMError(f"cannot load local model {model!r}: {exc}") from exc
         self.model.eval()
@@ -77,7 +95,7 @@ class TransformersBackend(Backend):
             texts = [self._render(r) for r in chunk]
             encoded = self.tokenizer(
                 texts, return_tensors="pt", padding=True, add_special_tokens=False
-            )
+            ).to(self.model.device)  # the first layer's device under a device map
             with self.torch.no_grad():
                 output = self.model.generate(**encoded, **self._generation_kwargs(sampling))
             new_tokens = output[:, encoded["input_ids"].shape[1] :]
