@@ -1,7 +1,8 @@
 """Time `snakemake -n` on the repository's default config and count the planned jobs per rule.
 
-Why: the paper grid (84 trained models, their answers, every judge x comparison) must plan in
-seconds, or every edit-and-check cycle on a cluster login node gets slow. This script measures
+Why: the default grid (the paper's 84 trained models and 42 PRIDE models, their answers, every
+judge x comparison) must plan in seconds, or every edit-and-check cycle on a cluster login node
+gets slow. This script measures
 the dry run as a user types it (`snakemake -n`, every job printed with its reason) and the
 quiet variant (`-n --quiet rules`, only the job table), and prints the "Job stats" table that
 Snakemake computes, so the grid's size can be checked against the paper at a glance.

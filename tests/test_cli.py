@@ -105,7 +105,8 @@ def test_validate_dataset_reports_rows_or_the_problem(tmp_path, dataset_path):
 
 
 def test_grid_counts(tmp_path):
-    """Counts re-derived from the YAML files: models = students x data configurations x 2."""
+    """Counts re-derived from the YAML files: models = students x data configurations x
+    training methods (the demo: SFT, DPO; the paper grid: SFT, DPO, PRIDE)."""
     result = cli("grid", "--configfile", "config.yaml", DEMO_OVERLAY)
     assert result.returncode == 0, result.stderr
     demo = yaml.safe_load(DEMO_OVERLAY.read_text())
@@ -114,6 +115,7 @@ def test_grid_counts(tmp_path):
     lines = result.stdout.splitlines()
     assert f"data configurations ({n_configs}):" in lines
     assert f"students ({n_students}): {', '.join(demo['grid']['students'])}" in lines
+    assert demo["grid"]["methods"] == ["sft", "dpo"]
     assert f"trained models: {n_students * n_configs * 2}" in lines
     comparisons = next(int(x.split(": ")[1]) for x in lines if x.startswith("comparisons:"))
     assert f"judgment files: {comparisons * len(demo['grid']['judges'])}" in lines
@@ -121,7 +123,8 @@ def test_grid_counts(tmp_path):
     paper = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
     full = cli("grid").stdout.splitlines()
     n_paper = sum(len(v) for v in paper["distillation"]["methods"].values())
-    assert f"trained models: {len(paper['grid']['students']) * n_paper * 2}" in full
+    assert paper["grid"]["methods"] == ["sft", "dpo", "pride"]
+    assert f"trained models: {len(paper['grid']['students']) * n_paper * 3}" in full
 
 
 def test_cost_is_the_cost_rule_computation(tmp_path, train, test_split):

@@ -18,7 +18,7 @@ def test_default_config_is_valid_and_complete():
     assert config["grid"] == {
         "students": ["llama31_8b", "mistral_7b"],
         "judges": ["gpt4o", "gemini"],
-        "methods": ["sft", "dpo"],  # the paper's; PRIDE is opt-in
+        "methods": ["sft", "dpo", "pride"],  # the paper's SFT then DPO, and PRIDE
     }
     # llama31_70b_instruct: PRIDE's teacher of llama31_8b, not a student of the grid
     assert set(config["students"]) == {

@@ -386,7 +386,8 @@ def job_stats(output: str) -> str:
     return output.split("Job stats:")[1].split("\n\n")[0]
 
 
-def test_pride_is_opt_in_on_the_grid(tmp_path: Path) -> None:
+def test_pride_is_opt_in_on_the_demo_grid(tmp_path: Path) -> None:
+    """The demo lists the paper's methods itself (config.yaml's default adds PRIDE)."""
     blocks, default_out = _planned(tmp_path / "default", {})
     assert not any("stage=pride" in b for b in blocks)
     default_total = default_out.split("Job stats:")[1].split("total")[1].split()[0]

@@ -1,5 +1,6 @@
-"""PRIDE on the paper grid: the one flag that adds it, the GPU defaults (teachers, resources),
-the start-up checks of training.pride and the planning of its jobs.
+"""PRIDE on the paper grid: on by default (config.yaml; the paper-only flag: tests/
+test_workflow_data.py), the GPU defaults (teachers, resources), the start-up checks of
+training.pride and the planning of its jobs.
 
 Expected counts are derived here from the paper grid's shape (21 data configurations, 2 GPU
 students), not read from the code under test.
@@ -17,8 +18,6 @@ from empathy_distill.training.pride import config as pride_config
 from .conftest import REPO_ROOT
 from .workflow_helpers import run_snakemake
 
-#: The one flag of README "PRIDE" that adds PRIDE to the paper grid.
-PRIDE_FLAG = ("--config", "grid={methods: [sft, dpo, pride]}")
 CONFIGS = 21  # 5 direct + 8 improve_human + 8 improve_llm
 GPU_STUDENTS = ("llama31_8b", "mistral_7b")
 
@@ -36,8 +35,8 @@ def _resources(block: str) -> dict[str, str]:
     return dict(item.strip().split("=", 1) for item in line.split(","))
 
 
-def test_the_flag_plans_pride_for_both_gpu_students_and_keeps_sft_dpo(dataset_path, tmp_path):
-    result = run_snakemake(tmp_path, {"dataset": {"path": str(dataset_path)}}, "-n", *PRIDE_FLAG)
+def test_the_default_plans_pride_for_both_gpu_students_and_keeps_sft_dpo(dataset_path, tmp_path):
+    result = run_snakemake(tmp_path, {"dataset": {"path": str(dataset_path)}}, "-n")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     pride = _blocks(output, "train_pride")
@@ -71,7 +70,8 @@ def test_gpu_defaults_name_same_family_teachers_without_downloading(monkeypatch)
         raise AssertionError("planning downloaded a tokenizer file")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
-    config = _paper_config(methods=["sft", "dpo", "pride"])
+    config = _paper_config()
+    assert config["grid"]["methods"] == ["sft", "dpo", "pride"]
     pride_config.validate(config)
     llama = pride_config.build_settings(config, "llama31_8b", "direct", "chatgpt")
     assert llama["teacher"] == "llama31_70b_instruct"
@@ -140,7 +140,7 @@ def _kinds(config: dict) -> dict[str, int]:
 
 def test_pride_models_meet_dpo_and_the_teacher_and_the_papers_pairs_stay() -> None:
     students, targeted = len(GPU_STUDENTS), 7 * 2  # 7 targeted strategies x 2 improve methods
-    paper = _kinds(_paper_config())
+    paper = _kinds(_paper_config(methods=["sft", "dpo"]))
     assert paper == {
         "vs_base": CONFIGS * students * 2,
         "vs_naive": targeted * students * 2,
@@ -148,7 +148,7 @@ def test_pride_models_meet_dpo_and_the_teacher_and_the_papers_pairs_stay() -> No
         "vs_teacher": CONFIGS * students + students,  # DPO models + base students
     }
     assert sum(paper.values()) == 226
-    with_pride = _kinds(_paper_config(methods=["sft", "dpo", "pride"]))
+    with_pride = _kinds(_paper_config())  # the default
     assert with_pride == {
         "vs_base": CONFIGS * students * 3,
         "vs_naive": targeted * students * 3,
@@ -157,7 +157,7 @@ def test_pride_models_meet_dpo_and_the_teacher_and_the_papers_pairs_stay() -> No
         "pride_vs_dpo": CONFIGS * students,
     }
     assert sum(with_pride.values()) == 380
-    pairs = grid.comparisons(_paper_config(methods=["sft", "dpo", "pride"]))
+    pairs = grid.comparisons(_paper_config())
     for pair in pairs:  # the readers' inverse agrees with the grid
         assert grid.comparison_kind(pair.model, pair.opponent) == pair.kind
     pride_vs_dpo = [p for p in pairs if p.kind == "pride_vs_dpo"]
@@ -230,12 +230,29 @@ def test_tables_figures_and_examples_show_pride_rows_without_special_cases(tmp_p
         ({"teacher": "gpt5"}, "training.pride.teacher: 'gpt5' is not defined under students"),
         ({"resources": {"gpu": "two"}}, "training.pride.resources.gpu: expected an integer >= 0"),
         ({"teacher_device_map": "balanced"}, ".teacher_device_map: expected null or 'auto'"),
+        (
+            {"reasoning": {"batch_size": 0}},
+            "training.pride (student llama31_8b).reasoning.batch_size: expected an integer >= 1",
+        ),
     ],
-    ids=["range", "unknown-key", "unknown-term", "no-teacher", "resource", "device-map"],
+    ids=[
+        "range",
+        "unknown-key",
+        "unknown-term",
+        "no-teacher",
+        "resource",
+        "device-map",
+        "reasoning",
+    ],
 )
 def test_bad_pride_keys_stop_the_dry_run_before_any_job(dataset_path, tmp_path, pride, message):
-    """Checked when the Snakefile loads, even with PRIDE not in grid.methods (the paper grid)."""
-    overlay = {"dataset": {"path": str(dataset_path)}, "training": {"pride": pride}}
+    """Checked when the Snakefile loads, even with PRIDE not in grid.methods (the paper-only
+    grid)."""
+    overlay = {
+        "dataset": {"path": str(dataset_path)},
+        "grid": {"methods": ["sft", "dpo"]},
+        "training": {"pride": pride},
+    }
     result = run_snakemake(tmp_path, overlay, "-n")
     output = result.stdout + result.stderr
     assert result.returncode != 0

@@ -177,14 +177,16 @@ def test_missing_answer_is_an_error_naming_file_and_dialogue(workdir, capsys, ta
 
 
 def test_spec_lists_every_answer_set_of_the_grid():
-    """The paper grid: the teacher, then per student its base model and its 42 trained models."""
+    """The default grid: the teacher, then per student its base model and its 63 trained models
+    (21 data configurations x SFT, DPO, PRIDE)."""
     config = load_config(REPO_ROOT / "config.yaml")
     spec = specs.reference_metrics(config)
     models = grid.models(config)
-    assert len(models) == 84
+    n_models = 2 * 21 * 3
+    assert len(models) == n_models
     expected = {grid.TEACHER_TAG} | {grid.base_tag(s) for s in grid.students(config)}
     assert set(spec["answer_tags"]) == expected | {m.tag for m in models}
-    assert len(spec["answer_tags"]) == 1 + 2 + 84
+    assert len(spec["answer_tags"]) == 1 + 2 + n_models
     assert spec["answer_tags"][:2] == [grid.TEACHER_TAG, grid.base_tag(grid.students(config)[0])]
     assert spec["references"] == ["human", grid.TEACHER_TAG]
     paths = [e["path"] for e in specs.answer_manifest(spec)]
@@ -199,7 +201,7 @@ def test_the_teacher_is_a_reference_only_when_the_comparisons_answer_with_it():
     spec = specs.reference_metrics(config)
     assert spec["references"] == ["human"]
     assert grid.TEACHER_TAG not in spec["answer_tags"]
-    assert len(spec["answer_tags"]) == 2 + 84
+    assert len(spec["answer_tags"]) == 2 + 2 * 21 * 3
 
 
 # --- the rule ----------------------------------------------------------------------------------

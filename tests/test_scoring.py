@@ -390,7 +390,8 @@ def test_dry_run_plans_a_score_job_per_answer_set_and_the_table(dataset_path, tm
         "distillation": {
             "methods": {"direct": ["chatgpt"], "improve_human": [], "improve_llm": []}
         },
-        "grid": {"students": ["tiny"], "judges": ["offline"]},
+        # SFT and DPO only (config.yaml adds PRIDE): the answer sets counted below
+        "grid": {"students": ["tiny"], "judges": ["offline"], "methods": ["sft", "dpo"]},
         "evaluation": {"comparisons": ["vs_base", "dpo_vs_sft"]},
         "scoring": {
             "prompts": str(SHIPPED),  # the run's directory is not the repository

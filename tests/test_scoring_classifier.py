@@ -377,7 +377,8 @@ def test_dry_run_trains_once_and_scores_every_answer_set(dataset_path, tmp_path)
         "distillation": {
             "methods": {"direct": ["chatgpt"], "improve_human": [], "improve_llm": []}
         },
-        "grid": {"students": ["tiny"], "judges": ["offline"]},
+        # SFT and DPO only (config.yaml adds PRIDE): the answer sets counted below
+        "grid": {"students": ["tiny"], "judges": ["offline"], "methods": ["sft", "dpo"]},
         "evaluation": {"comparisons": ["vs_base", "dpo_vs_sft"]},
         "scoring": {
             "prompts": str(REPO_ROOT / "resources" / "scoring_prompts.json"),

@@ -184,7 +184,8 @@ def test_dry_run_plans_train_data_then_finetune_then_scores(dataset_path, tmp_pa
         "distillation": {
             "methods": {"direct": ["chatgpt"], "improve_human": [], "improve_llm": []}
         },
-        "grid": {"students": ["tiny"], "judges": ["offline"]},
+        # SFT and DPO only (config.yaml adds PRIDE): the answer sets counted below
+        "grid": {"students": ["tiny"], "judges": ["offline"], "methods": ["sft", "dpo"]},
         "evaluation": {"comparisons": ["vs_base"]},
         "scoring": {
             "prompts": str(SHIPPED),

@@ -31,7 +31,7 @@ def paper_config() -> dict:
 def test_registry_is_consistent() -> None:
     assert methods.registry_problems() == []
     assert methods.STAGES == ("sft", "dpo", "pride")  # the paper: SFT, then DPO; then PRIDE
-    assert methods.DEFAULT_GRID_METHODS == ("sft", "dpo")  # PRIDE is opt-in
+    assert methods.DEFAULT_GRID_METHODS == ("sft", "dpo")  # grid.methods left out: the paper's
     assert methods.previous_stage("sft") is None and methods.previous_stage("dpo") == "sft"
 
 

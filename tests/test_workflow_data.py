@@ -100,31 +100,63 @@ def test_unknown_config_key_stops_the_run(tmp_path):
     assert "'direct_dpo_fliter' was unexpected" in result.stdout + result.stderr
 
 
-PAPER_GRID_JOBS = {
-    "split_dataset": 1,
-    "improve_human_sources": 1,
-    "direct_sets": 5,
-    "improved_sets": 16,
-    "leakage_guard": 21,
-    "set_dataset_info": 21,
-    "dataset_info": 1,
-    "teacher_initial": 1,
-    "improve_llm_sources": 1,
-    "teacher_improve": 14,
-    "train": 84,  # 42 SFT + 42 DPO
-    "answer": 86,  # 2 base students + 84 trained models
-    "judge_pair": 452,
-    "win_rates": 1,
-    "judge_agreement": 1,
-    "figure_heatmap": 2,
-    "figure_targeted_vs_naive": 2,
-    "figure_sft_vs_dpo": 2,
-    "example_answers": 1,  # the report's example answers and answer lengths (whole grid)
-    "answer_lengths": 1,
-    "reference_metrics": 1,  # BLEU, ROUGE-L, distinct-n, MiniLM cosine of every answer set
-    "rater_variance": 1,  # needs no scorer: always planned
-    "all": 1,
-}
+#: The default grid's shape, from config.yaml's comments and the paper, not from the code.
+CONFIGS = 5 + 8 + 8  # data configurations: direct, improve_human, improve_llm
+STUDENTS = 2  # llama31_8b, mistral_7b
+JUDGES = 2  # gpt4o, gemini
+TARGETED = 7 * 2  # strategies other than naive_prompt, of both improve methods
+#: The one flag of README "PRIDE" that leaves the paper's grid (SFT then DPO).
+PAPER_ONLY_FLAG = ("--config", "grid={methods: [sft, dpo]}")
+
+
+def grid_jobs(pride: bool) -> dict[str, int]:
+    """Jobs per rule of ``snakemake -n`` on config.yaml, with or without PRIDE."""
+    methods = 3 if pride else 2
+    models = CONFIGS * STUDENTS * methods  # trained models
+    comparisons = (
+        models  # vs_base
+        + TARGETED * STUDENTS * methods  # vs_naive
+        + CONFIGS * STUDENTS  # dpo_vs_sft
+        + (CONFIGS * STUDENTS * (methods - 1) + STUDENTS)  # vs_teacher: DPO, PRIDE, base models
+        + (CONFIGS * STUDENTS if pride else 0)  # pride_vs_dpo
+    )
+    jobs = {
+        "split_dataset": 1,
+        "improve_human_sources": 1,
+        "direct_sets": 5,
+        "improved_sets": 16,
+        "leakage_guard": CONFIGS,
+        "set_dataset_info": CONFIGS,
+        "dataset_info": 1,
+        "teacher_initial": 1,
+        "improve_llm_sources": 1,
+        "teacher_improve": 14,  # 7 rewriting strategies x 2 (the pooled one rewrites nothing)
+        "train": CONFIGS * STUDENTS * 2,  # SFT + DPO
+        "answer": STUDENTS + models,  # base students + trained models
+        "judge_pair": comparisons * JUDGES,
+        "win_rates": 1,
+        "judge_agreement": 1,
+        "figure_heatmap": JUDGES,
+        "figure_targeted_vs_naive": JUDGES,
+        "figure_sft_vs_dpo": JUDGES,
+        "example_answers": 1,  # the report's example answers and answer lengths (whole grid)
+        "answer_lengths": 1,
+        "reference_metrics": 1,  # BLEU, ROUGE-L, distinct-n, MiniLM cosine of every answer set
+        "rater_variance": 1,  # needs no scorer: always planned
+        "all": 1,
+    }
+    if pride:
+        jobs["train_pride"] = CONFIGS * STUDENTS
+    return jobs
+
+
+def test_the_grid_arithmetic_gives_readmes_job_counts() -> None:
+    """README ("Run on SLURM", "PRIDE") quotes these totals and GPU jobs (train + answer)."""
+    with_pride, paper = grid_jobs(pride=True), grid_jobs(pride=False)
+    assert sum(with_pride.values()) == 1109 and sum(paper.values()) == 717
+    gpu = ("train", "train_pride", "answer")
+    assert sum(with_pride.get(r, 0) for r in gpu) == 254
+    assert sum(paper.get(r, 0) for r in gpu) == 170
 
 
 def _job_stats(output: str) -> dict[str, int]:
@@ -137,12 +169,15 @@ def _job_stats(output: str) -> dict[str, int]:
     return counts
 
 
-def test_dry_run_shows_the_whole_paper_grid(dataset_path, tmp_path):
-    """snakemake -n on the default config: every job of the paper grid, GPU jobs ask for a GPU."""
-    result = run_snakemake(tmp_path, {"dataset": {"path": str(dataset_path)}}, "-n")
+@pytest.mark.parametrize("pride", [True, False], ids=["default-with-pride", "paper-only-flag"])
+def test_dry_run_shows_the_whole_paper_grid(dataset_path, tmp_path, pride):
+    """snakemake -n on the default config (the paper grid and PRIDE) and with the paper-only
+    flag: every job of the grid; GPU jobs ask for a GPU."""
+    flag = () if pride else PAPER_ONLY_FLAG
+    result = run_snakemake(tmp_path, {"dataset": {"path": str(dataset_path)}}, "-n", *flag)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert _job_stats(output) == PAPER_GRID_JOBS
+    assert _job_stats(output) == grid_jobs(pride)
     blocks = output.split("\nrule ")
     for rule in ("train", "answer"):
         jobs = [b for b in blocks if b.startswith(f"{rule}:")]
@@ -152,7 +187,8 @@ def test_dry_run_shows_the_whole_paper_grid(dataset_path, tmp_path):
 
 def test_tiny_student_jobs_ask_for_no_gpu_others_do(dataset_path, tmp_path):
     """Per-student resources: with the tiny student beside a real one, only the real one's
-    training and answer jobs ask for a GPU (training/generation.per_student in config.yaml)."""
+    training (PRIDE's too) and answer jobs ask for a GPU (training/generation.per_student in
+    config.yaml)."""
     overlay = {
         "dataset": {"path": str(dataset_path)},
         "distillation": {"methods": {"direct": ["chatgpt"]}},
@@ -163,15 +199,16 @@ def test_tiny_student_jobs_ask_for_no_gpu_others_do(dataset_path, tmp_path):
     assert result.returncode == 0, output[-3000:]
     blocks = output.split("\nrule ")
     seen = set()
-    for rule in ("train", "answer"):
+    for rule in ("train", "train_pride", "answer"):
         for block in (b for b in blocks if b.startswith(f"{rule}:")):
             resources = block.split("resources:", 1)[1].splitlines()[0]
             student = "tiny" if "tiny" in block.split("resources:", 1)[0] else "mistral_7b"
             assert ("gpu=0" if student == "tiny" else "gpu=1") in resources, (rule, block)
             kind = "base" if "variant=base" in block else "trained"
-            stage = "dpo" if "stage=dpo" in block else "sft"
+            stage = next(s for s in ("dpo", "pride", "sft") if f"stage={s}" in block or s == "sft")
             seen.add((rule, student, kind if rule == "answer" else stage))
-    assert len(seen) == 8
+    # 2 students x (train: sft, dpo; train_pride: pride; answer: base, trained)
+    assert len(seen) == 2 * (2 + 1 + 2)
 
 
 def test_empty_dataset_stops_the_dry_run_naming_the_file(tmp_path):

@@ -582,13 +582,41 @@ pride_config.validate(config)
 
 
 def get_pride_train_input(wildcards):
-    """What every training job reads (get_train_input) and, for a teacher other than the
-    student, the teacher's files when the workflow builds it (a builtin: model)."""
+    """What every training job reads (get_train_input); for a teacher other than the student,
+    the teacher's files when the workflow builds it (a builtin: model); with
+    training.pride.reasoning, the teacher's reasoning file (rule pride_reasoning)."""
     files = get_train_input(wildcards)
-    teacher = pride_config.teacher_of(config, wildcards.student)
+    options = pride_config.merged_options(config, wildcards.student)
+    teacher = pride_config.teacher_of(config, wildcards.student, options)
     if teacher != wildcards.student:
         files["teacher_model"] = lf_students.model_files(config["students"][teacher])
+    if options["reasoning"] is not None:
+        files["reasoning"] = pride_config.REASONING_PATH.format(teacher=teacher)
     return files
+
+
+def get_pride_reasoning_spec(wildcards):
+    """Everything that shapes the teacher's reasoning file (a change rewrites it; the cache
+    answers what was asked before)."""
+    return specs.dumps(specs.pride_reasoning(config, wildcards.teacher))
+
+
+def get_pride_reasoning_input(wildcards):
+    """The train split and, for a built-in teacher, its files (rule build_*_student)."""
+    files = {"train": TRAIN_CSV}
+    files["model"] = lf_students.model_files(config["students"][wildcards.teacher])
+    return files
+
+
+def get_pride_reasoning_resource(key):
+    """Resource ``key`` of the reasoning job: the PRIDE resources of the first grid student
+    this teacher teaches with reasoning on (its PRIDE jobs load the same teacher)."""
+
+    def get_pride_reasoning_resource_value(wildcards):
+        student, _ = pride_config.reasoning_teachers(config)[wildcards.teacher]
+        return pride_config.train_resources(config, student)[key]
+
+    return get_pride_reasoning_resource_value
 
 
 def get_pride_resource(key):

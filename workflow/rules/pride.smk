@@ -3,6 +3,7 @@
 # (training.pride.resources, training.per_student.<student>.pride.resources: a 70B teacher
 # needs several GPUs) and the SLURM profile can size it apart (set-resources: train_pride).
 # Input and resource functions: the PRIDE block at the end of workflow/rules/common.smk.
+# With training.pride.reasoning, rule pride_reasoning (below) writes the teacher's reasoning first.
 
 
 ruleorder: train_pride > train
@@ -43,3 +44,32 @@ rule train_pride:
         "python -m empathy_distill.training.run --stage {wildcards.stage}"
         " --spec {params.spec:q} --out {params.out:q} --nproc-per-node {params.nproc}"
         " > {log} 2>&1"
+
+
+# training.pride.reasoning: the PRIDE teacher writes its own reasoning (the feelings and the
+# situation, not a reply) about every train dialogue, through the LLM layer and its cache; the
+# PRIDE jobs of the students it teaches add it to the teacher's privileged prompt. One file per
+# teacher: every data configuration trains on the same dialogues.
+rule pride_reasoning:
+    input:
+        unpack(get_pride_reasoning_input),
+    output:
+        "results/pride/reasoning/{teacher}.jsonl",
+    wildcard_constraints:
+        teacher=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    params:
+        spec=get_pride_reasoning_spec,
+    resources:
+        gpu=get_pride_reasoning_resource("gpu"),
+        mem_mb=get_pride_reasoning_resource("mem_mb"),
+        runtime=get_pride_reasoning_resource("runtime"),
+    threads: get_pride_reasoning_resource("threads")
+    conda:
+        "../../envs/train.yaml"
+    log:
+        "logs/pride/reasoning/{teacher}.log",
+    benchmark:
+        "results/benchmarks/pride/reasoning/{teacher}.tsv"
+    shell:
+        "python -m empathy_distill.training.pride.reasoning --spec {params.spec:q}"
+        " --train {input.train} --out {output} > {log} 2>&1"

@@ -124,6 +124,14 @@ def train(config: dict, student: str, method: str, strategy: str, stage: str) ->
     return job_settings(config, TrainingJob(student, method, strategy, stage))
 
 
+def pride_reasoning(config: dict, teacher: str) -> Spec:
+    """Rule pride_reasoning: the PRIDE teacher, its placement and generation settings, the
+    cache (``training.pride.reasoning``)."""
+    from ..training.pride.config import reasoning_spec
+
+    return reasoning_spec(config, teacher)
+
+
 def _pairs(config: dict) -> dict[str, Any]:
     """The judges and the judged pairs of the grid, compactly: a rule's params reach its job on
     one command line, which Linux caps at 128 KiB per argument (the paper grid's 452 judgment

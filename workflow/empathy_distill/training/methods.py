@@ -54,7 +54,7 @@ REGISTRY: dict[str, TrainingMethod] = {
             training_set="dpo",
             continues="sft",
         ),
-        # PRIDE (privileged-information distillation): opt-in through grid.methods; reads the
+        # PRIDE (privileged-information distillation): in config.yaml's grid.methods; reads the
         # dialogues' privileged fields (emotion, Plutchik, sentiment, rating) from train.csv.
         TrainingMethod(
             "pride",
@@ -68,7 +68,8 @@ REGISTRY: dict[str, TrainingMethod] = {
 
 #: The grid's stages, in training order: the only definition (rules and grid import it).
 STAGES: tuple[str, ...] = tuple(REGISTRY)
-#: The methods a grid trains unless ``grid.methods`` says otherwise (the paper's SFT then DPO).
+#: The methods a grid trains when ``grid.methods`` is left out (the paper's SFT then DPO: a
+#: registered method is opt-in; the shipped config.yaml lists PRIDE too).
 DEFAULT_GRID_METHODS: tuple[str, ...] = ("sft", "dpo")
 
 

@@ -20,7 +20,20 @@ class TransformersBackend(Backend):
     name = "transformers"
     local = True
 
-    def __init__(self, model: str, max_new_tokens: int = 256, batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        model: str,
+        max_new_tokens: int = 256,
+        batch_size: int = 8,
+        *,
+        revision: str | None = None,
+        dtype: str | None = None,
+        device_map: str | None = None,
+    ) -> None:
+        """``revision``, ``dtype`` ("bfloat16", "float32"...) and ``device_map`` ("auto": layers
+        spread over the GPUs; "cuda") are for callers that place a large model themselves (PRIDE's
+        teacher writing its reasoning); left out, the model loads on the CPU in its default dtype.
+        """
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -34,8 +47,13 @@ class TransformersBackend(Backend):
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model)
-            self.model = AutoModelForCausalLM.from_pretrained(model)
+            placement: dict[str, Any] = {"revision": revision} if revision else {}
+            if dtype:
+                placement["dtype"] = getattr(torch, dtype)
+            if device_map:
+                placement["device_map"] = device_map
+            self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
+            self.model = AutoModelForCausalLM.from_pretrained(model, **placement)
         except OSError as exc:
             raise LLMError(f"cannot load local model {model!r}: {exc}") from exc
         self.model.eval()

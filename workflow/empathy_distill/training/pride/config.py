@@ -40,6 +40,9 @@ DEFAULTS: dict = {
     # 4 x 80 GB; the job's GPUs come from `resources` below.
     "teacher_device_map": None,
     "weights": {"ce": 1.0, "reverse_kl": 1.0, "mmd": 0.1},
+    # The teacher's own reasoning as privileged input (README "PRIDE"): false (off), true (on,
+    # REASONING_DEFAULTS) or a mapping of REASONING_DEFAULTS' keys (on, those values).
+    "reasoning": False,
     "temperature": 1.0,
     "gate_start": 1.0,
     "anneal_fraction": 0.75,
@@ -64,6 +67,12 @@ RESOURCE_KEYS = ("gpu", "mem_mb", "runtime", "threads", "nproc_per_node")
 DEVICE_MAPS = (None, "auto")
 #: The file every data configuration provides that PRIDE joins with its SFT set.
 TRAIN_CSV = "results/data/train.csv"
+#: training.pride.reasoning: true means these; a mapping overrides some of them.
+REASONING_DEFAULTS = {"max_new_tokens": 160, "batch_size": 8}
+#: The reasoning of every train dialogue by one teacher (a key of ``students``): one file per
+#: teacher, not per data configuration, because all 21 configurations train on the same
+#: dialogues and the reasoning depends only on the teacher and the dialogue.
+REASONING_PATH = "results/pride/reasoning/{teacher}.jsonl"
 
 
 def _layer(where: str, layer: object, keys: tuple[str, ...] | None) -> dict:
@@ -99,6 +108,9 @@ def merged_options(config: dict, student: str) -> dict:
             values["weights"] = {**options["weights"], **(values["weights"] or {})}
         options.update(values)
     _check(options, student)
+    options["reasoning"] = reasoning_options(
+        options["reasoning"], f"training.pride (student {student}).reasoning"
+    )
     if options["lora_alpha"] is None:
         options["lora_alpha"] = 2 * int(options["lora_rank"])
     return options
@@ -132,6 +144,80 @@ def _check(options: dict, student: str) -> None:
     for key in ("per_device_train_batch_size", "cutoff_len", "lora_rank", "attention_heads"):
         if not isinstance(options[key], int) or options[key] < 1:
             raise ConfigError(f"{where}.{key}: expected an integer >= 1, got {options[key]!r}")
+
+
+def reasoning_options(value: object, where: str) -> dict | None:
+    """``training.pride.reasoning`` as the job sees it: None (off) or the generation settings.
+
+    Accepted: false/null (off), true (on, :data:`REASONING_DEFAULTS`), or a mapping of those keys
+    (on; integers >= 1). Anything else is refused naming ``where``.
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        return dict(REASONING_DEFAULTS)
+    known = ", ".join(REASONING_DEFAULTS)
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"config {where}: expected true, false or a mapping of {known}, got {value!r}"
+        )
+    unknown = sorted(set(value) - set(REASONING_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"config {where}: unknown key(s) {', '.join(unknown)} (known: {known})")
+    for key, number in value.items():
+        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            raise ConfigError(f"config {where}.{key}: expected an integer >= 1, got {number!r}")
+    return {**REASONING_DEFAULTS, **value}
+
+
+def reasoning_teachers(config: dict) -> dict[str, tuple[str, dict]]:
+    """Teachers that write reasoning: teacher key -> (the first grid student it teaches with
+    reasoning on, the reasoning settings). Students sharing a teacher must agree on the
+    settings: the teacher writes one reasoning file for all of them."""
+    teachers: dict[str, tuple[str, dict]] = {}
+    students = config.get("students", {})
+    for student in config.get("grid", {}).get("students", []):
+        if student not in students:
+            continue
+        options = merged_options(config, student)
+        if options["reasoning"] is None:
+            continue
+        teacher = teacher_of(config, student, options)
+        if teacher in teachers and teachers[teacher][1] != options["reasoning"]:
+            first, settings = teachers[teacher]
+            raise ConfigError(
+                f"config training.pride.reasoning: students {first} and {student} share the "
+                f"teacher {teacher!r} but ask for different reasoning settings ({settings} and "
+                f"{options['reasoning']}); the teacher writes one reasoning file for both"
+            )
+        teachers.setdefault(teacher, (student, options["reasoning"]))
+    return teachers
+
+
+def reasoning_spec(config: dict, teacher: str) -> dict:
+    """Everything that shapes teacher ``teacher``'s reasoning file (rule pride_reasoning)."""
+    teachers = reasoning_teachers(config)
+    if teacher not in teachers:
+        raise ConfigError(
+            f"config training.pride.reasoning: no student of the grid has teacher {teacher!r} "
+            f"with reasoning on (teachers with reasoning: {', '.join(teachers) or 'none'})"
+        )
+    student, reasoning = teachers[teacher]
+    options = merged_options(config, student)
+    entry = config["students"][teacher]
+    revision = resolve_revision(entry)
+    return {
+        "teacher": teacher,
+        # the requests' model: the config's name (and revision), as the LLM cache keys it
+        "model": entry["model"] + (f"@{revision}" if revision else ""),
+        "model_path": resolve_model(entry),
+        "revision": revision,
+        "dtype": "bfloat16" if options["bf16"] else None,
+        "device_map": options["teacher_device_map"],
+        **reasoning,
+        "cache_dir": config["llm"]["cache_dir"],
+        "price_table": config["llm"]["price_table"],
+    }
 
 
 def train_resources(config: dict, student: str) -> dict:
@@ -224,6 +310,7 @@ def validate(config: dict) -> None:
         if student in in_grid:
             teacher_of(config, student, options)
         train_resources(config, student)
+    reasoning_teachers(config)
 
 
 def build_settings(config: dict, student: str, method: str, strategy: str) -> dict:
@@ -236,6 +323,9 @@ def build_settings(config: dict, student: str, method: str, strategy: str) -> di
     options = merged_options(config, student)
     teacher = teacher_of(config, student, options)
     options.pop("teacher")
+    reasoning = options.pop("reasoning")
+    if reasoning is not None:  # only then: a job without reasoning keeps its spec (no rerun)
+        options["reasoning"] = {**reasoning, "file": REASONING_PATH.format(teacher=teacher)}
     return {
         "trainer": "pride",
         "student": student,

@@ -40,8 +40,14 @@ def encode_examples(
     teacher_template: Any,
     cutoff_len: int,
     public_prompt: Any,
+    reasoning: Mapping[str, str] | None = None,
 ) -> list[Example]:
-    """Encode SFT ``records``; ``public_prompt(row)`` is the plain student prompt of a row."""
+    """Encode SFT ``records``; ``public_prompt(row)`` is the plain student prompt of a row.
+
+    ``reasoning`` (dialog_id -> the teacher's own reasoning, ``training.pride.reasoning``): added
+    to the teacher's privileged prompt and the privileged path's text, and checked absent from
+    the student's input.
+    """
     examples = []
     for index, record in enumerate(records):
         dialog_id = str(record["dialog_id"])
@@ -49,10 +55,11 @@ def encode_examples(
         if row is None:
             raise DatasetError(f"SFT record {index}: dialog_id {dialog_id} is not in train.csv")
         user, target = record["messages"][0]["content"], record["messages"][1]["content"]
-        check_student_input(user, row, public_prompt(row))
+        analysis = None if reasoning is None else reasoning[dialog_id]
+        check_student_input(user, row, public_prompt(row), analysis)
         messages = [{"role": "user", "content": user}, {"role": "assistant", "content": target}]
         s_prompt, response = student_template.encode_oneturn(tokenizer, messages)
-        t_messages = [{"role": "user", "content": teacher_prompt(user, row)}, messages[1]]
+        t_messages = [{"role": "user", "content": teacher_prompt(user, row, analysis)}, messages[1]]
         t_prompt, t_response = teacher_template.encode_oneturn(tokenizer, t_messages)
         if list(t_response) != list(response):
             raise TrainingError(
@@ -65,7 +72,7 @@ def encode_examples(
                 f"dialogue {dialog_id}: the student prompt is {len(s_prompt)} tokens, "
                 f"cutoff_len is {cutoff_len}; raise training.pride.cutoff_len"
             )
-        privileged = tokenizer.encode(privileged_block(row), add_special_tokens=False)
+        privileged = tokenizer.encode(privileged_block(row, analysis), add_special_tokens=False)
         examples.append(
             Example(
                 dialog_id, list(s_prompt), list(t_prompt), list(response)[:room], privileged, user

@@ -143,13 +143,15 @@ def load_models(settings: dict, device: str, dtype: Any) -> tuple[Any, Any, Any]
 
 
 def read_examples(settings: dict, tokenizer: Any) -> list:
-    """The job's SFT set joined with train.csv, encoded for student and teacher."""
+    """The job's SFT set joined with train.csv (and, with ``training.pride.reasoning``, the
+    teacher's reasoning file), encoded for student and teacher."""
     from ...core.prompts import Prompts
     from ...core.readers import read_table
     from ...distillation.formats import read_set
     from ...evaluation.generate import llamafactory_template
     from .data import encode_examples, rows_by_id
     from .privileged import PRIVILEGED_FIELDS
+    from .reasoning import read_reasoning, reasoning_for
 
     student_template = llamafactory_template(tokenizer, settings["template"])
     teacher_template = (
@@ -159,15 +161,24 @@ def read_examples(settings: dict, tokenizer: Any) -> list:
     )
     columns = ("dialog_id", "situation", "speaker_uttr", *PRIVILEGED_FIELDS)
     rows = rows_by_id(read_table(settings["train_csv"], columns))
+    records = read_set(settings["dataset"])
+    reasoning = None
+    if settings.get("reasoning"):
+        path = settings["reasoning"]["file"]
+        every = read_reasoning(path)
+        reasoning = {
+            str(r["dialog_id"]): reasoning_for(every, str(r["dialog_id"]), path) for r in records
+        }
     prompts = Prompts()
     return encode_examples(
-        read_set(settings["dataset"]),
+        records,
         rows,
         tokenizer,
         student_template,
         teacher_template,
         settings["cutoff_len"],
         lambda row: prompts.student_train(str(row["situation"]), str(row["speaker_uttr"])),
+        reasoning,
     )
 
 

@@ -10,6 +10,7 @@ analyse the situation, then respond); the student gets exactly the user turn of 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from ...core.errors import DatasetError
@@ -18,13 +19,15 @@ from ...core.errors import DatasetError
 PRIVILEGED_FIELDS = ("emotion", "plutchik", "sentiment", "rating_human")
 #: First line of the privileged block: its presence in a student input is a leak by itself.
 MARKER = "Privileged notes (training only)"
+#: Shortest sentence of the teacher's reasoning that counts as leaked on its own.
+MIN_PIECE = 24
 
 
 def privileged_block(row: Mapping[str, object], reasoning: str | None = None) -> str:
     """The empathy-reasoning steps filled with the privileged fields of ``row``.
 
-    ``reasoning``: optional teacher's own reasoning (e.g. an improving teacher's notes), added
-    as the analysis step.
+    ``reasoning``: the teacher's own reasoning about the dialogue (``training.pride.reasoning``,
+    :mod:`.reasoning`), added as the analysis step.
     """
     missing = [f for f in PRIVILEGED_FIELDS if str(row.get(f, "")).strip() == ""]
     if missing:
@@ -54,13 +57,35 @@ def teacher_prompt(
     return f"{privileged_block(row, reasoning)}\n\n{student_prompt}"
 
 
-def privileged_leaks(student_text: str, row: Mapping[str, object], public_prompt: str) -> list[str]:
+def reasoning_pieces(reasoning: str) -> list[str]:
+    """The parts of a reasoning text whose presence in a student input is a leak: the whole
+    text and each of its sentences or lines of at least :data:`MIN_PIECE` characters (a leaked
+    sentence is a leak too; shorter ones, "They are sad.", may occur by chance)."""
+    text = " ".join(reasoning.split())
+    pieces = [text] if text else []
+    for line in reasoning.splitlines():
+        for sentence in re.split(r"(?<=[.!?])[\"'\u201d\u2019)]*\s+", line.strip()):
+            sentence = " ".join(sentence.split())
+            if len(sentence) >= MIN_PIECE and sentence not in pieces:
+                pieces.append(sentence)
+    return pieces
+
+
+def privileged_leaks(
+    student_text: str,
+    row: Mapping[str, object],
+    public_prompt: str,
+    reasoning: str | None = None,
+) -> list[str]:
     """What of ``row``'s privileged information ``student_text`` holds beyond ``public_prompt``.
 
     ``public_prompt`` is the student prompt built from the public fields only (situation,
     utterance). A label word may occur there by chance ("sad" in a situation, "positive" in the
     paper's prompt), so a value counts as leaked when it occurs more often in the student's text
-    than in that prompt; the privileged block's marker counts wherever it occurs.
+    than in that prompt; the privileged block's marker counts wherever it occurs. ``reasoning``
+    (the teacher's own, when PRIDE uses it): the text or any sentence of it
+    (:func:`reasoning_pieces`) counts as leaked on the same terms (a sentence that quotes the
+    speaker occurs in the public prompt too, so it does not).
     """
     leaks = [MARKER] if MARKER in student_text else []
     text, public = student_text.lower(), public_prompt.lower()
@@ -68,12 +93,24 @@ def privileged_leaks(student_text: str, row: Mapping[str, object], public_prompt
         value = str(row.get(field, "")).strip().lower()
         if value and text.count(value) > public.count(value):
             leaks.append(f"{field}={value}")
+    if reasoning:
+        flat, flat_public = " ".join(text.split()), " ".join(public.split())
+        for piece in reasoning_pieces(reasoning):
+            piece = piece.lower()
+            if flat.count(piece) > flat_public.count(piece):
+                leaks.append(f"reasoning={piece[:40]!r}")
+                break
     return leaks
 
 
-def check_student_input(student_text: str, row: Mapping[str, object], public_prompt: str) -> None:
+def check_student_input(
+    student_text: str,
+    row: Mapping[str, object],
+    public_prompt: str,
+    reasoning: str | None = None,
+) -> None:
     """Raise when the student's input holds privileged information (a bug, never data)."""
-    leaks = privileged_leaks(student_text, row, public_prompt)
+    leaks = privileged_leaks(student_text, row, public_prompt, reasoning)
     if leaks:
         raise AssertionError(
             f"dialogue {row.get('dialog_id', '?')}: the PRIDE student's input holds privileged "
