@@ -81,6 +81,29 @@ def encoded_prompts(rows, tokenizer, template: str | None) -> tuple[list[list[in
     return [e.ids for e in encode_base(rows, tokenizer, prompts)], [tokenizer.eos_token_id]
 
 
+def decode_step_seconds(model, prompt_ids: list[list[int]], batch: int, steps: int = 20) -> float:
+    """Best time of one greedy decode step at ``batch`` rows over the longest prompt's KV cache.
+
+    Batching can speed decoding up by at most ``batch * t(1) / t(batch)``: at batch 1 a step is
+    bound by reading the weights (memory), at a large batch by arithmetic, and generate() runs
+    every row until the longest answer ends.
+    """
+    import torch
+
+    prompt = max(prompt_ids, key=len)
+    ids = torch.tensor([prompt] * batch, device=model.device)
+    best = float("inf")
+    with torch.inference_mode():
+        past = model(input_ids=ids, use_cache=True).past_key_values
+        token = ids[:, -1:]
+        for _ in range(steps):
+            start = time.perf_counter()
+            out = model(input_ids=token, past_key_values=past, use_cache=True)
+            best = min(best, time.perf_counter() - start)
+            past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+    return best
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     which = parser.add_mutually_exclusive_group()
@@ -180,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     pairs = list(zip(answers["batched"], answers["one-at-a-time"], strict=True))
     same = sum(a == b for a, b in pairs)
     print(f"identical greedy answers: {same}/{len(pairs)}")
+    one, many = (decode_step_seconds(model, prompts, b) for b in (1, args.batch_size))
+    print(
+        f"decode step (best of 20): batch 1 {one * 1e3:.2f} ms, batch {args.batch_size} "
+        f"{many * 1e3:.2f} ms; batching's ceiling on decoding: "
+        f"{args.batch_size * one / many:.2f}x"
+    )
     print(load_line("after"))
     ratio = rates["batched"] / rates["one-at-a-time"]
     print(f"ratio={ratio:.2f} identical={'true' if same == len(pairs) else 'false'}")

@@ -39,6 +39,13 @@ def test_generation_tiny_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
         "one-at-a-time",
     ] * 2
     assert any(line.startswith("load average before") for line in out)
+    step = next(line for line in out if line.startswith("decode step"))
+    one, many, ceiling = re.fullmatch(
+        r"decode step \(best of 20\): batch 1 ([\d.]+) ms, batch 4 ([\d.]+) ms; "
+        r"batching's ceiling on decoding: ([\d.]+)x",
+        step,
+    ).groups()
+    assert float(ceiling) == pytest.approx(4 * float(one) / float(many), rel=0.05, abs=0.02)
 
 
 def test_generation_rejects_bad_arguments() -> None:
