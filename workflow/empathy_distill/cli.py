@@ -109,10 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
             help="projected API spend (the cost rule; needs the split: results/data/*.csv)",
         )
     )
-    cost.add_argument("--train", default="results/data/train.csv")
-    cost.add_argument("--test", default="results/data/test.csv")
+    cost.add_argument("--train", default=grid.TRAIN_CSV)
+    cost.add_argument("--test", default=grid.TEST_CSV)
     cost.add_argument("--improve-human-sources", default="results/data/sources/improve_human.csv")
-    cost.add_argument("--scorer-train", default="results/data/scorer_train.csv")
+    cost.add_argument("--scorer-train", default=grid.SCORER_TRAIN_CSV)
     cost.add_argument("--output", default="results/costs/projection.csv")
     cost.set_defaults(func=cost_command)
     return parser

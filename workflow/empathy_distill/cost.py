@@ -246,7 +246,7 @@ def project(
 
 
 #: The tables score_responses reads per split (rules scorer_train_split and split_dataset).
-SPLIT_FILES = {"train": "results/data/scorer_train.csv", "test": "results/data/test.csv"}
+SPLIT_FILES = {"train": grid.SCORER_TRAIN_CSV, "test": grid.TEST_CSV}
 
 
 def scorer_output_tokens(prompt: ScoringPrompt) -> int:

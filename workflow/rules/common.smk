@@ -52,10 +52,9 @@ runtime.export(config)
 
 DATASET = config["dataset"]["path"]
 PROMPTS = config["prompts"]
-TRAIN_CSV = "results/data/train.csv"
-TEST_CSV = "results/data/test.csv"
-# The scorers' own train dialogues (scoring.train_dialogues), not cut by max_train_dialogues.
-SCORER_TRAIN_CSV = "results/data/scorer_train.csv"
+TRAIN_CSV = grid.TRAIN_CSV
+TEST_CSV = grid.TEST_CSV
+SCORER_TRAIN_CSV = grid.SCORER_TRAIN_CSV  # scoring.train_dialogues, not max_train_dialogues
 # Conda environment of the CPU rules (for --sdm conda; locally the installed venv is used).
 CORE_ENV = "../../envs/core.yaml"
 

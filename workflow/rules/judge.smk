@@ -7,8 +7,8 @@ envvars: *judge_key_envvars()
 
 rule train_offline_judge:
     input:
-        train="results/data/train.csv",
-        test="results/data/test.csv",
+        train=TRAIN_CSV,
+        test=TEST_CSV,
     output:
         model=judges.SCORERS[judges.OFFLINE].model_file,
         agreement=judges.SCORERS[judges.OFFLINE].agreement_file,

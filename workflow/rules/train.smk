@@ -7,7 +7,7 @@
 
 rule build_tiny_student:
     input:
-        "results/data/train.csv",
+        TRAIN_CSV,
     output:
         expand("results/students/tiny/{file}", file=lf_students.BUILTIN_FILES),
     params:

@@ -34,6 +34,11 @@ JUDGMENTS = "results/judgments/{judge}/{model}" + PAIR_SEPARATOR + "{opponent}.j
 #: results/answers/ without .jsonl (``teacher``, ``<student>/base``, ``<student>/<m>/<s>/<stage>``).
 SCORES = "results/scores/{scorer}/{answers}.jsonl"
 ANSWERS_ROOT = "results/answers"
+#: The dataset's split (rule split_dataset) and the scorers' own train dialogues
+#: (scoring.train_dialogues, rule scorer_train_split: not cut by dataset.max_train_dialogues).
+TRAIN_CSV = "results/data/train.csv"
+TEST_CSV = "results/data/test.csv"
+SCORER_TRAIN_CSV = "results/data/scorer_train.csv"
 #: Figures per judge (empathy_distill.evaluation.figures draws them).
 FIGURE_KINDS = ("heatmap", "targeted_vs_naive", "sft_vs_dpo")
 
