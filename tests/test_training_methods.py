@@ -134,12 +134,11 @@ def test_a_new_training_method_is_one_module_one_line_and_config(tmp_path: Path)
     )
     registry.write_text(text.replace(anchor, line + anchor))  # the registry line
     schema = copy / "workflow/schemas/config.schema.yaml"  # config: its settings section
+    settings = schema.read_text()
+    section = "\n      pride:"  # training.pride, the last method's own settings
+    assert settings.count(section) == 1
     schema.write_text(
-        schema.read_text().replace(
-            "      pride: {type: object, default: {}}\n      per_student:",
-            "      pride: {type: object, default: {}}\n      toy: {type: object, default: {}}\n"
-            "      per_student:",
-        )
+        settings.replace(section, "\n      toy: {type: object, default: {}}" + section)
     )
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text(
