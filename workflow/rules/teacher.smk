@@ -32,6 +32,9 @@ rule teacher_initial:
         api_calls=1,
     conda:
         TEACHER_ENV
+    # The teacher's rewrites gate most of the DAG (improved sets, their training): start them
+    # as soon as they are ready rather than after other ready jobs.
+    priority: 10
     log:
         "logs/teacher/initial.log",
     shell:
@@ -74,6 +77,9 @@ rule teacher_improve:
         api_calls=1,
     conda:
         TEACHER_ENV
+    # The teacher's rewrites gate most of the DAG (improved sets, their training): start them
+    # as soon as they are ready rather than after other ready jobs.
+    priority: 10
     log:
         "logs/teacher/{method}/{strategy}.log",
     shell:
