@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ..llm.backends.base import split_batches
 from ..llm.errors import LLMError, PermanentError, TransientError
 from ..llm.pricing import approx_tokens
 
@@ -60,20 +61,12 @@ def batches(
 ) -> list[list[int]]:
     """Indices of ``texts`` cut into consecutive requests of at most ``batch_size`` inputs
     (and ``MAX_INPUTS``) and ``token_budget`` estimated tokens."""
-    size = min(batch_size, MAX_INPUTS)
-    out: list[list[int]] = []
-    current: list[int] = []
-    tokens = 0
-    for i, text in enumerate(texts):
-        n = approx_tokens(text)
-        if current and (len(current) >= size or tokens + n > token_budget):
-            out.append(current)
-            current, tokens = [], 0
-        current.append(i)
-        tokens += n
-    if current:
-        out.append(current)
-    return out
+    return split_batches(
+        range(len(texts)),
+        lambda i: approx_tokens(texts[i]),
+        min(batch_size, MAX_INPUTS),
+        token_budget,
+    )
 
 
 def decode_vector(embedding: Any) -> np.ndarray:

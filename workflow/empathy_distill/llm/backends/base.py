@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..request import Answer, ChatRequest
+
+T = TypeVar("T")
 
 #: Batch job states the client understands (backends map theirs onto these).
 RUNNING, COMPLETED, FAILED, EXPIRED, CANCELLED = (
@@ -77,14 +79,15 @@ class Backend:
 
 
 def split_batches(
-    requests: Iterable[ChatRequest],
-    size_of: Callable[[ChatRequest], int],
+    requests: Iterable[T],
+    size_of: Callable[[T], int],
     max_requests: int,
     max_bytes: int,
-) -> list[list[ChatRequest]]:
-    """Cut requests into consecutive batches under both provider limits."""
-    batches: list[list[ChatRequest]] = []
-    current: list[ChatRequest] = []
+) -> list[list[T]]:
+    """Cut requests (or any items) into consecutive batches of at most ``max_requests`` items
+    and ``max_bytes`` summed ``size_of`` (an item alone over it still gets its own batch)."""
+    batches: list[list[T]] = []
+    current: list[T] = []
     current_bytes = 0
     for request in requests:
         size = size_of(request)
