@@ -23,6 +23,9 @@ SYNTHETIC_CSV = REPO_ROOT / "tests" / "data" / "synthetic_dataset.csv"
 DATASET_ENV = "EMPATHY_DISTILL_DATASET"
 SHARED = REPO_ROOT.parent / "shared"
 REFERENCE_PROMPTS = SHARED / "reference" / "prompts.json"
+#: The paper's prompt texts as shipped (test_prompts checks them byte-equal to REFERENCE_PROMPTS
+#: wherever ../shared is present): what every other test reads, so a fresh clone runs them.
+SHIPPED_PROMPTS = REPO_ROOT / "resources" / "prompts.json"
 
 
 #: Test files that run for minutes, started first. With ``-n 2`` (pytest-xdist, ``--dist
