@@ -17,6 +17,9 @@ import pandas as pd
 import pytest
 import yaml
 
+# Every stage registers its job-spec builders and config checks with core, as the Snakefile does.
+import empathy_distill.stages  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC_CSV = REPO_ROOT / "tests" / "data" / "synthetic_dataset.csv"
 #: Environment variable naming a copy of the real dataset anywhere on disk.
