@@ -103,7 +103,9 @@ def test_teacher_wildcard_constraint_matches_teacher_call_strategies():
     [
         "distillation/teacher.py",
         "distillation/requests.py",
-        "cost.py",
+        "cost/requests.py",
+        "cost/projection.py",
+        "cost/scorers.py",
         "core/grid.py",
         "distillation/sets.py",
         "core/prompts.py",

@@ -45,8 +45,9 @@ if _missing_keys:
         "refuses to start if its jobs call these endpoints",
         file=sys.stderr,
     )
-# The job contract: each rule's only config input is its spec (params.spec, built by one
-# function of empathy_distill/core/specs.py from the validated config), so Snakemake reruns a job
+# The job contract: each rule's only config input is its spec (params.spec: specs.build(rule, ...)
+# calls the one builder its stage registered with empathy_distill/core/specs.py; importing
+# empathy_distill.stages above registers them all; docs/design.md), so Snakemake reruns a job
 # exactly when what shapes its output changes. The operational keys (concurrency, rate limits,
 # retries, timeouts, budget, resources) reach jobs through one channel that is not a rerun
 # trigger: $EMPATHY_DISTILL_RUNTIME (empathy_distill/core/runtime.py).

@@ -10,7 +10,14 @@ from ...core.config import resolve_resource
 from ...core.errors import ConfigError
 from ...core.specs import Spec, endpoint_identity, llm_files, register
 from ..embeddings import embedding_identity
-from . import finetune, finetune_args
+
+# config_checks registers the scoring checks: a scoring job run by hand with --config (its spec
+# built here from that file) validates them as the Snakefile does.
+from . import (
+    config_checks,  # noqa: F401
+    finetune,
+    finetune_args,
+)
 from .classifier import MODEL_FILE
 from .prompts import CLASSIFIER, DEFAULT_VARIANT, SUBFACTORS, scoring_prompt
 
