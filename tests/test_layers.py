@@ -96,6 +96,26 @@ def imports_of(module: str, path: Path, modules: dict[str, Path]) -> set[str]:
     return {t for t in targets if t in modules and t != module}
 
 
+def unresolved_imports(module: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """Imports of the package's own names that name no module of it (a stale relative path)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    missing = set()
+    for node in _import_nodes(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.name.split(".")[0] == PACKAGE]
+            missing.update(n for n in names if n not in modules)
+            continue
+        if node.level:
+            base_parts = package.split(".")
+            base_parts = base_parts[: len(base_parts) - (node.level - 1)]
+            base = ".".join(base_parts + ([node.module] if node.module else []))
+        else:
+            base = node.module or ""
+        if base.split(".")[0] == PACKAGE and base not in modules:
+            missing.add(base)
+    return missing
+
+
 def import_graph() -> dict[str, set[str]]:
     modules = module_files()
     return {name: imports_of(name, path, modules) for name, path in modules.items()}
@@ -179,6 +199,15 @@ def test_the_reader_finds_the_package():
     assert "empathy_distill.core.errors" in graph["empathy_distill.core.config"]
     assert "empathy_distill.llm.client" in graph["empathy_distill.llm.job"]
     assert len(graph) > 100
+
+
+def test_every_import_of_the_package_names_one_of_its_modules():
+    """An import the reader cannot resolve would be an edge it cannot check (and an error)."""
+    modules = module_files()
+    missing = {
+        name: sorted(unresolved_imports(name, path, modules)) for name, path in modules.items()
+    }
+    assert not {name: found for name, found in missing.items() if found}
 
 
 def test_no_import_cycle():

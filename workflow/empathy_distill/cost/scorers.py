@@ -104,7 +104,7 @@ def embedding_texts(
     """part -> the texts a classifier embeds (``study_text``): every response of the scorers'
     train dialogues and of the test split (rule train_classifier_scorer, real texts), and per
     kind of answer set every test dialogue with a stand-in answer (rule score_answers)."""
-    from .evaluation.scoring.classifier.features import study_text
+    from ..evaluation.scoring.classifier.features import study_text
 
     parts: dict[str, list[str]] = {}
     for split, frame in (("train", train), ("test", test)):
@@ -137,8 +137,8 @@ def embedding_rows(
     """A classifier with an OpenAI embedding model: per part, the texts embedded (``requests``
     counts texts, the API's inputs), those already in the embedding cache (free), and the
     input tokens of the others x the model's price (embeddings have no output tokens)."""
-    from .evaluation.embeddings import CACHE_FILE, stored_texts
-    from .evaluation.openai_embeddings import embedder_name
+    from ..evaluation.embeddings import CACHE_FILE, stored_texts
+    from ..evaluation.openai_embeddings import embedder_name
 
     price = prices.price(endpoint["backend"], endpoint["model"], endpoint["mode"])
     model_name = embedder_name(endpoint["backend"], endpoint["model"], endpoint.get("base_url"))
@@ -170,10 +170,10 @@ def openai_finetune_projection(
     """An OpenAI fine-tuned scorer: the training row (the examples rule scorer_train_data will
     write, their estimated tokens x epochs x the training price, as the job projects it before
     it uploads) and the price of using the fine-tuned model."""
-    from .evaluation.scoring import train_data
-    from .evaluation.scoring.finetune_openai import fine_tune_request
-    from .llm.finetune import default_epochs
-    from .llm.finetune_data import example_tokens
+    from ..evaluation.scoring import train_data
+    from ..evaluation.scoring.finetune_openai import fine_tune_request
+    from ..llm.finetune import default_epochs
+    from ..llm.finetune_data import example_tokens
 
     examples = train_data.examples(train, scoring_specs.scorer_train_data(config, name))
     tokens = sum(example_tokens(e["messages"], f"scorer {name}") for e in examples)
