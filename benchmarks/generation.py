@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import PROMPTS, REPO, dataset_path, load_line, smollm2_student, splits
 
-from empathy_distill.core import specs
 from empathy_distill.core.config import validate_config
 from empathy_distill.core.prompts import Prompts
+from empathy_distill.evaluation import specs as evaluation_specs
 from empathy_distill.evaluation.generate import (
     GenerationSettings,
     encode_base,
@@ -56,7 +56,7 @@ SMOLLM2_TEMPLATE = "smollm2"
 def settings(**overrides) -> GenerationSettings:
     """The workflow's generation settings (the config schema's defaults), then ``overrides``."""
     config = validate_config({"students": {"s": {"model": "m", "template": "t"}}})
-    return GenerationSettings(**{**specs.answer(config, "s")["generation"], **overrides})
+    return GenerationSettings(**{**evaluation_specs.answer(config, "s")["generation"], **overrides})
 
 
 def tiny_model(dataset: Path, device: str | None):

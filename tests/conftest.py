@@ -17,12 +17,18 @@ import pandas as pd
 import pytest
 import yaml
 
+# Every stage registers its job-spec builders and config checks with core, as the Snakefile does.
+import empathy_distill.stages  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC_CSV = REPO_ROOT / "tests" / "data" / "synthetic_dataset.csv"
 #: Environment variable naming a copy of the real dataset anywhere on disk.
 DATASET_ENV = "EMPATHY_DISTILL_DATASET"
 SHARED = REPO_ROOT.parent / "shared"
 REFERENCE_PROMPTS = SHARED / "reference" / "prompts.json"
+#: The paper's prompt texts as shipped (test_prompts checks them byte-equal to REFERENCE_PROMPTS
+#: wherever ../shared is present): what every other test reads, so a fresh clone runs them.
+SHIPPED_PROMPTS = REPO_ROOT / "resources" / "prompts.json"
 
 
 #: Test files that run for minutes, started first. With ``-n 2`` (pytest-xdist, ``--dist

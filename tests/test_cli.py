@@ -161,7 +161,7 @@ def test_cost_is_the_cost_rule_computation(tmp_path, train, test_split):
         "-m",
         "empathy_distill.cost",
         "--spec",
-        specs.dumps(specs.cost(merged)),
+        specs.dumps(specs.build("cost", merged)),
     ]
     rule = subprocess.run(
         [*command, *inputs, "--output", "rule.csv"],

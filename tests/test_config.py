@@ -5,6 +5,9 @@ import yaml
 
 from empathy_distill.core.config import load_config, validate_config
 from empathy_distill.core.errors import ConfigError
+from empathy_distill.distillation import specs as distillation_specs
+from empathy_distill.evaluation import specs as evaluation_specs
+from empathy_distill.training import specs as training_specs
 
 from .conftest import REPO_ROOT
 
@@ -131,19 +134,21 @@ def test_every_spec_ignores_operational_keys_and_follows_what_shapes_outputs():
 
     def all_specs(config):
         out = {
-            "teacher": specs.teacher(config),
-            "llm_sources": specs.llm_sources(config),
-            "cost": specs.cost(config),
-            "report": specs.report(config),
-            "offline_judge": specs.offline_judge(config),
-            "win_rates": specs.win_rates(config),
-            "judge_agreement": specs.judge_agreement(config),
+            "teacher": distillation_specs.teacher(config),
+            "llm_sources": distillation_specs.llm_sources(config),
+            "cost": specs.build("cost", config),
+            "report": evaluation_specs.report(config),
+            "offline_judge": evaluation_specs.offline_judge(config),
+            "win_rates": evaluation_specs.win_rates(config),
+            "judge_agreement": evaluation_specs.judge_agreement(config),
         }
-        out.update({f"judge:{j}": specs.judge(config, j) for j in config["judges"]})
-        out.update({f"answer:{s}": specs.answer(config, s) for s in config["students"]})
+        out.update({f"judge:{j}": evaluation_specs.judge(config, j) for j in config["judges"]})
+        out.update({f"answer:{s}": evaluation_specs.answer(config, s) for s in config["students"]})
         out.update(
             {
-                f"train:{m.tag}": specs.train(config, m.student, m.method, m.strategy, m.stage)
+                f"train:{m.tag}": training_specs.train(
+                    config, m.student, m.method, m.strategy, m.stage
+                )
                 for m in grid.models(config)[:4]
             }
         )

@@ -13,7 +13,7 @@ from empathy_distill import cost
 from empathy_distill.core.config import validate_config
 from empathy_distill.distillation.sets import improve_human_sources
 from empathy_distill.llm import LLMError
-from tests.conftest import REFERENCE_PROMPTS
+from tests.conftest import SHIPPED_PROMPTS
 
 PRICES = Path(__file__).resolve().parents[1] / "resources" / "prices.yaml"
 
@@ -26,7 +26,7 @@ def tokens(*texts):
 def small_config(tmp_path, **llm):
     return validate_config(
         {
-            "prompts": str(REFERENCE_PROMPTS),
+            "prompts": str(SHIPPED_PROMPTS),
             "llm": {"cache_dir": str(tmp_path / "cache"), "price_table": str(PRICES), **llm},
             "distillation": {
                 "methods": {
@@ -47,9 +47,7 @@ def small_config(tmp_path, **llm):
 
 
 def test_projection_equals_tokens_times_prices(tmp_path, train, test_split):
-    if not REFERENCE_PROMPTS.exists():
-        pytest.skip("reference prompts not available")
-    ref = json.loads(REFERENCE_PROMPTS.read_text(encoding="utf-8"))
+    ref = json.loads(SHIPPED_PROMPTS.read_text(encoding="utf-8"))
     train3, test2 = train.head(3), test_split.head(2)
     sources = improve_human_sources(train3)
     config = small_config(tmp_path)

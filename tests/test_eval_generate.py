@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-from empathy_distill.core import specs
 from empathy_distill.core.config import validate_config
 from empathy_distill.core.errors import ConfigError
 from empathy_distill.core.prompts import Prompts
+from empathy_distill.evaluation import specs as evaluation_specs
 from empathy_distill.evaluation.generate import (
     GenerationSettings,
     answer_test,
@@ -44,7 +44,7 @@ def test_rows(split):
 def schema_generation(**kw) -> dict:
     """The ``generation`` block of an answer job's spec: the schema's defaults, then ``kw``."""
     config = validate_config({"students": {"s": {"model": "m", "template": "t"}}})
-    return {**specs.answer(config, "s")["generation"], **kw}
+    return {**evaluation_specs.answer(config, "s")["generation"], **kw}
 
 
 def settings(**kw) -> GenerationSettings:

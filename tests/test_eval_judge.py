@@ -11,6 +11,7 @@ from empathy_distill.core import runtime, specs
 from empathy_distill.core.config import validate_config
 from empathy_distill.core.prompts import Prompts
 from empathy_distill.evaluation import judge
+from empathy_distill.evaluation import specs as evaluation_specs
 from empathy_distill.evaluation.judge import (
     MODEL_FIRST,
     OPPONENT_FIRST,
@@ -95,7 +96,7 @@ def judge_job(config: dict, name: str) -> tuple[dict, dict]:
     """(spec, runtime part) of judge ``name``, as the Snakefile derives them from the config it
     validated (a student is the one key the schema requires)."""
     full = validate_config({"students": {"s": {"model": "m", "template": "t"}}, **config})
-    return specs.judge(full, name), runtime.runtime_part(full)
+    return evaluation_specs.judge(full, name), runtime.runtime_part(full)
 
 
 class Recording:

@@ -7,11 +7,11 @@ import json
 import pandas as pd
 import pytest
 
-from empathy_distill.core import specs
 from empathy_distill.core.config import validate_config
 from empathy_distill.core.grid import answer_path, answer_tags, comparisons, judgment_path
 from empathy_distill.core.prompts import Prompts
 from empathy_distill.evaluation import figures, tables
+from empathy_distill.evaluation import specs as evaluation_specs
 from empathy_distill.evaluation.judge import PairItem, judge_with_llm, judge_with_scorer
 from empathy_distill.evaluation.records import read_answers, write_jsonl
 from tests.servers.judge_rules import prefer_longer
@@ -63,7 +63,7 @@ def grid(tmp_path, llm_types):
 
 def test_win_rate_table_one_row_per_comparison_and_judge(grid):
     config, root = grid
-    table = tables.win_rate_table(specs.win_rates(config), root)
+    table = tables.win_rate_table(evaluation_specs.win_rates(config), root)
     assert list(table.columns) == tables.WIN_RATE_COLUMNS
     assert len(table) == 2 * len(comparisons(config))
     assert set(table["comparison"]) == {"vs_base", "vs_naive", "dpo_vs_sft", "vs_teacher"}
@@ -95,7 +95,7 @@ def test_judge_agreement_table(grid, tmp_path):
             }
         )
     )
-    table = tables.agreement_table(specs.judge_agreement(config), report, root)
+    table = tables.agreement_table(evaluation_specs.judge_agreement(config), report, root)
     assert list(table.columns) == tables.AGREEMENT_COLUMNS
     pooled = table[(table["scope"] == "all")].iloc[0]
     # both judges follow answer length with ties for equal lengths: they agree on every pair
@@ -108,9 +108,9 @@ def test_table_jobs_read_the_pairs_their_spec_names(grid):
     """The job rebuilds nothing from the grid: it reads the judgment and answer files of the
     pairs in its spec (the files the rule lists as inputs), and only those."""
     config, root = grid
-    spec = specs.win_rates(config)
-    files = {e["path"] for e in specs.manifest(spec)}
-    assert files == {e["path"] for e in specs.judgments(config)}  # the rule's inputs
+    spec = evaluation_specs.win_rates(config)
+    files = {e["path"] for e in evaluation_specs.manifest(spec)}
+    assert files == {e["path"] for e in evaluation_specs.judgments(config)}  # the rule's inputs
     assert len(files) == 2 * len(comparisons(config))
     expected = tables.win_rate_table(spec, root)
     dropped = spec["comparisons"].pop()  # one pair less: one row less per judge

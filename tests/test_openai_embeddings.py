@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from empathy_distill import cost, startup
-from empathy_distill.core import runtime, specs
+from empathy_distill.core import runtime
 from empathy_distill.core.config import validate_config
 from empathy_distill.core.errors import ConfigError
 from empathy_distill.evaluation.embeddings import CachedEmbedder
@@ -27,6 +27,7 @@ from empathy_distill.evaluation.openai_embeddings import (
     decode_vector,
 )
 from empathy_distill.evaluation.scoring import score
+from empathy_distill.evaluation.scoring import specs as scoring_specs
 from empathy_distill.evaluation.scoring.classifier import train as classifier_train
 from empathy_distill.evaluation.scoring.classifier.features import response_rows
 from empathy_distill.evaluation.scoring.classifier.models import ClassifierScorer
@@ -179,7 +180,7 @@ def test_classifier_trains_on_openai_embeddings_end_to_end(
     embedding = {"backend": "openai", "model": MODEL, "base_url": server.url, "batch_size": 64}
     config = classifier_config(tmp_path, embedding)
     identity, run = runtime.split(config)
-    spec = specs.classifier_scorer(identity, "clf")
+    spec = scoring_specs.classifier_scorer(identity, "clf")
     assert spec["embedding"] == {"backend": "openai", "model": MODEL, "base_url": server.url}
     frames = planted(train), planted(test_split)
     args = job_args(tmp_path, frames)
@@ -214,7 +215,7 @@ def test_classifier_trains_on_openai_embeddings_end_to_end(
 
 # --- configuration and keys -----------------------------------------------------------------------
 def test_minilm_stays_the_default_and_its_spec_is_unchanged(tmp_path):
-    spec = specs.classifier_scorer(classifier_config(tmp_path, None), "clf")
+    spec = scoring_specs.classifier_scorer(classifier_config(tmp_path, None), "clf")
     assert "embedding" not in spec
     assert startup.embedding_endpoint(classifier_config(tmp_path, None), "clf") is None
 
@@ -223,8 +224,8 @@ def test_operational_keys_are_runtime_not_spec(tmp_path):
     base = {"backend": "openai", "model": MODEL}
     one = classifier_config(tmp_path, {**base, "batch_size": 8, "max_retries": 1})
     two = classifier_config(tmp_path, {**base, "batch_size": 16, "max_retries": 2})
-    spec = specs.classifier_scorer(runtime.split(one)[0], "clf")
-    assert spec == specs.classifier_scorer(runtime.split(two)[0], "clf")
+    spec = scoring_specs.classifier_scorer(runtime.split(one)[0], "clf")
+    assert spec == scoring_specs.classifier_scorer(runtime.split(two)[0], "clf")
     run = runtime.split(one)[1]
     assert run["scoring"]["scorers"]["clf"]["embedding"]["batch_size"] == 8
     assert runtime.merge(*runtime.split(one))["scoring"] == one["scoring"]
@@ -275,7 +276,7 @@ def test_the_job_refuses_a_missing_key_too(tmp_path, monkeypatch):
     from empathy_distill.evaluation.embeddings import embedder_for
 
     config = classifier_config(tmp_path, {"backend": "openai", "model": MODEL})
-    spec = specs.classifier_scorer(config, "clf")
+    spec = scoring_specs.classifier_scorer(config, "clf")
     with pytest.raises(LLMError, match="OPENAI_API_KEY; it is not set"):
         embedder_for(spec)
 

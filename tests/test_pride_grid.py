@@ -13,6 +13,7 @@ import pytest
 from empathy_distill.core import grid
 from empathy_distill.core.config import load_config
 from empathy_distill.core.errors import ConfigError
+from empathy_distill.evaluation import specs as evaluation_specs
 from empathy_distill.training.pride import config as pride_config
 
 from .conftest import REPO_ROOT
@@ -168,7 +169,6 @@ def test_pride_models_meet_dpo_and_the_teacher_and_the_papers_pairs_stay() -> No
 
 
 def test_tables_figures_and_examples_show_pride_rows_without_special_cases(tmp_path) -> None:
-    from empathy_distill.core import specs
     from empathy_distill.core.config import validate_config
     from empathy_distill.core.prompts import Prompts
     from empathy_distill.evaluation import examples, figures, tables
@@ -204,7 +204,7 @@ def test_tables_figures_and_examples_show_pride_rows_without_special_cases(tmp_p
         path = tmp_path / grid.judgment_path("local", pair.model, pair.opponent)
         write_jsonl(path, judge_with_llm(items, rule_ask(prefer_longer), Prompts(), "j", "local"))
         files.append(path)
-    table = tables.win_rate_table(specs.win_rates(config), tmp_path)
+    table = tables.win_rate_table(evaluation_specs.win_rates(config), tmp_path)
     pride = table[table["stage"] == "pride"]
     # 1 student x 1 data configuration: vs base, vs the DPO model, vs the teacher
     assert sorted(pride["comparison"]) == ["pride_vs_dpo", "vs_base", "vs_teacher"]

@@ -11,9 +11,10 @@ import shlex
 import pandas as pd
 import pytest
 
-from empathy_distill.core import grid, specs
+from empathy_distill.core import grid
 from empathy_distill.core.config import load_config, read_yaml
 from empathy_distill.evaluation import reference_metrics as rm
+from empathy_distill.evaluation import specs as evaluation_specs
 from empathy_distill.evaluation.embeddings import default_embedder
 from empathy_distill.evaluation.records import write_jsonl
 
@@ -180,7 +181,7 @@ def test_spec_lists_every_answer_set_of_the_grid():
     """The default grid: the teacher, then per student its base model and its 63 trained models
     (21 data configurations x SFT, DPO, PRIDE)."""
     config = load_config(REPO_ROOT / "config.yaml")
-    spec = specs.reference_metrics(config)
+    spec = evaluation_specs.reference_metrics(config)
     models = grid.models(config)
     n_models = 2 * 21 * 3
     assert len(models) == n_models
@@ -189,7 +190,7 @@ def test_spec_lists_every_answer_set_of_the_grid():
     assert len(spec["answer_tags"]) == 1 + 2 + n_models
     assert spec["answer_tags"][:2] == [grid.TEACHER_TAG, grid.base_tag(grid.students(config)[0])]
     assert spec["references"] == ["human", grid.TEACHER_TAG]
-    paths = [e["path"] for e in specs.answer_manifest(spec)]
+    paths = [e["path"] for e in evaluation_specs.answer_manifest(spec)]
     assert paths[0] == grid.TEACHER_ANSWERS and len(set(paths)) == len(paths)
 
 
@@ -198,7 +199,7 @@ def test_the_teacher_is_a_reference_only_when_the_comparisons_answer_with_it():
     must not buy those answers for itself."""
     config = load_config(REPO_ROOT / "config.yaml")
     config["evaluation"]["comparisons"] = ["vs_base", "vs_naive", "dpo_vs_sft"]
-    spec = specs.reference_metrics(config)
+    spec = evaluation_specs.reference_metrics(config)
     assert spec["references"] == ["human"]
     assert grid.TEACHER_TAG not in spec["answer_tags"]
     assert len(spec["answer_tags"]) == 2 + 2 * 21 * 3
@@ -229,4 +230,4 @@ def test_dry_run_plans_reference_metrics_once(tmp_path, name):
     words = shlex.split(command)
     spec = json.loads(words[words.index("--spec") + 1])
     config = load_config(REPO_ROOT / "config.yaml", _overlay(name))
-    assert spec == specs.reference_metrics(config)
+    assert spec == evaluation_specs.reference_metrics(config)

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from empathy_distill.core import judges, specs, strategies
+from empathy_distill.core import judges, strategies
 from empathy_distill.core.config import load_schema, validate_config
 from empathy_distill.core.errors import ConfigError
 from empathy_distill.core.prompts import Prompts
 from empathy_distill.data.dataset import LLM_RESPONDERS
+from empathy_distill.evaluation import specs as evaluation_specs
 from empathy_distill.evaluation.judge import PairItem, run_judge
 
 from .conftest import REPO_ROOT
@@ -102,7 +103,9 @@ def test_teacher_wildcard_constraint_matches_teacher_call_strategies():
     [
         "distillation/teacher.py",
         "distillation/requests.py",
-        "cost.py",
+        "cost/requests.py",
+        "cost/projection.py",
+        "cost/scorers.py",
         "core/grid.py",
         "distillation/sets.py",
         "core/prompts.py",
@@ -248,6 +251,6 @@ def test_a_new_scorer_judge_is_one_registry_line(monkeypatch, tmp_path):
         PairItem("d1", "s", "u", "x" * 10, "x" * 20),  # model 10 < 20: the opponent wins
         PairItem("d2", "s", "u", "x" * 12, "x" * 10),  # |12 - 10| = 2 < margin 3: a tie
     ]
-    records = run_judge(specs.judge(config, "len"), items, scorer=tmp_path / "model.txt")
+    records = run_judge(evaluation_specs.judge(config, "len"), items, scorer=tmp_path / "model.txt")
     model_first = {r["dialog_id"]: r["verdict"] for r in records if r["order"] == "model_first"}
     assert model_first == {"d1": 2, "d2": 0}

@@ -17,6 +17,7 @@ from empathy_distill.core.config import validate_config
 from empathy_distill.core.errors import ConfigError
 from empathy_distill.evaluation.records import read_jsonl, write_jsonl
 from empathy_distill.evaluation.scoring import score, table
+from empathy_distill.evaluation.scoring import specs as scoring_specs
 from empathy_distill.evaluation.scoring.parse import parse_reply
 from empathy_distill.evaluation.scoring.prompts import scoring_prompt
 from empathy_distill.llm.pricing import PriceTable
@@ -216,7 +217,7 @@ BASE_REPLIES = [
 
 def run_score(tmp_path, monkeypatch, server, answers, out, **kw):
     config = scoring_config(server, tmp_path, **kw)
-    spec, run = specs.score_answers(config, "local"), runtime.runtime_part(config)
+    spec, run = scoring_specs.score_answers(config, "local"), runtime.runtime_part(config)
     monkeypatch.setenv(runtime.RUNTIME_ENV, json.dumps(run))
     argv = ["--spec", specs.dumps(spec), "--test", str(tmp_path / "test.csv")]
     argv += ["--answers", str(answers), "--out", str(out)]
@@ -259,7 +260,7 @@ def test_subfactor_scores_invalid_refused_and_dimension_means(tmp_path, monkeypa
 
     # the table: this set as the base student's answers, and a second set (the teacher's)
     monkeypatch.chdir(tmp_path)
-    spec = specs.empathy_scores(config) | {"answer_tags": ["s--base", grid.TEACHER_TAG]}
+    spec = scoring_specs.empathy_scores(config) | {"answer_tags": ["s--base", grid.TEACHER_TAG]}
     teacher = [[3] * 15, [10] * 15]
     for tag, rows in (("s--base", records), (grid.TEACHER_TAG, None)):
         path = tmp_path / grid.score_path("local", tag)
@@ -314,7 +315,7 @@ def test_no_scorer_in_the_default_grid_and_bad_entries_are_named():
     from empathy_distill.core.config import load_config
 
     config = load_config(REPO_ROOT / "config.yaml")
-    assert grid.scorers(config) == [] and specs.empathy_scores(config)["answer_tags"] == []
+    assert grid.scorers(config) == [] and scoring_specs.empathy_scores(config)["answer_tags"] == []
     scorer = {"kind": "rating", "variant": "v2", "backend": "openai", "model": "gpt-4o-mini"}
     with pytest.raises(ConfigError) as error:
         validate_config(

@@ -21,6 +21,7 @@ from empathy_distill.core import grid, runtime, specs
 from empathy_distill.core.config import validate_config
 from empathy_distill.evaluation.records import read_jsonl, write_jsonl
 from empathy_distill.evaluation.scoring import agreement, change, rater_variance, responses, table
+from empathy_distill.evaluation.scoring import specs as scoring_specs
 from empathy_distill.llm.pricing import PriceTable
 from tests.servers.openai_server import REFUSE, OpenAIServer
 
@@ -98,7 +99,7 @@ def planted_split(n_dialogues=6):
 
 
 def run_responses(tmp_path, monkeypatch, config, split_csv, out):
-    spec, run = specs.score_answers(config, "local"), runtime.runtime_part(config)
+    spec, run = scoring_specs.score_answers(config, "local"), runtime.runtime_part(config)
     monkeypatch.setenv(runtime.RUNTIME_ENV, json.dumps(run))
     argv = ["--spec", specs.dumps(spec), "--split", str(split_csv), "--out", str(out)]
     assert responses.main([*argv, "--cost-report", str(tmp_path / "costs.csv")]) == 0
@@ -146,7 +147,7 @@ def test_rating_scorer_on_the_responses_and_its_agreement_row(tmp_path, monkeypa
 
     # the agreement table, checked with scikit-learn / scipy on the same data
     monkeypatch.chdir(tmp_path)
-    spec = specs.scorer_agreement(config) | {"within_rater_min": 2}
+    spec = scoring_specs.scorer_agreement(config) | {"within_rater_min": 2}
     assert agreement.main(["--spec", specs.dumps(spec), "--out", "agreement.csv"]) == 0
     result = pd.read_csv("agreement.csv")
     row = result[result["section"] == "vs_human"].iloc[0]
@@ -436,9 +437,9 @@ def test_change_heatmap_values_are_the_table_differences(tmp_path, monkeypatch):
                 for i, dims in enumerate(rows)
             ],
         )
-    spec = specs.empathy_scores(config) | {"answer_tags": tags}
+    spec = scoring_specs.empathy_scores(config) | {"answer_tags": tags}
     assert table.main(["--spec", specs.dumps(spec), "--out", "empathy.csv"]) == 0
-    spec = specs.empathy_change(config, "local")
+    spec = scoring_specs.empathy_change(config, "local")
     argv = ["--spec", specs.dumps(spec), "--table", "empathy.csv", "--values", "v.csv"]
     assert change.main([*argv, "--out", "fig.png"]) == 0
     scores = pd.read_csv("empathy.csv").set_index(["answer_set", "measure"])["mean"]

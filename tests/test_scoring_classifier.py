@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from empathy_distill.core import specs
 from empathy_distill.core.config import validate_config
 from empathy_distill.core.errors import ConfigError
 from empathy_distill.evaluation.records import AnswersError, read_jsonl, write_jsonl
 from empathy_distill.evaluation.scoring import score, table
+from empathy_distill.evaluation.scoring import specs as scoring_specs
 from empathy_distill.evaluation.scoring.classifier import apply, models, protocol, train
 from empathy_distill.evaluation.scoring.classifier.features import response_rows
 from empathy_distill.evaluation.scoring.classifier.models import ClassifierScorer
@@ -115,7 +115,7 @@ def trained(frames, tmp_path_factory):
     """One embedding classifier trained on the planted split (seconds), with what the spy saw
     by the time the model was saved."""
     tmp = tmp_path_factory.mktemp("clf")
-    spec = specs.classifier_scorer(config_for(tmp), "clf")
+    spec = scoring_specs.classifier_scorer(config_for(tmp), "clf")
     spy = SpyEmbedder()
     seen_at_save: list[str] = []
     original = ClassifierScorer.save
@@ -316,7 +316,7 @@ def subfactor_records(frame, invalid_every=7):
 
 
 def test_subfactor_features_drop_and_count_invalid_records(frames, tmp_path):
-    spec = specs.classifier_scorer(
+    spec = scoring_specs.classifier_scorer(
         config_for(tmp_path, features="subfactors", subfactor_scorer="sub", models=["lr"]), "clf"
     )
     assert len(spec["subfactor_scorer"]["names"]) == 15
@@ -339,7 +339,7 @@ def test_subfactor_features_drop_and_count_invalid_records(frames, tmp_path):
 
 
 def test_missing_subfactor_file_is_a_clear_error(frames, tmp_path):
-    spec = specs.classifier_scorer(
+    spec = scoring_specs.classifier_scorer(
         config_for(tmp_path, features="subfactors", subfactor_scorer="sub"), "clf"
     )
     missing = tmp_path / "results/scores/sub/responses_train.jsonl"

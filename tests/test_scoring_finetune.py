@@ -20,6 +20,7 @@ from empathy_distill.core.config import load_config, validate_config
 from empathy_distill.core.errors import ConfigError
 from empathy_distill.evaluation.records import read_jsonl, write_jsonl
 from empathy_distill.evaluation.scoring import finetune_local, score, train_data
+from empathy_distill.evaluation.scoring import specs as scoring_specs
 
 from .conftest import REPO_ROOT
 from .workflow_helpers import run_snakemake
@@ -62,7 +63,7 @@ def study_prompt(variant: str, situation: str, utterance: str, response: str) ->
 def write_train_data(tmp_path: Path, split: dict, config: dict) -> tuple[Path, Path, Path]:
     folder = tmp_path / "results/scorers/r"
     out = (folder / "train.jsonl", folder / "train_index.csv", folder / "dataset_info.json")
-    argv = ["--spec", specs.dumps(specs.scorer_train_data(config, "r"))]
+    argv = ["--spec", specs.dumps(scoring_specs.scorer_train_data(config, "r"))]
     argv += ["--train", str(split["train"]), "--test", str(split["test"])]
     argv += ["--out", str(out[0]), "--index", str(out[1]), "--dataset-info", str(out[2])]
     assert train_data.main(argv) == 0
@@ -119,7 +120,12 @@ def test_a_train_file_holding_a_test_dialogue_is_refused(tmp_path, split, train,
     leaky = tmp_path / "leaky.csv"
     pd.concat([train.head(3), test_split.iloc[[4]]]).to_csv(leaky, index=False)
     config = scorer_config(tmp_path)
-    argv = ["--spec", specs.dumps(specs.scorer_train_data(config, "r")), "--train", str(leaky)]
+    argv = [
+        "--spec",
+        specs.dumps(scoring_specs.scorer_train_data(config, "r")),
+        "--train",
+        str(leaky),
+    ]
     argv += ["--test", str(split["test"]), "--out", str(tmp_path / "t.jsonl")]
     argv += ["--index", str(tmp_path / "i.csv"), "--dataset-info", str(tmp_path / "d.json")]
     assert train_data.main(argv) == 1
@@ -170,7 +176,7 @@ def test_shipped_smollm2_rating_is_defined_not_in_the_grid():
     assert [entry[k] for k in ("kind", "variant", "backend")] == ["rating", "naive", "transformers"]
     assert entry["finetune"]["base_model"] == "builtin:smollm2_135m"
     assert "smollm2_rating" not in config["scoring"]["grid"]
-    args = specs.finetune_scorer(config, "smollm2_rating")["llamafactory"]
+    args = scoring_specs.finetune_scorer(config, "smollm2_rating")["llamafactory"]
     assert (args["template"], args["model_name_or_path"]) == (
         "smollm2",
         "results/students/smollm2_135m",
@@ -258,7 +264,7 @@ def tuned(tmp_path_factory, split):
         (built / "generation_config.json").write_text(json.dumps(generation))
         config = scorer_config(work, TINY, batch_size=8)
         train_jsonl, _, _ = write_train_data(work, split, config)
-        spec = specs.finetune_scorer(config, "r")
+        spec = scoring_specs.finetune_scorer(config, "r")
         argv = ["--spec", specs.dumps(spec), "--train", "results/scorers/r/train.jsonl"]
         assert finetune_local.main([*argv, "--out", "results/scorers/r/model.json"]) == 0
         yield work, config, train_jsonl
@@ -305,7 +311,12 @@ def test_scoring_with_the_tuned_model_parses_ratings_and_reruns_from_cache(
         for d, a in zip(test_split["dialog_id"], test_split["response_human"], strict=True)
     ]
     write_jsonl(answers, rows)
-    argv = ["--spec", specs.dumps(specs.score_answers(config, "r")), "--test", str(split["test"])]
+    argv = [
+        "--spec",
+        specs.dumps(scoring_specs.score_answers(config, "r")),
+        "--test",
+        str(split["test"]),
+    ]
     argv += ["--answers", str(answers), "--scorer-model", "results/scorers/r/model.json"]
     assert score.main([*argv, "--out", "first.jsonl"]) == 0
     first = read_jsonl(work / "first.jsonl")

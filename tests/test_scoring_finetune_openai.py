@@ -20,6 +20,7 @@ import openai
 import pytest
 
 from empathy_distill.core import runtime
+from empathy_distill.evaluation.scoring import specs as scoring_specs
 from empathy_distill.evaluation.scoring.finetune_openai import fine_tune
 from empathy_distill.llm import ChatRequest, LLMError, Message, make_client
 from empathy_distill.llm.cache import CACHE_FILE, ResponseCache
@@ -172,11 +173,10 @@ def test_full_flow_writes_the_model_id_with_one_file_and_one_job(server, tmp_pat
 
 
 def test_a_scorer_of_the_config_reaches_the_api_with_its_settings_only(server, tmp_path):
-    """The spec the rule finetune_scorer hands over (specs.finetune_scorer, from a validated
+    """The spec the rule finetune_scorer hands over (scoring_specs.finetune_scorer, from a validated
     config) carries the OpenAI settings, none of the transformers defaults."""
     import yaml
 
-    from empathy_distill.core import specs
     from empathy_distill.core.config import validate_config
 
     config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
@@ -194,7 +194,7 @@ def test_a_scorer_of_the_config_reaches_the_api_with_its_settings_only(server, t
         },
     }
     config["llm"]["cache_dir"] = str(tmp_path / "cache")
-    spec = specs.finetune_scorer(validate_config(config), "api_rating")
+    spec = scoring_specs.finetune_scorer(validate_config(config), "api_rating")
     assert "llamafactory" not in spec and "lora_rank" not in spec["finetune"]
     model = go(spec, tmp_path, write_train(tmp_path), run=run_part_for("api_rating"))
     (job,) = server.ft_jobs.values()

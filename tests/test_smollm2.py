@@ -24,10 +24,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from empathy_distill.core import students
 from empathy_distill.core.config import validate_config
 from empathy_distill.core.errors import ConfigError
 from empathy_distill.training import smollm2_model as smol
-from empathy_distill.training import students
 from tests.real_text import assert_real_text
 from tests.test_training_e2e import METHOD, STRATEGY, logged_step, snakemake, write_sets
 

@@ -11,9 +11,10 @@ import pytest
 
 from empathy_distill.core import runtime, strategies
 from empathy_distill.core.readers import read_jsonl
+from empathy_distill.distillation import specs as distillation_specs
 from empathy_distill.distillation import teacher, teacher_cli
 from empathy_distill.distillation.sets import SOURCE_COLUMNS, improve_human_sources
-from tests.conftest import REFERENCE_PROMPTS, REPO_ROOT
+from tests.conftest import REPO_ROOT, SHIPPED_PROMPTS
 from tests.servers.base import conversation_id, default_answer
 from tests.servers.openai_server import OpenAIServer
 
@@ -22,9 +23,9 @@ SECRET = "sk-teacher-SECRET-42"
 
 
 def reference():
-    if not REFERENCE_PROMPTS.exists():
-        pytest.skip(f"reference prompts not available at {REFERENCE_PROMPTS}")
-    return json.loads(REFERENCE_PROMPTS.read_text(encoding="utf-8"))
+    """The paper's prompt texts (the shipped copy: test_prompts checks it against the
+    reference wherever that is present)."""
+    return json.loads(SHIPPED_PROMPTS.read_text(encoding="utf-8"))
 
 
 def filled(template, **values):
@@ -81,8 +82,8 @@ def setup(tmp_path, train, test_split, monkeypatch):
         }
         common = [
             *teacher_job(endpoint, tmp_path / "cache", monkeypatch),
-            "--prompts",  # the reference prompts (argparse keeps the last --prompts)
-            str(REFERENCE_PROMPTS),
+            "--prompts",  # the paper's prompts (argparse keeps the last --prompts)
+            str(SHIPPED_PROMPTS),
             "--cost-report",
             str(tmp_path / "costs/teacher.csv"),
         ]
@@ -310,7 +311,6 @@ def test_teacher_client_takes_its_operational_keys_from_the_runtime_part(monkeyp
     part, so tuning them changes no rule's params (nothing reruns) yet reaches the client."""
     import yaml
 
-    from empathy_distill.core import specs
     from empathy_distill.core.config import validate_config
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
@@ -318,9 +318,11 @@ def test_teacher_client_takes_its_operational_keys_from_the_runtime_part(monkeyp
     tuned = validate_config(yaml.safe_load((REPO_ROOT / "config.yaml").read_text()))
     tuned["teacher"].update(concurrency=3, requests_per_minute=7)
     tuned["llm"]["budget_usd"] = 12.5
-    assert specs.teacher(tuned) == specs.teacher(config)  # the rule's param is unchanged
+    assert distillation_specs.teacher(tuned) == distillation_specs.teacher(
+        config
+    )  # the rule's param is unchanged
     run = runtime.runtime_part(tuned)
-    assert "concurrency" not in json.dumps(specs.teacher(tuned))
-    client = teacher.make_teacher_client(specs.teacher(tuned), run, None)
+    assert "concurrency" not in json.dumps(distillation_specs.teacher(tuned))
+    client = teacher.make_teacher_client(distillation_specs.teacher(tuned), run, None)
     assert client.endpoint["concurrency"] == 3 and client.endpoint["requests_per_minute"] == 7
     assert client.budget_usd == 12.5 and client.model == config["teacher"]["model"]

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from empathy_distill.core import students
 from empathy_distill.core.config import load_config
 from empathy_distill.core.errors import ConfigError, TrainingError
 from empathy_distill.core.hardware import cpu_has_native_bf16
 from empathy_distill.training import llamafactory_config as lf
 from empathy_distill.training import llamafactory_trainer as lft
-from empathy_distill.training import run, students
+from empathy_distill.training import run
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -41,7 +41,7 @@ def test_stages_are_defined_once() -> None:
     workflow = REPO_ROOT / "workflow"
     paths = [*workflow.rglob("*.py"), *workflow.rglob("*.smk"), REPO_ROOT / "Snakefile"]
     files = {p.relative_to(REPO_ROOT).as_posix(): p.read_text(encoding="utf-8") for p in paths}
-    assert stage_definitions(files) == ["workflow/empathy_distill/training/methods.py"]
+    assert stage_definitions(files) == ["workflow/empathy_distill/core/methods.py"]
     # the scan finds a restatement: the wildcard regex and the tuple the code had before
     assert stage_definitions({"a.smk": '    stage="sft|dpo",', "b.py": 'STAGES = ("sft", "dpo")'})
 
@@ -124,7 +124,7 @@ def test_a_new_training_method_is_one_module_one_line_and_config(tmp_path: Path)
             shutil.copy2(source, copy / name)
     package = copy / "workflow/empathy_distill/training"
     (package / "toy_trainer.py").write_text(NEW_TRAINER)  # the new module
-    registry = package / "methods.py"
+    registry = copy / "workflow/empathy_distill/core/methods.py"  # the table of methods
     text = registry.read_text()
     anchor = "    )\n}\n\n#: The grid's stages"
     assert anchor in text

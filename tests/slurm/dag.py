@@ -41,7 +41,15 @@ from loopback import LoopbackSlurm, ensure_installed  # noqa: E402
 
 MAIN_PROFILE = REPO / "workflow" / "profiles" / "slurm"
 OVERLAY = HERE / "profile"
-DATASET = REPO.parent / "shared" / "data" / "dataset.csv"
+#: The real dataset: where the README puts it (resources/), else a sibling shared/ checkout.
+DATASET = next(
+    (
+        path
+        for path in (REPO / "resources" / "dataset.csv", REPO.parent / "shared/data/dataset.csv")
+        if path.is_file()
+    ),
+    REPO / "resources" / "dataset.csv",
+)
 CONFIGFILES = (REPO / "config.yaml", REPO / "workflow" / "profiles" / "demo" / "config.demo.yaml")
 GPU_RULES = ("train", "answer")
 API_RULES = ("teacher_initial", "teacher_improve", "judge_pair")

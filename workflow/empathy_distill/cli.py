@@ -12,6 +12,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import stages  # noqa: F401  (registers every stage's specs and config checks)
 from .core import grid
 from .core.command import run_subcommand
 from .core.config import deep_merge, load_config, read_yaml

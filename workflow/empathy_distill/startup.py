@@ -11,9 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .core import grid
+from .core.config import check_config_file
 from .core.errors import ConfigError
 from .core.judges import calls_llm
 
@@ -26,30 +25,6 @@ SCORER_RULES = frozenset({"score_answers"})
 EMBEDDING_RULES = frozenset({"train_classifier_scorer", "score_answers"})
 #: Backends that can write the teacher's responses.
 TEACHER_BACKENDS = ("openai", "gemini", "openai_compatible", "transformers")
-
-
-def check_config_file(path: str | Path) -> None:
-    """Raise ConfigError naming the file, line and column when ``path`` is not YAML (or JSON)."""
-    path = Path(path).absolute()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a UTF-8 text file ({exc})") from exc
-    try:
-        content = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(
-            f"{path}: {where}not valid YAML ({problem}); expected a mapping of config keys "
-            "(see config.yaml)"
-        ) from exc
-    if content is not None and not isinstance(content, dict):
-        raise ConfigError(
-            f"{path}: the top level is a {type(content).__name__}; expected a mapping of config"
-            " keys (see config.yaml)"
-        )
 
 
 def check_config_files(paths: Iterable[str | Path]) -> None:

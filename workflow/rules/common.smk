@@ -19,13 +19,15 @@ os.environ.update(
     PATH=os.pathsep.join(p for p in (str(Path(sys.executable).parent), os.environ.get("PATH")) if p),
 )
 
-from empathy_distill import startup  # noqa: E402
+from empathy_distill import stages, startup  # noqa: E402  (stages: registers specs, checks)
 from empathy_distill.core import grid, judges, runtime, specs, strategies  # noqa: E402
 from empathy_distill.core.config import validate_config  # noqa: E402
 from empathy_distill.data.dataset import load_dataset  # noqa: E402
+from empathy_distill.evaluation import specs as evaluation_specs  # noqa: E402
+from empathy_distill.evaluation.scoring import specs as scoring_specs  # noqa: E402
 from empathy_distill.distillation.sets import teacher_files_for  # noqa: E402
 from empathy_distill.training import llamafactory_config as lf_config  # noqa: E402
-from empathy_distill.training import students as lf_students  # noqa: E402
+from empathy_distill.core import students as lf_students  # noqa: E402
 from empathy_distill.training.methods import STAGES, TRAINING_SETS, previous_stage  # noqa: E402
 from empathy_distill.training.methods import method as training_method  # noqa: E402
 
@@ -43,8 +45,9 @@ if _missing_keys:
         "refuses to start if its jobs call these endpoints",
         file=sys.stderr,
     )
-# The job contract: each rule's only config input is its spec (params.spec, built by one
-# function of empathy_distill/core/specs.py from the validated config), so Snakemake reruns a job
+# The job contract: each rule's only config input is its spec (params.spec: specs.build(rule, ...)
+# calls the one builder its stage registered with empathy_distill/core/specs.py; importing
+# empathy_distill.stages above registers them all; docs/design.md), so Snakemake reruns a job
 # exactly when what shapes its output changes. The operational keys (concurrency, rate limits,
 # retries, timeouts, budget, resources) reach jobs through one channel that is not a rerun
 # trigger: $EMPATHY_DISTILL_RUNTIME (empathy_distill/core/runtime.py).
@@ -132,8 +135,8 @@ def get_train_input(wildcards):
 
 def get_train_spec(wildcards):
     """Everything that shapes the adapter, as the trainer resolves it (a change retrains)."""
-    return specs.train(
-        config, wildcards.student, wildcards.method, wildcards.strategy, wildcards.stage
+    return specs.build(
+        "train", config, wildcards.student, wildcards.method, wildcards.strategy, wildcards.stage
     )
 
 
@@ -175,7 +178,7 @@ def teacher_model_files():
 
 def get_teacher_spec():
     """The teacher's identity, cache and price table (a new model or sampling reruns it)."""
-    return specs.dumps(specs.teacher(config))
+    return specs.dumps(specs.build("teacher_initial", config))
 
 
 def get_teacher_improve_input(wildcards):
@@ -261,7 +264,7 @@ def get_answer_resource(key):
 
 def get_answer_spec(wildcards):
     """The student, decoding settings and prompts (a change reruns only that student's sets)."""
-    return specs.dumps(specs.answer(config, wildcards.student))
+    return specs.dumps(specs.build("answer", config, wildcards.student))
 
 
 # --- judge.smk ---------------------------------------------------------------------------------
@@ -284,7 +287,7 @@ def judge_inputs(wildcards):
 def get_judge_spec(wildcards):
     """What the judge's verdicts depend on: its identity and the protocol, not its operational
     keys (those come with $EMPATHY_DISTILL_RUNTIME)."""
-    return specs.dumps(specs.judge(config, wildcards.judge))
+    return specs.dumps(specs.build("judge_pair", config, wildcards.judge))
 
 
 def get_judge_scorer_arg(wildcards, input):
@@ -298,7 +301,7 @@ def judge_api_calls(wildcards):
 
 
 def get_offline_judge_spec():
-    return specs.dumps(specs.offline_judge(config))
+    return specs.dumps(specs.build("train_offline_judge", config))
 
 
 # --- scoring.smk -------------------------------------------------------------------------------
@@ -340,7 +343,7 @@ def get_scorer_model_files(wildcards):
 
 def get_score_spec(wildcards):
     """The scorer's identity, kind and prompt variant (not its operational keys)."""
-    return specs.dumps(specs.score_answers(config, wildcards.scorer))
+    return specs.dumps(specs.build("score_answers", config, wildcards.scorer))
 
 
 def scorer_api_calls(wildcards):
@@ -350,7 +353,7 @@ def scorer_api_calls(wildcards):
 
 def all_scores(wildcards=None):
     """Every scores file of the grid (the manifest the empathy_scores rule passes in its spec)."""
-    return [entry["path"] for entry in specs.score_manifest(specs.empathy_scores(config))]
+    return [entry["path"] for entry in scoring_specs.score_manifest(specs.build("empathy_scores", config))]
 
 
 def scoring_tables():
@@ -362,7 +365,7 @@ def scoring_tables():
 
 def all_judgments(wildcards=None):
     """Every judgment file of the grid (the manifest the table rules pass in their spec)."""
-    return [entry["path"] for entry in specs.judgments(config)]
+    return [entry["path"] for entry in evaluation_specs.judgments(config)]
 
 
 def all_answers(wildcards=None):
@@ -444,8 +447,8 @@ def get_report_html_input():
 
 def get_reference_metrics_input(wildcards):
     """Test split (the human responses) and every answers file of the rule's spec manifest."""
-    spec = specs.reference_metrics(config)
-    return {"test": TEST_CSV, "answers": [e["path"] for e in specs.answer_manifest(spec)]}
+    spec = specs.build("reference_metrics", config)
+    return {"test": TEST_CSV, "answers": [e["path"] for e in evaluation_specs.answer_manifest(spec)]}
 
 
 def reference_metrics_tables():
@@ -483,16 +486,16 @@ def agreement_inputs(wildcards=None):
 
 def get_empathy_change_scores(wildcards):
     """The scores files of the scorer's base and trained answer sets (the bootstrap reads them)."""
-    spec = specs.empathy_scores(config)
+    spec = specs.build("empathy_scores", config)
     return [
         entry["path"]
-        for entry in specs.score_manifest(spec)
+        for entry in scoring_specs.score_manifest(spec)
         if entry["scorer"] == wildcards.scorer and entry["answers"] != grid.TEACHER_TAG
     ]
 
 
 def get_empathy_change_spec(wildcards):
-    return specs.dumps(specs.empathy_change(config, wildcards.scorer))
+    return specs.dumps(specs.build("figure_empathy_change", config, wildcards.scorer))
 
 
 def agreement_targets():
@@ -529,7 +532,7 @@ def classifier_scorer_regex():
 
 def classifier_subfactor_files(name):
     """{train, test} responses files of the subfactor scorer a classifier reads, if any."""
-    sub = specs.classifier_scorer(config, name)["subfactor_scorer"]
+    sub = specs.build("train_classifier_scorer", config, name)["subfactor_scorer"]
     if not sub:
         return {}
     return {
@@ -547,7 +550,7 @@ def get_classifier_train_input(wildcards):
 
 
 def get_classifier_train_spec(wildcards):
-    return specs.dumps(specs.classifier_scorer(config, wildcards.scorer))
+    return specs.dumps(specs.build("train_classifier_scorer", config, wildcards.scorer))
 
 
 def get_classifier_subfactor_args(wildcards, input):
@@ -563,7 +566,7 @@ def get_classifier_subfactor_args(wildcards, input):
 def classifier_score_inputs(name, tag):
     """What score_answers of a classifier scorer reads besides the answers: its fitted model
     and, for subfactor features, the subfactor scorer's scores of the same answer set."""
-    spec = specs.score_answers(config, name)
+    spec = specs.build("score_answers", config, name)
     if spec["kind"] != "classifier":
         return {}
     files = {"classifier": spec["model_file"]}
@@ -597,7 +600,7 @@ def get_pride_train_input(wildcards):
 def get_pride_reasoning_spec(wildcards):
     """Everything that shapes the teacher's reasoning file (a change rewrites it; the cache
     answers what was asked before)."""
-    return specs.dumps(specs.pride_reasoning(config, wildcards.teacher))
+    return specs.dumps(specs.build("pride_reasoning", config, wildcards.teacher))
 
 
 def get_pride_reasoning_input(wildcards):
@@ -651,12 +654,12 @@ def get_scorer_model_arg(wildcards, input):
 
 
 def get_scorer_train_data_spec(wildcards):
-    return specs.dumps(specs.scorer_train_data(config, wildcards.scorer))
+    return specs.dumps(specs.build("scorer_train_data", config, wildcards.scorer))
 
 
 def get_finetune_scorer_spec(wildcards):
     """Everything that shapes the fine-tuned model (a change retrains it)."""
-    return specs.dumps(specs.finetune_scorer(config, wildcards.scorer))
+    return specs.dumps(specs.build("finetune_scorer", config, wildcards.scorer))
 
 
 def get_finetune_scorer_input(wildcards):

@@ -14,7 +14,7 @@ rule reference_metrics:
             labels={"table": "reference metrics"},
         ),
     params:
-        spec=specs.dumps(specs.reference_metrics(config)),  # the manifest of its inputs
+        spec=specs.dumps(specs.build("reference_metrics", config)),  # the manifest of its inputs
     threads: 2
     # sentence-transformers and torch (the MiniLM embeddings) are in the training environment
     conda:

@@ -14,7 +14,7 @@ rule win_rates:
             labels={"table": "win rates"},
         ),
     params:
-        spec=specs.dumps(specs.win_rates(config)),  # the manifest of its inputs
+        spec=specs.dumps(specs.build("win_rates", config)),  # the manifest of its inputs
     conda:
         "../../envs/core.yaml"
     log:
@@ -36,7 +36,7 @@ rule judge_agreement:
             labels={"table": "judge agreement"},
         ),
     params:
-        spec=specs.dumps(specs.judge_agreement(config)),  # the manifest of its inputs
+        spec=specs.dumps(specs.build("judge_agreement", config)),  # the manifest of its inputs
         offline=get_offline_agreement_arg,
     conda:
         "../../envs/core.yaml"
@@ -176,7 +176,7 @@ rule report_html:
     output:
         config["report"]["path"],
     params:
-        spec=specs.dumps(specs.report(config)),  # the job adds back $EMPATHY_DISTILL_RUNTIME
+        spec=specs.dumps(specs.build("report_html", config)),  # the job adds back $EMPATHY_DISTILL_RUNTIME
         snakefile=workflow.main_snakefile,
     conda:
         CORE_ENV

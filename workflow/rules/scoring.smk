@@ -47,7 +47,7 @@ rule empathy_scores:
             labels={"table": "empathy scores"},
         ),
     params:
-        spec=specs.dumps(specs.empathy_scores(config)),  # the manifest of its inputs
+        spec=specs.dumps(specs.build("empathy_scores", config)),  # the manifest of its inputs
     conda:
         CORE_ENV
     log:

@@ -49,7 +49,7 @@ rule scorer_agreement:
             labels={"table": "scorer agreement"},
         ),
     params:
-        spec=specs.dumps(specs.scorer_agreement(config)),
+        spec=specs.dumps(specs.build("scorer_agreement", config)),
     conda:
         CORE_ENV
     log:

@@ -51,7 +51,7 @@ rule improve_llm_sources:
     output:
         "results/data/sources/improve_llm.csv",
     params:
-        spec=specs.dumps(specs.llm_sources(config)),
+        spec=specs.dumps(specs.build("improve_llm_sources", config)),
     conda:
         TEACHER_ENV
     log:
@@ -95,7 +95,7 @@ rule cost:
     output:
         "results/costs/projection.csv",
     params:
-        spec=specs.dumps(specs.cost(config)),
+        spec=specs.dumps(specs.build("cost", config)),
         human=get_cost_human_arg,
         scorer_train=get_cost_scorer_train_arg,
     conda:

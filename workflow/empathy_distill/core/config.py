@@ -7,7 +7,7 @@ keys are rejected so that a typo never silently falls back to a default.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,9 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from .. import REPO_ROOT
+from . import judges, strategies
 from .errors import ConfigError
+from .methods import DEFAULT_GRID_METHODS, grid_methods_problems
 
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 #: libyaml's loader when available (several times faster: schemas are read at every start).
@@ -55,9 +57,6 @@ _DefaultFillingValidator = _extend_with_defaults(Draft202012Validator)
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
     """The schema, with the enums the registries own filled in (strategies, scorer backends)."""
-    # Imported here, not at module level: read_yaml's users (the data rules) need no registry.
-    from . import judges, strategies
-
     schema = read_yaml(path)
     defs = schema.get("$defs", {})
     if "improve_strategies" in defs:
@@ -116,8 +115,6 @@ def resolve_resource(path: str | Path) -> Path:
 
 def _check_margins(config: dict, schema: dict) -> None:
     """``margin`` is a scorer judge's tie margin: refuse one set on an LLM judge."""
-    from . import judges
-
     endpoints = config.get("judges") if isinstance(config, dict) else None
     margin = schema.get("$defs", {}).get("llm_endpoint", {}).get("properties", {}).get("margin")
     if not isinstance(endpoints, dict) or not margin:
@@ -127,16 +124,32 @@ def _check_margins(config: dict, schema: dict) -> None:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
+#: A semantic config check: the config (validated, defaults filled) -> its problems, each
+#: naming its config key. JSON Schema cannot express these (a scorer's prompt variant exists in
+#: the prompts file, a classifier's subfactor scorer is defined, ...).
+ConfigCheck = Callable[[dict], list[str]]
+#: The semantic checks the stages registered (``register_check``), run in registration order
+#: by ``validate_config`` after core's own. A stage registers its checks when it is imported;
+#: the Snakefile (common.smk) and the commands import every stage (``empathy_distill.stages``).
+CONFIG_CHECKS: list[ConfigCheck] = []
+
+
+def register_check(check: ConfigCheck) -> ConfigCheck:
+    """Run ``check`` in every ``validate_config`` (a decorator; registering twice is once)."""
+    if check not in CONFIG_CHECKS:
+        CONFIG_CHECKS.append(check)
+    return check
+
+
 def _check_references(config: dict) -> None:
-    """Cross-key checks JSON Schema cannot express: grid selections name defined entries.
+    """Cross-key checks JSON Schema cannot express: grid selections name defined entries; then
+    every registered stage check.
 
     A selection left out defaults to every defined entry.
     """
     selection = config.setdefault("grid", {})
     selection.setdefault("students", list(config.get("students", {})))
     selection.setdefault("judges", list(config.get("judges", {})))
-    from ..training.methods import DEFAULT_GRID_METHODS, grid_methods_problems
-
     selection.setdefault("methods", list(DEFAULT_GRID_METHODS))
     problems = grid_methods_problems(selection["methods"])
     for section, defined in (
@@ -149,105 +162,38 @@ def _check_references(config: dict) -> None:
                     f"config['grid']['{section}']: {name!r} is not defined under "
                     f"config['{section}'] (defined: {', '.join(sorted(defined))})"
                 )
-    problems += _scoring_problems(config.get("scoring", {}))
-    from ..evaluation.scoring import finetune
-
-    for name, scorer in config.get("scoring", {}).get("scorers", {}).items():
-        problems += finetune.problems(name, scorer, config.get("students", {}))
+    for check in CONFIG_CHECKS:
+        problems += check(config)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
-def _scoring_problems(scoring: dict) -> list[str]:
-    """``scoring.grid`` names defined scorers; each scorer's variant exists for its kind; a
-    classifier's features can be built (no MITI) from a defined subfactor scorer."""
-    from ..evaluation.scoring.prompts import CLASSIFIER, DEFAULT_VARIANT, variants
-
-    defined = scoring.get("scorers", {})
-    problems = [
-        f"config['scoring']['grid']: {name!r} is not defined under config['scoring']['scorers']"
-        f" (defined: {', '.join(sorted(defined)) or 'none'})"
-        for name in scoring.get("grid", [])
-        if name not in defined
-    ]
-    for name, scorer in defined.items():
-        if scorer["kind"] == CLASSIFIER:
-            problems += _classifier_problems(name, scorer, defined)
-            continue
-        offered = variants(scorer["kind"], resolve_resource(scoring["prompts"]))
-        variant = scorer["variant"] or DEFAULT_VARIANT[scorer["kind"]]
-        if variant not in offered:
-            problems.append(
-                f"config['scoring']['scorers'][{name!r}]['variant']: {variant!r} is not a"
-                f" {scorer['kind']} prompt of {scoring['prompts']} (offered: {', '.join(offered)})"
-            )
-    return problems
-
-
-def _embedding_problems(where: str, block: dict) -> list[str]:
-    """A classifier's embedding model: MiniLM has one model; an OpenAI one must be named, a
-    local OpenAI-compatible server needs its URL."""
-    from ..evaluation.embeddings import MINILM, MODEL_NAME
-
-    backend, model = block.get("backend", MINILM), block.get("model")
-    if backend == MINILM:
-        if model not in (None, MODEL_NAME):
-            return [
-                f"{where}['model']: backend minilm has only {MODEL_NAME!r}, got {model!r} (for"
-                " an OpenAI embedding model set backend: openai)"
-            ]
-        return []
-    problems = []
-    if not model:
-        problems.append(
-            f"{where}['model']: backend {backend!r} needs an embedding model, e.g."
-            " text-embedding-3-small"
-        )
-    if backend == "openai_compatible" and not block.get("base_url"):
-        problems.append(
-            f"{where}['base_url']: backend openai_compatible needs the server's URL, e.g."
-            " http://127.0.0.1:8000/v1"
-        )
-    return problems
-
-
-def _classifier_problems(name: str, scorer: dict, defined: dict) -> list[str]:
-    from ..evaluation.scoring.classifier.features import SUBFACTORS, feature_parts
-
-    where = f"config['scoring']['scorers'][{name!r}]"
+def check_config_file(path: str | Path) -> None:
+    """Raise ConfigError naming the file, line and column when ``path`` is not YAML (or JSON)."""
+    path = Path(path).absolute()
     try:
-        parts = feature_parts(scorer["features"], f"{where}['features']")
-    except ConfigError as exc:
-        return [str(exc)]
-    problems = [
-        f"{where}[{key!r}]: {scorer[key]!r} is not among {where}[{key + 's'!r}]"
-        f" ({', '.join(scorer[key + 's'])})"
-        for key in ("model", "selection")
-        if scorer[key] != "best" and scorer[key] not in scorer[key + "s"]
-    ]
-    problems += _embedding_problems(f"{where}['embedding']", scorer.get("embedding") or {})
-    if SUBFACTORS not in parts:
-        return problems
-    other = scorer["subfactor_scorer"]
-    if other is None:
-        return [
-            *problems,
-            f"{where}['subfactor_scorer']: features {scorer['features']!r}"
-            " need a subfactors scorer",
-        ]
-    if defined.get(other, {}).get("kind") != SUBFACTORS:
-        return [
-            *problems,
-            f"{where}['subfactor_scorer']: {other!r} is not a subfactors scorer of"
-            f" config['scoring']['scorers'] (defined: {', '.join(sorted(defined)) or 'none'})",
-        ]
-    return problems
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({exc})") from exc
+    try:
+        content = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"{path}: {where}not valid YAML ({problem}); expected a mapping of config keys "
+            "(see config.yaml)"
+        ) from exc
+    if content is not None and not isinstance(content, dict):
+        raise ConfigError(
+            f"{path}: the top level is a {type(content).__name__}; expected a mapping of config"
+            " keys (see config.yaml)"
+        )
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:
     """Read a YAML config file, apply ``overrides`` (deep-merged), validate, fill defaults."""
-    from ..startup import check_config_file
-
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from itertools import product
 from pathlib import PurePath
 
-from ..training.methods import DEFAULT_GRID_METHODS, STAGES, final_stages
 from . import strategies
+from .methods import DEFAULT_GRID_METHODS, STAGES, final_stages
 
 METHODS = ("direct", "improve_human", "improve_llm")
 IMPROVE_METHODS = ("improve_human", "improve_llm")

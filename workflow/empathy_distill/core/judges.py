@@ -53,7 +53,7 @@ class LLMJudge:
         runtime: dict | None = None,
         **_: Any,
     ) -> list[dict]:
-        """Verdicts on ``items`` by the judge of ``spec`` (``specs.judge``)."""
+        """Verdicts on ``items`` by the judge of ``spec`` (``evaluation.specs.judge``)."""
         return _resolve(self.runner)(spec, items, ask=ask, cost_report=cost_report, runtime=runtime)
 
 
@@ -68,6 +68,8 @@ class ScorerJudge:
     agreement_file: str
     #: ``module:callable`` loading ``model_file`` into an object with ``score(s, u, answers)``.
     loader: str
+    #: ``module:callable`` producing the verdicts from the fitted scorer (as ``LLMJudge.runner``).
+    runner: str = "empathy_distill.evaluation.judge:scorer_verdicts"
     kind: str = SCORER_KIND
     calls_llm: bool = False
     uses_margin: bool = True
@@ -88,18 +90,7 @@ class ScorerJudge:
         **_: Any,
     ) -> list[dict]:
         """Verdicts on ``items`` by the scorer in ``scorer_file`` with the spec's tie margin."""
-        from ..evaluation.judge import judge_with_scorer
-        from .errors import ConfigError
-
-        if scorer_file is None:
-            raise ConfigError(
-                f"judge {spec['judge']!r} is a {self.backend} scorer: pass the fitted scorer"
-                f" ({self.model_file}) as --scorer"
-            )
-        scorer = self.load(scorer_file)
-        return judge_with_scorer(
-            items, scorer.score, spec["judge"], spec["endpoint"]["margin"], spec["paper_faithful"]
-        )
+        return _resolve(self.runner)(self, spec, items, scorer_file)
 
 
 Judge = LLMJudge | ScorerJudge

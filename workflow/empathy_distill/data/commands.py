@@ -10,8 +10,7 @@ import logging
 from pathlib import Path
 
 from ..core.command import run_subcommand
-from ..distillation import sets
-from . import dataset, split
+from . import dataset, sources, split
 
 log = logging.getLogger("empathy_distill.data.commands")
 
@@ -45,7 +44,7 @@ def cmd_split(args: argparse.Namespace) -> None:
 
 def cmd_sources(args: argparse.Namespace) -> None:
     train = dataset.load_dataset(args.train)
-    table = sets.improve_human_sources(train)
+    table = sources.improve_human_sources(train)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
     log.info("wrote %s: %s", args.out, table["role"].value_counts().to_dict())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..core.atomic import atomic_write
 from ..core.errors import LlamaFactoryFormatError
-from ..training.methods import TRAINING_SETS
+from ..core.methods import TRAINING_SETS
 
 MAX_PROBLEMS_SHOWN = 5
 

@@ -26,17 +26,13 @@ from ..core import strategies
 from ..core.errors import DatasetError
 from ..core.prompts import Prompts
 from ..data.dataset import LLM_RESPONDERS, rating_column, response_column
+
+# The improve_human sources are the data stage's (a data job writes them); the sets read them.
+from ..data.sources import SOURCE_COLUMNS as SOURCE_COLUMNS
+from ..data.sources import improve_human_sources as improve_human_sources
 from .formats import dpo_record, sft_record
 
 DPO_FILTERS = ("intended", "as_coded")
-SOURCE_COLUMNS = [
-    "dialog_id",
-    "role",
-    "situation",
-    "speaker_uttr",
-    "source_response",
-    "human_response",
-]
 
 
 def direct_sft_mask(train: pd.DataFrame, llm: str) -> pd.Series:
@@ -79,22 +75,6 @@ def direct_records(
         for _, row in train[direct_dpo_mask(train, llm, dpo_filter)].iterrows():
             dpo.append(dpo_record(row["dialog_id"], _prompt(prompts, row), row[target], row[human]))
     return sft, dpo
-
-
-def improve_human_sources(train: pd.DataFrame) -> pd.DataFrame:
-    """Responses the teacher rewrites for improve_human: SFT role = human 3, DPO role = 1 or 2."""
-    human_rating = train[rating_column("human")]
-    table = pd.DataFrame(
-        {
-            "dialog_id": train["dialog_id"],
-            "role": human_rating.map(lambda r: "sft" if r == 3 else "dpo"),
-            "situation": train["situation"],
-            "speaker_uttr": train["speaker_uttr"],
-            "source_response": train[response_column("human")],
-            "human_response": train[response_column("human")],
-        }
-    )
-    return table[SOURCE_COLUMNS].reset_index(drop=True)
 
 
 def read_teacher_file(path: str | Path) -> tuple[dict[str, str], dict[str, str]]:

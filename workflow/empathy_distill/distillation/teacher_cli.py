@@ -29,6 +29,7 @@ from ..core.command import run_cli
 from ..core.config import resolve_resource
 from ..core.prompts import Prompts
 from ..core.readers import read_jsonl, read_table
+from . import specs as distillation_specs
 from . import teacher
 from .sets import SOURCE_COLUMNS
 
@@ -70,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _llm_sources(args: argparse.Namespace) -> None:
-    sample, _ = specs.from_args(args, specs.llm_sources)
+    sample, _ = specs.from_args(args, distillation_specs.llm_sources)
     train = read_table(args.train, ["dialog_id", "situation", "speaker_uttr", "response_human"])
     table = teacher.llm_sources(train, read_jsonl(args.initial), sample["n"], sample["seed"])
     write_csv(args.out, table)
@@ -80,7 +81,7 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "llm-sources":
         _llm_sources(args)
         return
-    spec, run = specs.from_args(args, specs.teacher, with_runtime=True)
+    spec, run = specs.from_args(args, distillation_specs.teacher, with_runtime=True)
     client = teacher.make_teacher_client(spec, run or {}, args.cost_report)
     prompts = Prompts(resolve_resource(args.prompts))
     if args.command == "initial":

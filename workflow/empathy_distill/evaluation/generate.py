@@ -40,10 +40,12 @@ from typing import Any
 from ..core import specs
 from ..core.command import run_cli
 from ..core.config import resolve_resource
-from ..core.errors import ConfigError, EmpathyDistillError
+from ..core.errors import ConfigError
 from ..core.hardware import cpu_has_native_bf16
 from ..core.prompts import Prompts
 from ..llm.backends.local_decoding import decode_batches
+from ..training.templates import llamafactory_template
+from . import specs as evaluation_specs
 from .records import read_split, write_jsonl
 
 LOG = logging.getLogger(__name__)
@@ -120,23 +122,6 @@ def load_model(
 
         model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     return model.to(device).eval()
-
-
-def llamafactory_template(tokenizer: Any, name: str) -> Any:
-    """LLaMA-Factory's template ``name``, fixing the tokenizer's special tokens as training did."""
-    try:
-        from llamafactory.data.template import TEMPLATES, get_template_and_fix_tokenizer
-        from llamafactory.hparams import DataArguments
-    except (ImportError, OSError) as exc:  # LLaMA-Factory imports torchaudio at module level
-        raise EmpathyDistillError(
-            f"cannot import LLaMA-Factory's templates ({exc}). On CPU machines with PyPI's CUDA "
-            "build of torchaudio, delete torchaudio's native libraries (see README); "
-            "LLaMA-Factory imports torchaudio but never uses it for text."
-        ) from exc
-
-    if name not in TEMPLATES:
-        raise ConfigError(f"students.*.template: {name!r} is not a LLaMA-Factory template")
-    return get_template_and_fix_tokenizer(tokenizer, DataArguments(template=name))
 
 
 def encode_finetuned(
@@ -356,12 +341,12 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> None:
     if args.config and not args.student:
         raise ConfigError("--config needs --student (a key of config.students)")
-    spec, _ = specs.from_args(args, lambda config: specs.answer(config, args.student))
+    spec, _ = specs.from_args(args, lambda config: evaluation_specs.answer(config, args.student))
     student_cfg = spec["model"]
     if args.model_path:
         model_path = args.model_path
     else:
-        from ..training.students import resolve_model
+        from ..core.students import resolve_model
 
         model_path = str(resolve_model(student_cfg))
     template = student_cfg["template"] if args.adapter else None

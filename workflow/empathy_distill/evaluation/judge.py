@@ -30,6 +30,7 @@ from ..core.config import resolve_resource
 from ..core.errors import ConfigError
 from ..core.judges import kind_of
 from ..core.prompts import Prompts
+from . import specs as evaluation_specs
 from .records import AnswersError, read_answers, read_split, write_jsonl
 
 MODEL_FIRST = "model_first"  # the model's answer is Response 1
@@ -288,6 +289,22 @@ def llm_verdicts(
     )
 
 
+def scorer_verdicts(
+    judge: Any, spec: dict, items: Sequence[Any], scorer_file: str | Path | None
+) -> list[dict]:
+    """Verdicts of a scorer judge (``judges.ScorerJudge.runner``): the fitted scorer in
+    ``scorer_file`` rates each answer, with the spec's tie margin."""
+    if scorer_file is None:
+        raise ConfigError(
+            f"judge {spec['judge']!r} is a {judge.backend} scorer: pass the fitted scorer"
+            f" ({judge.model_file}) as --scorer"
+        )
+    scorer = judge.load(scorer_file)
+    return judge_with_scorer(
+        items, scorer.score, spec["judge"], spec["endpoint"]["margin"], spec["paper_faithful"]
+    )
+
+
 def client_ask(spec: dict, run: dict, cost_report: str | Path | None = None) -> AskFn:
     """The default ``ask``: the LLM layer's client for the spec's judge, with the runtime
     part's operational keys (concurrency, rate limits, retries, budget)."""
@@ -332,7 +349,7 @@ def _run(args: argparse.Namespace) -> None:
         raise ConfigError("--config needs --judge (a key of config.judges)")
     spec, run = specs.from_args(
         args,
-        lambda config: specs.judge(config, args.judge),
+        lambda config: evaluation_specs.judge(config, args.judge),
         # a scorer judge makes no requests: only an LLM judge needs the runtime part
         with_runtime=lambda spec: kind_of(spec["endpoint"]).calls_llm,
     )

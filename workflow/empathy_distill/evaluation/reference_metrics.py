@@ -36,6 +36,7 @@ import pandas as pd
 from ..core import specs
 from ..core.atomic import write_csv
 from ..core.command import run_cli
+from . import specs as evaluation_specs
 from .answer_sets import HUMAN, AnswerSet, human_set, read_answer_set
 from .embeddings import Embedder, default_embedder
 from .records import n_words, read_split
@@ -185,7 +186,7 @@ def table_of_spec(
     (``grid.answer_path``), the human responses of the test split, the teacher's answers."""
     test = read_split(test_path)
     dialog_ids = [str(d) for d in test["dialog_id"]]
-    manifest = specs.answer_manifest(spec)
+    manifest = evaluation_specs.answer_manifest(spec)
     sets = {entry["answers"]: read_answer_set(entry["path"]) for entry in manifest}
     human = human_set(test, test_path)
     references = [human if tag == HUMAN else sets[tag] for tag in spec["references"]]
@@ -212,7 +213,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> None:
-    spec, _ = specs.from_args(args, specs.reference_metrics)
+    spec, _ = specs.from_args(args, evaluation_specs.reference_metrics)
     table = table_of_spec(spec, args.test)
     write_csv(args.out, table)
     print(f"BLEU: sacrebleu {bleu_signature(2)}")

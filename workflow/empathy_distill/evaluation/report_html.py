@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..core import runtime, specs
 from ..core.command import run_cli
+from . import specs as evaluation_specs
 
 log = logging.getLogger("empathy_distill.evaluation.report_html")
 
@@ -58,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> None:
-    spec, run = specs.from_args(args, specs.report, with_runtime=True)
+    spec, run = specs.from_args(args, evaluation_specs.report, with_runtime=True)
     build_report(args.snakefile, runtime.merge(spec, run or {}), args.out)
 
 

@@ -28,6 +28,7 @@ from ..core.atomic import write_csv
 from ..core.command import run_cli
 from ..core.grid import PAIR_SEPARATOR, parse_tag
 from ..core.judges import OFFLINE
+from . import specs as evaluation_specs
 from .judge import combine_orders
 from .records import n_words, read_answers, read_jsonl
 from .stats import (
@@ -133,7 +134,7 @@ def win_rate_table(spec: dict, root: str | Path = ".") -> pd.DataFrame:
     root = Path(root)
     answers: dict[str, dict[str, str]] = {}
     rows = []
-    for entry in specs.manifest(spec):
+    for entry in evaluation_specs.manifest(spec):
         for side in ("model_answers", "opponent_answers"):
             if entry[side] not in answers:
                 answers[entry[side]] = read_answers(root / entry[side])
@@ -173,7 +174,7 @@ def agreement_table(
     root = Path(root)
     paper_faithful = spec["paper_faithful"]
     by_pair: dict[str, dict[str, dict[str, int]]] = {}  # comparison name -> judge -> verdicts
-    for entry in specs.manifest(spec):
+    for entry in evaluation_specs.manifest(spec):
         pair = f"{entry['model']}{PAIR_SEPARATOR}{entry['opponent']}"
         by_pair.setdefault(pair, {})[entry["judge"]] = _verdicts(
             root / entry["path"], paper_faithful
@@ -230,10 +231,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> None:
     if args.table == "win-rates":
-        spec, _ = specs.from_args(args, specs.win_rates)
+        spec, _ = specs.from_args(args, evaluation_specs.win_rates)
         table = win_rate_table(spec, args.root)
     else:
-        spec, _ = specs.from_args(args, specs.judge_agreement)
+        spec, _ = specs.from_args(args, evaluation_specs.judge_agreement)
         table = agreement_table(spec, args.offline_agreement, args.root)
     write_csv(args.out, table)
     print(f"{args.out}: {len(table)} rows")

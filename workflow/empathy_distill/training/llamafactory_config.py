@@ -43,9 +43,9 @@ from pathlib import Path
 import yaml
 
 from ..core.errors import ConfigError
+from ..core.students import resolve_model, resolve_revision
 from . import methods as registry
 from .lf_args_table import load_table
-from .students import resolve_model, resolve_revision
 
 #: Stages LLaMA-Factory trains (registry entries naming the llamafactory_trainer module): their
 #: ``training.<stage>`` keys, and ``training.common``, are LLaMA-Factory arguments.

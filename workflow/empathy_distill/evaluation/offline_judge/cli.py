@@ -13,6 +13,7 @@ from dataclasses import asdict
 from ...core import specs
 from ...core.atomic import write_json
 from ...core.command import run_cli
+from .. import specs as evaluation_specs
 from ..embeddings import default_embedder
 from ..records import read_split
 from .evaluate import check_disjoint, evaluate, reference_orderings
@@ -33,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> None:
-    spec, _ = specs.from_args(args, specs.offline_judge)
+    spec, _ = specs.from_args(args, evaluation_specs.offline_judge)
     margin, seed = spec["margin"], spec["seed"]
     embedder = default_embedder(spec["cache_dir"])
     train, test = read_split(args.train), read_split(args.test)

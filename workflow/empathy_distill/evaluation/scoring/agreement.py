@@ -39,6 +39,7 @@ from ...core import specs
 from ...core.atomic import write_csv
 from ...core.command import run_cli
 from ..records import AnswersError, read_jsonl
+from . import specs as scoring_specs
 from .prompts import DIMENSIONS, SUBFACTORS
 from .responses import responses_path
 from .table import per_answer
@@ -288,7 +289,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> None:
-    spec, _ = specs.from_args(args, specs.scorer_agreement)
+    spec, _ = specs.from_args(args, scoring_specs.scorer_agreement)
     files = {name: responses_path(name, "test") for name in spec["scorers"]}
     table = agreement_table(files, spec["within_rater_min"])
     write_csv(args.out, table)

@@ -27,6 +27,7 @@ from ...core import grid, specs
 from ...core.atomic import write_csv
 from ...core.command import run_cli
 from ..records import AnswersError, read_jsonl
+from . import specs as scoring_specs
 from .table import measures, per_answer
 
 COLUMNS = (
@@ -165,7 +166,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> None:
-    spec, _ = specs.from_args(args, lambda config: specs.empathy_change(config, args.scorer))
+    spec, _ = specs.from_args(
+        args, lambda config: scoring_specs.empathy_change(config, args.scorer)
+    )
     table = pd.read_csv(args.table, keep_default_na=False, na_values=[""])
     changes = change_table(spec, table)
     write_csv(args.values, changes)

@@ -21,6 +21,8 @@ TRAIN_DATA = SCORER_DIR + "/train.jsonl"
 #: One line per line of train.jsonl: which response it is (dialog_id, responder, annotator).
 TRAIN_INDEX = SCORER_DIR + "/train_index.csv"
 DATASET_INFO = SCORER_DIR + "/dataset_info.json"
+#: Name of the set in dataset_info.json.
+DATASET_KEY = "scorer_train"
 MODEL_JSON = SCORER_DIR + "/model.json"
 #: Backends the workflow can fine-tune, and the module each one's job runs.
 MODULES = {

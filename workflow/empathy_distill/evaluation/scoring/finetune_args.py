@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import finetune
-from .train_data import DATASET_KEY
+from .finetune import DATASET_KEY
 
 #: Where the LoRA adapter of scorer ``{scorer}`` is trained to.
 ADAPTER_DIR = finetune.SCORER_DIR + "/lora"
@@ -19,8 +19,8 @@ ADAPTER_DIR = finetune.SCORER_DIR + "/lora"
 
 def train_args(config: dict, scorer: str) -> dict[str, Any]:
     """The complete LLaMA-Factory arguments of the scorer's SFT (as train.yaml shows them)."""
+    from ...core.students import resolve_model
     from ...training.llamafactory_config import EXPLICIT_DEFAULTS, ordered
-    from ...training.students import resolve_model
 
     entry = config["scoring"]["scorers"][scorer]
     settings = entry["finetune"]

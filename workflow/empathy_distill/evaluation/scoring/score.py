@@ -23,6 +23,7 @@ from ...core.command import run_cli
 from ...core.config import resolve_resource
 from ...core.errors import ConfigError
 from ..records import AnswersError, read_answers, read_split, write_jsonl
+from . import specs as scoring_specs
 from .finetune import finetuned_spec
 from .parse import parse_reply
 from .prompts import CLASSIFIER, ScoringPrompt, scoring_prompt
@@ -160,7 +161,7 @@ def scoring_spec(args: argparse.Namespace) -> tuple[dict, dict | None]:
     if args.config and not args.scorer:
         raise ConfigError("--config needs --scorer (a key of config.scoring.scorers)")
     spec, run = specs.from_args(
-        args, lambda config: specs.score_answers(config, args.scorer), with_runtime=True
+        args, lambda config: scoring_specs.score_answers(config, args.scorer), with_runtime=True
     )
     return finetuned_spec(spec, args.scorer_model), run
 

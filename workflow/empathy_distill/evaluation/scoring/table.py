@@ -20,6 +20,7 @@ from ...core.atomic import write_csv
 from ...core.command import run_cli
 from ..records import AnswersError, read_jsonl
 from ..stats import bootstrap_mean_ci
+from . import specs as scoring_specs
 from .prompts import DIMENSIONS, MEASURED_AS, RATING, SUBFACTORS_PER_DIMENSION
 
 COLUMNS = (
@@ -93,7 +94,7 @@ def _answer_columns(tag: str) -> dict[str, str]:
 def empathy_table(spec: dict) -> pd.DataFrame:
     """The table of a spec (``specs.empathy_scores``), reading the files its manifest lists."""
     rows = []
-    for entry in specs.score_manifest(spec):
+    for entry in scoring_specs.score_manifest(spec):
         scorer = spec["scorers"][entry["scorer"]]
         records = read_jsonl(entry["path"])
         if not records:
@@ -127,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> None:
-    spec, _ = specs.from_args(args, specs.empathy_scores)
+    spec, _ = specs.from_args(args, scoring_specs.empathy_scores)
     table = empathy_table(spec)
     write_csv(args.out, table)
     print(f"{args.out}: {len(table)} rows")

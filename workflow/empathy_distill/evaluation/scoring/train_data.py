@@ -26,11 +26,11 @@ from ...core.config import resolve_resource
 from ...core.errors import ConfigError, DatasetError
 from ...data.dataset import RESPONDERS
 from ..records import read_split
+from . import specs as scoring_specs
+from .finetune import DATASET_KEY
 from .prompts import RANGES, RATING, scoring_prompt
 
 INDEX_COLUMNS = ("dialog_id", "responder", "annotator", "human_rating")
-#: Name of the set in dataset_info.json.
-DATASET_KEY = "scorer_train"
 
 
 def examples(train: pd.DataFrame, spec: dict, source: str = "train") -> list[dict]:
@@ -143,7 +143,9 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> None:
     if args.config and not args.scorer:
         raise ConfigError("--config needs --scorer (a key of config.scoring.scorers)")
-    spec, _ = specs.from_args(args, lambda config: specs.scorer_train_data(config, args.scorer))
+    spec, _ = specs.from_args(
+        args, lambda config: scoring_specs.scorer_train_data(config, args.scorer)
+    )
     train = read_split(args.train)
     refuse_test_dialogues(train, read_split(args.test), args.train)
     found = examples(train, spec, args.train)

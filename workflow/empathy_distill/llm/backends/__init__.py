@@ -52,7 +52,7 @@ def make_backend(endpoint: dict[str, Any]) -> Backend:
 
         return GeminiBackend(_require_key(endpoint), endpoint.get("base_url"), timeout)
     if backend == "transformers":
-        from ...training.students import resolve_model
+        from ...core.students import resolve_model
         from .transformers_backend import TransformersBackend
 
         return TransformersBackend(

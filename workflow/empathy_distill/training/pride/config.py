@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 
 from ...core.errors import ConfigError, TrainingError
+from ...core.students import builtin_name, resolve_model, resolve_revision
 from ..llamafactory_config import DATASET_DIR
-from ..students import builtin_name, resolve_model, resolve_revision
 
 #: LLaMA-Factory keys of training.common that mean the same for PRIDE.
 SHARED_KEYS = (

@@ -148,7 +148,7 @@ def read_examples(settings: dict, tokenizer: Any) -> list:
     from ...core.prompts import Prompts
     from ...core.readers import read_table
     from ...distillation.formats import read_set
-    from ...evaluation.generate import llamafactory_template
+    from ..templates import llamafactory_template
     from .data import encode_examples, rows_by_id
     from .privileged import PRIVILEGED_FIELDS
     from .reasoning import read_reasoning, reasoning_for

@@ -38,6 +38,7 @@ from ...llm.cache import ResponseCache
 from ...llm.endpoint import normalize_endpoint
 from ...llm.pricing import Price
 from ...llm.request import Answer
+from .. import specs as training_specs
 
 LOG = logging.getLogger(__name__)
 
@@ -187,7 +188,9 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> None:
     from ...core.readers import read_table
 
-    spec, _ = specs.from_args(args, lambda config: specs.pride_reasoning(config, args.teacher))
+    spec, _ = specs.from_args(
+        args, lambda config: training_specs.pride_reasoning(config, args.teacher)
+    )
     rows = read_table(args.train, list(COLUMNS)).to_dict("records")
     client = make_reasoning_client(spec, args.cost_report)
     write_reasoning(client, rows, spec["model"], spec["max_new_tokens"], args.out)

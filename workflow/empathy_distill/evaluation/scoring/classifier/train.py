@@ -30,6 +30,7 @@ from ....core.command import run_cli
 from ...embeddings import Embedder, default_embedder, embedder_for
 from ...offline_judge.evaluate import check_disjoint
 from ...records import read_split, write_jsonl
+from .. import specs as scoring_specs
 from .features import (
     EMBEDDING,
     N_SUBFACTORS,
@@ -329,7 +330,7 @@ def _run(args: argparse.Namespace) -> None:
         raise ConfigError("--config needs --scorer (a key of config.scoring.scorers)")
     spec, runtime = specs.from_args(
         args,
-        lambda config: specs.classifier_scorer(config, args.scorer),
+        lambda config: scoring_specs.classifier_scorer(config, args.scorer),
         with_runtime=lambda spec: bool(spec.get("embedding")),
     )
     run(args, spec, run=runtime)

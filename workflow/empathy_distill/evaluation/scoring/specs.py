@@ -1,0 +1,185 @@
+"""Job specs of the scoring rules (empathy scorers: scoring, classifiers, fine-tuning, agreement,
+empathy change), registered with ``core.specs`` (the job contract)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...core import grid
+from ...core.config import resolve_resource
+from ...core.errors import ConfigError
+from ...core.specs import Spec, endpoint_identity, llm_files, register
+from ..embeddings import embedding_identity
+
+# config_checks registers the scoring checks: a scoring job run by hand with --config (its spec
+# built here from that file) validates them as the Snakefile does.
+from . import (
+    config_checks,  # noqa: F401
+    finetune,
+    finetune_args,
+)
+from .classifier import MODEL_FILE
+from .prompts import CLASSIFIER, DEFAULT_VARIANT, SUBFACTORS, scoring_prompt
+
+
+def _scorer(config: dict, name: str) -> dict[str, Any]:
+    defined = config.get("scoring", {}).get("scorers", {})
+    if name not in defined:
+        raise ConfigError(
+            f"config['scoring']['scorers'] has no scorer {name!r}"
+            f" (defined: {', '.join(sorted(defined)) or 'none'})"
+        )
+    return defined[name]
+
+
+def _scorer_identity(config: dict, name: str) -> Spec:
+    """A scorer's kind, resolved prompt variant and prompts file (a classifier's "variant" is
+    its feature set: it has no prompt)."""
+    scorer = _scorer(config, name)
+    if scorer["kind"] == CLASSIFIER:
+        return {
+            "kind": CLASSIFIER,
+            "variant": scorer["features"],
+            "prompts": config["scoring"]["prompts"],
+        }
+    return {
+        "kind": scorer["kind"],
+        "variant": scorer["variant"] or DEFAULT_VARIANT[scorer["kind"]],
+        "prompts": config["scoring"]["prompts"],
+    }
+
+
+@register("score_answers", "score_responses")
+def score_answers(config: dict, scorer: str) -> Spec:
+    """Rule score_answers: the scorer's identity (endpoint, kind, prompt variant, prompts);
+    for a classifier, its settings and fitted model (``classifier_scorer``)."""
+    if _scorer(config, scorer)["kind"] == CLASSIFIER:
+        return {**classifier_scorer(config, scorer), "model_file": MODEL_FILE.format(scorer=scorer)}
+    return {
+        "scorer": scorer,
+        "endpoint": endpoint_identity(_scorer(config, scorer)),
+        **_scorer_identity(config, scorer),
+        **llm_files(config),
+    }
+
+
+@register("train_classifier_scorer")
+def classifier_scorer(config: dict, name: str) -> Spec:
+    """Rule train_classifier_scorer: a classifier scorer's features, models, selection, seed,
+    the identity of the subfactor scorer it reads (with its 15 names), the embedding cache and,
+    for an OpenAI embedding model, its identity."""
+    scorer = _scorer(config, name)
+    if scorer["kind"] != CLASSIFIER:
+        raise ConfigError(f"config['scoring']['scorers'][{name!r}] is not a classifier scorer")
+    subfactor = None
+    if scorer["subfactor_scorer"] and "subfactors" in scorer["features"]:
+        identity = _scorer_identity(config, scorer["subfactor_scorer"])
+        prompt = scoring_prompt(
+            SUBFACTORS, identity["variant"], resolve_resource(identity["prompts"])
+        )
+        subfactor = {"name": scorer["subfactor_scorer"], **identity, "names": list(prompt.names)}
+    keys = (
+        "features",
+        "model",
+        "selection",
+        "models",
+        "selections",
+        "k_grid",
+        "cv_folds",
+        "seed",
+        "importance_repeats",
+    )
+    spec = {
+        "scorer": name,
+        **_scorer_identity(config, name),
+        **{key: scorer[key] for key in keys},
+        "subfactor_scorer": subfactor,
+        "cache_dir": config["llm"]["cache_dir"],
+    }
+    # An OpenAI embedding model (backend, model, server; absent for the default MiniLM, so a
+    # MiniLM scorer's spec is unchanged). Only when its vectors are features.
+    identity = embedding_identity(scorer.get("embedding"))
+    if identity and "embedding" in str(scorer["features"]).split("+"):
+        spec["embedding"] = identity
+    return spec
+
+
+@register("empathy_scores")
+def empathy_scores(config: dict) -> Spec:
+    """Rule empathy_scores: the grid's scorers and answer sets (``score_manifest`` lists their
+    files) and the bootstrap's settings."""
+    return {
+        "bootstrap_samples": config["evaluation"]["bootstrap_samples"],
+        "seed": config["evaluation"]["seed"],
+        "scorers": {name: _scorer_identity(config, name) for name in grid.scorers(config)},
+        "answer_tags": grid.answer_tags(config) if grid.scorers(config) else [],
+    }
+
+
+@register("scorer_agreement")
+def scorer_agreement(config: dict) -> Spec:
+    """Rule scorer_agreement: the grid's scorers, in order (their ``responses_test.jsonl`` are
+    its inputs, whatever their kind), and the within-rater minimum."""
+    return {
+        "scorers": grid.scorers(config),
+        "within_rater_min": config["scoring"]["agreement"]["within_rater_min"],
+    }
+
+
+@register("figure_empathy_change")
+def empathy_change(config: dict, scorer: str) -> Spec:
+    """Rule figure_empathy_change: the scorer's kind and the bootstrap's settings."""
+    return {
+        "scorer": scorer,
+        "kind": _scorer_identity(config, scorer)["kind"],
+        "bootstrap_samples": config["evaluation"]["bootstrap_samples"],
+        "seed": config["evaluation"]["seed"],
+    }
+
+
+def score_manifest(spec: Spec) -> list[dict[str, str]]:
+    """Every scores file of an ``empathy_scores`` spec, scorer-major; paths from ``grid``."""
+    return [
+        {"scorer": name, "answers": tag, "path": grid.score_path(name, tag)}
+        for name in spec["scorers"]
+        for tag in spec["answer_tags"]
+    ]
+
+
+@register("scorer_train_data")
+def scorer_train_data(config: dict, scorer: str) -> Spec:
+    """Rule scorer_train_data: the scorer's prompt and how its examples are drawn."""
+    settings = _scorer(config, scorer)["finetune"]
+    if not settings:
+        raise ConfigError(f"config['scoring']['scorers'][{scorer!r}] has no finetune block")
+    return {
+        "scorer": scorer,
+        **_scorer_identity(config, scorer),
+        **{k: settings[k] for k in ("split", "balance", "max_examples", "seed")},
+    }
+
+
+@register("finetune_scorer")
+def finetune_scorer(config: dict, scorer: str) -> Spec:
+    """Rule finetune_scorer: everything that shapes the fine-tuned model (for backend
+    transformers the complete LLaMA-Factory arguments, as the train rule's spec)."""
+    entry = _scorer(config, scorer)
+    if not entry["finetune"]:
+        raise ConfigError(f"config['scoring']['scorers'][{scorer!r}] has no finetune block")
+    spec = {
+        "scorer": scorer,
+        "endpoint": endpoint_identity(entry),
+        "base_model": finetune.base_model(entry),
+        # its resources are operational (Snakemake's), not what shapes the model; the keys
+        # left unset (null) are the backend's defaults
+        "finetune": {
+            k: entry["finetune"][k]
+            for k in finetune.set_keys(entry["finetune"])
+            if k != "resources"
+        },
+        **_scorer_identity(config, scorer),
+        **llm_files(config),
+    }
+    if entry["backend"] == "transformers":
+        spec["llamafactory"] = finetune_args.train_args(config, scorer)
+    return spec
