@@ -120,7 +120,12 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> dict:
         for t in (r["response_human"], r["response_chatgpt_empathy"])
     ]
     write_set(records, root / "sft.json", "sft")
-    config = {"students": {"tiny": {"model": "builtin:tiny", "template": "llama3"}}}
+    # the loss and path mechanics are tested against the un-tuned base as teacher (the named
+    # ablation `base`); the default SFT teacher: test_a_short_run_with_the_sft_teacher
+    config = {
+        "students": {"tiny": {"model": "builtin:tiny", "template": "llama3"}},
+        "training": {"pride": {"teacher": "base"}},
+    }
     settings = build_settings(config, "tiny", "direct", "chatgpt")
     settings |= {
         "model_name_or_path": str(model),
@@ -256,6 +261,37 @@ def test_a_short_run_lowers_the_loss_and_leaves_a_plain_lora_adapter(job) -> Non
     for answer, row in zip(answers, test.to_dict("records"), strict=True):
         public = Prompts().student_train(row["situation"], row["speaker_uttr"])
         assert privileged.privileged_leaks(answer["prompt"], row, public) == []
+
+
+def test_a_short_run_with_the_sft_teacher(job) -> None:
+    """The default teacher: the student's base with the configuration's SFT adapter merged. A
+    run records it, and leaves out the privileged fields that do not vary in the set."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from empathy_distill.training.pride.loop import train_in_memory
+
+    base = job["settings"]["model_name_or_path"]
+    sft = job["root"] / "sft_adapter"
+    lora = LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(base), lora).save_pretrained(sft)
+    settings = {
+        **job["settings"],
+        "teacher_mode": "sft",
+        "teacher_adapter": str(sft),
+        "max_steps": 4,
+        "per_device_train_batch_size": 2,
+    }
+    out = job["root"] / "sft_teacher"
+    train_in_memory(settings, out)
+    results = json.loads((out / "train_results.json").read_text())["pride"]
+    assert results["teacher_mode"] == "sft"
+    rows = {r["dialog_id"]: r for r in job["rows"]}
+    varying = [f for f in privileged.PRIVILEGED_FIELDS if len({rows[d][f] for d in rows}) > 1]
+    assert results["privileged_fields"] == varying
+    log = json.loads((out / "pride_log.json").read_text())
+    # logged after step 1's update: opened from 0 by about one learning-rate step
+    assert 0 < log[0]["learned_gate"] < 10 * settings["learning_rate"]
 
 
 def test_the_trained_student_in_memory_answers_as_base_plus_the_saved_adapter(job) -> None:
@@ -401,7 +437,9 @@ def test_pride_is_opt_in_on_the_demo_grid(tmp_path: Path) -> None:
     for block in train:
         inputs = block.split("input:", 1)[1].splitlines()[0]
         assert "/sft.json" in inputs and "results/data/train.csv" in inputs
-        assert "/sft/adapter_model" not in inputs  # PRIDE starts from the base model
+        # the default teacher is the configuration's SFT model: PRIDE waits for its adapter
+        # (the student itself still starts from the base model: build_settings)
+        assert "/sft/adapter_model" in inputs
     answers = [b for b in blocks if b.startswith("answer:")]
     assert sum("/pride.jsonl" in b.split("output:", 1)[1].splitlines()[0] for b in answers) == 3
     assert int(out.split("Job stats:")[1].split("total")[1].split()[0]) > int(default_total)

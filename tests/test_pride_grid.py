@@ -49,8 +49,13 @@ def test_the_default_plans_pride_for_both_gpu_students_and_keeps_sft_dpo(dataset
         student = wildcards.split("student=", 1)[1].split(",")[0]
         by_student[student].append(_resources(block))
         inputs = block.split("input:", 1)[1].splitlines()[0]
-        assert "/sft.json" in inputs and "/sft/adapter_model" not in inputs
-    # llama31_8b: the 70B teacher over 4 GPUs; mistral_7b: self-distillation on one
+        assert "/sft.json" in inputs
+        # mistral_7b is taught by its configuration's SFT model, so its PRIDE job waits for
+        # that adapter; llama31_8b's teacher is the 70B model, which needs no SFT adapter
+        assert ("/sft/adapter_model" in inputs) == (student == "mistral_7b"), wildcards
+    # llama31_8b: the 70B teacher over 4 GPUs (and its own reasoning, one job); mistral_7b: its
+    # SFT model on one
+    assert len(_blocks(output, "pride_reasoning")) == 1
     assert {r["gpu"] for r in by_student["llama31_8b"]} == {"4"}
     assert {r["mem_mb"] for r in by_student["llama31_8b"]} == {"128000"}
     assert {r["gpu"] for r in by_student["mistral_7b"]} == {"1"}
@@ -79,10 +84,16 @@ def test_gpu_defaults_name_same_family_teachers_without_downloading(monkeypatch)
     assert llama["teacher_model"] == "meta-llama/Llama-3.1-70B-Instruct"
     assert llama["teacher_template"] == llama["template"] == "llama3"
     assert llama["teacher_device_map"] == "auto"
+    assert llama["teacher_mode"] == "model" and llama["teacher_adapter"] is None
+    assert llama["reasoning"]["file"] == "results/pride/reasoning/llama31_70b_instruct.jsonl"
     mistral = pride_config.build_settings(config, "mistral_7b", "direct", "chatgpt")
     assert mistral["teacher"] == "mistral_7b"
     assert mistral["teacher_model"] == mistral["model_name_or_path"] == "mistralai/Mistral-7B-v0.3"
     assert mistral["teacher_device_map"] is None
+    # no PRIDE default distils toward an un-tuned base: mistral's teacher is its SFT model
+    assert mistral["teacher_mode"] == "sft"
+    assert mistral["teacher_adapter"] == "results/models/mistral_7b/direct/chatgpt/sft"
+    assert "reasoning" not in mistral  # a base model's SFT adapter cannot write an analysis
     assert pride_config.train_resources(config, "llama31_8b") == {
         "gpu": 4,
         "mem_mb": 128000,
@@ -232,7 +243,8 @@ def test_tables_figures_and_examples_show_pride_rows_without_special_cases(tmp_p
         ({"teacher_device_map": "balanced"}, ".teacher_device_map: expected null or 'auto'"),
         (
             {"reasoning": {"batch_size": 0}},
-            "training.pride (student llama31_8b).reasoning.batch_size: expected an integer >= 1",
+            # llama31_8b's own layer turns reasoning on (true), so mistral_7b's is the bad one
+            "training.pride (student mistral_7b).reasoning.batch_size: expected an integer >= 1",
         ),
     ],
     ids=[
@@ -298,8 +310,8 @@ def test_a_pride_job_waits_for_a_built_in_teacher(dataset_path, tmp_path) -> Non
 
 
 def test_the_cpu_reproduction_plans_a_pride_smollm2_student_next_to_dpo(dataset_path, tmp_path):
-    """cpu-small: a PRIDE SmolLM2 per data configuration (teaching itself), its answers and
-    its judgments against the SFT->DPO student of the same data (pride_vs_dpo)."""
+    """cpu-small: a PRIDE SmolLM2 per data configuration (taught by its SFT model), its answers
+    and its judgments against the SFT->DPO student of the same data (pride_vs_dpo)."""
     import yaml
 
     profile = REPO_ROOT / "workflow/profiles/cpu-small/config.cpu-small.yaml"
@@ -312,6 +324,7 @@ def test_the_cpu_reproduction_plans_a_pride_smollm2_student_next_to_dpo(dataset_
     pride = _blocks(output, "train_pride")
     assert len(pride) == configs
     assert all(_resources(b)["mem_mb"] == "16000" and _resources(b)["gpu"] == "0" for b in pride)
+    assert all("/sft/adapter_model" in b.split("input:", 1)[1].splitlines()[0] for b in pride)
     judged = [b.split("wildcards:", 1)[1].splitlines()[0] for b in _blocks(output, "judge_pair")]
     pride_vs_dpo = [w for w in judged if "--pride, opponent=" in w and w.endswith("--dpo")]
     assert len(pride_vs_dpo) == configs

@@ -47,8 +47,11 @@ def test_off_by_default_on_with_true_or_a_mapping() -> None:
         "batch_size": 8,
         "file": path,
     }
-    # the shipped config: off
-    assert pride_config.reasoning_teachers(load_config(REPO_ROOT / "config.yaml")) == {}
+    # the shipped config: on only where the teacher is an instruction model that can write it
+    # (Llama-3.1-70B-Instruct for llama31_8b); the SFT teacher of mistral_7b writes none
+    assert pride_config.reasoning_teachers(load_config(REPO_ROOT / "config.yaml")) == {
+        "llama31_70b_instruct": ("llama31_8b", {"max_new_tokens": 160, "batch_size": 8})
+    }
 
 
 @pytest.mark.parametrize(

@@ -147,13 +147,15 @@ def grid_jobs(pride: bool) -> dict[str, int]:
     }
     if pride:
         jobs["train_pride"] = CONFIGS * STUDENTS
+        # Llama-3.1-70B-Instruct, llama31_8b's teacher, writes its reasoning once (config.yaml)
+        jobs["pride_reasoning"] = 1
     return jobs
 
 
 def test_the_grid_arithmetic_gives_readmes_job_counts() -> None:
     """README ("Run on SLURM", "PRIDE") quotes these totals and GPU jobs (train + answer)."""
     with_pride, paper = grid_jobs(pride=True), grid_jobs(pride=False)
-    assert sum(with_pride.values()) == 1109 and sum(paper.values()) == 717
+    assert sum(with_pride.values()) == 1110 and sum(paper.values()) == 717
     gpu = ("train", "train_pride", "answer")
     assert sum(with_pride.get(r, 0) for r in gpu) == 254
     assert sum(paper.get(r, 0) for r in gpu) == 170

@@ -585,13 +585,22 @@ pride_config.validate(config)
 
 def get_pride_train_input(wildcards):
     """What every training job reads (get_train_input); for a teacher other than the student,
-    the teacher's files when the workflow builds it (a builtin: model); with
+    the teacher's files when the workflow builds it (a builtin: model); for the sft teacher, the
+    configuration's SFT adapter (so PRIDE runs after SFT); with
     training.pride.reasoning, the teacher's reasoning file (rule pride_reasoning)."""
     files = get_train_input(wildcards)
     options = pride_config.merged_options(config, wildcards.student)
     teacher = pride_config.teacher_of(config, wildcards.student, options)
     if teacher != wildcards.student:
         files["teacher_model"] = lf_students.model_files(config["students"][teacher])
+    if options["teacher"] == pride_config.SFT_TEACHER:
+        adapter = pride_config.SFT_ADAPTER_DIR.format(
+            student=wildcards.student, method=wildcards.method, strategy=wildcards.strategy
+        )
+        files["teacher_adapter"] = [
+            f"{adapter}/adapter_model.safetensors",
+            f"{adapter}/adapter_config.json",
+        ]
     if options["reasoning"] is not None:
         files["reasoning"] = pride_config.REASONING_PATH.format(teacher=teacher)
     return files

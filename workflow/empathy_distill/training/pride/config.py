@@ -34,7 +34,12 @@ SHARED_KEYS = (
 )
 #: PRIDE's own keys, with the values used when the config gives none.
 DEFAULTS: dict = {
-    "teacher": None,  # a key of `students`; None: the student's own base model (self-distillation)
+    # "sft" (default): the data configuration's SFT model (the student's base + its SFT adapter),
+    # given the privileged prompt: it has learned the targets, the student must reach them
+    # without the privileged input. A key of `students`: that (larger) model, e.g.
+    # llama31_70b_instruct. "base": the student's own un-tuned base model (self-distillation, the
+    # earlier default, kept as an ablation: reverse KL toward it pulls back to the base).
+    "teacher": "sft",
     # null: the teacher loads whole onto the training device. "auto": its layers are spread over
     # every GPU of the job (accelerate's device map), e.g. a 70B teacher in bf16 (~141 GB) over
     # 4 x 80 GB; the job's GPUs come from `resources` below.
@@ -44,8 +49,13 @@ DEFAULTS: dict = {
     # REASONING_DEFAULTS) or a mapping of REASONING_DEFAULTS' keys (on, those values).
     "reasoning": False,
     "temperature": 1.0,
-    "gate_start": 1.0,
-    "anneal_fraction": 0.75,
+    "gate_start": 1.0,  # the gate schedule's first value (attention.gate_value)
+    "anneal_fraction": 0.75,  # ... which reaches exactly 0 at this share of the steps
+    "gate_schedule": "linear",  # linear | cosine | step
+    # The learned gate tanh(alpha) starts at alpha = gate_init: 0 is closed (the block adds
+    # nothing at step 0); null: no learned gate, the block open at full strength from step 0
+    # (the earlier design, an ablation).
+    "gate_init": 0.0,
     "attention_heads": 4,
     "lora_rank": 8,
     "lora_alpha": None,  # 2 x lora_rank, as LLaMA-Factory
@@ -65,6 +75,12 @@ WEIGHT_NAMES = ("ce", "reverse_kl", "mmd")
 RESOURCES_KEY = "resources"
 RESOURCE_KEYS = ("gpu", "mem_mb", "runtime", "threads", "nproc_per_node")
 DEVICE_MAPS = (None, "auto")
+#: How the privileged path's gate schedule falls to 0 (attention.gate_value).
+GATE_SCHEDULES = ("linear", "cosine", "step")
+#: training.pride.teacher values that are not a key of `students`.
+SFT_TEACHER, BASE_TEACHER = "sft", "base"
+#: The SFT adapter of a data configuration (the train rule's output folder for stage sft).
+SFT_ADAPTER_DIR = "results/models/{student}/{method}/{strategy}/sft"
 #: The file every data configuration provides that PRIDE joins with its SFT set.
 TRAIN_CSV = "results/data/train.csv"
 #: training.pride.reasoning: true means these; a mapping overrides some of them.
@@ -133,6 +149,20 @@ def _check(options: dict, student: str) -> None:
         raise ConfigError(
             f"{where}.teacher_device_map: expected null or 'auto', "
             f"got {options['teacher_device_map']!r}"
+        )
+    if options["gate_schedule"] not in GATE_SCHEDULES:
+        raise ConfigError(
+            f"{where}.gate_schedule: expected one of {', '.join(GATE_SCHEDULES)}, "
+            f"got {options['gate_schedule']!r}"
+        )
+    gate_init = options["gate_init"]
+    if gate_init is not None and (not isinstance(gate_init, int | float) or gate_init < 0):
+        raise ConfigError(f"{where}.gate_init: expected null or a number >= 0, got {gate_init!r}")
+    if options["teacher"] is None:
+        raise ConfigError(
+            f"{where}.teacher: null is no longer a teacher; use {SFT_TEACHER!r} (the default: "
+            f"the configuration's SFT model), {BASE_TEACHER!r} (the student's un-tuned base "
+            "model, the earlier default) or a key of students"
         )
     if not 0 < options["anneal_fraction"] <= 1:
         raise ConfigError(
@@ -258,8 +288,9 @@ def train_resources(config: dict, student: str) -> dict:
 
 
 def teacher_of(config: dict, student: str, options: dict | None = None) -> str:
-    """The key of ``student``'s PRIDE teacher under ``students`` (itself when none is set),
-    checked at the config level: defined, and plausibly of the student's tokenizer.
+    """The key of ``student``'s PRIDE teacher model under ``students`` (the student itself for
+    the ``sft`` and ``base`` teachers, whose weights are the student's base model's), checked at
+    the config level: defined, and plausibly of the student's tokenizer.
 
     The planning check cannot read tokenizer files (a dry run downloads nothing; built-in models
     do not exist yet): it refuses two different built-in models (the tiny model's vocabulary is
@@ -269,7 +300,9 @@ def teacher_of(config: dict, student: str, options: dict | None = None) -> str:
     """
     students = config.get("students", {})
     options = merged_options(config, student) if options is None else options
-    teacher = options["teacher"] or student
+    teacher = options["teacher"]
+    if teacher in (SFT_TEACHER, BASE_TEACHER):
+        return student  # the student's own model: with its SFT adapter, or without
     if teacher not in students:
         raise ConfigError(
             f"config training.pride.teacher: {teacher!r} is not defined under students "
@@ -322,7 +355,10 @@ def build_settings(config: dict, student: str, method: str, strategy: str) -> di
         )
     options = merged_options(config, student)
     teacher = teacher_of(config, student, options)
-    options.pop("teacher")
+    mode = options.pop("teacher")
+    adapter = None
+    if mode == SFT_TEACHER:
+        adapter = SFT_ADAPTER_DIR.format(student=student, method=method, strategy=strategy)
     reasoning = options.pop("reasoning")
     if reasoning is not None:  # only then: a job without reasoning keeps its spec (no rerun)
         options["reasoning"] = {**reasoning, "file": REASONING_PATH.format(teacher=teacher)}
@@ -333,7 +369,12 @@ def build_settings(config: dict, student: str, method: str, strategy: str) -> di
         "model_revision": resolve_revision(students[student]),
         "template": students[student]["template"],
         "teacher": teacher,
+        # sft: the student's model with the configuration's SFT adapter; base: without; model:
+        # the teacher key's own model
+        "teacher_mode": mode if mode in (SFT_TEACHER, BASE_TEACHER) else "model",
         "teacher_model": resolve_model(students[teacher]),
+        # the teacher's LoRA adapter, merged into its own copy of the base model (sft teacher)
+        "teacher_adapter": adapter,
         "teacher_revision": resolve_revision(students[teacher]),
         "teacher_template": students[teacher]["template"],
         "dataset": f"{DATASET_DIR.format(method=method, strategy=strategy)}/sft.json",

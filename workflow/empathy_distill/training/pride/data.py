@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...core.errors import DatasetError, TrainingError
-from .privileged import check_student_input, privileged_block, teacher_prompt
+from .privileged import PRIVILEGED_FIELDS, check_student_input, privileged_block, teacher_prompt
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,14 @@ def encode_examples(
     cutoff_len: int,
     public_prompt: Any,
     reasoning: Mapping[str, str] | None = None,
+    fields: Sequence[str] = PRIVILEGED_FIELDS,
 ) -> list[Example]:
     """Encode SFT ``records``; ``public_prompt(row)`` is the plain student prompt of a row.
 
     ``reasoning`` (dialog_id -> the teacher's own reasoning, ``training.pride.reasoning``): added
     to the teacher's privileged prompt and the privileged path's text, and checked absent from
-    the student's input.
+    the student's input. ``fields``: the privileged fields the teacher sees (those that vary
+    in the set); the student's input is checked against all of them.
     """
     examples = []
     for index, record in enumerate(records):
@@ -59,7 +61,10 @@ def encode_examples(
         check_student_input(user, row, public_prompt(row), analysis)
         messages = [{"role": "user", "content": user}, {"role": "assistant", "content": target}]
         s_prompt, response = student_template.encode_oneturn(tokenizer, messages)
-        t_messages = [{"role": "user", "content": teacher_prompt(user, row, analysis)}, messages[1]]
+        t_messages = [
+            {"role": "user", "content": teacher_prompt(user, row, analysis, fields)},
+            messages[1],
+        ]
         t_prompt, t_response = teacher_template.encode_oneturn(tokenizer, t_messages)
         if list(t_response) != list(response):
             raise TrainingError(
@@ -72,7 +77,9 @@ def encode_examples(
                 f"dialogue {dialog_id}: the student prompt is {len(s_prompt)} tokens, "
                 f"cutoff_len is {cutoff_len}; raise training.pride.cutoff_len"
             )
-        privileged = tokenizer.encode(privileged_block(row, analysis), add_special_tokens=False)
+        privileged = tokenizer.encode(
+            privileged_block(row, analysis, fields), add_special_tokens=False
+        )
         examples.append(
             Example(
                 dialog_id, list(s_prompt), list(t_prompt), list(response)[:room], privileged, user

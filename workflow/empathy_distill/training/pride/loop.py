@@ -23,6 +23,7 @@ from typing import Any
 from ...core.errors import TrainingError
 from .config import check_tokenizer_pair
 from .losses import FeatureProjection, mmd_rbf, response_cross_entropy, reverse_kl
+from .privileged import PRIVILEGED_FIELDS, constant_fields
 
 LOG = logging.getLogger(__name__)
 SETTINGS_FILE = "pride_settings.json"
@@ -112,8 +113,14 @@ def prepare_output_dir(out: Path) -> None:
 
 
 def load_models(settings: dict, device: str, dtype: Any) -> tuple[Any, Any, Any]:
-    """(tokenizer, LoRA student, teacher or None when it is the student's base)."""
-    from peft import LoraConfig, get_peft_model
+    """(tokenizer, LoRA student, teacher or None when it is the student's un-tuned base).
+
+    The ``sft`` teacher (``teacher_adapter``) is its own copy of the student's base model with
+    the configuration's SFT adapter merged in: one more copy of the base weights (16 GB for an
+    8B model in bf16), against switching adapters on the student's copy at every step, which
+    peft's set_adapter makes fragile (it moves requires_grad between adapters).
+    """
+    from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model, revision = settings["model_name_or_path"], settings.get("model_revision")
@@ -128,7 +135,9 @@ def load_models(settings: dict, device: str, dtype: Any) -> tuple[Any, Any, Any]
     )
     student = get_peft_model(base, lora)
     teacher = None
-    if (settings["teacher_model"], settings.get("teacher_revision")) != (model, revision):
+    adapter = settings.get("teacher_adapter")
+    own_model = (settings["teacher_model"], settings.get("teacher_revision")) == (model, revision)
+    if adapter or not own_model:
         device_map = settings.get("teacher_device_map")
         teacher = AutoModelForCausalLM.from_pretrained(
             settings["teacher_model"],
@@ -136,6 +145,8 @@ def load_models(settings: dict, device: str, dtype: Any) -> tuple[Any, Any, Any]
             dtype=dtype,
             device_map=device_map,  # "auto": layers spread over the job's GPUs (accelerate)
         )
+        if adapter:
+            teacher = PeftModel.from_pretrained(teacher, adapter).merge_and_unload()
         if device_map is None:
             teacher = teacher.to(device)
         teacher.eval().requires_grad_(False)
@@ -145,12 +156,16 @@ def load_models(settings: dict, device: str, dtype: Any) -> tuple[Any, Any, Any]
 def read_examples(settings: dict, tokenizer: Any) -> list:
     """The job's SFT set joined with train.csv (and, with ``training.pride.reasoning``, the
     teacher's reasoning file), encoded for student and teacher."""
+    return read_examples_and_fields(settings, tokenizer)[0]
+
+
+def read_examples_and_fields(settings: dict, tokenizer: Any) -> tuple[list, tuple[str, ...]]:
+    """:func:`read_examples`, and the privileged fields the teacher sees (those that vary)."""
     from ...core.prompts import Prompts
     from ...core.readers import read_table
     from ...distillation.formats import read_set
     from ..templates import llamafactory_template
     from .data import encode_examples, rows_by_id
-    from .privileged import PRIVILEGED_FIELDS
     from .reasoning import read_reasoning, reasoning_for
 
     student_template = llamafactory_template(tokenizer, settings["template"])
@@ -170,7 +185,8 @@ def read_examples(settings: dict, tokenizer: Any) -> list:
             str(r["dialog_id"]): reasoning_for(every, str(r["dialog_id"]), path) for r in records
         }
     prompts = Prompts()
-    return encode_examples(
+    fields = privileged_fields(records, rows)
+    examples = encode_examples(
         records,
         rows,
         tokenizer,
@@ -179,6 +195,34 @@ def read_examples(settings: dict, tokenizer: Any) -> list:
         settings["cutoff_len"],
         lambda row: prompts.student_train(str(row["situation"]), str(row["speaker_uttr"])),
         reasoning,
+        fields,
+    )
+    return examples, fields
+
+
+def privileged_fields(records: list, rows: dict) -> tuple[str, ...]:
+    """The privileged fields that vary over the set's dialogues; the constant ones are logged
+    with their value and left out of the teacher's prompt (they tell it nothing)."""
+    known = [rows[str(r["dialog_id"])] for r in records if str(r["dialog_id"]) in rows]
+    constant = constant_fields(known)
+    for field, value in constant.items():
+        LOG.info(
+            "privileged field %s is %r in every dialogue of this training set: left out of the "
+            "teacher's prompt",
+            field,
+            value,
+        )
+    kept = tuple(f for f in PRIVILEGED_FIELDS if f not in constant)
+    LOG.info("privileged fields the teacher sees: %s", ", ".join(kept) or "none")
+    return kept
+
+
+def schedule_of(settings: dict) -> tuple[float, float, str]:
+    """The gate schedule's arguments of :func:`attention.gate_value` after ``step, total``."""
+    return (
+        settings["gate_start"],
+        settings["anneal_fraction"],
+        settings.get("gate_schedule", "linear"),
     )
 
 
@@ -208,16 +252,19 @@ def train_in_memory(settings: dict, out: Path) -> tuple[Any, Any]:
     prepare_output_dir(out)
     (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
     tokenizer, student, teacher = load_models(settings, device, dtype)
-    examples = read_examples(settings, tokenizer)
+    examples, fields = read_examples_and_fields(settings, tokenizer)
     width = student.get_base_model().config.hidden_size
     teacher_width = width if teacher is None else teacher.config.hidden_size
     weights = settings["weights"]
+    # New parameters keep float32 master weights whatever the student's dtype (attention.py).
     block = (
-        PrivilegedCrossAttention(width, settings["attention_heads"]).to(device, dtype)
+        PrivilegedCrossAttention(
+            width, settings["attention_heads"], settings.get("gate_init", 0.0)
+        ).to(device, torch.float32)
         if settings["gate_start"]
         else None
     )
-    projection = FeatureProjection(width, teacher_width).to(device, dtype)
+    projection = FeatureProjection(width, teacher_width).to(device, torch.float32)
     params = [p for p in student.parameters() if p.requires_grad]
     for extra in (block, projection):
         if extra is not None:
@@ -244,7 +291,7 @@ def train_in_memory(settings: dict, out: Path) -> tuple[Any, Any]:
             k: v.to(device)
             for k, v in collate([examples[i] for i in picked], tokenizer.pad_token_id or 0).items()
         }
-        gate = gate_value(step, total, settings["gate_start"], settings["anneal_fraction"])
+        gate = gate_value(step, total, *schedule_of(settings))
         terms = step_losses(
             student,
             batch,
@@ -265,12 +312,13 @@ def train_in_memory(settings: dict, out: Path) -> tuple[Any, Any]:
             entry = {
                 "step": step + 1,
                 "gate": gate,
+                "learned_gate": None if block is None else float(block.gate().detach()),
                 **{k: float(v.detach()) for k, v in terms.items()},
             }
             history.append(entry)
             LOG.info("step %s", entry)
     elapsed = time.monotonic() - start
-    final_gate = gate_value(total, total, settings["gate_start"], settings["anneal_fraction"])
+    final_gate = gate_value(total, total, *schedule_of(settings))
     if final_gate != 0.0:
         raise TrainingError(f"the privileged path's gate ended at {final_gate}, not 0")
     student.save_pretrained(str(out))  # the LoRA adapter only: no privileged path, no projection
@@ -285,6 +333,9 @@ def train_in_memory(settings: dict, out: Path) -> tuple[Any, Any]:
             "examples": len(examples),
             "final_gate": final_gate,
             "teacher": settings["teacher"],
+            "teacher_mode": settings.get("teacher_mode"),
+            "privileged_fields": list(fields),
+            "final_learned_gate": None if block is None else float(block.gate().detach()),
             "first_loss": losses[0],
             "last_loss": losses[-1],
         },

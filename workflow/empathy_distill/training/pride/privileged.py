@@ -11,7 +11,7 @@ analyse the situation, then respond); the student gets exactly the user turn of 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from ...core.errors import DatasetError
 
@@ -23,38 +23,69 @@ MARKER = "Privileged notes (training only)"
 MIN_PIECE = 24
 
 
-def privileged_block(row: Mapping[str, object], reasoning: str | None = None) -> str:
-    """The empathy-reasoning steps filled with the privileged fields of ``row``.
+def constant_fields(rows: Iterable[Mapping[str, object]]) -> dict[str, str]:
+    """Privileged fields with one value over ``rows`` (a training set's dialogues): field ->
+    that value. Such a field tells the teacher nothing about any one example (``rating_human``
+    is 3 in every SFT set that keeps only human-rated-3 dialogues), so PRIDE leaves it out."""
+    values: dict[str, set[str]] = {field: set() for field in PRIVILEGED_FIELDS}
+    count = 0
+    for row in rows:
+        count += 1
+        for field in PRIVILEGED_FIELDS:
+            values[field].add(str(row.get(field, "")).strip())
+    if count < 2:
+        return {}
+    return {field: next(iter(seen)) for field, seen in values.items() if len(seen) == 1}
+
+
+def privileged_block(
+    row: Mapping[str, object],
+    reasoning: str | None = None,
+    fields: Sequence[str] = PRIVILEGED_FIELDS,
+) -> str:
+    """The empathy-reasoning steps filled with the privileged ``fields`` of ``row``.
 
     ``reasoning``: the teacher's own reasoning about the dialogue (``training.pride.reasoning``,
-    :mod:`.reasoning`), added as the analysis step.
+    :mod:`.reasoning`), added as the analysis step. ``fields``: the privileged fields that vary
+    in the training set (:func:`constant_fields` names the others).
     """
-    missing = [f for f in PRIVILEGED_FIELDS if str(row.get(f, "")).strip() == ""]
+    missing = [f for f in fields if str(row.get(f, "")).strip() == ""]
     if missing:
         raise DatasetError(
             f"dialogue {row.get('dialog_id', '?')}: privileged field(s) {', '.join(missing)} "
-            f"empty or missing (PRIDE's teacher needs {', '.join(PRIVILEGED_FIELDS)})"
+            f"empty or missing (PRIDE's teacher needs {', '.join(fields)})"
         )
+    labels = [
+        f"{name} {row[field]}"
+        for field, name in (("plutchik", "Plutchik:"), ("sentiment", "sentiment:"))
+        if field in fields
+    ]
+    feeling = f"they feel {row['emotion']}" if "emotion" in fields else "how they feel"
     lines = [
         f"{MARKER}: think through these steps before you respond.",
-        f"Step 1, the speaker's feelings: they feel {row['emotion']} "
-        f"(Plutchik: {row['plutchik']}; sentiment: {row['sentiment']}).",
+        f"Step 1, the speaker's feelings: {feeling}"
+        + (f" ({'; '.join(labels)})." if labels else "."),
         "Step 2, the situation: what happened to them and what they need from a listener.",
     ]
     if reasoning:
         lines.append(f"Analysis: {reasoning.strip()}")
-    lines.append(
-        f"Step 3, respond: a human listener's reply to this was rated {row['rating_human']} "
-        "of 3 for empathy; give only your reply."
+    rating = (
+        f"a human listener's reply to this was rated {row['rating_human']} of 3 for empathy; "
+        if "rating_human" in fields
+        else ""
     )
+    lines.append(f"Step 3, respond: {rating}give only your reply.")
     return "\n".join(lines)
 
 
 def teacher_prompt(
-    student_prompt: str, row: Mapping[str, object], reasoning: str | None = None
+    student_prompt: str,
+    row: Mapping[str, object],
+    reasoning: str | None = None,
+    fields: Sequence[str] = PRIVILEGED_FIELDS,
 ) -> str:
     """The teacher's user turn: the privileged steps, then the student's own prompt unchanged."""
-    return f"{privileged_block(row, reasoning)}\n\n{student_prompt}"
+    return f"{privileged_block(row, reasoning, fields)}\n\n{student_prompt}"
 
 
 def reasoning_pieces(reasoning: str) -> list[str]:
