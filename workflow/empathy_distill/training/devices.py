@@ -59,15 +59,23 @@ def add_gpus_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def unavailable_message(job: str, student: str, asked: int, seen: int, why: str = "") -> str:
+def torch_build() -> str:
+    """torch's version and the CUDA it was built for (reading them does not initialise CUDA)."""
+    import torch
+
+    cuda = torch.version.cuda
+    return f"torch {torch.__version__}, " + (f"built for CUDA {cuda}" if cuda else "a CPU build")
+
+
+def unavailable_message(job: str, student: str, asked: int, seen: int) -> str:
     """The one line a GPU job stops with."""
     plural = "s" if asked != 1 else ""
     visible = os.environ.get(VISIBLE_ENV)
     return (
         f"{job} (student {student}) asked for {asked} GPU{plural} but sees {seen}"
-        f"{why} ({VISIBLE_ENV}={'unset' if visible is None else repr(visible)}); it does not run"
-        f" on the CPU. Fix: `{INSTALL_GPU}` (a CUDA build of torch), on a machine with"
-        f" {asked} GPU{plural}"
+        f" ({torch_build()}; {VISIBLE_ENV}={'unset' if visible is None else repr(visible)}):"
+        f" it does not run on the CPU. Fix: `{INSTALL_GPU}` (a CUDA build of torch), on a"
+        f" machine with {asked} GPU{plural}"
     )
 
 
@@ -79,9 +87,7 @@ def require_gpus(n: int, *, job: str, student: str) -> int:
 
     seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if seen < n:
-        build = torch.version.cuda
-        why = f": torch {torch.__version__} {'CUDA ' + build if build else 'is a CPU-only build'}"
-        raise GpuUnavailableError(unavailable_message(job, student, n, seen, why))
+        raise GpuUnavailableError(unavailable_message(job, student, n, seen))
     return seen
 
 
