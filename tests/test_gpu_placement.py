@@ -8,12 +8,12 @@ count taken from ``CUDA_VISIBLE_DEVICES`` as the CUDA runtime does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import queue
 import signal
-import subprocess
 import sys
 import time
 from itertools import combinations
@@ -119,27 +119,36 @@ def test_a_four_gpu_job_gets_four_distinct_devices(machine, fake_cuda, monkeypat
         assert ids == ("3", "5", "6", "7")
         assert os.environ[devices.VISIBLE_ENV] == "3,5,6,7"
         assert torch.cuda.device_count() == 4
+        assert lft.launch_env(1)["CUDA_VISIBLE_DEVICES"] == "3,5,6,7"  # llamafactory-cli's
     assert os.environ[devices.VISIBLE_ENV] == "3,5,6,7,9"  # restored
 
 
-def hold_until_killed(n: int, ready, spawn_child: bool, child_pid) -> None:
+#: The pretend trainer: says its pid and environment, then runs until killed.
+TRAINER = (
+    "import json, os, sys, time; print(json.dumps([os.getpid(), os.environ.get('NPROC_PER_NODE'),"
+    " os.environ.get('CUDA_VISIBLE_DEVICES')]), flush=True); time.sleep(60)"
+)
+
+
+def hold_until_killed(n: int, ready, spawn_child: bool, child) -> None:
     with devices.job_gpus(n, job="victim", student="s"):
-        if spawn_child:  # as llamafactory_trainer.stream starts llamafactory-cli
-            child = subprocess.Popen(
-                [sys.executable, "-c", "import time; time.sleep(60)"],
-                pass_fds=devices.held_fds(),
-            )
-            child_pid.value = child.pid
+        if spawn_child:  # the trainer's own launch: llamafactory_trainer.stream + launch_env
+
+            def sink(line: str) -> None:
+                child.put(json.loads(line))
+                ready.set()
+
+            lft.stream([sys.executable, "-c", TRAINER], lft.launch_env(1), sink)
         ready.set()
         time.sleep(60)
 
 
 def start_victim(n: int, spawn_child: bool = False):
-    ready, child_pid = FORK.Event(), FORK.Value("i", 0)
-    victim = FORK.Process(target=hold_until_killed, args=(n, ready, spawn_child, child_pid))
+    ready, child = FORK.Event(), FORK.Queue()
+    victim = FORK.Process(target=hold_until_killed, args=(n, ready, spawn_child, child))
     victim.start()
     assert ready.wait(WAIT_S)
-    return victim, child_pid
+    return victim, child
 
 
 def test_a_killed_jobs_devices_are_free_again(machine, fake_cuda) -> None:
@@ -152,22 +161,29 @@ def test_a_killed_jobs_devices_are_free_again(machine, fake_cuda) -> None:
         victim.join(WAIT_S)
         assert slots.take(2, timeout_s=WAIT_S) == ("0", "1")
     finally:
+        victim.kill()
         slots.close()
 
 
 def test_the_trainer_child_keeps_the_devices_after_its_parent_dies(machine, fake_cuda) -> None:
-    """llamafactory-cli (and its torchrun) get the slots' descriptors: a killed job whose
-    trainer still runs on the GPUs does not hand them to the next job."""
-    slots_dir = machine(gpus=1)
-    victim, child_pid = start_victim(1, spawn_child=True)
-    slots = GpuSlots(slots_dir, ["0"])
+    """llamafactory-cli (and its torchrun) get the job's devices, its process count and the
+    slots' descriptors: a killed job whose trainer still runs on the GPUs does not hand them
+    to the next job."""
+    slots_dir = machine(gpus=2)
+    victim, child = start_victim(1, spawn_child=True)
+    slots = GpuSlots(slots_dir, ["0", "1"])
+    pid, nproc, visible = child.get(timeout=WAIT_S)
     try:
+        assert (nproc, visible) == ("1", "0")
         os.kill(victim.pid, signal.SIGKILL)
         victim.join(WAIT_S)
-        assert slots.try_take(1) is None  # the orphaned trainer still holds device 0
-        os.kill(child_pid.value, signal.SIGKILL)
-        assert slots.take(1, timeout_s=WAIT_S) == ("0",)
+        assert slots.try_take(2) is None  # the orphaned trainer still holds device 0
+        os.kill(pid, signal.SIGKILL)
+        assert slots.take(2, timeout_s=WAIT_S) == ("0", "1")
     finally:
+        victim.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
         slots.close()
 
 
