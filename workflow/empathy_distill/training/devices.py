@@ -25,7 +25,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -147,12 +147,11 @@ def job_gpus(
     *,
     job: str,
     student: str,
-    environ: MutableMapping[str, str] | None = None,
 ) -> Iterator[tuple[str, ...]]:
     """Hold ``n`` devices of this machine for the block, with ``CUDA_VISIBLE_DEVICES`` set to
     them; yields their ids (none when ``n`` is 0; Slurm's when under Slurm)."""
     global _held_fds
-    env = os.environ if environ is None else environ
+    env = os.environ
     if n <= 0:
         yield ()
         return
@@ -179,7 +178,7 @@ def job_gpus(
         )
         env[VISIBLE_ENV] = ",".join(taken)
         _held_fds = slots.filenos(taken)
-        LOG.info("%s: GPUs %s (%s=%s)", job, ",".join(taken), VISIBLE_ENV, env[VISIBLE_ENV])
+        LOG.info("%s: %s=%s", job, VISIBLE_ENV, env[VISIBLE_ENV])
         require_gpus(n, job=job, student=student)
         yield taken
     finally:
