@@ -103,6 +103,8 @@ def test_runtime_part_holds_the_operational_keys_and_merges_back():
     assert run["judges"]["gpt4o"]["concurrency"] == 32
     assert "budget_usd" not in identity["llm"] and "cache_dir" in identity["llm"]
     assert run["llm"] == {"budget_usd": None}
+    assert "placement" not in identity  # which GPUs a job uses never reruns it
+    assert run["placement"] == {"gpus": None, "slots_dir": ".snakemake/gpu-slots"}
     assert "resources" not in identity["training"] and "resources" not in identity["generation"]
     assert "per_student" not in identity["generation"]
     assert "resources" not in identity["training"]["per_student"]["tiny"]
@@ -119,6 +121,7 @@ def test_runtime_part_holds_the_operational_keys_and_merges_back():
             "judges": {"gpt4o": {"requests_per_minute": 60}},
             "training": {"resources": {"gpu": 4}},
             "generation": {"per_student": {"tiny": {"resources": {"mem_mb": 10}}}},
+            "placement": {"gpus": 8},
         },
     )
     assert runtime.identity(tuned) == identity

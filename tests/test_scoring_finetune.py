@@ -232,6 +232,7 @@ def test_dry_run_plans_train_data_then_finetune_then_scores(dataset_path, tmp_pa
     assert "results/students/smollm2_135m/model.safetensors" in local  # the built base model
     [api] = [b for b in blocks["finetune_scorer"] if "api_rating" in b]
     assert "python -m empathy_distill.evaluation.scoring.finetune_openai" in api
+    assert "--gpus 0 " in api  # an API fine-tune asks for no GPU (its module accepts only 0)
 
 
 # --- fine-tune the tiny student, then score with it ---------------------------------------------

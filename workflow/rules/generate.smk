@@ -25,4 +25,4 @@ rule answer:
     shell:
         "python -m empathy_distill.evaluation.generate --spec {params.spec:q}"
         " --test {input.test:q} {params.adapter}"
-        " --out {output:q} > {log} 2>&1"
+        " --out {output:q} --gpus {resources.gpu} > {log} 2>&1"

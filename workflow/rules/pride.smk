@@ -43,7 +43,7 @@ rule train_pride:
     shell:
         "python -m empathy_distill.training.run --stage {wildcards.stage}"
         " --spec {params.spec:q} --out {params.out:q} --nproc-per-node {params.nproc}"
-        " > {log} 2>&1"
+        " --student {wildcards.student} --gpus {resources.gpu} > {log} 2>&1"
 
 
 # training.pride.reasoning: the PRIDE teacher writes its own reasoning (the feelings and the
@@ -72,4 +72,4 @@ rule pride_reasoning:
         "results/benchmarks/pride/reasoning/{teacher}.tsv"
     shell:
         "python -m empathy_distill.training.pride.reasoning --spec {params.spec:q}"
-        " --train {input.train} --out {output} > {log} 2>&1"
+        " --train {input.train} --out {output} --gpus {resources.gpu} > {log} 2>&1"

@@ -55,4 +55,4 @@ rule finetune_scorer:
         "results/benchmarks/scorers/{scorer}/finetune.tsv"
     shell:
         "python -m {params.module} --spec {params.spec:q} --train {input.train:q}"
-        " --out {output.model:q} > {log} 2>&1"
+        " --out {output.model:q} --gpus {resources.gpu} > {log} 2>&1"

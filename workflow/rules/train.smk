@@ -74,4 +74,4 @@ rule train:
     shell:
         "python -m empathy_distill.training.run --stage {wildcards.stage}"
         " --spec {params.spec:q} --out {params.out:q} --nproc-per-node {params.nproc}"
-        " > {log} 2>&1"
+        " --student {wildcards.student} --gpus {resources.gpu} > {log} 2>&1"

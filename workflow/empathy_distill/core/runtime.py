@@ -2,11 +2,11 @@
 
 Snakemake reruns a job when its params change, so a job's spec (``specs.py``, its only param)
 holds only what shapes its output. The operational keys (concurrency, rate limits, retries,
-timeouts, polling, the API-key variable, the budget cap, job resources) form the runtime part,
-a slice derived from the validated config by :func:`split`. The Snakefile exports it once as
-JSON in ``$EMPATHY_DISTILL_RUNTIME`` (:func:`export`); jobs read it with :func:`load`. The
-environment is not a rerun trigger, so tuning a runtime setting after a stop redoes nothing,
-and Snakemake's executors (local, and the Slurm profile) pass it to every job.
+timeouts, polling, the API-key variable, the budget cap, job resources, GPU placement) form the
+runtime part, a slice derived from the validated config by :func:`split`. The Snakefile exports
+it once as JSON in ``$EMPATHY_DISTILL_RUNTIME`` (:func:`export`); jobs read it with
+:func:`load`. The environment is not a rerun trigger, so tuning a runtime setting after a stop
+redoes nothing, and Snakemake's executors (local, and the Slurm profile) pass it to every job.
 
 The runtime part is derived, not a config section of its own: a user keeps an endpoint's rate
 limits next to its model, where the provider's documentation puts them.
@@ -74,6 +74,8 @@ def split(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
                     moved[name]["embedding"] = operational
     if "budget_usd" in identity.get("llm", {}):
         runtime["llm"] = {"budget_usd": identity["llm"].pop("budget_usd")}
+    if "placement" in identity:  # which GPUs a job uses
+        runtime["placement"] = identity.pop("placement")
     for section in RESOURCE_SECTIONS:
         part = identity.get(section, {})
         moved: dict[str, Any] = {}

@@ -44,6 +44,7 @@ from ..core.errors import ConfigError
 from ..core.hardware import cpu_has_native_bf16
 from ..core.prompts import Prompts
 from ..llm.backends.local_decoding import decode_batches
+from ..training.devices import add_gpus_argument, job_gpus
 from ..training.templates import llamafactory_template
 from . import specs as evaluation_specs
 from .records import read_split, write_jsonl
@@ -335,6 +336,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--adapter", help="fine-tuned LoRA adapter dir (omit for the base model)")
     parser.add_argument("--model-path", help="override the student's resolved model path")
     parser.add_argument("--out", required=True, help="answers JSONL")
+    add_gpus_argument(parser)
     return parser
 
 
@@ -342,6 +344,13 @@ def _run(args: argparse.Namespace) -> None:
     if args.config and not args.student:
         raise ConfigError("--config needs --student (a key of config.students)")
     spec, _ = specs.from_args(args, lambda config: evaluation_specs.answer(config, args.student))
+    with job_gpus(args.gpus, job=f"answer {args.out}", student=spec["student"]):
+        rows = _answer(args, spec)
+    write_jsonl(args.out, rows)
+    print(f"{args.out}: {len(rows)} answers")
+
+
+def _answer(args: argparse.Namespace, spec: dict) -> list[dict[str, Any]]:
     student_cfg = spec["model"]
     if args.model_path:
         model_path = args.model_path
@@ -349,18 +358,15 @@ def _run(args: argparse.Namespace) -> None:
         from ..core.students import resolve_model
 
         model_path = str(resolve_model(student_cfg))
-    template = student_cfg["template"] if args.adapter else None
-    rows = answer_test(
+    return answer_test(
         read_split(args.test),
         model_path,
         GenerationSettings(**spec["generation"]),
         Prompts(resolve_resource(spec["prompts"])),
-        template=template,
+        template=student_cfg["template"] if args.adapter else None,
         adapter_dir=args.adapter,
         revision=student_cfg["revision"],
     )
-    write_jsonl(args.out, rows)
-    print(f"{args.out}: {len(rows)} answers")
 
 
 def main(argv: list[str] | None = None) -> int:

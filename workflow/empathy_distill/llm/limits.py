@@ -116,17 +116,27 @@ class SharedSlots:
         ]
         self._free = deque(range(n))  # slots this process does not hold
 
+    def try_acquire(self) -> int | None:
+        """A free slot, locked now, or None when other processes hold all the others."""
+        for _ in range(len(self._free)):
+            slot = self._free.popleft()
+            try:
+                fcntl.flock(self._fds[slot], fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # held by another process
+                self._free.append(slot)
+                continue
+            return slot
+        return None
+
     async def acquire(self) -> int:
-        while True:
-            for _ in range(len(self._free)):
-                slot = self._free.popleft()
-                try:
-                    fcntl.flock(self._fds[slot], fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:  # held by another process
-                    self._free.append(slot)
-                    continue
-                return slot
+        while (slot := self.try_acquire()) is None:
             await asyncio.sleep(SLOT_POLL_S)
+        return slot
+
+    def fileno(self, slot: int) -> int:
+        """The lock file descriptor of ``slot``: a child process given it (``pass_fds``) keeps
+        the slot held until it exits too, even if this process is killed first."""
+        return self._fds[slot]
 
     def release(self, slot: int) -> None:
         fcntl.flock(self._fds[slot], fcntl.LOCK_UN)

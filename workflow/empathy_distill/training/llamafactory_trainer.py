@@ -9,8 +9,14 @@ machine that trains, and are logged:
   student in tests and demos), except ``bf16`` with ``use_cpu: true`` on a CPU with native bf16
   (``avx512_bf16``/``amx_bf16``), about 2x faster than float32 for SmolLM2 on two cores;
   ``nproc_per_node`` > 1 falls back to one process;
-- ``nproc_per_node`` > 1 with CUDA: LLaMA-Factory's torchrun switch (``FORCE_TORCHRUN=1``,
-  ``NPROC_PER_NODE=n``).
+- ``NPROC_PER_NODE`` is always the job's own process count, and ``FORCE_TORCHRUN=1`` when it
+  is > 1: left unset, LLaMA-Factory 0.9.5 (``llamafactory/launcher.py``, ``launch()``) starts
+  torchrun by itself whenever more than one device is visible, with one process per visible
+  device, which would change the paper's batch size. ``CUDA_VISIBLE_DEVICES`` comes from the
+  job's slots (:mod:`.devices`), which the child holds too (``pass_fds``).
+
+A job that asked for GPUs never gets here without CUDA (:func:`.devices.require_gpus`); the
+CPU adaptations serve the jobs that asked for none.
 
 The written ``train.yaml`` is what ran. LLaMA-Factory's output streams to stdout (the rule sends
 it to its log).
@@ -31,6 +37,7 @@ from pathlib import Path
 
 from ..core.errors import TrainingError
 from ..core.hardware import cpu_has_native_bf16
+from .devices import held_fds
 from .llamafactory_config import build_train_args, write_train_yaml
 from .methods import TrainingJob
 
@@ -145,9 +152,9 @@ def launch_env(nproc_per_node: int) -> dict[str, str]:
     # torchrun (launched by LLaMA-Factory by name) must come from the same environment.
     env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["NPROC_PER_NODE"] = str(nproc_per_node)
     if nproc_per_node > 1:
         env["FORCE_TORCHRUN"] = "1"
-        env["NPROC_PER_NODE"] = str(nproc_per_node)
     return env
 
 
@@ -164,6 +171,7 @@ def stream(
         text=True,
         errors="replace",
         bufsize=1,
+        pass_fds=held_fds(),  # the job's GPU slots stay held while the trainer runs
     ) as process:
         assert process.stdout is not None
         for line in process.stdout:

@@ -3,6 +3,8 @@
 From the train rule: ``--stage`` and ``--spec`` (the trainer's settings as JSON, the rule's
 params: the spec Snakemake compares for reruns is exactly what is trained with). By hand:
 ``--config`` and the job's coordinates, the settings then come from the workflow config.
+``--gpus`` (the rule's ``resources.gpu``) gives the job its own devices or stops it
+(:mod:`.devices`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ..core.command import run_cli
 from ..core.config import load_config
 from ..core.errors import ConfigError
 from ..core.specs import parse as parse_spec
+from .devices import add_gpus_argument, job_gpus
 from .methods import STAGES, TrainingJob, previous_stage, trainer_for
 
 
@@ -29,7 +32,7 @@ def parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="workflow config (YAML/JSON); needs --student ... --stage")
     source.add_argument("--spec", help="the trainer's settings as JSON (the rule's params.spec)")
-    p.add_argument("--student")
+    p.add_argument("--student", help="the student (with --spec: named in messages only)")
     p.add_argument("--method", help="distillation method of the data configuration")
     p.add_argument("--strategy")
     p.add_argument("--stage", choices=STAGES, required=True, help="training method")
@@ -44,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="processes (GPUs) per node; default training.resources.nproc_per_node or 1",
     )
+    add_gpus_argument(p)
     return p
 
 
@@ -69,7 +73,14 @@ def _run(ns: argparse.Namespace) -> int:
             nproc = config["training"]["resources"]["nproc_per_node"]
     else:
         settings = parse_spec(ns.spec)
-    trainer.train(settings, Path(ns.out), nproc or 1)
+    nproc = nproc or 1
+    if ns.gpus > 0 and nproc > ns.gpus:
+        raise ConfigError(
+            f"nproc_per_node {nproc} is more than the job's {ns.gpus} GPUs (resources.gpu)"
+        )
+    student = ns.student or settings.get("model_name_or_path") or settings.get("model", "?")
+    with job_gpus(ns.gpus, job=f"{ns.stage} training {ns.out}", student=str(student)):
+        trainer.train(settings, Path(ns.out), nproc)
     return 0
 
 

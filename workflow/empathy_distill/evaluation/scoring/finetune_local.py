@@ -22,6 +22,7 @@ from ...core import specs
 from ...core.atomic import atomic_write
 from ...core.command import run_cli
 from ...core.errors import ConfigError, TrainingError
+from ...training.devices import add_gpus_argument, job_gpus
 from . import finetune, finetune_args
 
 ADAPTER_DIR = finetune_args.ADAPTER_DIR
@@ -122,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--spec", required=True, help="the rule's params.spec")
     parser.add_argument("--train", required=True, help="results/scorers/<name>/train.jsonl")
     parser.add_argument("--out", required=True, help="results/scorers/<name>/model.json")
+    add_gpus_argument(parser)
     return parser
 
 
@@ -129,7 +131,9 @@ def _run(args: argparse.Namespace) -> None:
     spec = specs.parse(args.spec)
     if spec.get("endpoint", {}).get("backend") != "transformers" or "llamafactory" not in spec:
         raise ConfigError("--spec: not a transformers finetune_scorer spec")
-    info = finetune_local(spec, Path(args.train), Path(args.out))
+    job = f"finetune_scorer {spec.get('scorer', args.out)}"
+    with job_gpus(args.gpus, job=job, student=spec["base_model"]):
+        info = finetune_local(spec, Path(args.train), Path(args.out))
     print(
         f"{args.out}: {info['model']} from {info['base_model']}, {info['trained_examples']}"
         f" examples, {info['train_seconds']} s of training"

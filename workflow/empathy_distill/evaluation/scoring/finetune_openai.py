@@ -195,6 +195,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="create a new job when the recorded one failed or was cancelled",
     )
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        choices=[0],
+        default=0,
+        help="rule finetune_scorer's resources.gpu: always 0 (the API trains; one command line"
+        " serves both backends)",
+    )
     return parser
 
 

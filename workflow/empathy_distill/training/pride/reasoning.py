@@ -16,7 +16,10 @@ not cached.
 Command line (the rule's shell)::
 
     python -m empathy_distill.training.pride.reasoning --spec JSON --train train.csv \\
-        --out results/pride/reasoning/<teacher>.jsonl
+        --out results/pride/reasoning/<teacher>.jsonl --gpus N
+
+``--gpus`` (the rule's ``resources.gpu``): the job's own devices, or a stop
+(:mod:`..devices`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from ...llm.endpoint import normalize_endpoint
 from ...llm.pricing import Price
 from ...llm.request import Answer
 from .. import specs as training_specs
+from ..devices import add_gpus_argument, job_gpus
 
 LOG = logging.getLogger(__name__)
 
@@ -182,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--train", required=True, help="results/data/train.csv")
     parser.add_argument("--out", required=True, help="results/pride/reasoning/<teacher>.jsonl")
     parser.add_argument("--cost-report", default=COST_REPORT, help="CSV to append usage to")
+    add_gpus_argument(parser)
     return parser
 
 
@@ -191,9 +196,11 @@ def _run(args: argparse.Namespace) -> None:
     spec, _ = specs.from_args(
         args, lambda config: training_specs.pride_reasoning(config, args.teacher)
     )
-    rows = read_table(args.train, list(COLUMNS)).to_dict("records")
-    client = make_reasoning_client(spec, args.cost_report)
-    write_reasoning(client, rows, spec["model"], spec["max_new_tokens"], args.out)
+    job = f"pride_reasoning {args.out}"
+    with job_gpus(args.gpus, job=job, student=f"{spec['teacher']} (PRIDE teacher)"):
+        rows = read_table(args.train, list(COLUMNS)).to_dict("records")
+        client = make_reasoning_client(spec, args.cost_report)
+        write_reasoning(client, rows, spec["model"], spec["max_new_tokens"], args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
