@@ -97,20 +97,16 @@ def check_access(repo: str, revision: str | None, endpoint: str | None = None) -
     return str(info.sha)
 
 
+#: snapshot_download calls per fetch: each keeps the files already complete (and the bytes of
+#: the file in flight where the library can resume them), so a dropped connection costs little.
+ATTEMPTS = 3
+
+
 def fetch(repo: str, revision: str | None, endpoint: str | None = None) -> dict:
     """Download ``repo`` at ``revision`` into the hub cache (files already there are kept) and
     return its manifest. Raises :class:`WeightsError` before any file when access is refused."""
     check_access(repo, revision, endpoint)
-    try:
-        folder = snapshot_download(
-            repo,
-            revision=revision,
-            allow_patterns=list(ALLOW_PATTERNS),
-            endpoint=endpoint,
-            token=_token(),
-        )
-    except (HfHubHTTPError, OfflineModeIsEnabled, LocalEntryNotFoundError) as exc:
-        raise explain(exc, repo, revision) from None
+    folder = _download(repo, revision, endpoint)
     manifest = snapshot_manifest(repo, revision, Path(folder))
     if not any(f["path"].endswith(".safetensors") for f in manifest["files"]):
         raise WeightsError(
@@ -119,6 +115,29 @@ def fetch(repo: str, revision: str | None, endpoint: str | None = None) -> dict:
             f"{licence_page(repo)}"
         )
     return manifest
+
+
+def _download(repo: str, revision: str | None, endpoint: str | None) -> str:
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return snapshot_download(
+                repo,
+                revision=revision,
+                allow_patterns=list(ALLOW_PATTERNS),
+                endpoint=endpoint,
+                token=_token(),
+            )
+        except (HfHubHTTPError, OfflineModeIsEnabled, LocalEntryNotFoundError) as exc:
+            raise explain(exc, repo, revision) from None
+        except OSError as exc:  # a connection dropped mid-file, a size mismatch
+            # (huggingface_hub 1.x retries within a file first; 0.x gives up at once)
+            if attempt == ATTEMPTS:
+                raise WeightsError(
+                    f"model {repo}@{revision or 'main'}: download failed {ATTEMPTS} times "
+                    f"({type(exc).__name__}: {exc}); rerun to resume: {licence_page(repo)}"
+                ) from None
+            print(f"warning: {repo}: {type(exc).__name__}: {exc}; retrying", file=sys.stderr)
+    raise AssertionError("unreachable")
 
 
 def snapshot_manifest(repo: str, revision: str | None, folder: Path) -> dict:
