@@ -24,6 +24,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/teacher.smk"
@@ -47,12 +48,13 @@ rule all:
 
 # On a cluster (workflow/profiles/slurm) these run in the main Snakemake process on the submit
 # host, never through sbatch: the API rules (teacher, judges, scorers) and the download need the
-# internet and the API keys, the rest take seconds and would only wait in the queue. train and
+# internet and the API keys (fetch_model: the Hub and $HF_TOKEN), the rest take seconds and would only wait in the queue. train and
 # answer (GPU), build_tiny_student and train_offline_judge are submitted. Without a cluster: no
 # effect.
 localrules:
     all,
     download_dataset,
+    fetch_model,
     split_dataset,
     scorer_train_split,
     improve_human_sources,

@@ -51,7 +51,9 @@ def test_paper_dpo_yaml_llama(paper_config: dict) -> None:
     assert written["lora_target"] == "all"
     # The job.
     assert written["model_name_or_path"] == "meta-llama/Meta-Llama-3.1-8B"
-    assert "model_revision" not in written
+    # config.yaml pins the commit rule fetch_model downloads; the trainer loads that one.
+    assert written["model_revision"] == paper_config["students"]["llama31_8b"]["revision"]
+    assert len(written["model_revision"]) == 40
     assert written["stage"] == "dpo"
     assert written["do_train"] is True
     assert written["dataset"] == "improve_human__naive_prompt__dpo"

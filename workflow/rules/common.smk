@@ -19,8 +19,8 @@ os.environ.update(
     PATH=os.pathsep.join(p for p in (str(Path(sys.executable).parent), os.environ.get("PATH")) if p),
 )
 
-from empathy_distill import stages, startup  # noqa: E402  (stages: registers specs, checks)
-from empathy_distill.core import grid, judges, runtime, specs, strategies  # noqa: E402
+from empathy_distill import stages, startup, weights  # noqa: E402  (stages: registers specs, checks)
+from empathy_distill.core import grid, hub, judges, runtime, specs, strategies  # noqa: E402
 from empathy_distill.core.config import validate_config  # noqa: E402
 from empathy_distill.data.dataset import load_dataset  # noqa: E402
 from empathy_distill.evaluation import specs as evaluation_specs  # noqa: E402
@@ -52,6 +52,12 @@ if _missing_keys:
 # retries, timeouts, budget, resources) reach jobs through one channel that is not a rerun
 # trigger: $EMPATHY_DISTILL_RUNTIME (empathy_distill/core/runtime.py).
 runtime.export(config)
+# Hugging Face weights (fetch_model in workflow/rules/models.smk). Every job runs offline on one
+# cache, here as for PYTHONPATH above, so local jobs and cluster jobs (which parse this file again)
+# alike; only fetch_model goes online. Models not pinned to a commit are named once, at start-up.
+os.environ.update(hub.job_environment(config["models"]["cache_dir"]))
+for _warning in weights.check(config):
+    print(f"warning: {_warning}", file=sys.stderr)
 
 DATASET = config["dataset"]["path"]
 PROMPTS = config["prompts"]
@@ -70,6 +76,11 @@ onstart:
     # Runs only for a real run (never with -n), after the DAG is built, before the first job.
     startup.require_keys(
         config, ((job.rule.name, dict(job.wildcards)) for job in workflow.dag.needrun_jobs())
+    )
+    # Hub models still to fetch: may $HF_TOKEN download them (licence accepted, revision exists)?
+    weights.require_access(
+        config,
+        (j.wildcards.repo for j in workflow.dag.needrun_jobs() if j.rule.name == "fetch_model"),
     )
 
 
@@ -122,7 +133,7 @@ def get_train_input(wildcards):
         "data": f"{data}/{method.training_set}.json",
         "info": f"{data}/dataset_info.json",
         "leakage": f"{data}/leakage_check.ok",
-        "model": lf_students.model_files(config["students"][wildcards.student]),
+        "model": model_files(config["students"][wildcards.student]),
         "extra": list(method.extra_inputs),
     }
     previous = previous_stage(wildcards.stage)
@@ -151,6 +162,18 @@ def get_smollm2_generation(wildcards):
     return json.dumps(generation, sort_keys=True)
 
 
+def model_files(entry):
+    """What a job loading this model entry waits for: a built-in model's files, or a Hub model's
+    fetch manifest (ancient: a refetch of the same revision retrains nothing; the revision is in
+    the jobs' specs)."""
+    return lf_students.model_files(entry) + [ancient(m) for m in weights.manifests(config, entry)]
+
+
+def get_fetch_spec(wildcards):
+    """The Hub model and its revision (the fetch_model job)."""
+    return weights.fetch_spec(config, wildcards.repo)
+
+
 def get_train_resource(key):
     """Resource ``key`` of a training job (training.resources, then the student's overrides)."""
 
@@ -171,7 +194,7 @@ def model_outputs():
 def teacher_model_files():
     """A local teacher model the workflow builds itself (builtin:tiny in the demo) is an input."""
     teacher = config["teacher"]
-    return lf_students.model_files(teacher) if teacher["backend"] == "transformers" else []
+    return model_files(teacher) if teacher["backend"] == "transformers" else []
 
 
 # --- teacher.smk -------------------------------------------------------------------------------
@@ -233,7 +256,7 @@ def generation_resources(student):
 
 def student_model_files(wildcards):
     """Files of a built-in student (e.g. the offline tiny model) to wait for; none for hub ids."""
-    return lf_students.model_files(config["students"][wildcards.student])
+    return model_files(config["students"][wildcards.student])
 
 
 def get_answer_input(wildcards):
@@ -281,6 +304,9 @@ def judge_inputs(wildcards):
         "model": grid.answer_path(wildcards.model),
         "opponent": grid.answer_path(wildcards.opponent),
     }
+    judge = config["judges"][wildcards.judge]
+    if judge["backend"] == "transformers":  # a local judge model: built or fetched first
+        files["judge_model"] = model_files(judge)
     return {**files, **judges.judge_kind(config, wildcards.judge).inputs(config)}
 
 
@@ -337,7 +363,7 @@ def get_scorer_model_files(wildcards):
     if scorer.get("finetune"):
         return get_scorer_model_input(wildcards)
     if scorer.get("backend") == "transformers":
-        return {"model": lf_students.model_files(scorer)}
+        return {"model": model_files(scorer)}
     return {}
 
 
@@ -592,7 +618,7 @@ def get_pride_train_input(wildcards):
     options = pride_config.merged_options(config, wildcards.student)
     teacher = pride_config.teacher_of(config, wildcards.student, options)
     if teacher != wildcards.student:
-        files["teacher_model"] = lf_students.model_files(config["students"][teacher])
+        files["teacher_model"] = model_files(config["students"][teacher])
     if options["teacher"] == pride_config.SFT_TEACHER:
         adapter = pride_config.SFT_ADAPTER_DIR.format(
             student=wildcards.student, method=wildcards.method, strategy=wildcards.strategy
@@ -615,7 +641,7 @@ def get_pride_reasoning_spec(wildcards):
 def get_pride_reasoning_input(wildcards):
     """The train split and, for a built-in teacher, its files (rule build_*_student)."""
     files = {"train": TRAIN_CSV}
-    files["model"] = lf_students.model_files(config["students"][wildcards.teacher])
+    files["model"] = model_files(config["students"][wildcards.teacher])
     return files
 
 
@@ -680,7 +706,7 @@ def get_finetune_scorer_input(wildcards):
     files = {"train": f"{folder}/train.jsonl"}
     if scorer["backend"] == "transformers":
         files["info"] = f"{folder}/dataset_info.json"
-        files["model"] = lf_students.model_files({"model": scorer_finetune.base_model(scorer)})
+        files["model"] = model_files({"model": scorer_finetune.base_model(scorer)})
     return files
 
 

@@ -10,11 +10,8 @@ SmolLM2 overrides (no bf16, one epoch) apply to it too.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-from pathlib import Path
 
-from ...core.errors import ConfigError, TrainingError
+from ...core.errors import ConfigError
 from ...core.students import builtin_name, resolve_model, resolve_revision
 from ..llamafactory_config import DATASET_DIR
 
@@ -296,7 +293,7 @@ def teacher_of(config: dict, student: str, options: dict | None = None) -> str:
     do not exist yet): it refuses two different built-in models (the tiny model's vocabulary is
     trained on the dataset, SmolLM2's is its own) and two different chat templates (a different
     template means another model family).
-    The tokenizer files are compared at job start (:func:`check_tokenizer_pair`).
+    The tokenizer files are compared at job start (:func:`.tokenizers.check_tokenizer_pair`).
     """
     students = config.get("students", {})
     options = merged_options(config, student) if options is None else options
@@ -381,51 +378,3 @@ def build_settings(config: dict, student: str, method: str, strategy: str) -> di
         "train_csv": TRAIN_CSV,
         **options,
     }
-
-
-def _tokenizer_file(model: str, revision: str | None, name: str) -> Path | None:
-    """``name`` of a local model folder, or fetched alone from the Hub (no weights)."""
-    local = Path(model)
-    if local.is_dir():
-        path = local / name
-        return path if path.is_file() else None
-    try:
-        from huggingface_hub import hf_hub_download
-
-        return Path(hf_hub_download(model, name, revision=revision))
-    except Exception:  # an absent file or no access: the caller names both models
-        return None
-
-
-def tokenizer_fingerprint(model: str, revision: str | None = None) -> str:
-    """A digest of the vocabulary (tokens -> ids, added tokens), or of tokenizer.model."""
-    path = _tokenizer_file(model, revision, "tokenizer.json")
-    if path is not None:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        vocab = data.get("model", {}).get("vocab")
-        added = sorted((t["id"], t["content"]) for t in data.get("added_tokens", []))
-        payload = json.dumps([vocab, added], sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(payload.encode()).hexdigest()
-    path = _tokenizer_file(model, revision, "tokenizer.model")
-    if path is not None:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    raise TrainingError(f"{model}: neither tokenizer.json nor tokenizer.model found")
-
-
-def check_tokenizer_pair(settings: dict) -> None:
-    """Refuse a teacher whose vocabulary differs from the student's, before any model loads.
-
-    The reverse-KL term compares the two models' distributions token by token, so both must
-    split text into the same tokens with the same ids.
-    """
-    student = (settings["model_name_or_path"], settings.get("model_revision"))
-    teacher = (settings["teacher_model"], settings.get("teacher_revision"))
-    if student == teacher:
-        return
-    if tokenizer_fingerprint(*student) != tokenizer_fingerprint(*teacher):
-        raise ConfigError(
-            f"training.pride: teacher {settings['teacher']!r} ({teacher[0]}) and student "
-            f"{settings['student']!r} ({student[0]}) do not share a tokenizer (their vocabularies "
-            "differ); the reverse-KL term compares token distributions, so pair models of one "
-            "family (e.g. Llama-3.1-70B-Instruct with Llama-3.1-8B)"
-        )

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import TrainingError
-from .config import check_tokenizer_pair
 from .losses import FeatureProjection, mmd_rbf, response_cross_entropy, reverse_kl
 from .privileged import PRIVILEGED_FIELDS, constant_fields
+from .tokenizers import check_tokenizer_pair
 
 LOG = logging.getLogger(__name__)
 SETTINGS_FILE = "pride_settings.json"
