@@ -426,6 +426,7 @@ def get_final_output():
     targets += example_files()
     targets += reference_metrics_tables()
     targets += report_targets()
+    targets += gpu_smoke_targets()
     return targets
 
 
@@ -437,7 +438,23 @@ def report_targets():
 def get_report_html_input():
     """Every other target of the grid: `snakemake --report` includes each report() file of the
     DAG and stops at one that does not exist yet, so the report is the grid's last job."""
-    return [target for target in get_final_output() if target != config["report"]["path"]]
+    last = {config["report"]["path"], GPU_SMOKE_JSON}
+    return [target for target in get_final_output() if target not in last]
+
+
+# --- gpu_smoke.smk -----------------------------------------------------------------------------
+
+GPU_SMOKE_JSON = "results/gpu_smoke.json"
+
+
+def gpu_smoke_targets():
+    """results/gpu_smoke.json when gpu_smoke.summary is on (the gpu-smoke profile)."""
+    return [GPU_SMOKE_JSON] if config["gpu_smoke"]["summary"] else []
+
+
+def get_gpu_smoke_input():
+    """Every other target: the summary reads the benchmark files of the whole finished DAG."""
+    return [target for target in get_final_output() if target != GPU_SMOKE_JSON]
 
 
 # --- reference_metrics.smk ---------------------------------------------------------------------
