@@ -85,7 +85,11 @@ def write_model(results: Path, variant: str, runtime: float, history: list[dict]
 def write_answers(results: Path, variant: str, tokens: list[int]) -> None:
     path = results / "answers/smollm2_135m" / f"{variant}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [{"dialog_id": str(i), "answer": "x", "new_tokens": n} for i, n in enumerate(tokens)]
+    generation = {"engine": "transformers", "max_new_tokens": 160}
+    rows = [
+        {"dialog_id": str(i), "answer": "x", "new_tokens": n, "generation": generation}
+        for i, n in enumerate(tokens)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
@@ -122,7 +126,9 @@ def fake_device() -> dict:
 
 
 def test_summary_figures_match_hand_computed_values(finished):
-    summary = gpu_smoke.summarize(finished, device=fake_device)
+    summary = gpu_smoke.summarize(
+        finished, "smollm2_135m", "builtin:smollm2_135m", device=fake_device
+    )
     assert summary["device"]["name"] == "NVIDIA H100 80GB HBM3"
     assert set(gpu_smoke.PACKAGES) <= set(summary["versions"])
     assert summary["versions"]["torch"]  # installed here
@@ -138,13 +144,17 @@ def test_summary_figures_match_hand_computed_values(finished):
     assert summary["training"]["pride"] == {"jobs": 1, "samples_per_s_mean": 3.5}
     generation = summary["generation"]  # the teacher's file has no benchmark: left out
     assert generation["answers"] == 5 and generation["new_tokens"] == 500
+    assert generation["engine"] == "transformers"
+    assert summary["model_id"] == "builtin:smollm2_135m"
     assert generation["tokens_per_s_wall"] == pytest.approx(10.0)  # 500 tokens / 50 s
 
 
 def test_summary_cli_writes_the_json(finished, monkeypatch):
     monkeypatch.setattr(gpu_smoke, "cuda_device", fake_device)
     out = finished / "gpu_smoke.json"
-    assert gpu_smoke.main(["--results", str(finished), "--out", str(out)]) == 0
+    args = ["--results", str(finished), "--student", "smollm2_135m"]
+    args += ["--model-id", "builtin:smollm2_135m", "--out", str(out)]
+    assert gpu_smoke.main(args) == 0
     assert json.loads(out.read_text())["generation"]["new_tokens"] == 500
 
 
@@ -152,7 +162,7 @@ def test_a_training_job_without_a_token_count_is_an_error(finished):
     state = finished / "models/smollm2_135m/direct/gemini/sft/trainer_state.json"
     state.write_text(json.dumps({"log_history": [{"loss": 1.0}]}))
     with pytest.raises(EmpathyDistillError, match="include_num_input_tokens_seen"):
-        gpu_smoke.summarize(finished, device=fake_device)
+        gpu_smoke.summarize(finished, "smollm2_135m", "builtin:smollm2_135m", device=fake_device)
 
 
 def test_answers_without_token_counts_are_an_error(finished):
@@ -160,7 +170,7 @@ def test_answers_without_token_counts_are_an_error(finished):
     path = finished / "answers/smollm2_135m/base.jsonl"
     path.write_text('{"dialog_id": "7", "answer": "x"}\n')
     with pytest.raises(EmpathyDistillError, match="answer 7 has no new_tokens"):
-        gpu_smoke.summarize(finished, device=fake_device)
+        gpu_smoke.summarize(finished, "smollm2_135m", "builtin:smollm2_135m", device=fake_device)
 
 
 def test_without_cuda_the_summary_refuses(monkeypatch):

@@ -24,6 +24,7 @@ from empathy_distill.core import grid, judges, runtime, specs, strategies  # noq
 from empathy_distill.core.config import validate_config  # noqa: E402
 from empathy_distill.data.dataset import load_dataset  # noqa: E402
 from empathy_distill.distillation.sets import teacher_files_for  # noqa: E402
+from empathy_distill.evaluation import gpu_smoke  # noqa: E402
 from empathy_distill.training import llamafactory_config as lf_config  # noqa: E402
 from empathy_distill.training import students as lf_students  # noqa: E402
 from empathy_distill.training.methods import STAGES, TRAINING_SETS, previous_stage  # noqa: E402
@@ -450,6 +451,11 @@ GPU_SMOKE_JSON = "results/gpu_smoke.json"
 def gpu_smoke_targets():
     """results/gpu_smoke.json when gpu_smoke.summary is on (the gpu-smoke profile)."""
     return [GPU_SMOKE_JSON] if config["gpu_smoke"]["summary"] else []
+
+
+def get_gpu_smoke_student(wildcards=None):
+    """The one student the smoke run measures (its throughput rows are per model)."""
+    return gpu_smoke.measured_student(config)
 
 
 def get_gpu_smoke_input():

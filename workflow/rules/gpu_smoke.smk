@@ -8,6 +8,9 @@ rule gpu_smoke_summary:
         get_gpu_smoke_input(),
     output:
         GPU_SMOKE_JSON,
+    params:
+        student=get_gpu_smoke_student,
+        model_id=lambda wildcards: config["students"][get_gpu_smoke_student()]["model"],
     conda:
         # the versions recorded are those of the GPU jobs' environment (torch, LLaMA-Factory)
         "../../envs/train.yaml"
@@ -15,4 +18,5 @@ rule gpu_smoke_summary:
         "logs/gpu_smoke.log",
     shell:
         "python -m empathy_distill.evaluation.gpu_smoke --results results"
+        " --student {params.student:q} --model-id {params.model_id:q}"
         " --out {output:q} > {log} 2>&1"

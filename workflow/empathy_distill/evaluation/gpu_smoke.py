@@ -28,9 +28,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..core import grid
 from ..core.atomic import write_text
 from ..core.command import run_cli
-from ..core.errors import EmpathyDistillError
+from ..core.errors import ConfigError, EmpathyDistillError
 
 #: Packages whose versions the summary records (None: not installed).
 PACKAGES = ("torch", "transformers", "peft", "llamafactory", "vllm", "accelerate")
@@ -38,6 +39,16 @@ BENCHMARKS = "benchmarks"
 TRAIN_STAGES = ("sft", "dpo")
 #: results/benchmarks/students/<student>.tsv -> the rule that builds it (rules/train.smk).
 STUDENT_BUILDS = {"tiny": "build_tiny_student", "smollm2_135m": "build_smollm2_student"}
+
+
+def measured_student(config: dict) -> str:
+    """The one student of the grid the smoke run measures (throughput rows are per model)."""
+    students = grid.students(config)
+    if len(students) != 1:
+        raise ConfigError(
+            f"gpu_smoke.summary measures one student; grid.students has {len(students)}: {students}"
+        )
+    return students[0]
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
@@ -117,10 +128,10 @@ def _read_json(path: Path) -> Any:
         raise EmpathyDistillError(f"{path}: {exc}") from exc
 
 
-def training_throughput(results: Path, jobs: dict[str, float]) -> dict[str, Any]:
+def training_throughput(results: Path, student: str, jobs: dict[str, float]) -> dict[str, Any]:
     """Per stage: tokens (trainer_state.json), trainer seconds, wall seconds and tokens/s."""
     stages: dict[str, dict[str, Any]] = {}
-    for state in sorted((results / "models").glob("*/*/*/*/trainer_state.json")):
+    for state in sorted((results / "models" / student).glob("*/*/*/trainer_state.json")):
         model_dir = state.parent
         stage = model_dir.name
         if stage not in TRAIN_STAGES:
@@ -142,7 +153,7 @@ def training_throughput(results: Path, jobs: dict[str, float]) -> dict[str, Any]
         entry["tokens_per_s"] = entry["tokens"] / entry["train_s"]
         entry["tokens_per_s_wall"] = entry["tokens"] / entry["wall_s"]
     pride = []
-    for result in sorted((results / "models").glob("*/*/*/pride/train_results.json")):
+    for result in sorted((results / "models" / student).glob("*/*/pride/train_results.json")):
         figures = _read_json(result)
         pride.append(float(figures["train_samples_per_second"]))
     if pride:
@@ -150,11 +161,11 @@ def training_throughput(results: Path, jobs: dict[str, float]) -> dict[str, Any]
     return stages
 
 
-def generation_throughput(results: Path, jobs: dict[str, float]) -> dict[str, Any]:
-    """New tokens of every answers file over its answer job's wall time."""
-    answers, tokens, wall = 0, 0, 0.0
+def generation_throughput(results: Path, student: str, jobs: dict[str, float]) -> dict[str, Any]:
+    """New tokens of every answers file of ``student`` over its answer job's wall time."""
+    answers, tokens, wall, engines = 0, 0, 0.0, set()
     root = results / "answers"
-    for path in sorted(root.rglob("*.jsonl")):
+    for path in sorted((root / student).rglob("*.jsonl")):
         job = "answers/" + path.relative_to(root).with_suffix("").as_posix()
         if job not in jobs:  # the teacher's answers: rule teacher_initial, no benchmark
             continue
@@ -163,12 +174,16 @@ def generation_throughput(results: Path, jobs: dict[str, float]) -> dict[str, An
         missing = [r.get("dialog_id") for r in records if "new_tokens" not in r]
         if missing:
             raise EmpathyDistillError(f"{path}: answer {missing[0]} has no new_tokens")
+        engines.update(r.get("generation", {}).get("engine", "transformers") for r in records)
         answers += len(records)
         tokens += sum(int(r["new_tokens"]) for r in records)
         wall += jobs[job]
     if not answers:
         return {}
+    if len(engines) != 1:
+        raise EmpathyDistillError(f"{root / student}: answers of several engines {sorted(engines)}")
     return {
+        "engine": engines.pop(),
         "answers": answers,
         "new_tokens": tokens,
         "wall_s": wall,
@@ -178,8 +193,9 @@ def generation_throughput(results: Path, jobs: dict[str, float]) -> dict[str, An
 
 def summarize(
     results: str | Path,
+    student: str,
+    model_id: str,
     device: Callable[[], dict[str, Any]] | None = None,
-    model_name: str = "smollm2_135m",
 ) -> dict[str, Any]:
     """The whole summary of the finished DAG under ``results``; ``device`` (tests) replaces the
     CUDA query."""
@@ -188,25 +204,29 @@ def summarize(
     if not jobs:
         raise EmpathyDistillError(f"{results / BENCHMARKS}: no benchmark files")
     return {
-        "model": model_name,
+        # the GPU-hour projection replaces the throughput rows of this model id only
+        "student": student,
+        "model_id": model_id,
         "device": (device or cuda_device)(),
         "versions": package_versions(),
         "rules": per_rule(jobs),
         "jobs": jobs,
-        "training": training_throughput(results, jobs),
-        "generation": generation_throughput(results, jobs),
+        "training": training_throughput(results, student, jobs),
+        "generation": generation_throughput(results, student, jobs),
     }
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="results", help="the workflow's results folder")
+    parser.add_argument("--student", required=True, help="the student measured (config key)")
+    parser.add_argument("--model-id", required=True, help="its model (students.<key>.model)")
     parser.add_argument("--out", default="results/gpu_smoke.json")
     return parser
 
 
 def _run(args: argparse.Namespace) -> None:
-    summary = summarize(args.results)
+    summary = summarize(args.results, args.student, args.model_id)
     write_text(args.out, json.dumps(summary, indent=2) + "\n")
     print(f"{args.out}: {summary['device']['name']}, {len(summary['jobs'])} benchmarked jobs")
 
