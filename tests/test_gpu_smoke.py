@@ -179,3 +179,15 @@ def test_without_cuda_the_summary_refuses(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(EmpathyDistillError, match="no CUDA device"):
         gpu_smoke.cuda_device()
+
+
+def test_the_summary_is_off_by_default_and_measures_one_student():
+    from empathy_distill.core.config import load_config
+    from empathy_distill.core.errors import ConfigError
+
+    config = load_config(REPO_ROOT / "config.yaml")
+    assert config["gpu_smoke"] == {"summary": False}  # no smoke file in the paper's grid
+    with pytest.raises(ConfigError, match=r"grid\.students has 2"):
+        gpu_smoke.measured_student(config)
+    one = load_config(REPO_ROOT / "config.yaml", {"grid": {"students": ["smollm2_135m"]}})
+    assert gpu_smoke.measured_student(one) == "smollm2_135m"

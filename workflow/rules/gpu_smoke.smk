@@ -11,8 +11,8 @@ rule gpu_smoke_summary:
     params:
         student=get_gpu_smoke_student,
         model_id=lambda wildcards: config["students"][get_gpu_smoke_student()]["model"],
+    # the versions it records are those of the GPU jobs' environment (torch, LLaMA-Factory)
     conda:
-        # the versions recorded are those of the GPU jobs' environment (torch, LLaMA-Factory)
         "../../envs/train.yaml"
     log:
         "logs/gpu_smoke.log",
