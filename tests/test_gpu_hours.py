@@ -186,3 +186,21 @@ def test_the_command_prints_both_grids(split, capsys):
     assert "pride" not in paper and "wall time on 8 GPUs" in paper
     test_dialogues = len(pd.read_csv(split["test"]))
     assert f"{64 * test_dialogues * 160:,}" in configured  # 64 answer sets of llama31_8b
+
+
+def test_a_local_fine_tuned_scorer_is_a_gpu_job(train):
+    from empathy_distill.core import specs
+    from empathy_distill.evaluation.scoring import train_data
+
+    config = load_config(REPO_ROOT / "config.yaml", {"scoring": {"grid": ["smollm2_rating"]}})
+    table = {"builtin:smollm2_135m": {"lora_sft": 1000.0, "load_s": 5.0}}
+    (job,) = gpu_hours.scorer_jobs(config, train, table)
+    # one example per rated response of the train dialogues; its chat as the fine-tune sends it:
+    # chars/4 per message + 3, + 3 for the reply; config.yaml: 3 epochs
+    examples = train_data.examples(train, specs.scorer_train_data(config, "smollm2_rating"))
+    per_epoch = sum(
+        sum(math.ceil(len(m["content"]) / 4) + 3 for m in e["messages"]) + 3 for e in examples
+    )
+    assert job.tokens == 3 * per_epoch
+    assert job.gpu.seconds == pytest.approx(3 * per_epoch / 1000 + 5)
+    assert job.gpu.gpus == 1 and job.gpu.part == "scorers"
