@@ -38,6 +38,7 @@ include: "workflow/rules/classifier.smk"
 include: "workflow/rules/scoring_finetune.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/reference_metrics.smk"
+include: "workflow/rules/gpu_smoke.smk"
 
 
 rule all:
@@ -78,4 +79,5 @@ localrules:
     figure_sft_vs_dpo,
     figures,
     report_html,
+    gpu_smoke_summary,
 

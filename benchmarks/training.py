@@ -11,10 +11,10 @@ workflow. Default model: the SmolLM2-135M-Instruct student (built first when mis
 ``--tiny``: the tiny plumbing student, built from the train split in seconds.
 
 Precision: ``fp32`` or ``bf16`` (``--precision``, both by default). Every run sets ``use_cpu:
-true``; the trainer keeps ``bf16`` on a CPU only with ``use_cpu: true`` and native bf16
-(AVX512-BF16 or AMX) and otherwise turns it off, so the precision printed is the one in the
-``train.yaml`` that ran. ``--set KEY=VALUE`` passes any other LLaMA-Factory argument (YAML value)
-into ``training.common``, checked like the config's keys.
+true`` (``--device cuda``: false, training on the GPU); the trainer keeps ``bf16`` on a CPU only
+with ``use_cpu: true`` and native bf16 (AVX512-BF16 or AMX) and otherwise turns it off, so the
+precision printed is the one in the ``train.yaml`` that ran. ``--set KEY=VALUE`` passes any other
+LLaMA-Factory argument (YAML value) into ``training.common``, checked like the config's keys.
 
 Counted, not guessed: tokens are the non-padding tokens the trainer fed the model
 (transformers' ``include_num_input_tokens_seen: non_padding``; for DPO the chosen and the
@@ -27,6 +27,7 @@ bf16; DPO 79.5 fp32, 145.2 bf16 (0.33 / 0.57 / 0.10 / 0.19 samples/s). The issue
 measurement (idle, SFT batch 8): 0.38 samples/s fp32, 0.86 bf16.
 
     python benchmarks/training.py [--steps 4] [--batch-size 8] [--precision fp32 bf16]
+    python benchmarks/training.py --device cuda --precision bf16   # on a GPU
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the training process")
     parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: train on the GPU (use_cpu: false); default cpu",
+    )
+    parser.add_argument(
         "--set",
         type=parse_set,
         action="append",
@@ -100,7 +107,7 @@ def training_config(args: argparse.Namespace, model: Path, template: str, bf16: 
         "max_steps": args.steps,
         "logging_steps": 1,
         "bf16": bf16,
-        "use_cpu": True,
+        "use_cpu": args.device == "cpu",
         "include_num_input_tokens_seen": "non_padding",
         **dict(args.set),
     }

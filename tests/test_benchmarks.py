@@ -90,6 +90,15 @@ def test_training_config_passes_precision_and_extra_args() -> None:
     validate_training(config)  # every key is a LLaMA-Factory argument of the right type
 
 
+def test_training_device_cuda_turns_use_cpu_off() -> None:
+    training = load("training")
+    config = training.training_config(
+        training.parse_args(["--device", "cuda"]), Path("m"), "llama3", bf16=True
+    )
+    assert config["training"]["common"]["use_cpu"] is False
+    assert training.parse_args([]).device == "cpu"
+
+
 @pytest.mark.slow
 def test_training_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Real llamafactory-cli, SFT then DPO, one step of two examples (about a minute)."""

@@ -102,7 +102,15 @@ def test_prompts_base_raw_text_finetuned_training_template(tiny, test_rows):
     assert tuned["prompt"] == tokenizer.decode(ids)
     assert tuned["prompt"].startswith("Human: ") and tuned["prompt"].endswith("\nAssistant:")
     assert tuned["generation"]["template"] == TEMPLATE
-    assert set(tuned) == {"dialog_id", "prompt", "answer", "hit_token_cap", "generation", "seed"}
+    assert set(tuned) == {
+        "dialog_id",
+        "prompt",
+        "answer",
+        "hit_token_cap",
+        "new_tokens",
+        "generation",
+        "seed",
+    }
     assert tuned["generation"]["max_new_tokens"] == 2 and tuned["generation"]["do_sample"] is False
 
 
@@ -135,12 +143,15 @@ def test_generation_stops_at_end_of_turn(tiny, test_rows):
     rows = answers_with_biased_stop(tiny, test_rows, 1e4)
     assert [r["answer"] for r in rows] == ["", "", ""]
     assert [r["hit_token_cap"] for r in rows] == [False, False, False]
+    assert [r["new_tokens"] for r in rows] == [0, 0, 0]  # the stop token is not counted
     assert tiny[1].eos_token_id in rows[0]["generation"]["stop_token_ids"]
 
 
 def test_answers_that_never_stop_are_flagged_as_cut_by_the_cap(tiny, test_rows):
     rows = answers_with_biased_stop(tiny, test_rows, -1e4)  # end of turn never chosen
     assert [r["hit_token_cap"] for r in rows] == [True, True, True]
+    cap = settings().max_new_tokens
+    assert [r["new_tokens"] for r in rows] == [cap, cap, cap]
 
 
 def test_base_answer_cut_at_next_dialogue_field_did_not_hit_the_cap():

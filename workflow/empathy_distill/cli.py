@@ -81,6 +81,15 @@ def cost_command(args: argparse.Namespace) -> None:
     )
 
 
+def gpu_hours_command(args: argparse.Namespace) -> None:
+    from . import gpu_hours
+
+    config = load_configs(args.configfile)
+    gpu_hours.run(
+        config, args.train, args.test, args.gpus, args.table, args.measured, args.scorer_train
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="empathy-distill", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -116,6 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--scorer-train", default=grid.SCORER_TRAIN_CSV)
     cost.add_argument("--output", default="results/costs/projection.csv")
     cost.set_defaults(func=cost_command)
+    hours = with_config(
+        commands.add_parser(
+            "gpu-hours",
+            help="projected GPU hours and wall time on N GPUs, for the grid and the paper-only"
+            " grid (needs the split: results/data/*.csv)",
+        )
+    )
+    hours.add_argument("--gpus", type=int, default=8, help="GPUs of the machine (default 8)")
+    hours.add_argument("--table", default="resources/gpu_throughput.yaml")
+    hours.add_argument("--measured", help="results/gpu_smoke.json: replaces its model's rows")
+    hours.add_argument("--train", default=grid.TRAIN_CSV)
+    hours.add_argument("--test", default=grid.TEST_CSV)
+    hours.add_argument("--scorer-train", help="results/data/scorer_train.csv (fine-tuned scorers)")
+    hours.set_defaults(func=gpu_hours_command)
     return parser
 
 

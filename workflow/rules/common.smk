@@ -26,6 +26,7 @@ from empathy_distill.data.dataset import load_dataset  # noqa: E402
 from empathy_distill.evaluation import specs as evaluation_specs  # noqa: E402
 from empathy_distill.evaluation.scoring import specs as scoring_specs  # noqa: E402
 from empathy_distill.distillation.sets import teacher_files_for  # noqa: E402
+from empathy_distill.evaluation import gpu_smoke  # noqa: E402
 from empathy_distill.training import llamafactory_config as lf_config  # noqa: E402
 from empathy_distill.core import students as lf_students  # noqa: E402
 from empathy_distill.training.methods import STAGES, TRAINING_SETS, previous_stage  # noqa: E402
@@ -455,6 +456,7 @@ def get_final_output():
     targets += example_files()
     targets += reference_metrics_tables()
     targets += report_targets()
+    targets += gpu_smoke_targets()
     return targets
 
 
@@ -466,7 +468,28 @@ def report_targets():
 def get_report_html_input():
     """Every other target of the grid: `snakemake --report` includes each report() file of the
     DAG and stops at one that does not exist yet, so the report is the grid's last job."""
-    return [target for target in get_final_output() if target != config["report"]["path"]]
+    last = {config["report"]["path"], GPU_SMOKE_JSON}
+    return [target for target in get_final_output() if target not in last]
+
+
+# --- gpu_smoke.smk -----------------------------------------------------------------------------
+
+GPU_SMOKE_JSON = "results/gpu_smoke.json"
+
+
+def gpu_smoke_targets():
+    """results/gpu_smoke.json when gpu_smoke.summary is on (the gpu-smoke profile)."""
+    return [GPU_SMOKE_JSON] if config["gpu_smoke"]["summary"] else []
+
+
+def get_gpu_smoke_student(wildcards=None):
+    """The one student the smoke run measures (its throughput rows are per model)."""
+    return gpu_smoke.measured_student(config)
+
+
+def get_gpu_smoke_input():
+    """Every other target: the summary reads the benchmark files of the whole finished DAG."""
+    return [target for target in get_final_output() if target != GPU_SMOKE_JSON]
 
 
 # --- reference_metrics.smk ---------------------------------------------------------------------

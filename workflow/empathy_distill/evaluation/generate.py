@@ -321,6 +321,7 @@ def answer_test(
                 "prompt": enc.text,
                 "answer": answer,
                 "hit_token_cap": hit_token_cap(new, text, settings.max_new_tokens, finetuned),
+                "new_tokens": len(new),  # generation tokens/s (gpu_smoke.json)
                 "generation": record_settings,
                 "seed": settings.seed,
             }
