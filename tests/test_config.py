@@ -102,7 +102,12 @@ def test_runtime_part_holds_the_operational_keys_and_merges_back():
     assert set(run["teacher"]) == set(runtime.OPERATIONAL_ENDPOINT_KEYS)
     assert run["judges"]["gpt4o"]["concurrency"] == 32
     assert "budget_usd" not in identity["llm"] and "cache_dir" in identity["llm"]
-    assert run["llm"] == {"budget_usd": None}
+    assert run["llm"] == {
+        "budget_usd": None,
+        "retry": {"max_wait_s": 900},
+        "openai": {"max_enqueued_tokens": {}},
+    }
+    assert not {"retry", "openai"} & set(identity["llm"])  # no rerun trigger
     assert "placement" not in identity  # which GPUs a job uses never reruns it
     assert run["placement"] == {"gpus": None, "slots_dir": ".snakemake/gpu-slots"}
     assert "resources" not in identity["training"] and "resources" not in identity["generation"]

@@ -177,7 +177,9 @@ def test_expired_batch_resubmits_only_unfinished(server, tmp_path):
 
 
 def test_failed_batches_exhaust_retries_with_named_error(server, tmp_path):
-    server.batch_outcomes.extend(["failed"] * 3)
+    # a transient failure other than the queue limit (which splits the batch instead:
+    # tests/test_llm_openai_queue.py): the same requests go again, max_retries times
+    server.batch_outcomes.extend(["failed:server_error"] * 3)
     reqs = requests(2)
     with pytest.raises(LLMError) as info:
         client_for(server, tmp_path, mode="batch", max_retries=2).complete(reqs)

@@ -182,7 +182,8 @@ def test_batch_validation_failure_stops_at_once_naming_the_code(server, tmp_path
 
 
 def test_transient_batch_failures_back_off_before_resubmitting(server, tmp_path, prices):
-    server.batch_outcomes.extend(["failed", "failed"])  # enqueued-token limit, twice
+    # a transient batch failure twice (the queue limit splits instead: test_llm_openai_queue)
+    server.batch_outcomes.extend(["failed:server_error", "failed:server_error"])
     llm = client(server, tmp_path, prices, mode="batch", poll_interval_s=0.5)
     waits: list[tuple[float, int]] = []  # (seconds, batches created when the wait began)
 

@@ -19,6 +19,16 @@ serves, as the Gemini API documents it and google-genai calls it:
   real service at times (python-genai issue #2008), do not echo ``metadata`` unless
   ``echo_metadata`` is set. ``batches`` lists in pages (``pageSize``/``pageToken``).
 
+* Awkward batch endings, as the API and google-genai report them: a job that ends
+  ``BATCH_STATE_EXPIRED`` (no results; google-genai 1.22 passes that name through unmapped,
+  ``_transformers.t_job_state`` maps it only from 1.39) or in a state name no SDK knows
+  (``batch_outcomes``); result lines with fields newer than the SDK (``extra_fields``: the
+  response's ``modelStatus``, added to google-genai's ``GenerateContentResponse`` only in 1.69,
+  an unknown field inside each candidate, and an unknown top-level field of the line); result
+  lines whose response is invalid even so (``unreadable_results``); and answers written raw,
+  not ASCII-escaped (JSON allows U+2028, U+2029 and U+0085 inside strings), split on "\n" only.
+  Batch creations are counted by route in ``counts`` (``POST .../models/m:batchGenerateContent``).
+
 ``answer_fn`` gets messages in OpenAI form (system instruction first, ``model`` turns as
 ``assistant``).
 """
@@ -58,7 +68,11 @@ class GeminiFault:
     ``status`` with the API's JSON error body; for 429 a ``retry_delay`` ("17s") and the
     ``quota_id`` of the violated quota go into ``error.details``. ``retry_after`` adds a
     ``Retry-After`` header (Gemini sends none; only for tests of that path), ``malformed`` sends
-    a broken body, ``drop`` closes the connection without a response.
+    a broken body, ``drop`` closes the connection without a response. ``quota_ids`` lists several
+    violated quotas in one QuotaFailure (a per-minute 429 may list the per-day quota next to it);
+    ``message`` replaces the API's text (billing refusals: "Your prepayment credits are
+    depleted. ..." on a 429, "... enable billing ..." on a 400 FAILED_PRECONDITION) and
+    ``reason`` adds a ``google.rpc.ErrorInfo`` with that reason (e.g. ``BILLING_DISABLED``).
     """
 
     status: int = 500
@@ -67,6 +81,9 @@ class GeminiFault:
     retry_delay: str | None = None
     quota_id: str | None = None
     drop: bool = False
+    quota_ids: tuple[str, ...] = ()
+    message: str | None = None
+    reason: str | None = None
 
 
 def error_body(status: int, message: str, details: list[dict[str, Any]] | None = None) -> dict:
@@ -81,18 +98,22 @@ def error_body(status: int, message: str, details: list[dict[str, Any]] | None =
     return {"error": error}
 
 
-def quota_details(model: str, quota_id: str, retry_delay: str | None) -> list[dict[str, Any]]:
-    """``error.details`` of a Gemini 429: the violated quota, a help link, the retry delay."""
+def quota_details(
+    model: str, quota_id: str | tuple[str, ...], retry_delay: str | None
+) -> list[dict[str, Any]]:
+    """``error.details`` of a Gemini 429: the violated quota(s), a help link, the retry delay."""
+    ids = (quota_id,) if isinstance(quota_id, str) else quota_id
     details: list[dict[str, Any]] = [
         {
             "@type": QUOTA_FAILURE,
             "violations": [
                 {
                     "quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
-                    "quotaId": quota_id,
+                    "quotaId": one,
                     "quotaDimensions": {"location": "global", "model": model},
                     "quotaValue": "1000",
                 }
+                for one in ids
             ],
         },
         {
@@ -137,6 +158,11 @@ class GeminiServer(LocalServer):
         self._ids = itertools.count(1)
         self.batch_polls_before_done = 1
         self.batch_drop_items = 0  # lose this many results of the next finished batch
+        # How the next batches end: "succeeded" (default), "expired" (no results) or
+        # "state:<NAME>" (that state name, e.g. one no SDK knows).
+        self.batch_outcomes: deque[str] = deque()
+        self.extra_fields = False  # result lines carry fields newer than the SDK
+        self.unreadable_results = 0  # this many results of the next batch are invalid
         self.echo_metadata = False  # inlined batches: copy request metadata into responses
         self.create_reply_status: deque[int] = deque()  # create succeeds, then this reply
         self.list_page_size = 2  # batches per list page when the client asks for none
@@ -222,18 +248,30 @@ class GeminiServer(LocalServer):
         if fault.malformed:
             return Reply(200, raw=b'{"candidates": [ not json')
         headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
-        details = None
-        if fault.status == 429:
+        details: list[dict[str, Any]] = []
+        custom = getattr(fault, "message", None)
+        if fault.status == 429 and custom is None:
             quota = (
-                getattr(fault, "quota_id", None) or "GenerateRequestsPerMinutePerProjectPerModel"
+                getattr(fault, "quota_ids", ())
+                or getattr(fault, "quota_id", None)
+                or "GenerateRequestsPerMinutePerProjectPerModel"
             )
             details = quota_details(model, quota, getattr(fault, "retry_delay", None))
-        message = (
+        if getattr(fault, "reason", None):
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": fault.reason,
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                }
+            )
+        message = custom or (
             "You exceeded your current quota, please check your plan and billing details."
             if fault.status == 429
             else f"scripted {fault.status}"
         )
-        return Reply(fault.status, error_body(fault.status, message, details), headers)
+        return Reply(fault.status, error_body(fault.status, message, details or None), headers)
 
     def _generate(self, model: str, request: dict[str, Any]) -> Reply:
         with self.lock:
@@ -291,7 +329,7 @@ class GeminiServer(LocalServer):
         if "fileName" in source:
             if source["fileName"] not in self.file_data:
                 return Reply(400, error_body(400, f"unknown input file {source['fileName']}"))
-            raw = self.file_data[source["fileName"]].decode("utf-8").splitlines()
+            raw = self.file_data[source["fileName"]].decode("utf-8").split("\n")
             items, from_file = [json.loads(line) for line in raw if line.strip()], True
         else:
             items, from_file = source["requests"]["requests"], False
@@ -340,6 +378,15 @@ class GeminiServer(LocalServer):
         return Reply(200, operation)
 
     def _finish(self, name: str, operation: dict[str, Any]) -> None:
+        outcome = self.batch_outcomes.popleft() if self.batch_outcomes else "succeeded"
+        if outcome != "succeeded":
+            meta = operation["metadata"]
+            meta["state"] = (
+                "BATCH_STATE_EXPIRED" if outcome == "expired" else outcome.partition(":")[2]
+            )
+            if outcome == "expired":  # ended before answering: no output, nothing billed
+                operation["done"] = True
+            return
         model, items, from_file = self._inputs[name]
         keep = items[: len(items) - self.batch_drop_items]
         outputs = []
@@ -349,6 +396,17 @@ class GeminiServer(LocalServer):
             self.received[cid] += 1
             self.requests_seen.append(request)
             result: dict[str, Any] = {"response": self.response_for(model, request)}
+            if self.extra_fields:
+                result["response"]["modelStatus"] = {
+                    "modelStage": "STABLE",
+                    "retirementTime": "2027-06-01T00:00:00Z",
+                    "message": "a field newer than the SDK",
+                }
+                for candidate in result["response"].get("candidates", []):
+                    candidate["groundingStatus"] = {"grounded": False}
+                result["processingInfo"] = {"region": "test", "attempt": 1}
+            if len(outputs) < self.unreadable_results:
+                result["response"]["usageMetadata"]["promptTokenCount"] = "not a number"
             if from_file:
                 result["key"] = item["key"]
             elif self.echo_metadata and "metadata" in item:
@@ -359,7 +417,10 @@ class GeminiServer(LocalServer):
         meta = operation["metadata"]
         if from_file:
             out_name = f"files/batch-{name.split('/')[1]}"
-            self.file_data[out_name] = "".join(json.dumps(o) + "\n" for o in outputs).encode()
+            # UTF-8, not ASCII-escaped: a raw U+2028 in an answer stays one character.
+            self.file_data[out_name] = "".join(
+                json.dumps(o, ensure_ascii=False) + "\n" for o in outputs
+            ).encode("utf-8")
             self.files[out_name] = {"name": out_name, "source": "GENERATED"}
             output: dict[str, Any] = {"responsesFile": out_name}
         else:
@@ -372,4 +433,4 @@ class GeminiServer(LocalServer):
             "google.ai.generativelanguage.v1beta.GenerateContentBatchOutput",
             **output,
         }
-        self.batch_drop_items = 0
+        self.batch_drop_items = self.unreadable_results = 0

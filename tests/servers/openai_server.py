@@ -26,6 +26,17 @@ What it models of the real API, as documented (and as the openai SDK parses it):
   ``response.body.error``. A batch failing validation ends ``failed`` with ``errors.data[]`` of
   ``{code, message, param, line}`` (Batch object,
   https://platform.openai.com/docs/api-reference/batch/object).
+* The organisation's batch queue (Batch guide, "Rate limits": enqueued prompt tokens per
+  model): with ``enqueued_token_limit`` set, a batch whose prompt tokens (this server's count)
+  would take the tokens of the batches still ``validating``/``in_progress`` past it is created,
+  then fails validation: ``status: failed``, ``errors.data[0].code: token_limit_exceeded`` and
+  the API's message ("Enqueued token limit reached for <model> in organization <org>. Limit:
+  <n> enqueued tokens. Please try again once some in_progress batches have been completed.").
+* Billing: a Fault with ``code="insufficient_quota"`` is the 429 the API sends when the account
+  has no credit ("You exceeded your current quota, please check your plan and billing
+  details...", type and code ``insufficient_quota``, error-codes guide); ``retry_after_ms``
+  sends the ``retry-after-ms`` header the API adds to rate-limit 429s (the openai SDK reads it
+  first, ``_base_client._parse_retry_after_header``).
 * Fine-tuning (https://platform.openai.com/docs/api-reference/fine-tuning, object shapes as the
   SDK parses them: ``openai/types/fine_tuning/fine_tuning_job.py``, ``fine_tuning_job_event.py``,
   routes as ``openai/resources/fine_tuning/jobs/jobs.py`` calls them): ``POST /v1/files``
@@ -98,6 +109,34 @@ class Fault:
     status: int = 500
     retry_after: float | None = None
     malformed: bool = False
+    code: str | None = None  # error.code (and type), e.g. "insufficient_quota"
+    retry_after_ms: float | None = None
+
+
+#: The API's text for a 429 ``insufficient_quota`` (error-codes guide).
+INSUFFICIENT_QUOTA = (
+    "You exceeded your current quota, please check your plan and billing details. For more"
+    " information on this error, read the docs:"
+    " https://platform.openai.com/docs/guides/error-codes/api-errors."
+)
+
+
+def fault_reply(fault: Fault) -> Reply:
+    """The error reply of a scripted chat fault: status, headers and the API's error body."""
+    headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+    if fault.retry_after_ms is not None:
+        headers["retry-after-ms"] = str(fault.retry_after_ms)
+    error: dict[str, Any] = {"message": f"scripted {fault.status}", "type": "test"}
+    if fault.code == "insufficient_quota":
+        error = {"message": INSUFFICIENT_QUOTA, "type": fault.code, "param": None}
+    if fault.code is not None:
+        error["code"] = fault.code
+    return Reply(fault.status, {"error": error}, headers)
+
+
+def prompt_tokens(line: dict[str, Any]) -> int:
+    """This server's prompt tokens of one batch input line."""
+    return sum(approx_tokens(m["content"]) for m in line["body"]["messages"])
 
 
 class OpenAIServer(LocalServer):
@@ -118,6 +157,10 @@ class OpenAIServer(LocalServer):
         # Next batch creations: "lost:500" / "lost:drop" = created, then the reply is lost (HTTP
         # 500 / connection dropped); "reject:403" = refused with that status, nothing created.
         self.create_batch_faults: deque[str] = deque()
+        # The organisation's enqueued-token limit across batches in flight (None: no limit).
+        self.enqueued_token_limit: int | None = None
+        self.batch_tokens: dict[str, int] = {}  # batch id -> its enqueued prompt tokens
+        self._over_limit: set[str] = set()  # batches that fail validation on the queue limit
         self.reasoning_tokens = 0  # hidden reasoning tokens billed with every answer
         self.bodies: list[dict[str, Any]] = []  # every chat body, real time and batch lines
         # Fine-tuning: uploaded file objects, jobs (creation order), their events.
@@ -258,12 +301,7 @@ class OpenAIServer(LocalServer):
         if fault is not None:
             if fault.malformed:
                 return Reply(200, raw=b'{"choices": [ this is not json')
-            headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
-            return Reply(
-                fault.status,
-                {"error": {"message": f"scripted {fault.status}", "type": "test"}},
-                headers,
-            )
+            return fault_reply(fault)
         if not self.wait_latency_and_gate():
             return Reply(
                 503, raw=b'{"error": {"message": "held request released", "type": "test"}}'
@@ -370,6 +408,7 @@ class OpenAIServer(LocalServer):
                 return Reply(int(what), {"error": error})
             self.batches[batch_id] = batch
             self._batch_polls[batch_id] = 0
+            self._enqueue_locked(batch_id, body)
         if kind == "lost" and what == "drop":  # created, then the connection drops
             return Reply(drop=True)
         if kind == "lost":  # created, then the reply is a server error
@@ -377,12 +416,50 @@ class OpenAIServer(LocalServer):
             return Reply(int(what), {"error": error})
         return Reply(200, batch)
 
+    def _enqueue_locked(self, batch_id: str, body: dict[str, Any]) -> None:
+        """Count the batch's prompt tokens; mark it to fail if the queue has no room."""
+        lines = [json.loads(x) for x in self.files[body["input_file_id"]].split(b"\n") if x]
+        tokens = sum(prompt_tokens(line) for line in lines)
+        self.batch_tokens[batch_id] = tokens
+        if self.enqueued_token_limit is None:
+            return
+        queued = sum(
+            self.batch_tokens[b["id"]]
+            for b in self.batches.values()
+            if b["id"] != batch_id
+            and b["id"] not in self._over_limit
+            and b["status"] in ("validating", "in_progress")
+        )
+        if queued + tokens > self.enqueued_token_limit:
+            self._over_limit.add(batch_id)
+
+    def _refuse_locked(self, batch: dict[str, Any]) -> None:
+        """Fail a batch on the enqueued-token limit, as the API does during validation."""
+        model = json.loads(self.files[batch["input_file_id"]].split(b"\n")[0])["body"]["model"]
+        batch["status"] = "failed"
+        batch["failed_at"] = int(time.time())
+        batch["errors"] = {
+            "object": "list",
+            "data": [
+                {
+                    "code": "token_limit_exceeded",
+                    "message": f"Enqueued token limit reached for {model} in organization"
+                    f" org-empathy-test. Limit: {self.enqueued_token_limit:,} enqueued tokens."
+                    " Please try again once some in_progress batches have been completed.",
+                    "param": None,
+                    "line": None,
+                }
+            ],
+        }
+
     def _retrieve_batch(self, batch_id: str) -> Reply:
         batch = self.batches.get(batch_id)
         if batch is None:
             return Reply(404, {"error": {"message": f"no batch {batch_id}"}})
         with self.lock:
-            if batch["status"] in ("validating", "in_progress"):
+            if batch_id in self._over_limit and batch["status"] == "validating":
+                self._refuse_locked(batch)
+            elif batch["status"] in ("validating", "in_progress"):
                 self._batch_polls[batch_id] += 1
                 if self._batch_polls[batch_id] > self.batch_polls_before_done:
                     self._finish(batch)

@@ -35,6 +35,8 @@ OPERATIONAL_ENDPOINT_KEYS = (
     "poll_interval_s",
     "batch_size",
 )
+#: ``llm`` keys that only say how requests are sent: the budget cap, retry waits, queue limits.
+RUNTIME_LLM_KEYS = ("budget_usd", "retry", "openai")
 #: Sections whose ``resources`` (and ``per_student.<name>.resources``) Snakemake schedules with.
 RESOURCE_SECTIONS = ("training", "generation")
 
@@ -72,8 +74,9 @@ def split(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
                 )
                 if operational:
                     moved[name]["embedding"] = operational
-    if "budget_usd" in identity.get("llm", {}):
-        runtime["llm"] = {"budget_usd": identity["llm"].pop("budget_usd")}
+    for key in RUNTIME_LLM_KEYS:
+        if key in identity.get("llm", {}):
+            runtime.setdefault("llm", {})[key] = identity["llm"].pop(key)
     if "placement" in identity:  # which GPUs a job uses
         runtime["placement"] = identity.pop("placement")
     for section in RESOURCE_SECTIONS:

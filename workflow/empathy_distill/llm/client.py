@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from tqdm.auto import tqdm
 
 from .backends import make_backend
-from .backends.base import FAILED, TERMINAL, Backend, split_batches
+from .backends.base import FAILED, TERMINAL, Backend
 from .cache import ResponseCache, Submission
 from .commit import GroupCommit
 from .endpoint import normalize_endpoint
@@ -36,6 +36,7 @@ from .limits import RateLimits
 from .pricing import FREE_BACKENDS, Price, PriceTable, approx_request_tokens
 from .request import Answer, ChatRequest, ChatResponse, canonical_json
 from .retry import with_retries
+from .unreadable import keep_unreadable
 
 log = logging.getLogger("empathy_distill.llm")
 T = TypeVar("T")
@@ -514,12 +515,7 @@ class LLMClient:
         while remaining or inflight:
             covered = {k for sub in inflight.values() for k in sub.keys}
             to_submit = [r for k, r in remaining.items() if k not in covered]
-            chunks = split_batches(
-                to_submit,
-                lambda r: len(backend.batch_line(r)),
-                backend.max_batch_requests,
-                backend.max_batch_bytes,
-            )
+            chunks = backend.plan_batches(to_submit)
             if chunks and backoff:
                 log.info("waiting %.0f s before resubmitting after a failure", backoff)
                 await self.sleep(backoff)
@@ -553,6 +549,10 @@ class LLMClient:
                     lambda sub=sub: backend.batch_results(sub.batch_id),
                     f"reading the results of {naming}",
                 )
+                if results.unreadable:  # paid but unreadable: kept, never bought again
+                    keep_unreadable(
+                        self.cache.dir, self.backend_name, sub.batch_id, results.unreadable
+                    )
                 if results.malformed:
                     log.warning(
                         "batch %s: %d unreadable result line(s)", sub.batch_id, results.malformed

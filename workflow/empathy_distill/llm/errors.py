@@ -27,3 +27,18 @@ class TransientError(Exception):
 
 class PermanentError(Exception):
     """Retrying cannot help (400, 401, 403, 404 ...)."""
+
+
+class AccountStoppedError(PermanentError):
+    """Every further request on this account would fail the same way (no credit left, billing
+    off, a per-day quota used up): the backend stops sending at once and says why."""
+
+
+class BillingError(AccountStoppedError):
+    """The provider refuses for billing: no credit or quota left on the account (OpenAI
+    ``insufficient_quota``, Gemini depleted prepayment or billing not enabled)."""
+
+
+class ServerWaitTooLongError(PermanentError):
+    """The server asked to wait longer than ``llm.retry.max_wait_s``: retrying earlier than it
+    asked would only fail again, so the request stops with the server's wait in the message."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..core import runtime
 from ..core.config import resolve_resource
+from . import settings
 from .client import LLMClient, make_client
 
 
@@ -16,6 +17,7 @@ def job_client(
 ) -> LLMClient:
     """The client for ``spec`` (``endpoint``, ``cache_dir``, ``price_table``); ``where`` locates
     its operational keys in the runtime part (see :func:`runtime.endpoint`)."""
+    settings.configure(run.get("llm"))
     return make_client(
         runtime.endpoint(spec["endpoint"], run, *where),
         cache_dir=spec["cache_dir"],

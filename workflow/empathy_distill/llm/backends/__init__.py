@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .. import settings
 from ..errors import LLMError
 from .base import Backend
 
@@ -35,7 +36,12 @@ def make_backend(endpoint: dict[str, Any]) -> Backend:
     if backend == "openai":
         from .openai_backend import OpenAIBackend
 
-        return OpenAIBackend(_require_key(endpoint), endpoint.get("base_url"), timeout)
+        return OpenAIBackend(
+            _require_key(endpoint),
+            endpoint.get("base_url"),
+            timeout,
+            max_enqueued_tokens=settings.current().max_enqueued_tokens.get(endpoint["model"]),
+        )
     if backend == "openai_compatible":
         from .openai_backend import OpenAIBackend
 

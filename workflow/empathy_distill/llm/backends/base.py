@@ -39,6 +39,9 @@ class BatchResults:
     malformed: int = 0
     #: Keys of ``errors`` that would fail again if resubmitted (e.g. context too long).
     deterministic: set[str] = field(default_factory=set)
+    #: key -> the raw result line of an answer that was paid for but could not be read: kept
+    #: (``unreadable.py``) so that nothing bought is lost; the item is a final error.
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 class Backend:
@@ -60,6 +63,17 @@ class Backend:
     def batch_line(self, request: ChatRequest) -> bytes:
         """Serialized size of one batch item (used to split under the size limit)."""
         raise NotImplementedError
+
+    def plan_batches(self, requests: list[ChatRequest]) -> list[list[ChatRequest]]:
+        """The batches to submit now, in order. A backend whose provider queues a limited
+        amount may return fewer than all (the rest wait for a later round of the batch loop),
+        but never none while it has no batch of its own in flight."""
+        return split_batches(
+            requests,
+            lambda r: len(self.batch_line(r)),
+            self.max_batch_requests,
+            self.max_batch_bytes,
+        )
 
     async def submit_batch(self, tag: str, requests: list[ChatRequest]) -> str:
         raise NotImplementedError
@@ -99,6 +113,15 @@ def split_batches(
     if current:
         batches.append(current)
     return batches
+
+
+def jsonl_lines(data: bytes) -> list[str]:
+    """Lines of a JSONL result file, split on "\\n" only.
+
+    Never ``str.splitlines``: it also cuts at U+2028, U+2029 and U+0085, which JSON writers that
+    do not escape non-ASCII (both providers' result files) leave raw inside answer strings.
+    """
+    return data.decode("utf-8").split("\n")
 
 
 def usage_dict(

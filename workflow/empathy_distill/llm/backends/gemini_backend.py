@@ -18,39 +18,25 @@ import contextlib
 import importlib
 import io
 import json
+import logging
 from typing import Any
 
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from ..errors import PermanentError, TransientError
+from ..errors import AccountStoppedError, PermanentError, TransientError
 from ..request import Answer, ChatRequest, canonical_json
 from ..retry import is_retryable_status, parse_retry_after
-from .base import (
-    CANCELLED,
-    COMPLETED,
-    EXPIRED,
-    FAILED,
-    RUNNING,
-    Backend,
-    BatchPoll,
-    BatchResults,
-    usage_dict,
-)
-from .gemini_errors import QuotaExhaustedError, quota_error, retry_delay
+from .base import Backend, BatchPoll, BatchResults, jsonl_lines, usage_dict
+from .gemini_errors import billing_error, quota_error, retry_delay
+from .gemini_results import batch_state, parse_response
 
+log = logging.getLogger("empathy_distill.llm")
 #: Batch Mode input files may be up to 2 GB.
 FILE_MAX_BYTES = 2_000_000_000
 #: Inlined requests (only read back from batches created by older versions of this code).
 KEY_METADATA = "key"
-_STATES = {
-    "JOB_STATE_SUCCEEDED": COMPLETED,
-    "JOB_STATE_PARTIALLY_SUCCEEDED": COMPLETED,
-    "JOB_STATE_FAILED": FAILED,
-    "JOB_STATE_EXPIRED": EXPIRED,
-    "JOB_STATE_CANCELLED": CANCELLED,
-}
 #: Sampling keys named the OpenAI way, mapped onto GenerateContentConfig fields.
 _SAMPLING_ALIASES = {
     "max_tokens": "max_output_tokens",
@@ -108,6 +94,8 @@ def _translate(exc: BaseException) -> BaseException:
         code = int(exc.code or 0)
         body = getattr(exc, "details", None)
         message = f"HTTP {code}: {exc.message}"
+        if (billing := billing_error(code, str(exc.message or ""), body)) is not None:
+            return billing
         if code == 429 and (exhausted := quota_error(body)) is not None:
             return exhausted
         if is_retryable_status(code):
@@ -243,8 +231,9 @@ class GeminiBackend(Backend):
             retry_options=types.HttpRetryOptions(attempts=1),
         )
         self.client = genai.Client(api_key=api_key, http_options=options)
-        #: Set once a per-day quota is exhausted: later calls fail at once, unsent.
-        self.exhausted: QuotaExhaustedError | None = None
+        #: Set once a per-day quota is exhausted or billing refuses: later calls fail at once,
+        #: unsent.
+        self.exhausted: AccountStoppedError | None = None
         #: tag -> uploaded input file, so that a retried submission does not upload again.
         self._uploaded: dict[str, str] = {}
         #: tags whose create call was sent but not confirmed (the reply may have been lost).
@@ -260,7 +249,7 @@ class GeminiBackend(Backend):
             translated = _translate(exc)
             if translated is exc:
                 raise
-            if isinstance(translated, QuotaExhaustedError):
+            if isinstance(translated, AccountStoppedError):
                 self.exhausted = translated
             raise translated from exc
 
@@ -321,9 +310,9 @@ class GeminiBackend(Backend):
 
     async def poll_batch(self, batch_id: str) -> BatchPoll:
         job = await self._call(self.client.aio.batches.get(name=batch_id))
-        state = job.state.value if job.state is not None else "JOB_STATE_UNSPECIFIED"
+        state = str(job.state.value) if job.state is not None else "JOB_STATE_UNSPECIFIED"
         detail = job.error.message if job.error and job.error.message else state
-        return BatchPoll(_STATES.get(state, RUNNING), detail)
+        return BatchPoll(batch_state(state, batch_id), detail)
 
     async def batch_results(self, batch_id: str) -> BatchResults:
         job = await self._call(self.client.aio.batches.get(name=batch_id))
@@ -332,7 +321,7 @@ class GeminiBackend(Backend):
         unjoinable: list[str] = []
         if job.dest is not None and job.dest.file_name:
             data = await self._call(self.client.aio.files.download(file=job.dest.file_name))
-            for number, raw in enumerate(bytes(data).decode("utf-8").splitlines(), 1):
+            for number, raw in enumerate(jsonl_lines(bytes(data)), 1):
                 if not raw.strip():
                     continue
                 try:
@@ -343,17 +332,7 @@ class GeminiBackend(Backend):
                 if not key:
                     unjoinable.append(f"line {number} of {job.dest.file_name}")
                     continue
-                error = line.get("error") or line.get("status")  # a google.rpc.Status
-                try:
-                    response = (
-                        types.GenerateContentResponse.model_validate(line["response"])
-                        if not error and isinstance(line.get("response"), dict)
-                        else None
-                    )
-                except ValueError as exc:
-                    results.errors[key] = f"unreadable batch result: {exc}"
-                    continue
-                _read_item(results, key, response, _message(error), model)
+                _read_line(results, key, line, raw, model, batch_id)
         elif job.dest is not None and job.dest.inlined_responses:
             for number, item in enumerate(job.dest.inlined_responses, 1):
                 # getattr: SDKs before ~1.5x drop the metadata of inlined responses.
@@ -383,6 +362,31 @@ def _message(error: Any) -> str | None:
     if not error:
         return None
     return str(error.get("message") or error) if isinstance(error, dict) else str(error)
+
+
+def _read_line(
+    results: BatchResults, key: str, line: dict[str, Any], raw: str, model: str, batch_id: str
+) -> None:
+    """One line of a results file: parsed leniently; a response that still cannot be read is a
+    final error of its item (it was answered, and paid: buying it again would pay twice), and
+    its raw line is kept."""
+    error = line.get("error") or line.get("status")  # a google.rpc.Status
+    response = line.get("response")
+    if error or not isinstance(response, dict):
+        _read_item(results, key, None, _message(error), model)
+        return
+    try:
+        parsed = parse_response(response)
+    except ValueError as exc:
+        reason = str(exc).split("\n")[0]
+        results.errors[key] = (
+            f"unreadable result line of Gemini batch {batch_id} ({reason}); kept, not bought again"
+        )
+        results.deterministic.add(key)
+        results.unreadable[key] = raw
+        log.warning("Gemini batch %s: the result of %s cannot be read: %s", batch_id, key, exc)
+        return
+    _read_item(results, key, parsed, None, model)
 
 
 def _read_item(

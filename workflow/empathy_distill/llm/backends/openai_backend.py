@@ -14,7 +14,7 @@ from typing import Any
 
 import openai
 
-from ..errors import PermanentError, TransientError
+from ..errors import AccountStoppedError, BillingError, PermanentError, TransientError
 from ..request import Answer, ChatRequest, canonical_json
 from ..retry import is_retryable_status, parse_retry_after
 from .base import (
@@ -23,11 +23,14 @@ from .base import (
     EXPIRED,
     FAILED,
     RUNNING,
+    TERMINAL,
     Backend,
     BatchPoll,
     BatchResults,
+    jsonl_lines,
     usage_dict,
 )
+from .openai_queue import REFUSAL_CODE, BatchQueue
 
 CHAT_ENDPOINT = "/v1/chat/completions"
 TAG_METADATA = "empathy_distill_tag"
@@ -41,7 +44,8 @@ _STATES = {
 #: requests fail the same way again (https://platform.openai.com/docs/guides/batch, Batch object
 #: https://platform.openai.com/docs/api-reference/batch/object). Any other code is treated as
 #: transient, notably ``token_limit_exceeded`` (the organisation's enqueued-token limit, which
-#: frees up as running batches finish: worth resubmitting after a wait).
+#: frees up as running batches finish): its requests go again, in smaller batches, once the
+#: queue has drained (openai_queue.py), never as the same batch.
 DETERMINISTIC_BATCH_CODES = frozenset(
     {
         "invalid_json_line",
@@ -60,6 +64,17 @@ DETERMINISTIC_BATCH_CODES = frozenset(
 DETERMINISTIC_ITEM_CODES = frozenset(
     {"context_length_exceeded", "invalid_request_error", "invalid_prompt", "model_not_found"}
 )
+#: The 429 that is no rate limit: the account has no credit or quota left ("You exceeded your
+#: current quota, please check your plan and billing details", type and code
+#: ``insufficient_quota``, https://platform.openai.com/docs/guides/error-codes). Waiting does not
+#: help, so it stops every request at once with the provider's message.
+BILLING_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
+
+
+def _error_code(exc: openai.APIStatusError) -> str | None:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    body = body.get("error", body) if isinstance(body.get("error"), dict) else body
+    return getattr(exc, "code", None) or body.get("code") or body.get("type")
 
 
 def _translate(exc: Exception) -> Exception:
@@ -67,6 +82,12 @@ def _translate(exc: Exception) -> Exception:
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         message = f"HTTP {status}: {exc.message}"
+        if _error_code(exc) in BILLING_CODES:
+            return BillingError(
+                f"OpenAI refused for billing ({message}). Retrying cannot help: add credit or"
+                " raise the organisation's budget (https://platform.openai.com/settings/"
+                "organization/billing) and rerun; answers received so far are cached."
+            )
         if is_retryable_status(status):
             return TransientError(message, parse_retry_after(exc.response.headers))
         return PermanentError(message)
@@ -161,7 +182,9 @@ def _item_error(item: dict[str, Any]) -> tuple[str, bool]:
     if not isinstance(error, dict):
         error = {"message": str(error)}
     code = error.get("code") or error.get("type")
-    if isinstance(status, int) and status >= 400:
+    if code in BILLING_CODES:
+        deterministic = True  # no credit: the same line fails again until billing is fixed
+    elif isinstance(status, int) and status >= 400:
         deterministic = not is_retryable_status(status)
     else:
         deterministic = code in DETERMINISTIC_ITEM_CODES or error.get("type") in (
@@ -180,8 +203,14 @@ class OpenAIBackend(Backend):
         base_url: str | None = None,
         timeout_s: float = 120,
         name: str = "openai",
+        max_enqueued_tokens: int | None = None,
     ) -> None:
         self.name = name
+        #: This process's share of the organisation's batch queue (``llm.openai.
+        #: max_enqueued_tokens`` of the model, or what refusals taught).
+        self.queue = BatchQueue(max_enqueued_tokens)
+        #: Set once billing refuses: later calls fail at once, unsent.
+        self.exhausted: AccountStoppedError | None = None
         # max_retries=0: our retry policy (retry.py) decides, the SDK must not retry on its own.
         self.client = openai.AsyncOpenAI(
             api_key=api_key,
@@ -200,7 +229,14 @@ class OpenAIBackend(Backend):
             **request.sampling,
         }
 
+    def _stop(self, exc: Exception) -> Exception:
+        if isinstance(exc, AccountStoppedError):
+            self.exhausted = exc
+        return exc
+
     async def agenerate(self, request: ChatRequest) -> Answer:
+        if self.exhausted is not None:
+            raise self.exhausted
         try:
             # The SDK's generic post (auth, headers, errors, timeouts) without its per-call
             # TypedDict transform and pydantic parsing, which cost more CPU than the request
@@ -210,7 +246,7 @@ class OpenAIBackend(Backend):
             )
             body = json.loads(raw.text)
         except openai.OpenAIError as exc:
-            raise _translate(exc) from exc
+            raise self._stop(_translate(exc)) from exc
         except ValueError as exc:
             raise TransientError(f"malformed response body (not JSON): {exc}") from exc
         return answer_from_body(body, request.model)
@@ -226,10 +262,17 @@ class OpenAIBackend(Backend):
         return (canonical_json(line) + "\n").encode("utf-8")
 
     async def _call(self, coro: Any) -> Any:
+        if self.exhausted is not None:
+            coro.close()
+            raise self.exhausted
         try:
             return await coro
         except openai.OpenAIError as exc:
-            raise _translate(exc) from exc
+            raise self._stop(_translate(exc)) from exc
+
+    def plan_batches(self, requests: list[ChatRequest]) -> list[list[ChatRequest]]:
+        """Chunks cut to the enqueued-token limit, as many as the queue takes now."""
+        return self.queue.plan(requests, super().plan_batches)
 
     async def submit_batch(self, tag: str, requests: list[ChatRequest]) -> str:
         data = b"".join(self.batch_line(r) for r in requests)
@@ -244,6 +287,7 @@ class OpenAIBackend(Backend):
                 metadata={TAG_METADATA: tag},
             )
         )
+        self.queue.submitted(batch.id, requests)
         return batch.id
 
     async def find_batch(self, tag: str) -> str | None:
@@ -263,6 +307,12 @@ class OpenAIBackend(Backend):
             for e in errors
         )
         state = _STATES.get(batch.status, RUNNING)
+        if state == FAILED and any(e.code == REFUSAL_CODE for e in errors):
+            self.queue.refused(batch_id)
+        elif state in TERMINAL:
+            self.queue.finished(batch_id)
+        else:
+            self.queue.running(batch_id)
         deterministic = (
             state == FAILED
             and bool(errors)
@@ -276,7 +326,7 @@ class OpenAIBackend(Backend):
         if not file_id:
             return []
         content = await self._call(self.client.files.content(file_id))
-        return content.content.decode("utf-8").split("\n")
+        return jsonl_lines(content.content)
 
     async def batch_results(self, batch_id: str) -> BatchResults:
         batch = await self._call(self.client.batches.retrieve(batch_id))
