@@ -17,16 +17,17 @@ How it counts (documented approximations, see ``llm/pricing.py``):
   for at most 97 words, so this is an upper estimate.
 * Judge requests: every comparison of ``grid.comparisons(config)`` on every test dialogue, in 2
   orders (1 if ``evaluation.paper_faithful``), with ``Prompts.judge_messages`` and an answer of
-  ``generation.max_new_tokens`` tokens per side; the verdict is 1 output token.
+  ``generation.max_new_tokens`` tokens per side; each verdict is counted at its worst case, the
+  judge's output cap plus its thinking budget (``llm.capabilities.worst_case_output_tokens``,
+  the figure the LLM client's budget check uses too).
 * Empathy scorer requests (``scoring.grid``): every answer set of ``grid.answer_tags`` on every
   test dialogue, with the study's prompt (``evaluation/scoring/prompts.py``) and an answer of
   ``generation.max_new_tokens`` tokens (the teacher's: ``TEACHER_ANSWER_TOKENS``); the reply is
-  1 token for a rating and, for the 15 subfactors, the JSON list of (name, 10) pairs the
-  prompt asks for. With the answer sets, each LLM scorer scores the dataset's own responses
-  of the test split (and the scorers' train dialogues, ``scoring.train_dialogues``, when
-  ``scoring.human_responses`` lists train): 5 per dialogue, their real texts
-  (``evaluation/scoring/responses.py``). An OpenAI fine-tuned scorer's examples come from the
-  same train dialogues.
+  counted at its worst case, as a judge's. With the answer sets, each LLM scorer scores the
+  dataset's own responses of the test split (and the scorers' train dialogues,
+  ``scoring.train_dialogues``, when ``scoring.human_responses`` lists train): 5 per dialogue,
+  their real texts (``evaluation/scoring/responses.py``). An OpenAI fine-tuned scorer's
+  examples come from the same train dialogues.
 * A classifier scorer with an OpenAI embedding model (``embedding.backend: openai``) embeds
   every response of the scorers' train dialogues and of the test split (their real texts) and
   every answer set's answers (stand-ins as above), each as the study's ``Situation: ...;
@@ -41,8 +42,6 @@ How it counts (documented approximations, see ``llm/pricing.py``):
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,17 +65,17 @@ from .distillation.requests import (
     sequential_turns,
 )
 from .distillation.sets import SOURCE_COLUMNS
-from .evaluation.scoring.prompts import RATING, ScoringPrompt, scoring_prompt
+from .evaluation.scoring.prompts import scoring_prompt
 from .evaluation.scoring.responses import llm_scorers, response_items, scored_splits
 from .evaluation.scoring.score import ScoreItem
 from .evaluation.scoring.score import build_requests as build_score_requests
 from .llm.cache import CACHE_FILE, ResponseCache
+from .llm.capabilities import worst_case_output_tokens
 from .llm.errors import BudgetExceededError
 from .llm.pricing import Price, PriceTable, approx_request_tokens, approx_tokens
 from .llm.request import ChatRequest, Message
 from .startup import embedding_endpoint
 
-JUDGE_OUTPUT_TOKENS = 1
 PROJECTION_COLUMNS = (
     "stage",
     "part",
@@ -226,7 +225,7 @@ def project(
         if judge_counts is None:
             judge_counts = judge_token_counts(config, prompts, test)
         for kind, (requests, tokens_in) in judge_counts.items():
-            tokens_out = JUDGE_OUTPUT_TOKENS * requests
+            tokens_out = worst_case_output_tokens(endpoint) * requests
             rows.append(
                 ProjectionRow(
                     f"judge:{name}",
@@ -247,13 +246,6 @@ def project(
 
 #: The tables score_responses reads per split (rules scorer_train_split and split_dataset).
 SPLIT_FILES = {"train": grid.SCORER_TRAIN_CSV, "test": grid.TEST_CSV}
-
-
-def scorer_output_tokens(prompt: ScoringPrompt) -> int:
-    """Tokens of the reply a scorer is asked for: one digit, or the 15 (name, score) pairs."""
-    if prompt.kind == RATING:
-        return JUDGE_OUTPUT_TOKENS
-    return math.ceil(len(json.dumps([[name, 10] for name in prompt.names])) / 4)
 
 
 def scorer_rows(
@@ -301,7 +293,7 @@ def scorer_rows(
                 sum(approx_request_tokens(r) for r in requests),
             ]
         for kind, (requests, tokens_in) in per_kind.items():
-            tokens_out = scorer_output_tokens(prompt) * requests
+            tokens_out = worst_case_output_tokens(scorer, scorer["sampling"]) * requests
             rows.append(
                 ProjectionRow(
                     f"scorer:{name}",

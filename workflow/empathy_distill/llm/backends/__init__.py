@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..capabilities import output_limits
 from ..errors import LLMError
 from .base import Backend
 
@@ -35,7 +36,12 @@ def make_backend(endpoint: dict[str, Any]) -> Backend:
     if backend == "openai":
         from .openai_backend import OpenAIBackend
 
-        return OpenAIBackend(_require_key(endpoint), endpoint.get("base_url"), timeout)
+        return OpenAIBackend(
+            _require_key(endpoint),
+            endpoint.get("base_url"),
+            timeout,
+            limits=output_limits(endpoint),
+        )
     if backend == "openai_compatible":
         from .openai_backend import OpenAIBackend
 
@@ -46,11 +52,19 @@ def make_backend(endpoint: dict[str, Any]) -> Backend:
             )
         env = endpoint.get("api_key_env")
         key = (os.environ.get(env) if env else None) or PLACEHOLDER_KEY
-        return OpenAIBackend(key, endpoint["base_url"], timeout, name="openai_compatible")
+        return OpenAIBackend(
+            key,
+            endpoint["base_url"],
+            timeout,
+            name="openai_compatible",
+            limits=output_limits(endpoint),
+        )
     if backend == "gemini":
         from .gemini_backend import GeminiBackend
 
-        return GeminiBackend(_require_key(endpoint), endpoint.get("base_url"), timeout)
+        return GeminiBackend(
+            _require_key(endpoint), endpoint.get("base_url"), timeout, output_limits(endpoint)
+        )
     if backend == "transformers":
         from ...training.students import resolve_model
         from .transformers_backend import TransformersBackend

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 from typing import Any
 
 import openai
 
+from ..capabilities import OutputLimits, openai_body_options
 from ..errors import PermanentError, TransientError
 from ..request import Answer, ChatRequest, canonical_json
 from ..retry import is_retryable_status, parse_retry_after
@@ -29,6 +31,7 @@ from .base import (
     usage_dict,
 )
 
+log = logging.getLogger("empathy_distill.llm")
 CHAT_ENDPOINT = "/v1/chat/completions"
 TAG_METADATA = "empathy_distill_tag"
 _STATES = {
@@ -180,8 +183,11 @@ class OpenAIBackend(Backend):
         base_url: str | None = None,
         timeout_s: float = 120,
         name: str = "openai",
+        limits: OutputLimits | None = None,
     ) -> None:
         self.name = name
+        #: The endpoint's output cap and thinking settings, added to every request body.
+        self.limits = limits
         # max_retries=0: our retry policy (retry.py) decides, the SDK must not retry on its own.
         self.client = openai.AsyncOpenAI(
             api_key=api_key,
@@ -192,13 +198,27 @@ class OpenAIBackend(Backend):
         )
         self._raw_response = response_class(self.client._client)
 
-    @staticmethod
-    def _body(request: ChatRequest) -> dict[str, Any]:
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        """The request body: sampling and output cap as the model accepts them
+        (``llm/capabilities.py``; a local OpenAI-compatible server gets them as given)."""
+        options = openai_body_options(
+            request.model, request.sampling, self.limits, hosted=self.name == "openai"
+        )
+        if self.limits is not None and self.limits.dropped and not self._warned:
+            self._warned = True
+            log.warning(
+                "%s refuses %s other than its default: left out of its requests"
+                " (resources/model_capabilities.yaml)",
+                request.model,
+                ", ".join(self.limits.dropped),
+            )
         return {
             "model": request.model,
             "messages": [m.as_dict() for m in request.messages],
-            **request.sampling,
+            **options,
         }
+
+    _warned = False
 
     async def agenerate(self, request: ChatRequest) -> Answer:
         try:
