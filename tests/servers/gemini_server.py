@@ -132,6 +132,7 @@ class GeminiServer(LocalServer):
         self._uploads: dict[str, dict[str, Any]] = {}
         self.upload_starts: list[dict[str, Any]] = []
         self.batches: dict[str, dict[str, Any]] = {}
+        self.cancelled: list[str] = []  # batch names cancelled through batches.cancel
         self._inputs: dict[str, tuple[str, list[dict[str, Any]], bool]] = {}
         self._polls: dict[str, int] = {}
         self._ids = itertools.count(1)
@@ -174,6 +175,8 @@ class GeminiServer(LocalServer):
             return self._create(model, json.loads(body))
         if method == "GET" and path.rstrip("/").endswith("/batches"):
             return self._list(query)
+        if method == "POST" and "/batches/" in path and path.endswith(":cancel"):
+            return self._cancel("batches/" + path.split("/batches/")[1].split(":")[0])
         if method == "GET" and "/batches/" in path:
             return self._get("batches/" + path.split("/batches/")[1])
         return Reply(404, error_body(404, f"no route {method} {path}"))
@@ -338,6 +341,21 @@ class GeminiServer(LocalServer):
                 else:
                     meta["state"] = "BATCH_STATE_RUNNING"
         return Reply(200, operation)
+
+    def _cancel(self, name: str) -> Reply:
+        """``POST /v1beta/batches/{name}:cancel`` (https://ai.google.dev/api/batch-mode, "Method:
+        batches.cancel"; the SDK's ``batches.py`` ``cancel`` posts ``{name}:cancel`` and
+        expects an empty body): a pending or running job ends ``BATCH_STATE_CANCELLED``."""
+        operation = self.batches.get(name)
+        if operation is None:
+            return Reply(404, error_body(404, f"no {name}"))
+        with self.lock:
+            meta = operation["metadata"]
+            if meta["state"] in ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING"):
+                meta["state"] = "BATCH_STATE_CANCELLED"
+                operation["done"] = True
+                self.cancelled.append(name)
+        return Reply(200, {})
 
     def _finish(self, name: str, operation: dict[str, Any]) -> None:
         model, items, from_file = self._inputs[name]

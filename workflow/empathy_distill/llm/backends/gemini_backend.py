@@ -399,6 +399,9 @@ class GeminiBackend(Backend):
             )
         return results
 
+    async def cancel_batch(self, batch_id: str) -> None:
+        await self._call(self.client.aio.batches.cancel(name=batch_id))
+
     async def aclose(self) -> None:
         with contextlib.suppress(AttributeError, RuntimeError):  # older SDKs: no aclose
             await self.client.aio.aclose()

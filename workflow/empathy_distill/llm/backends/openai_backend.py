@@ -336,5 +336,8 @@ class OpenAIBackend(Backend):
         else:
             results.deterministic.discard(key)
 
+    async def cancel_batch(self, batch_id: str) -> None:
+        await self._call(self.client.batches.cancel(batch_id))
+
     async def aclose(self) -> None:
         await self.client.close()
