@@ -72,8 +72,11 @@ def split(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
                 )
                 if operational:
                     moved[name]["embedding"] = operational
-    if "budget_usd" in identity.get("llm", {}):
-        runtime["llm"] = {"budget_usd": identity["llm"].pop("budget_usd")}
+    # how much may be spent, and how long the run is expected to take (start-up's model
+    # lifecycle check): neither changes an output
+    for key in ("budget_usd", "expected_run_days"):
+        if key in identity.get("llm", {}):
+            runtime.setdefault("llm", {})[key] = identity["llm"].pop(key)
     for section in RESOURCE_SECTIONS:
         part = identity.get(section, {})
         moved: dict[str, Any] = {}
