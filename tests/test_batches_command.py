@@ -4,13 +4,16 @@ the real SDKs (openai ``batches.cancel``, google-genai ``batches.cancel``) again
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
 from empathy_distill import batch_admin
-from empathy_distill.cli import load_configs
+from empathy_distill.cli import load_configs, main
+from empathy_distill.llm import batches
 from empathy_distill.llm.backends import make_backend
 from empathy_distill.llm.cache import ResponseCache
+from empathy_distill.llm.pricing import PriceTable
 from empathy_distill.llm.request import ChatRequest, Message
 
 from .conftest import REPO_ROOT
@@ -60,8 +63,8 @@ def test_cancels_only_batches_no_endpoint_needs(tmp_path, capsys):
         stale_g = submit(
             cache, {**gemini_old, "base_url": gemini_server.url}, ["d"], "ed-stale-gemini"
         )
-        # the gemini batch's model is defined nowhere in the config: cancelled with the key of
-        # the gemini backend, at the configured judge's URL (same provider)
+        # an old judge, still defined but not in grid.judges: its batch is unneeded, and is
+        # cancelled at the URL and with the key variable that judge names
         config["judges"]["old"] = {**gemini_old, "base_url": gemini_server.url}
         splits = {"train": str(tmp_path / "none.csv"), "test": None, "improve_human": None}
 
@@ -70,9 +73,6 @@ def test_cancels_only_batches_no_endpoint_needs(tmp_path, capsys):
         assert stale in listing and kept in listing and "no: no endpoint" in listing
         assert openai_server.batches[stale]["status"] != "cancelled"
 
-        config["judges"].pop("old")
-        config["judges"]["old"] = {**gemini_old, "base_url": gemini_server.url}
-        config["grid"]["judges"] = ["gpt4o", "gemini"]  # "old" is defined, not in the grid
         cancelled = batch_admin.run(config, True, splits)
     assert cancelled == 2
     assert openai_server.batches[stale]["status"] == "cancelled"
@@ -84,3 +84,44 @@ def test_cancels_only_batches_no_endpoint_needs(tmp_path, capsys):
         "ed-kept": "submitted",
         "ed-stale-gemini": "cancelled",
     }
+
+
+def record(cache, tag, model, texts, batch_id):
+    requests = [ChatRequest(model, (Message("user", t),)) for t in texts]
+    cache.add_submission(tag, "openai", model, requests)
+    cache.set_batch_id(tag, batch_id)
+    return {r.key for r in requests}
+
+
+def test_teacher_batches_are_unneeded_when_no_key_is_a_current_teacher_request(tmp_path):
+    cache = ResponseCache(tmp_path)
+    current = record(cache, "ed-current", "gpt-4o", ["new prompt 1", "old prompt"], "b1")
+    record(cache, "ed-stale", "gpt-4o", ["old prompt 2", "old prompt 3"], "b2")
+    record(cache, "ed-other", "gpt-4o-mini", ["x"], "b3")
+    rows = batches.list_batches(cache, PriceTable.load(REPO_ROOT / "resources" / "prices.yaml"))
+    assert [r.requests for r in rows] == [2, 2, 1]
+    # est. cost: ceil(chars / 4) + 3 per message + 3 input tokens and 256 output tokens per
+    # request, at the batch prices of resources/prices.yaml (gpt-4o: 1.25 / 5.00 per 1M)
+    stale = sum(
+        (math.ceil(len(t) / 4) + 6) * 1.25 + 256 * 5.00 for t in ("old prompt 2", "old prompt 3")
+    )
+    assert rows[1].est_cost_usd == pytest.approx(stale / 1e6)
+    teacher_only = {"teacher": {"backend": "openai", "model": "gpt-4o"}}
+    teacher_keys = set(list(current)[:1])  # one key of ed-current is still sent
+    flagged = {r.tag: why for r, why in batches.unneeded(rows, teacher_only, teacher_keys, cache)}
+    assert set(flagged) == {"ed-stale", "ed-other"}
+    assert "teacher request" in flagged["ed-stale"] and "gpt-4o-mini" in flagged["ed-other"]
+    # the same model also judges: its requests cannot be enumerated, so the batch is kept
+    shared = {**teacher_only, "judges.gpt4o": {"backend": "openai", "model": "gpt-4o"}}
+    flagged = {r.tag for r, _ in batches.unneeded(rows, shared, teacher_keys, cache)}
+    assert flagged == {"ed-other"}
+    # without the split tables the teacher's requests are unknown: nothing of gpt-4o is flagged
+    assert {r.tag for r, _ in batches.unneeded(rows, teacher_only, None, cache)} == {"ed-other"}
+    assert rows[2].est_cost_usd == pytest.approx((7 * 0.075 + 256 * 0.30) / 1e6)  # gpt-4o-mini
+
+
+def test_the_command_without_a_cache_says_so(tmp_path, capsys):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(f"llm: {{cache_dir: {tmp_path / 'none'}}}\n")
+    assert main(["batches", "--configfile", str(REPO_ROOT / "config.yaml"), str(overlay)]) == 0
+    assert "no batches" in capsys.readouterr().out
