@@ -193,13 +193,24 @@ class GeminiServer(LocalServer):
                 "modelVersion": model,
             }
         usage = {"promptTokenCount": prompt}
-        if self.thinking_tokens:
-            usage["thoughtsTokenCount"] = self.thinking_tokens
-        budget = (request.get("generationConfig") or {}).get("maxOutputTokens")
+        generation = request.get("generationConfig") or {}
+        # thinkingConfig.thinkingBudget caps the thinking (https://ai.google.dev/gemini-api/docs/
+        # thinking, "Set budgets on thinking models"); the model may think less. Proto3 JSON
+        # accepts a field's lowerCamelCase or its proto name
+        # (https://protobuf.dev/programming-guides/json/), and google-genai's realtime path
+        # sends thinkingConfig's fields as thinking_budget.
+        thinking_config = generation.get("thinkingConfig") or {}
+        thought_cap = thinking_config.get("thinkingBudget", thinking_config.get("thinking_budget"))
+        thinking = self.thinking_tokens
+        if thought_cap is not None:
+            thinking = min(thinking, int(thought_cap))
+        if thinking:
+            usage["thoughtsTokenCount"] = thinking
+        budget = generation.get("maxOutputTokens")
         if block is not None:
             candidate: dict[str, Any] = {"finishReason": block[1], "index": 0}
             output = 0
-        elif budget is not None and self.thinking_tokens >= int(budget):
+        elif budget is not None and thinking >= int(budget):
             # Thinking counts against maxOutputTokens: a thinking model that spends the whole
             # budget thinking ends with MAX_TOKENS and no text part (reported in
             # googleapis/python-genai issues about empty ``response.text`` on 2.5 models).
