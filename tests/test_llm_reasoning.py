@@ -11,7 +11,11 @@ import pytest
 from empathy_distill import startup
 from empathy_distill.cli import load_configs
 from empathy_distill.llm import lifecycle
-from empathy_distill.llm.capabilities import capability, worst_case_output_tokens
+from empathy_distill.llm.capabilities import (
+    capability,
+    projected_output_tokens,
+    worst_case_output_tokens,
+)
 from empathy_distill.llm.client import make_client
 from empathy_distill.llm.request import ChatRequest, Message
 
@@ -152,6 +156,38 @@ def test_worst_case_is_cap_plus_thinking():
     assert worst_case_output_tokens(endpoint) == 768
     assert worst_case_output_tokens(endpoint, {"max_tokens": 4}) == 516
     assert worst_case_output_tokens({"max_new_tokens": 16}) == 16
+    # an expected length (the teacher's 130) still pays the whole thinking budget
+    assert projected_output_tokens(endpoint, 130) == 642
+    assert projected_output_tokens(endpoint) == 768
+
+
+def test_budget_check_counts_the_thinking_budget(tmp_path, prices):
+    """One request of ~8 input tokens at the Gemini realtime price: its worst case is 256 + 512
+    output tokens, $0.006924; a cap just below that sends nothing, just above it answers."""
+    worst = (8 * 1.50 + 768 * 9.00) / 1e6
+    request = ask("gemini-3.5-flash", ["verdict?"], {})
+    with GeminiServer() as server:
+        endpoint = {
+            "backend": "gemini",
+            "model": "gemini-3.5-flash",
+            "base_url": server.url,
+            "thinking_budget": 512,
+        }
+        for cap, sent in ((worst * 0.999, False), (worst * 1.001, True)):
+            client = make_client(
+                endpoint,
+                cache_dir=tmp_path / f"cache{cap}",
+                price_table=prices,
+                budget_usd=cap,
+                show_progress=False,
+            )
+            before = server.counts.total()
+            if sent:
+                assert client.complete(request)[0].text
+            else:
+                with pytest.raises(Exception, match="budget cap"):
+                    client.complete(request)
+            assert (server.counts.total() > before) is sent
 
 
 def test_capability_table_lookups():

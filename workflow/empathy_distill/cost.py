@@ -14,7 +14,8 @@ How it counts (documented approximations, see ``llm/pricing.py``):
   first turn is the improve_cognitive request), and requests already answered in the cache
   cost nothing.
 * Every teacher answer is assumed to be ``TEACHER_ANSWER_TOKENS`` (130) tokens: the prompts ask
-  for at most 97 words, so this is an upper estimate.
+  for at most 97 words, so this is an upper estimate; a thinking teacher adds its
+  ``thinking_budget`` per request.
 * Judge requests: every comparison of ``grid.comparisons(config)`` on every test dialogue, in 2
   orders (1 if ``evaluation.paper_faithful``), with ``Prompts.judge_messages`` and an answer of
   ``generation.max_new_tokens`` tokens per side; each verdict is counted at its worst case, the
@@ -70,7 +71,7 @@ from .evaluation.scoring.responses import llm_scorers, response_items, scored_sp
 from .evaluation.scoring.score import ScoreItem
 from .evaluation.scoring.score import build_requests as build_score_requests
 from .llm.cache import CACHE_FILE, ResponseCache
-from .llm.capabilities import worst_case_output_tokens
+from .llm.capabilities import projected_output_tokens, worst_case_output_tokens
 from .llm.errors import BudgetExceededError
 from .llm.pricing import Price, PriceTable, approx_request_tokens, approx_tokens
 from .llm.request import ChatRequest, Message
@@ -201,7 +202,7 @@ def project(
             cached = set(cache.get_many(r.key for r in fresh)) if cache else set()
             paid = [r for r in fresh if r.key not in cached]
             tokens_in = sum(approx_request_tokens(r) for r in paid)
-            tokens_out = TEACHER_ANSWER_TOKENS * len(paid)
+            tokens_out = projected_output_tokens(endpoint, TEACHER_ANSWER_TOKENS) * len(paid)
             rows.append(
                 ProjectionRow(
                     "teacher",

@@ -105,6 +105,15 @@ def worst_case_output_tokens(endpoint: dict[str, Any], sampling: dict | None = N
     return answer + (limits.thinking_budget or 0)
 
 
+def projected_output_tokens(endpoint: dict[str, Any], expected: int | None = None) -> int:
+    """Output tokens a projection counts per request: an expected answer length (the teacher's
+    130) plus the thinking budget, which a thinking model may spend whatever it answers; with
+    no expectation, the worst case."""
+    if expected is None:
+        return worst_case_output_tokens(endpoint)
+    return int(expected) + (output_limits(endpoint).thinking_budget or 0)
+
+
 def openai_body_options(
     model: str, sampling: dict[str, Any], limits: OutputLimits | None, *, hosted: bool
 ) -> dict[str, Any]:
