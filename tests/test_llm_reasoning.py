@@ -200,7 +200,7 @@ def test_capability_table_lookups():
 
 def test_startup_demands_an_explicit_thinking_setting_a_model_takes():
     config = load_configs([str(REPO_ROOT / "config.yaml")])
-    assert config["judges"]["gemini"]["thinking_budget"] == 512
+    assert config["judges"]["gemini"]["thinking_budget"] == 128
     config["judges"]["gemini"]["thinking_budget"] = None
     config["judges"]["gpt4o"]["reasoning_effort"] = "high"
     problems = "\n".join(startup.endpoint_problems(config))
