@@ -118,6 +118,10 @@ def test_teacher_batches_are_unneeded_when_no_key_is_a_current_teacher_request(t
     # without the split tables the teacher's requests are unknown: nothing of gpt-4o is flagged
     assert {r.tag for r, _ in batches.unneeded(rows, teacher_only, None, cache)} == {"ed-other"}
     assert rows[2].est_cost_usd == pytest.approx((7 * 0.075 + 256 * 0.30) / 1e6)  # gpt-4o-mini
+    # with the config's worst case for that model (e.g. a scorer's max_new_tokens of 64)
+    prices = PriceTable.load(REPO_ROOT / "resources" / "prices.yaml")
+    capped = batches.list_batches(cache, prices, output_tokens={("openai", "gpt-4o-mini"): 64})
+    assert capped[2].est_cost_usd == pytest.approx((7 * 0.075 + 64 * 0.30) / 1e6)
 
 
 def test_the_command_without_a_cache_says_so(tmp_path, capsys):

@@ -15,6 +15,7 @@ from .cost import teacher_requests
 from .distillation.sets import SOURCE_COLUMNS
 from .llm import batches
 from .llm.cache import CACHE_FILE, ResponseCache
+from .llm.capabilities import worst_case_output_tokens
 from .llm.pricing import PriceTable
 from .startup import planned_endpoints
 
@@ -45,7 +46,10 @@ def run(config: dict[str, Any], cancel_unneeded: bool, splits: dict[str, str | N
         return 0
     cache = ResponseCache(cache_dir)
     prices = PriceTable.load(resolve_resource(config["llm"]["price_table"]))
-    rows = batches.list_batches(cache, prices)
+    outputs = {
+        (e["backend"], e["model"]): worst_case_output_tokens(e) for e in defined_endpoints(config)
+    }
+    rows = batches.list_batches(cache, prices, output_tokens=outputs)
     endpoints = planned_endpoints(config)
     found = batches.unneeded(rows, endpoints, teacher_keys(config, splits), cache)
     flagged = {row.tag: reason for row, reason in found}

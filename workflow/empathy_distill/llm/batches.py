@@ -55,19 +55,25 @@ class BatchRow:
 
 
 def list_batches(
-    cache: ResponseCache, prices: PriceTable | None = None, now: float | None = None
+    cache: ResponseCache,
+    prices: PriceTable | None = None,
+    now: float | None = None,
+    output_tokens: dict[tuple[str, str], int] | None = None,
 ) -> list[BatchRow]:
-    """Every batch the cache records; est. cost = approximate input tokens plus
-    ``max_new_tokens`` (256) per request, at the model's batch price (None when unpriced)."""
+    """Every batch the cache records; est. cost = approximate input tokens plus the worst-case
+    output of its (backend, model) per request (``output_tokens``, from the config's endpoints;
+    256 when no endpoint names it), at the model's batch price (None when unpriced)."""
     now = time.time() if now is None else now
+    output_tokens = output_tokens or {}
     rows = []
     for tag, backend, model, batch_id, status, created, count in cache.submission_rows():
         cost = None
         if prices is not None:
             try:
                 price = prices.price(backend, model, "batch")
+                out = output_tokens.get((backend, model), DEFAULT_MAX_NEW_TOKENS)
                 cost = sum(
-                    price.cost(approx_request_tokens(r), DEFAULT_MAX_NEW_TOKENS)
+                    price.cost(approx_request_tokens(r), out)
                     for r in cache.submission_requests(tag).values()
                 )
             except LLMError:
