@@ -97,13 +97,24 @@ def test_runtime_part_holds_the_operational_keys_and_merges_back():
     identity, run = runtime.split(config)
     assert identity["teacher"] == {
         key: config["teacher"][key]
-        for key in ("backend", "model", "mode", "base_url", "sampling", "max_new_tokens", "margin")
+        for key in (
+            "backend",
+            "model",
+            "mode",
+            "base_url",
+            "sampling",
+            "max_new_tokens",
+            "thinking_budget",
+            "reasoning_effort",
+            "margin",
+        )
     }
     assert set(run["teacher"]) == set(runtime.OPERATIONAL_ENDPOINT_KEYS)
     assert run["judges"]["gpt4o"]["concurrency"] == 32
     assert "budget_usd" not in identity["llm"] and "cache_dir" in identity["llm"]
     assert run["llm"] == {
         "budget_usd": None,
+        "expected_run_days": 7,
         "retry": {"max_wait_s": 900},
         "openai": {"max_enqueued_tokens": {}},
     }

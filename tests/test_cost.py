@@ -84,7 +84,9 @@ def test_projection_equals_tokens_times_prices(tmp_path, train, test_split):
         t_judge += tokens(ref["judge"]["openai"]["system"], user)
     comparisons = 1 * 2 * 2  # students x data configs x stages, vs base
     judge_requests = comparisons * len(test2) * 2  # both orders
-    expected_judge = (comparisons * 2 * t_judge * 2.50 + judge_requests * 1 * 10.00) / 1e6
+    # each verdict at its worst case: the judge's output cap (max_new_tokens, schema default 256;
+    # gpt-4o does not think), at the realtime output price
+    expected_judge = (comparisons * 2 * t_judge * 2.50 + judge_requests * 256 * 10.00) / 1e6
 
     by_part = {(r.stage, r.part): r for r in rows}
     assert set(by_part) == {

@@ -291,7 +291,8 @@ def test_gemini_realtime_and_batch(tmp_path):
         sent = srv.requests_seen[-1]
         assert sent["systemInstruction"]["parts"][0]["text"] == "sys"
         assert all(c["role"] == "user" for c in sent["contents"])
-        assert sent["generationConfig"] == {"temperature": 0.0}
+        # the sampling, and the endpoint's output cap (max_new_tokens 256, no thinking budget)
+        assert sent["generationConfig"] == {"temperature": 0.0, "maxOutputTokens": 256}
         breqs = [
             dataclasses.replace(r, messages=(*r.messages[:-1], Message("user", f"b{i}")))
             for i, r in enumerate(reqs)

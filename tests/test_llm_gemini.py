@@ -286,7 +286,8 @@ def test_thinking_tokens_are_stored_and_costed_as_output(srv, tmp_path, mode, pr
     srv.answer_fn = lambda _messages: "A"  # a 1-token verdict
     srv.thinking_tokens = 800
     [request] = requests("Which response is more empathetic? Answer A or B.")
-    [out] = client_for(srv, tmp_path, mode=mode).complete([request])
+    # an explicit thinking budget: the cap sent is 256 + 1024, room for 800 thoughts and "A"
+    [out] = client_for(srv, tmp_path, mode=mode, thinking_budget=1024).complete([request])
     prompt = sum(math.ceil(len(m.content) / 4) for m in request.messages)
     assert out.text == "A"
     assert out.usage == {"input_tokens": prompt, "output_tokens": 801}

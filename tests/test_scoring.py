@@ -374,7 +374,10 @@ def test_projection_counts_every_answer_set_of_every_scorer(tmp_path, test_split
         )
         for r in test2.itertuples()
     )
-    reply = math.ceil(len(json_pairs([10] * 15)) / 4)
+    # each reply at its worst case: the scorer's output cap (max_new_tokens, schema default 256;
+    # gpt-4o-mini does not think), not the ~75 tokens the 15 pairs usually take
+    assert math.ceil(len(json_pairs([10] * 15)) / 4) < 256
+    reply = 256
     price = PriceTable.load(PRICES).price("openai", "gpt-4o-mini", "batch")
     # answer sets: s--base, and s's SFT and DPO models on direct/chatgpt
     expected = {"base": (2, per_set), "model": (4, 2 * per_set)}

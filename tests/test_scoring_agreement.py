@@ -500,7 +500,9 @@ def test_cost_counts_the_responses_of_each_scored_split(tmp_path, train, test_sp
         )
         row = rows[f"responses_{split}"]
         assert (row.requests, row.input_tokens) == (5 * len(frame), expected)
-        assert row.output_tokens == row.requests  # one digit each
+        # one digit is asked for; each reply is projected at its worst case, the scorer's
+        # output cap (max_new_tokens, schema default 256; gpt-4o-mini does not think)
+        assert row.output_tokens == 256 * row.requests
         price = PriceTable.load(PRICES).price("openai", "gpt-4o-mini", "batch")
         assert row.cost_usd == pytest.approx(price.cost(row.input_tokens, row.output_tokens))
     config["scoring"]["human_responses"] = ["test"]

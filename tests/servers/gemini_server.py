@@ -153,6 +153,7 @@ class GeminiServer(LocalServer):
         self._uploads: dict[str, dict[str, Any]] = {}
         self.upload_starts: list[dict[str, Any]] = []
         self.batches: dict[str, dict[str, Any]] = {}
+        self.cancelled: list[str] = []  # batch names cancelled through batches.cancel
         self._inputs: dict[str, tuple[str, list[dict[str, Any]], bool]] = {}
         self._polls: dict[str, int] = {}
         self._ids = itertools.count(1)
@@ -200,6 +201,8 @@ class GeminiServer(LocalServer):
             return self._create(model, json.loads(body))
         if method == "GET" and path.rstrip("/").endswith("/batches"):
             return self._list(query)
+        if method == "POST" and "/batches/" in path and path.endswith(":cancel"):
+            return self._cancel("batches/" + path.split("/batches/")[1].split(":")[0])
         if method == "GET" and "/batches/" in path:
             return self._get("batches/" + path.split("/batches/")[1])
         return Reply(404, error_body(404, f"no route {method} {path}"))
@@ -216,13 +219,24 @@ class GeminiServer(LocalServer):
                 "modelVersion": model,
             }
         usage = {"promptTokenCount": prompt}
-        if self.thinking_tokens:
-            usage["thoughtsTokenCount"] = self.thinking_tokens
-        budget = (request.get("generationConfig") or {}).get("maxOutputTokens")
+        generation = request.get("generationConfig") or {}
+        # thinkingConfig.thinkingBudget caps the thinking (https://ai.google.dev/gemini-api/docs/
+        # thinking, "Set budgets on thinking models"); the model may think less. Proto3 JSON
+        # accepts a field's lowerCamelCase or its proto name
+        # (https://protobuf.dev/programming-guides/json/), and google-genai's realtime path
+        # sends thinkingConfig's fields as thinking_budget.
+        thinking_config = generation.get("thinkingConfig") or {}
+        thought_cap = thinking_config.get("thinkingBudget", thinking_config.get("thinking_budget"))
+        thinking = self.thinking_tokens
+        if thought_cap is not None:
+            thinking = min(thinking, int(thought_cap))
+        if thinking:
+            usage["thoughtsTokenCount"] = thinking
+        budget = generation.get("maxOutputTokens")
         if block is not None:
             candidate: dict[str, Any] = {"finishReason": block[1], "index": 0}
             output = 0
-        elif budget is not None and self.thinking_tokens >= int(budget):
+        elif budget is not None and thinking >= int(budget):
             # Thinking counts against maxOutputTokens: a thinking model that spends the whole
             # budget thinking ends with MAX_TOKENS and no text part (reported in
             # googleapis/python-genai issues about empty ``response.text`` on 2.5 models).
@@ -376,6 +390,21 @@ class GeminiServer(LocalServer):
                 else:
                     meta["state"] = "BATCH_STATE_RUNNING"
         return Reply(200, operation)
+
+    def _cancel(self, name: str) -> Reply:
+        """``POST /v1beta/batches/{name}:cancel`` (https://ai.google.dev/api/batch-mode, "Method:
+        batches.cancel"; the SDK's ``batches.py`` ``cancel`` posts ``{name}:cancel`` and
+        expects an empty body): a pending or running job ends ``BATCH_STATE_CANCELLED``."""
+        operation = self.batches.get(name)
+        if operation is None:
+            return Reply(404, error_body(404, f"no {name}"))
+        with self.lock:
+            meta = operation["metadata"]
+            if meta["state"] in ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING"):
+                meta["state"] = "BATCH_STATE_CANCELLED"
+                operation["done"] = True
+                self.cancelled.append(name)
+        return Reply(200, {})
 
     def _finish(self, name: str, operation: dict[str, Any]) -> None:
         outcome = self.batch_outcomes.popleft() if self.batch_outcomes else "succeeded"

@@ -19,7 +19,9 @@ What it models of the real API, as documented (and as the openai SDK parses it):
 * Errors (https://platform.openai.com/docs/guides/error-codes): a prompt over the context
   window (``TOO_LONG``) is HTTP 400 ``invalid_request_error`` / ``context_length_exceeded``;
   reasoning models reject ``max_tokens`` with 400 ``unsupported_parameter`` (they take
-  ``max_completion_tokens``, https://platform.openai.com/docs/guides/reasoning).
+  ``max_completion_tokens``, https://platform.openai.com/docs/guides/reasoning), and a
+  ``temperature`` / ``top_p`` other than 1 with 400 ``unsupported_value`` (bodies as reported in
+  the issue threads cited at ``rejection``); other models reject ``reasoning_effort``.
 * Batch output and error files (https://platform.openai.com/docs/guides/batch): UTF-8 JSONL,
   one object per "\n"; strings are not ASCII-escaped, so an answer may hold U+2028. A request
   the endpoint rejected goes to the error file with ``response.status_code`` and
@@ -231,9 +233,35 @@ class OpenAIServer(LocalServer):
                     "last_id": data[-1]["id"] if data else None,
                 },
             )
+        if method == "POST" and path.startswith("/v1/batches/") and path.endswith("/cancel"):
+            return self._cancel_batch(path.split("/")[3])
         if method == "GET" and path.startswith("/v1/batches/"):
             return self._retrieve_batch(path.split("/")[3])
         return Reply(404, {"error": {"message": f"no route {method} {path}"}})
+
+    def _cancel_batch(self, batch_id: str) -> Reply:
+        """``POST /v1/batches/{id}/cancel`` (https://platform.openai.com/docs/api-reference/batch/
+        cancel; the SDK's ``resources/batches.py`` ``cancel``): a running batch turns
+        ``cancelling`` and, at its next retrieve, ``cancelled``; a finished one is a 400."""
+        batch = self.batches.get(batch_id)
+        if batch is None:
+            return Reply(404, {"error": {"message": f"no batch {batch_id}"}})
+        if batch["status"] in ("completed", "failed", "expired", "cancelled"):
+            return Reply(
+                400,
+                {
+                    "error": {
+                        "message": f"Cannot cancel a batch with status '{batch['status']}'.",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+            )
+        batch["status"] = "cancelled"
+        batch["cancelled_at"] = int(time.time())
+        self.counts["cancelled"] = self.counts.get("cancelled", 0) + 1
+        return Reply(200, {**batch, "status": "cancelling"})
 
     # Chat ------------------------------------------------------------------------------------
     @staticmethod
@@ -246,6 +274,27 @@ class OpenAIServer(LocalServer):
                 " model. Use 'max_completion_tokens' instead.",
                 "type": "invalid_request_error",
                 "param": "max_tokens",
+                "code": "unsupported_parameter",
+            }
+        for param in ("temperature", "top_p"):
+            # Reasoning models refuse any value but the default 1, with these exact bodies
+            # (gpt-5: github.com/gabrii/Cursor-Azure-GPT-5/issues/33; o1-mini:
+            # github.com/OpenHands/OpenHands/issues/4131; o3 / o3-mini:
+            # github.com/BeehiveInnovations/pal-mcp-server/issues/78).
+            if reasoning and param in body and body[param] != 1:
+                return {
+                    "message": f"Unsupported value: '{param}' does not support {body[param]!r}"
+                    " with this model. Only the default (1) value is supported.",
+                    "type": "invalid_request_error",
+                    "param": param,
+                    "code": "unsupported_value",
+                }
+        if not reasoning and "reasoning_effort" in body:
+            return {
+                "message": "Unsupported parameter: 'reasoning_effort' is not supported with this"
+                " model.",
+                "type": "invalid_request_error",
+                "param": "reasoning_effort",
                 "code": "unsupported_parameter",
             }
         if TOO_LONG in body["messages"][-1]["content"]:

@@ -90,6 +90,14 @@ def gpu_hours_command(args: argparse.Namespace) -> None:
     )
 
 
+def batches_command(args: argparse.Namespace) -> None:
+    from . import batch_admin
+
+    config = load_configs(args.configfile)
+    splits = {"train": args.train, "test": args.test, "improve_human": args.improve_human_sources}
+    batch_admin.run(config, args.cancel_unneeded, splits)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="empathy-distill", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -139,6 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     hours.add_argument("--test", default=grid.TEST_CSV)
     hours.add_argument("--scorer-train", help="results/data/scorer_train.csv (fine-tuned scorers)")
     hours.set_defaults(func=gpu_hours_command)
+    batches = with_config(
+        commands.add_parser(
+            "batches", help="the cache's submitted batches; --cancel-unneeded cancels stale ones"
+        )
+    )
+    batches.add_argument("--cancel-unneeded", action="store_true")
+    batches.add_argument("--train", default=grid.TRAIN_CSV)
+    batches.add_argument("--test", default=grid.TEST_CSV)
+    batches.add_argument(
+        "--improve-human-sources", default="results/data/sources/improve_human.csv"
+    )
+    batches.set_defaults(func=batches_command)
     return parser
 
 

@@ -15,6 +15,8 @@ from .core import grid
 from .core.config import check_config_file
 from .core.errors import ConfigError
 from .core.judges import calls_llm
+from .llm import capabilities, lifecycle
+from .llm.pricing import FREE_BACKENDS
 
 #: Rules whose jobs call the teacher endpoint / a judge endpoint (wildcard ``judge``).
 TEACHER_RULES = frozenset({"teacher_initial", "teacher_improve"})
@@ -100,7 +102,26 @@ def endpoint_problems(config: dict) -> list[str]:
             prices.price(endpoint["backend"], endpoint["model"], endpoint.get("mode", "realtime"))
         except LLMError as exc:
             problems.append(f"{where}.model: {exc}")
-    return problems
+        problems += capabilities.endpoint_problems(where, endpoint)
+    run_days = int(config.get("llm", {}).get("expected_run_days", 7))
+    return problems + lifecycle.shutdown_problems(planned_models(config, endpoints), run_days)
+
+
+def planned_models(config: dict, endpoints: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """``<config key>.model`` -> model for every paid model the grid names: the endpoints'
+    models and the base models of OpenAI fine-tuned scorers."""
+    models = {
+        f"{where}.model": str(e["model"])
+        for where, e in endpoints.items()
+        if calls_llm(e) and e["backend"] not in FREE_BACKENDS
+    }
+    for name in grid.scorers(config):
+        scorer = config["scoring"]["scorers"][name]
+        block = scorer.get("finetune") or {}
+        if block and scorer.get("backend") == "openai":
+            base = block.get("base_model") or scorer["model"]
+            models[f"scoring.scorers.{name}.finetune.base_model"] = str(base)
+    return models
 
 
 def check_endpoints(config: dict) -> None:

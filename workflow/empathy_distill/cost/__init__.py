@@ -17,7 +17,6 @@ from .command import cost_spec, main, run_projection
 from .projection import project
 from .requests import judge_token_counts, teacher_requests
 from .rows import (
-    JUDGE_OUTPUT_TOKENS,
     PROJECTION_COLUMNS,
     ProjectionRow,
     check_budget,
@@ -29,12 +28,10 @@ from .scorers import (
     embedding_rows,
     embedding_texts,
     openai_finetune_projection,
-    scorer_output_tokens,
     scorer_rows,
 )
 
 __all__ = [
-    "JUDGE_OUTPUT_TOKENS",
     "PROJECTION_COLUMNS",
     "SPLIT_FILES",
     "ProjectionRow",
@@ -48,7 +45,6 @@ __all__ = [
     "project",
     "projection_table",
     "run_projection",
-    "scorer_output_tokens",
     "scorer_rows",
     "stand_in",
     "teacher_requests",

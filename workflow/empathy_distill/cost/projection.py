@@ -14,19 +14,21 @@ How it counts (documented approximations, see ``llm/pricing.py``):
   first turn is the improve_cognitive request), and requests already answered in the cache
   cost nothing.
 * Every teacher answer is assumed to be ``TEACHER_ANSWER_TOKENS`` (130) tokens: the prompts ask
-  for at most 97 words, so this is an upper estimate.
+  for at most 97 words, so this is an upper estimate; a thinking teacher adds its
+  ``thinking_budget`` per request.
 * Judge requests: every comparison of ``grid.comparisons(config)`` on every test dialogue, in 2
   orders (1 if ``evaluation.paper_faithful``), with ``Prompts.judge_messages`` and an answer of
-  ``generation.max_new_tokens`` tokens per side; the verdict is 1 output token.
+  ``generation.max_new_tokens`` tokens per side; each verdict is counted at its worst case, the
+  judge's output cap plus its thinking budget (``llm.capabilities.worst_case_output_tokens``,
+  the figure the LLM client's budget check uses too).
 * Empathy scorer requests (``scoring.grid``): every answer set of ``grid.answer_tags`` on every
   test dialogue, with the study's prompt (``evaluation/scoring/prompts.py``) and an answer of
   ``generation.max_new_tokens`` tokens (the teacher's: ``TEACHER_ANSWER_TOKENS``); the reply is
-  1 token for a rating and, for the 15 subfactors, the JSON list of (name, 10) pairs the
-  prompt asks for. With the answer sets, each LLM scorer scores the dataset's own responses
-  of the test split (and the scorers' train dialogues, ``scoring.train_dialogues``, when
-  ``scoring.human_responses`` lists train): 5 per dialogue, their real texts
-  (``evaluation/scoring/responses.py``). An OpenAI fine-tuned scorer's examples come from the
-  same train dialogues.
+  counted at its worst case, as a judge's. With the answer sets, each LLM scorer scores the
+  dataset's own responses of the test split (and the scorers' train dialogues,
+  ``scoring.train_dialogues``, when ``scoring.human_responses`` lists train): 5 per dialogue,
+  their real texts (``evaluation/scoring/responses.py``). An OpenAI fine-tuned scorer's
+  examples come from the same train dialogues.
 * A classifier scorer with an OpenAI embedding model (``embedding.backend: openai``) embeds
   every response of the scorers' train dialogues and of the test split (their real texts) and
   every answer set's answers (stand-ins as above), each as the study's ``Situation: ...;
@@ -51,9 +53,10 @@ from ..distillation.requests import (
     TEACHER_ANSWER_TOKENS,
 )
 from ..llm.cache import ResponseCache
+from ..llm.capabilities import projected_output_tokens, worst_case_output_tokens
 from ..llm.pricing import PriceTable, approx_request_tokens
 from .requests import judge_token_counts, teacher_requests
-from .rows import JUDGE_OUTPUT_TOKENS, ProjectionRow, unique
+from .rows import ProjectionRow, unique
 from .scorers import scorer_rows
 
 
@@ -81,7 +84,7 @@ def project(
             cached = set(cache.get_many(r.key for r in fresh)) if cache else set()
             paid = [r for r in fresh if r.key not in cached]
             tokens_in = sum(approx_request_tokens(r) for r in paid)
-            tokens_out = TEACHER_ANSWER_TOKENS * len(paid)
+            tokens_out = projected_output_tokens(endpoint, TEACHER_ANSWER_TOKENS) * len(paid)
             rows.append(
                 ProjectionRow(
                     "teacher",
@@ -105,7 +108,7 @@ def project(
         if judge_counts is None:
             judge_counts = judge_token_counts(config, prompts, test)
         for kind, (requests, tokens_in) in judge_counts.items():
-            tokens_out = JUDGE_OUTPUT_TOKENS * requests
+            tokens_out = worst_case_output_tokens(endpoint) * requests
             rows.append(
                 ProjectionRow(
                     f"judge:{name}",

@@ -10,7 +10,6 @@ import pandas as pd
 from ..llm.errors import BudgetExceededError
 from ..llm.request import ChatRequest
 
-JUDGE_OUTPUT_TOKENS = 1
 PROJECTION_COLUMNS = (
     "stage",
     "part",

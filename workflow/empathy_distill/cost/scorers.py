@@ -3,8 +3,6 @@ response, OpenAI embeddings of a classifier scorer, an OpenAI fine-tuning job's 
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +15,16 @@ from ..distillation.requests import (
     TEACHER_ANSWER_TOKENS,
 )
 from ..evaluation.scoring import specs as scoring_specs
-from ..evaluation.scoring.prompts import RATING, ScoringPrompt, scoring_prompt
+from ..evaluation.scoring.prompts import scoring_prompt
 from ..evaluation.scoring.responses import llm_scorers, response_items, scored_splits
 from ..evaluation.scoring.score import ScoreItem
 from ..evaluation.scoring.score import build_requests as build_score_requests
+from ..llm.capabilities import worst_case_output_tokens
 from ..llm.pricing import Price, PriceTable, approx_request_tokens, approx_tokens
 from ..startup import embedding_endpoint
-from .rows import JUDGE_OUTPUT_TOKENS, ProjectionRow, stand_in
+from .rows import ProjectionRow, stand_in
 
 SPLIT_FILES = {"train": grid.SCORER_TRAIN_CSV, "test": grid.TEST_CSV}
-
-
-def scorer_output_tokens(prompt: ScoringPrompt) -> int:
-    """Tokens of the reply a scorer is asked for: one digit, or the 15 (name, score) pairs."""
-    if prompt.kind == RATING:
-        return JUDGE_OUTPUT_TOKENS
-    return math.ceil(len(json.dumps([[name, 10] for name in prompt.names])) / 4)
 
 
 def scorer_rows(
@@ -80,7 +72,7 @@ def scorer_rows(
                 sum(approx_request_tokens(r) for r in requests),
             ]
         for kind, (requests, tokens_in) in per_kind.items():
-            tokens_out = scorer_output_tokens(prompt) * requests
+            tokens_out = worst_case_output_tokens(scorer, scorer["sampling"]) * requests
             rows.append(
                 ProjectionRow(
                     f"scorer:{name}",

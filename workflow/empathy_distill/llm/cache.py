@@ -307,6 +307,15 @@ class ResponseCache:
                 "SELECT tag, batch_id, status FROM submissions ORDER BY created_at"
             ).fetchall()
 
+    def submission_rows(self) -> list[tuple[str, str, str, str | None, str, float, int]]:
+        """(tag, backend, model, batch_id, status, created_at, requests) of every submission."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT s.tag, s.backend, s.model, s.batch_id, s.status, s.created_at,"
+                " (SELECT COUNT(*) FROM submission_items i WHERE i.tag = s.tag)"
+                " FROM submissions s ORDER BY s.created_at"
+            ).fetchall()
+
     # Fine-tuning jobs ----------------------------------------------------------------------
     def finetune_state(self, key: str) -> dict | None:
         """The recorded state of fine-tuning job ``key`` (see ``llm/finetune.py``), or None."""

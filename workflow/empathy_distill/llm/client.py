@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .backends import make_backend
 from .backends.base import FAILED, TERMINAL, Backend
 from .cache import ResponseCache, Submission
+from .capabilities import projected_output_tokens
 from .commit import GroupCommit
 from .endpoint import normalize_endpoint
 from .errors import BudgetExceededError, LLMError, PermanentError, TransientError
@@ -200,8 +201,9 @@ class LLMClient:
     ) -> list[ChatResponse]:
         """Answers in input order; duplicates answered once; LLMError if any stays missing.
 
-        ``expected_output_tokens`` (default: the endpoint's ``max_new_tokens``) only feeds the
-        budget projection made before anything is sent.
+        ``expected_output_tokens`` (plus the thinking budget; default: the worst case,
+        ``max_new_tokens`` plus the thinking budget, ``capabilities.projected_output_tokens``)
+        only feeds the budget projection made before anything is sent.
         """
         requests = list(requests)
         self._desc = desc
@@ -215,7 +217,7 @@ class LLMClient:
         unique = {k: unique[k] for k in dict.fromkeys(r.key for r in requests)}
         before = self.cache.get_many(unique)
         pending = {k: r for k, r in unique.items() if k not in before}
-        out_tokens = int(expected_output_tokens or self.endpoint.get("max_new_tokens") or 256)
+        out_tokens = projected_output_tokens(self.endpoint, expected_output_tokens)
         stats = RunStats()
         failures: dict[str, str] = {}
         try:

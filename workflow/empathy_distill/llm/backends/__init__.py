@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from .. import settings
+from ..capabilities import output_limits
 from ..errors import LLMError
 from .base import Backend
 
@@ -41,6 +42,7 @@ def make_backend(endpoint: dict[str, Any]) -> Backend:
             endpoint.get("base_url"),
             timeout,
             max_enqueued_tokens=settings.current().max_enqueued_tokens.get(endpoint["model"]),
+            limits=output_limits(endpoint),
         )
     if backend == "openai_compatible":
         from .openai_backend import OpenAIBackend
@@ -52,11 +54,19 @@ def make_backend(endpoint: dict[str, Any]) -> Backend:
             )
         env = endpoint.get("api_key_env")
         key = (os.environ.get(env) if env else None) or PLACEHOLDER_KEY
-        return OpenAIBackend(key, endpoint["base_url"], timeout, name="openai_compatible")
+        return OpenAIBackend(
+            key,
+            endpoint["base_url"],
+            timeout,
+            name="openai_compatible",
+            limits=output_limits(endpoint),
+        )
     if backend == "gemini":
         from .gemini_backend import GeminiBackend
 
-        return GeminiBackend(_require_key(endpoint), endpoint.get("base_url"), timeout)
+        return GeminiBackend(
+            _require_key(endpoint), endpoint.get("base_url"), timeout, output_limits(endpoint)
+        )
     if backend == "transformers":
         from ...core.students import resolve_model
         from .transformers_backend import TransformersBackend

@@ -88,6 +88,10 @@ class Backend:
     async def batch_results(self, batch_id: str) -> BatchResults:
         raise NotImplementedError
 
+    async def cancel_batch(self, batch_id: str) -> None:
+        """Ask the provider to stop a submitted batch (``empathy-distill batches``)."""
+        raise NotImplementedError
+
     async def aclose(self) -> None:
         return None
 

@@ -25,6 +25,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from ..capabilities import OutputLimits
 from ..errors import AccountStoppedError, PermanentError, TransientError
 from ..request import Answer, ChatRequest, canonical_json
 from ..retry import is_retryable_status, parse_retry_after
@@ -123,14 +124,28 @@ def split_messages(request: ChatRequest) -> tuple[str | None, list[types.Content
     return (system or None), contents
 
 
-def _sampling(request: ChatRequest) -> dict[str, Any]:
-    return {_SAMPLING_ALIASES.get(k, k): v for k, v in request.sampling.items()}
+def _sampling(request: ChatRequest, limits: OutputLimits | None = None) -> dict[str, Any]:
+    """Generation settings: the request's sampling, then the endpoint's output cap and thinking
+    budget (thinking counts against maxOutputTokens, so the cap is answer + budget)."""
+    sampling = {_SAMPLING_ALIASES.get(k, k): v for k, v in request.sampling.items()}
+    if limits is None:
+        return sampling
+    budget = limits.thinking_budget
+    if "max_output_tokens" in sampling:
+        sampling["max_output_tokens"] = int(sampling["max_output_tokens"]) + (budget or 0)
+    else:
+        sampling["max_output_tokens"] = limits.cap
+    if budget is not None and "thinking_config" not in sampling:
+        sampling["thinking_config"] = types.ThinkingConfig(thinking_budget=int(budget))
+    return sampling
 
 
-def generation_config(request: ChatRequest) -> types.GenerateContentConfig:
+def generation_config(
+    request: ChatRequest, limits: OutputLimits | None = None
+) -> types.GenerateContentConfig:
     system, _ = split_messages(request)
     try:
-        return types.GenerateContentConfig(system_instruction=system, **_sampling(request))
+        return types.GenerateContentConfig(system_instruction=system, **_sampling(request, limits))
     except ValueError as exc:  # pydantic: an unknown or mistyped sampling key
         raise PermanentError(
             f"{request.describe()}: sampling {request.sampling!r} is not a Gemini generation"
@@ -138,7 +153,7 @@ def generation_config(request: ChatRequest) -> types.GenerateContentConfig:
         ) from exc
 
 
-def rest_request(request: ChatRequest) -> dict[str, Any]:
+def rest_request(request: ChatRequest, limits: OutputLimits | None = None) -> dict[str, Any]:
     """The request as a REST ``GenerateContentRequest`` (the form a batch input line carries)."""
     system, contents = split_messages(request)
     body: dict[str, Any] = {
@@ -147,7 +162,7 @@ def rest_request(request: ChatRequest) -> dict[str, Any]:
     if system:
         body["systemInstruction"] = {"parts": [{"text": system}]}
     try:
-        config = types.GenerationConfig(**_sampling(request))
+        config = types.GenerationConfig(**_sampling(request, limits))
     except ValueError as exc:
         raise PermanentError(
             f"{request.describe()}: sampling {request.sampling!r} is not a Gemini generation"
@@ -223,7 +238,15 @@ class GeminiBackend(Backend):
     supports_batch = True
     max_batch_bytes = FILE_MAX_BYTES
 
-    def __init__(self, api_key: str, base_url: str | None = None, timeout_s: float = 120) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str | None = None,
+        timeout_s: float = 120,
+        limits: OutputLimits | None = None,
+    ) -> None:
+        #: The endpoint's output cap and thinking budget, added to every request.
+        self.limits = limits
         # attempts=1: the SDK never retries by itself; retry.py owns the policy.
         options = types.HttpOptions(
             base_url=base_url,
@@ -257,7 +280,9 @@ class GeminiBackend(Backend):
         _, contents = split_messages(request)
         response = await self._call(
             self.client.aio.models.generate_content(
-                model=request.model, contents=contents, config=generation_config(request)
+                model=request.model,
+                contents=contents,
+                config=generation_config(request, self.limits),
             )
         )
         return answer_from_response(response, request.model)
@@ -265,7 +290,7 @@ class GeminiBackend(Backend):
     # Batch Mode -----------------------------------------------------------------------------
     def batch_line(self, request: ChatRequest) -> bytes:
         """One line of the JSONL input file: ``{"key": ..., "request": GenerateContentRequest}``."""
-        line = {"key": request.key, "request": rest_request(request)}
+        line = {"key": request.key, "request": rest_request(request, self.limits)}
         return (canonical_json(line) + "\n").encode("utf-8")
 
     async def _upload(self, tag: str, requests: list[ChatRequest]) -> str:
@@ -352,6 +377,9 @@ class GeminiBackend(Backend):
                 " (mode: realtime) instead."
             )
         return results
+
+    async def cancel_batch(self, batch_id: str) -> None:
+        await self._call(self.client.aio.batches.cancel(name=batch_id))
 
     async def aclose(self) -> None:
         with contextlib.suppress(AttributeError, RuntimeError):  # older SDKs: no aclose

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 from typing import Any
 
 import openai
 
+from ..capabilities import OutputLimits, openai_body_options
 from ..errors import AccountStoppedError, BillingError, PermanentError, TransientError
 from ..request import Answer, ChatRequest, canonical_json
 from ..retry import is_retryable_status, parse_retry_after
@@ -32,6 +34,7 @@ from .base import (
 )
 from .openai_queue import REFUSAL_CODE, BatchQueue
 
+log = logging.getLogger("empathy_distill.llm")
 CHAT_ENDPOINT = "/v1/chat/completions"
 TAG_METADATA = "empathy_distill_tag"
 _STATES = {
@@ -204,6 +207,7 @@ class OpenAIBackend(Backend):
         timeout_s: float = 120,
         name: str = "openai",
         max_enqueued_tokens: int | None = None,
+        limits: OutputLimits | None = None,
     ) -> None:
         self.name = name
         #: This process's share of the organisation's batch queue (``llm.openai.
@@ -211,6 +215,8 @@ class OpenAIBackend(Backend):
         self.queue = BatchQueue(max_enqueued_tokens)
         #: Set once billing refuses: later calls fail at once, unsent.
         self.exhausted: AccountStoppedError | None = None
+        #: The endpoint's output cap and thinking settings, added to every request body.
+        self.limits = limits
         # max_retries=0: our retry policy (retry.py) decides, the SDK must not retry on its own.
         self.client = openai.AsyncOpenAI(
             api_key=api_key,
@@ -221,13 +227,27 @@ class OpenAIBackend(Backend):
         )
         self._raw_response = response_class(self.client._client)
 
-    @staticmethod
-    def _body(request: ChatRequest) -> dict[str, Any]:
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        """The request body: sampling and output cap as the model accepts them
+        (``llm/capabilities.py``; a local OpenAI-compatible server gets them as given)."""
+        options = openai_body_options(
+            request.model, request.sampling, self.limits, hosted=self.name == "openai"
+        )
+        if self.limits is not None and self.limits.dropped and not self._warned:
+            self._warned = True
+            log.warning(
+                "%s refuses %s other than its default: left out of its requests"
+                " (resources/model_capabilities.yaml)",
+                request.model,
+                ", ".join(self.limits.dropped),
+            )
         return {
             "model": request.model,
             "messages": [m.as_dict() for m in request.messages],
-            **request.sampling,
+            **options,
         }
+
+    _warned = False
 
     def _stop(self, exc: Exception) -> Exception:
         if isinstance(exc, AccountStoppedError):
@@ -365,6 +385,9 @@ class OpenAIBackend(Backend):
             results.deterministic.add(key)
         else:
             results.deterministic.discard(key)
+
+    async def cancel_batch(self, batch_id: str) -> None:
+        await self._call(self.client.batches.cancel(batch_id))
 
     async def aclose(self) -> None:
         await self.client.close()
