@@ -8,6 +8,7 @@ stage (or a new rule of one) adds its registering module here.
 
 from __future__ import annotations
 
+from . import weights
 from .cost import command as cost_command
 from .distillation import specs as distillation_specs
 from .evaluation import specs as evaluation_specs
@@ -23,4 +24,5 @@ REGISTERING = (
     scoring_specs,
     scoring_config_checks,
     cost_command,
+    weights,
 )

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .core import grid, hub
+from .core import grid, hub, specs
 from .core.errors import ConfigError
 from .evaluation.scoring import finetune as scorer_finetune
 from .training.pride import config as pride_config
@@ -88,12 +88,13 @@ def manifests(config: dict, entry: dict) -> list[str]:
     return [hub.manifest_path(model)] if hub.is_hub_model(model) else []
 
 
-def fetch_spec(config: dict, repo: str) -> str:
+@specs.register("fetch_model")
+def fetch_spec(config: dict, repo: str) -> specs.Spec:
     """The fetch job's spec: the model and its revision (a new revision refetches)."""
     models = grid_models(config)
     if repo not in models:
         raise ConfigError(f"rule fetch_model: {repo} is not a Hub model of the grid")
-    return json.dumps({"model": repo, "revision": models[repo].revision}, sort_keys=True)
+    return {"model": repo, "revision": models[repo].revision}
 
 
 def check(config: dict) -> list[str]:

@@ -172,7 +172,7 @@ def model_files(entry):
 
 def get_fetch_spec(wildcards):
     """The Hub model and its revision (the fetch_model job)."""
-    return weights.fetch_spec(config, wildcards.repo)
+    return specs.dumps(specs.build("fetch_model", config, wildcards.repo))
 
 
 def get_train_resource(key):
