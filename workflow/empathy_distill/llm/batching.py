@@ -1,0 +1,199 @@
+"""Batch API orchestration of an ``LLMClient`` (mixed in): submit, poll, read, resubmit, resume.
+
+Each batch is recorded in the cache before it is created and found again by its tag, so a run
+killed at any point polls the same batches on resume instead of buying them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from typing import Any
+
+from .backends.base import FAILED, TERMINAL, Backend, split_batches
+from .cache import Submission
+from .errors import LLMError, PermanentError, TransientError
+from .ledger import Budget, RunStats
+from .pricing import approx_request_tokens
+from .progress import Progress
+from .request import ChatRequest
+
+log = logging.getLogger("empathy_distill.llm")
+#: Longest wait before resubmitting requests whose batch failed transiently.
+MAX_BATCH_BACKOFF_S = 3600.0
+
+
+class BatchDispatch:
+    """``_run_batch`` and its steps, of ``LLMClient``."""
+
+    async def _batch_step(self, call: Any, what: str) -> Any:
+        """One batch API step with retries; what still fails becomes an LLMError naming it."""
+        try:
+            return await self._retry(call)
+        except (TransientError, PermanentError) as exc:
+            how = (
+                f"after {self.endpoint['max_retries']} retries"
+                if isinstance(exc, TransientError)
+                else "(permanent, not retried)"
+            )
+            raise LLMError(
+                f"{self.backend_name}/{self.model}: {what} failed {how}:"
+                f" {type(exc).__name__}: {exc}\nAnswers"
+                " received so far are cached; rerun to resume (a batch already created is found"
+                " again by its tag)."
+            ) from exc
+
+    @staticmethod
+    def _naming(tag: str, requests: list[ChatRequest]) -> str:
+        shown = ", ".join(r.describe(40) for r in requests[:3])
+        more = f" and {len(requests) - 3} more" if len(requests) > 3 else ""
+        return f"batch {tag} of {len(requests)} request(s) ({shown}{more})"
+
+    async def _submit(self, backend: Backend, tag: str, chunk: list[ChatRequest]) -> str:
+        """Create the batch once: a retry first looks it up by its tag, because a create whose
+        reply was lost (HTTP 5xx or a dropped connection after creation) may have made it, and
+        creating it again would buy every answer twice."""
+        tried = False
+
+        async def attempt() -> str:
+            nonlocal tried
+            if tried:
+                found = await backend.find_batch(tag)
+                if found is not None:
+                    log.info("batch %s was created before its reply was lost", found)
+                    return found
+            tried = True
+            return await backend.submit_batch(tag, chunk)
+
+        return await self._batch_step(attempt, f"submitting {self._naming(tag, chunk)}")
+
+    def _batch_backoff(self, attempt: int) -> float:
+        """Wait before resubmitting after a transient batch failure: twice poll_interval_s
+        after the first attempt, doubled per attempt, at most an hour (the enqueued-token limit,
+        for one, frees up only as running batches finish)."""
+        base = float(self.endpoint["poll_interval_s"])
+        return min(MAX_BATCH_BACKOFF_S, base * 2 ** max(1, attempt))
+
+    async def _resume_submissions(
+        self, backend: Backend, wanted: set[str]
+    ) -> dict[str, Submission]:
+        """Open submissions of earlier (killed) runs that carry keys we still need."""
+        inflight: dict[str, Submission] = {}
+        for sub in self.cache.open_submissions(self.backend_name, self.model):
+            if not wanted.intersection(sub.keys):
+                continue
+            if sub.batch_id is None:
+                found = await self._batch_step(
+                    lambda sub=sub: backend.find_batch(sub.tag),
+                    f"looking up batch {sub.tag} ({len(sub.keys)} request(s)) of an earlier run",
+                )
+                if found is None:  # killed before the batch was created: nothing was sent
+                    self.cache.close_submission(sub.tag, "never_created")
+                    continue
+                self.cache.set_batch_id(sub.tag, found)
+                sub = Submission(sub.tag, found, "submitted", sub.keys)
+            log.info("resuming batch %s (%d requests)", sub.batch_id, len(sub.keys))
+            inflight[sub.tag] = sub
+        return inflight
+
+    async def _run_batch(
+        self,
+        backend: Backend,
+        pending: dict[str, ChatRequest],
+        budget: Budget,
+        out_tokens: int,
+        stats: RunStats,
+        failures: dict[str, str],
+        progress: Progress,
+    ) -> None:
+        remaining = dict(pending)
+        attempts: Counter[str] = Counter()
+        last_error: dict[str, str] = {}
+        reservations: dict[str, float] = {}
+        max_attempts = int(self.endpoint["max_retries"]) + 1
+        backoff = 0.0  # wait before the next submission (a transient failure was seen)
+        inflight = await self._resume_submissions(backend, set(remaining))
+        for sub in inflight.values():
+            attempts.update(k for k in sub.keys if k in remaining)
+        while remaining or inflight:
+            covered = {k for sub in inflight.values() for k in sub.keys}
+            to_submit = [r for k, r in remaining.items() if k not in covered]
+            chunks = split_batches(
+                to_submit,
+                lambda r: len(backend.batch_line(r)),
+                backend.max_batch_requests,
+                backend.max_batch_bytes,
+            )
+            if chunks and backoff:
+                log.info("waiting %.0f s before resubmitting after a failure", backoff)
+                await self.sleep(backoff)
+                backoff = 0.0
+            for chunk in chunks:
+                estimate = sum(self.price.cost(approx_request_tokens(r), out_tokens) for r in chunk)
+                budget.reserve(estimate, f"a batch of {len(chunk)} request(s)")
+                tag = f"ed-{uuid.uuid4().hex}"
+                # Recorded BEFORE creation: a kill between the two is found again by its tag.
+                self.cache.add_submission(tag, self.backend_name, self.model, chunk)
+                batch_id = await self._submit(backend, tag, chunk)
+                self.cache.set_batch_id(tag, batch_id)
+                log.info("submitted batch %s (%d requests)", batch_id, len(chunk))
+                keys = tuple(r.key for r in chunk)
+                attempts.update(keys)
+                reservations[tag] = estimate
+                inflight[tag] = Submission(tag, batch_id, "submitted", keys)
+            if not inflight:
+                break
+            finished = 0
+            for tag, sub in list(inflight.items()):
+                assert sub.batch_id is not None
+                naming = f"batch {sub.batch_id} ({len(sub.keys)} request(s))"
+                poll = await self._batch_step(
+                    lambda sub=sub: backend.poll_batch(sub.batch_id), f"polling {naming}"
+                )
+                if poll.state not in TERMINAL:
+                    continue
+                finished += 1
+                results = await self._batch_step(
+                    lambda sub=sub: backend.batch_results(sub.batch_id),
+                    f"reading the results of {naming}",
+                )
+                if results.malformed:
+                    log.warning(
+                        "batch %s: %d unreadable result line(s)", sub.batch_id, results.malformed
+                    )
+                known = self.cache.submission_requests(tag)
+                # One transaction and one spend row for the whole batch.
+                items = [(known[k], a) for k, a in results.answers.items() if k in known]
+                costs = self._store_many(items, stats, f"batch:{sub.batch_id}")
+                for request, _ in items:
+                    if remaining.pop(request.key, None) is not None:
+                        progress.answered()
+                budget.settle(reservations.pop(tag, 0.0), sum(costs))
+                for key in sub.keys:
+                    if key not in remaining:
+                        continue
+                    item_error = results.errors.get(key)
+                    last_error[key] = item_error or (
+                        f"batch {sub.batch_id} ended {poll.state} ({poll.detail}) without a"
+                        " result for it"
+                    )
+                    deterministic = key in results.deterministic or (
+                        item_error is None and poll.deterministic
+                    )
+                    if deterministic:
+                        failures[key] = f"{last_error[key]} [deterministic: not resubmitted]"
+                    elif attempts[key] >= max_attempts:
+                        failures[key] = last_error[key]
+                    else:
+                        if item_error is not None or poll.state == FAILED:
+                            backoff = max(backoff, self._batch_backoff(attempts[key]))
+                        continue
+                    del remaining[key]
+                    stats.failed += 1
+                    progress.fail()
+                self.cache.close_submission(tag, poll.state)
+                del inflight[tag]
+                log.info("batch %s %s", sub.batch_id, poll.state)
+            if inflight and not finished:
+                await self.sleep(float(self.endpoint["poll_interval_s"]))
