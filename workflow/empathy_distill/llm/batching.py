@@ -12,10 +12,10 @@ from collections import Counter
 from typing import Any
 
 from .backends.base import FAILED, TERMINAL, Backend, split_batches
+from .budget import SharedBudget, worst_case_cost
 from .cache import Submission
-from .errors import LLMError, PermanentError, TransientError
-from .ledger import Budget, RunStats
-from .pricing import approx_request_tokens
+from .errors import BudgetExceededError, LLMError, PermanentError, TransientError
+from .ledger import RunStats
 from .progress import Progress
 from .request import ChatRequest
 
@@ -101,8 +101,9 @@ class BatchDispatch:
         self,
         backend: Backend,
         pending: dict[str, ChatRequest],
-        budget: Budget,
+        budget: SharedBudget,
         out_tokens: int,
+        max_out: int,
         stats: RunStats,
         failures: dict[str, str],
         progress: Progress,
@@ -110,7 +111,7 @@ class BatchDispatch:
         remaining = dict(pending)
         attempts: Counter[str] = Counter()
         last_error: dict[str, str] = {}
-        reservations: dict[str, float] = {}
+        budget_error: BudgetExceededError | None = None
         max_attempts = int(self.endpoint["max_retries"]) + 1
         backoff = 0.0  # wait before the next submission (a transient failure was seen)
         inflight = await self._resume_submissions(backend, set(remaining))
@@ -130,9 +131,20 @@ class BatchDispatch:
                 await self.sleep(backoff)
                 backoff = 0.0
             for chunk in chunks:
-                estimate = sum(self.price.cost(approx_request_tokens(r), out_tokens) for r in chunk)
-                budget.reserve(estimate, f"a batch of {len(chunk)} request(s)")
+                worst = sum(worst_case_cost(r, self.price, max_out) for r in chunk)
                 tag = f"ed-{uuid.uuid4().hex}"
+                try:
+                    # Held by the batch (its tag), not this process: a killed run's batch is
+                    # still billed, so its reservation stays until the results are read.
+                    budget.reserve(worst, self._naming(tag, chunk), holder=tag)
+                except BudgetExceededError as exc:
+                    # Stop submitting; batches in flight are still read and kept.
+                    budget_error = budget_error or exc
+                    for request in chunk:
+                        failures[request.key] = str(exc)
+                        del remaining[request.key]
+                        progress.fail()
+                    continue
                 # Recorded BEFORE creation: a kill between the two is found again by its tag.
                 self.cache.add_submission(tag, self.backend_name, self.model, chunk)
                 batch_id = await self._submit(backend, tag, chunk)
@@ -140,7 +152,6 @@ class BatchDispatch:
                 log.info("submitted batch %s (%d requests)", batch_id, len(chunk))
                 keys = tuple(r.key for r in chunk)
                 attempts.update(keys)
-                reservations[tag] = estimate
                 inflight[tag] = Submission(tag, batch_id, "submitted", keys)
             if not inflight:
                 break
@@ -163,13 +174,13 @@ class BatchDispatch:
                         "batch %s: %d unreadable result line(s)", sub.batch_id, results.malformed
                     )
                 known = self.cache.submission_requests(tag)
-                # One transaction and one spend row for the whole batch.
+                # One transaction and one spend row for the whole batch; the batch's
+                # reservation is replaced by its real charge in that transaction.
                 items = [(known[k], a) for k, a in results.answers.items() if k in known]
-                costs = self._store_many(items, stats, f"batch:{sub.batch_id}")
+                self._store_many(items, stats, f"batch:{sub.batch_id}", release=[tag])
                 for request, _ in items:
                     if remaining.pop(request.key, None) is not None:
                         progress.answered()
-                budget.settle(reservations.pop(tag, 0.0), sum(costs))
                 for key in sub.keys:
                     if key not in remaining:
                         continue
@@ -197,3 +208,5 @@ class BatchDispatch:
                 log.info("batch %s %s", sub.batch_id, poll.state)
             if inflight and not finished:
                 await self.sleep(float(self.endpoint["poll_interval_s"]))
+        if budget_error is not None:
+            raise budget_error

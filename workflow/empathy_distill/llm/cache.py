@@ -15,7 +15,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,22 @@ CREATE TABLE IF NOT EXISTS finetune_jobs (
     state TEXT NOT NULL,
     cost_usd REAL NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reservations (
+    id TEXT PRIMARY KEY,
+    amount_usd REAL NOT NULL,
+    what TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    pid_start TEXT,
+    batch_tag TEXT,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS charges (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    what TEXT NOT NULL,
+    cost_usd REAL NOT NULL,
+    created_at REAL NOT NULL
 );
 """
 
@@ -106,6 +123,16 @@ def _retry_while_locked(step, timeout_s: float) -> None:
             delay = min(delay * 2, 0.5)
 
 
+def spent_in(db: sqlite3.Connection) -> float:
+    """The ledger's recorded spend, read on ``db`` (inside the caller's transaction)."""
+    (total,) = db.execute(
+        "SELECT (SELECT COALESCE(SUM(cost_usd), 0) FROM responses)"
+        " + (SELECT COALESCE(SUM(cost_usd), 0) FROM finetune_jobs)"
+        " + (SELECT COALESCE(SUM(cost_usd), 0) FROM charges)"
+    ).fetchone()
+    return float(total)
+
+
 class ResponseCache:
     """One SQLite file under ``cache_dir``; safe to share between threads and processes."""
 
@@ -149,6 +176,19 @@ class ResponseCache:
         with self._lock:
             self._db.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE: the database's write lock is taken at once, so
+        what is read inside it cannot change before the commit); rolled back on any error."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     # Answers -------------------------------------------------------------------------------
     def get_many(self, keys: Iterable[str]) -> dict[str, CachedAnswer]:
         keys = list(dict.fromkeys(keys))
@@ -188,10 +228,15 @@ class ResponseCache:
         backend: str,
         mode: str,
         source: str | None = None,
+        release: Iterable[str] = (),
     ) -> list[bool]:
         """Store (request, answer, cost) items in one transaction; per item, True if new.
 
         One commit for many answers: the commit, not the insert, is what costs (see commit.py).
+        The budget reservations ``release`` (ids, ``llm/budget.py``) are dropped in the same
+        transaction, so the real charge replaces the worst case atomically. An answer already
+        stored (another process bought the same request at the same time) was paid all the
+        same: its cost goes to ``charges`` so that the ledger still equals the bill.
         """
         now = time.time()
         sql = (
@@ -199,42 +244,57 @@ class ResponseCache:
             " source, request, created_at, refusal) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
         )
         new: list[bool] = []
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for request, answer, cost_usd in items:
-                    cursor = self._db.execute(
-                        sql,
-                        (
-                            request.key,
-                            answer.model,
-                            answer.text,
-                            canonical_json(answer.usage),
-                            cost_usd,
-                            backend,
-                            mode,
-                            source,
-                            canonical_json(request.payload()),
-                            now,
-                            answer.refusal,
-                        ),
+        with self.transaction() as db:
+            for request, answer, cost_usd in items:
+                cursor = db.execute(
+                    sql,
+                    (
+                        request.key,
+                        answer.model,
+                        answer.text,
+                        canonical_json(answer.usage),
+                        cost_usd,
+                        backend,
+                        mode,
+                        source,
+                        canonical_json(request.payload()),
+                        now,
+                        answer.refusal,
+                    ),
+                )
+                new.append(cursor.rowcount == 1)
+                if cursor.rowcount != 1 and cost_usd and not self._same_batch(db, request, source):
+                    db.execute(
+                        "INSERT INTO charges (what, cost_usd, created_at) VALUES (?,?,?)",
+                        (f"second answer to {request.key[:16]} ({source})", cost_usd, now),
                     )
-                    new.append(cursor.rowcount == 1)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            db.executemany("DELETE FROM reservations WHERE id=?", [(r,) for r in release])
         return new
+
+    @staticmethod
+    def _same_batch(db: sqlite3.Connection, request: ChatRequest, source: str | None) -> bool:
+        """Whether the stored answer came from the same batch (a batch read again after a
+        kill: billed once, so not charged again)."""
+        if not source or not source.startswith("batch:"):
+            return False
+        row = db.execute("SELECT source FROM responses WHERE key=?", (request.key,)).fetchone()
+        return row is not None and row[0] == source
+
+    def add_charge(self, what: str, cost_usd: float, release: Iterable[str] = ()) -> None:
+        """Record spend that is not a stored answer (an embeddings request), releasing its
+        reservations in the same transaction."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO charges (what, cost_usd, created_at) VALUES (?,?,?)",
+                (what, cost_usd, time.time()),
+            )
+            db.executemany("DELETE FROM reservations WHERE id=?", [(r,) for r in release])
 
     def spent_usd(self) -> float:
         """Total recorded API spend of every run sharing this cache (the budget ledger):
-        answers and fine-tuning jobs."""
+        answers, fine-tuning jobs and other charges (embeddings, answers bought twice)."""
         with self._lock:
-            (total,) = self._db.execute(
-                "SELECT (SELECT COALESCE(SUM(cost_usd), 0) FROM responses)"
-                " + (SELECT COALESCE(SUM(cost_usd), 0) FROM finetune_jobs)"
-            ).fetchone()
-        return float(total)
+            return spent_in(self._db)
 
     def count(self) -> int:
         with self._lock:
@@ -270,11 +330,14 @@ class ResponseCache:
             )
 
     def close_submission(self, tag: str, status: str = "closed") -> None:
-        with self._lock:
-            self._db.execute(
+        """Close a submission and drop its budget reservation (its answers, if any, were
+        stored with their real cost before)."""
+        with self.transaction() as db:
+            db.execute(
                 "UPDATE submissions SET status=?, updated_at=? WHERE tag=?",
                 (status, time.time(), tag),
             )
+            db.execute("DELETE FROM reservations WHERE batch_tag=?", (tag,))
 
     def open_submissions(self, backend: str, model: str) -> list[Submission]:
         with self._lock:
@@ -314,12 +377,18 @@ class ResponseCache:
             row = self._db.execute("SELECT state FROM finetune_jobs WHERE key=?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
-    def save_finetune_state(self, key: str, state: dict, cost_usd: float = 0.0) -> None:
-        """Record a fine-tuning job's state (one committed write: it survives a kill)."""
-        with self._lock:
-            self._db.execute(
+    def save_finetune_state(
+        self, key: str, state: dict, cost_usd: float = 0.0, *, release: bool = False
+    ) -> None:
+        """Record a fine-tuning job's state (one committed write: it survives a kill); with
+        ``release``, its budget reservation is dropped in the same transaction (the real cost
+        is recorded, or the job ended without one)."""
+        with self.transaction() as db:
+            db.execute(
                 "INSERT INTO finetune_jobs (key, state, cost_usd, updated_at) VALUES (?,?,?,?)"
                 " ON CONFLICT(key) DO UPDATE SET state=excluded.state,"
                 " cost_usd=excluded.cost_usd, updated_at=excluded.updated_at",
                 (key, canonical_json(state), cost_usd, time.time()),
             )
+            if release:
+                db.execute("DELETE FROM reservations WHERE batch_tag=?", (f"finetune:{key}",))

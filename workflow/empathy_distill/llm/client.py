@@ -18,10 +18,11 @@ from typing import Any
 from .backends import make_backend
 from .backends.base import Backend
 from .batching import MAX_BATCH_BACKOFF_S, BatchDispatch
+from .budget import SharedBudget
 from .cache import ResponseCache
 from .endpoint import normalize_endpoint
 from .errors import LLMError
-from .ledger import COST_REPORT_COLUMNS, Budget, CostReporting, RunStats, append_cost_row
+from .ledger import COST_REPORT_COLUMNS, CostReporting, RunStats, append_cost_row
 from .pricing import FREE_BACKENDS, Price, PriceTable, approx_request_tokens
 from .progress import Progress, run_sync
 from .realtime import RealtimeDispatch, rate_limit_account
@@ -33,10 +34,10 @@ log = logging.getLogger("empathy_distill.llm")
 __all__ = [
     "COST_REPORT_COLUMNS",
     "MAX_BATCH_BACKOFF_S",
-    "Budget",
     "LLMClient",
     "Progress",
     "RunStats",
+    "SharedBudget",
     "append_cost_row",
     "make_client",
     "rate_limit_account",
@@ -81,7 +82,9 @@ class LLMClient(RealtimeDispatch, BatchDispatch, CostReporting):
         """Answers in input order; duplicates answered once; LLMError if any stays missing.
 
         ``expected_output_tokens`` (default: the endpoint's ``max_new_tokens``) only feeds the
-        budget projection made before anything is sent.
+        budget projection made before anything is sent. Each request (or batch) then reserves
+        its worst case against the shared cap (``budget.py``): once one does not fit, nothing
+        more is sent, what was bought is kept, and BudgetExceededError says what is left.
         """
         requests = list(requests)
         self._desc = desc
@@ -95,19 +98,22 @@ class LLMClient(RealtimeDispatch, BatchDispatch, CostReporting):
         unique = {k: unique[k] for k in dict.fromkeys(r.key for r in requests)}
         before = self.cache.get_many(unique)
         pending = {k: r for k, r in unique.items() if k not in before}
-        out_tokens = int(expected_output_tokens or self.endpoint.get("max_new_tokens") or 256)
+        max_out = int(self.endpoint.get("max_new_tokens") or 256)
+        out_tokens = int(expected_output_tokens or max_out)
         stats = RunStats()
         failures: dict[str, str] = {}
         try:
             if pending:
-                budget = Budget(self.budget_usd, self.cache.spent_usd())
+                budget = SharedBudget(self.cache, self.budget_usd)
                 projected = sum(
                     self.price.cost(approx_request_tokens(r), out_tokens) for r in pending.values()
                 )
                 budget.check(projected, f"{len(pending)} new request(s) of {desc!r}")
                 progress = Progress(desc, len(unique), len(before), self.show_progress)
                 try:
-                    run_sync(self._run(pending, budget, out_tokens, stats, failures, progress))
+                    run_sync(
+                        self._run(pending, budget, out_tokens, max_out, stats, failures, progress)
+                    )
                 finally:
                     progress.close()
         finally:
@@ -151,8 +157,9 @@ class LLMClient(RealtimeDispatch, BatchDispatch, CostReporting):
     async def _run(
         self,
         pending: dict[str, ChatRequest],
-        budget: Budget,
+        budget: SharedBudget,
         out_tokens: int,
+        max_out: int,
         stats: RunStats,
         failures: dict[str, str],
         progress: Progress,
@@ -170,23 +177,30 @@ class LLMClient(RealtimeDispatch, BatchDispatch, CostReporting):
                 await self._run_local(backend, pending, stats, progress)
             elif self.mode == "batch" and backend.supports_batch:
                 await self._run_batch(
-                    backend, pending, budget, out_tokens, stats, failures, progress
+                    backend, pending, budget, out_tokens, max_out, stats, failures, progress
                 )
             else:
                 await self._run_realtime(
-                    backend, pending, budget, out_tokens, stats, failures, progress
+                    backend, pending, budget, out_tokens, max_out, stats, failures, progress
                 )
         finally:
             if owned:
                 await backend.aclose()
 
     def _store_many(
-        self, items: list[tuple[ChatRequest, Answer]], stats: RunStats, source: str
+        self,
+        items: list[tuple[ChatRequest, Answer]],
+        stats: RunStats,
+        source: str,
+        release: Iterable[str] = (),
     ) -> list[float]:
         """Commit answers in one transaction, then log their spend; their costs, in order.
 
-        The spend row is appended right after the commit, not at the end of the call: a run
-        killed with SIGKILL (no ``finally``) must still leave every paid answer in the report.
+        The transaction also drops the budget reservations ``release``: the real charge
+        replaces the worst case at once. The spend row is appended right after the commit, not
+        at the end of the call: a run killed with SIGKILL (no ``finally``) must still leave
+        every paid answer in the report (an answer another process stored first was paid too:
+        its cost is in the row, not its count).
         """
         rows = []
         for request, answer in items:
@@ -194,16 +208,18 @@ class LLMClient(RealtimeDispatch, BatchDispatch, CostReporting):
                 answer = dataclasses.replace(answer, model=request.model)
             cost = self.price.cost(answer.usage["input_tokens"], answer.usage["output_tokens"])
             rows.append((request, answer, cost))
-        new = self.cache.put_many(rows, backend=self.backend_name, mode=self.mode, source=source)
+        new = self.cache.put_many(
+            rows, backend=self.backend_name, mode=self.mode, source=source, release=release
+        )
         group = RunStats()
         for (_, answer, cost), is_new in zip(rows, new, strict=True):
             if is_new:
                 group.answered += 1
                 group.input_tokens += answer.usage["input_tokens"]
                 group.output_tokens += answer.usage["output_tokens"]
-                group.cost_usd += cost
+            group.cost_usd += cost
         stats.add(group)
-        if group.answered:
+        if group.answered or group.cost_usd:
             self._report_spend(group)
         return [cost for _, _, cost in rows]
 

@@ -1,7 +1,7 @@
-"""Budget and ledger of the LLM layer: the spend guard, per-call spend stats and the cost report.
+"""The spend record of the LLM layer: per-call spend stats and the cost-report CSV.
 
 The cost-report CSV is shared by every job of a run (appends under an exclusive lock); the
-ledger the budget reads is the cache database (``ResponseCache.spent_usd``).
+ledger the budget cap reads is the cache database (``ResponseCache.spent_usd``, ``budget.py``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from .errors import BudgetExceededError
 
 COST_REPORT_COLUMNS = (
     "timestamp",
@@ -32,33 +30,6 @@ COST_REPORT_COLUMNS = (
     "output_tokens",
     "cost_usd",
 )
-
-
-class Budget:
-    """Spend guard: recorded spend (all runs sharing the cache) + reservations <= limit."""
-
-    def __init__(self, limit_usd: float | None, spent_usd: float) -> None:
-        self.limit = limit_usd
-        self.spent = spent_usd
-        self.reserved = 0.0
-
-    def check(self, amount: float, what: str) -> None:
-        if self.limit is None:
-            return
-        if self.spent + self.reserved + amount > self.limit + 1e-12:
-            raise BudgetExceededError(
-                f"budget cap llm.budget_usd = ${self.limit:.4f} would be exceeded by {what}:"
-                f" projected ${amount:.4f} on top of ${self.spent:.4f} already spent (recorded in"
-                f" the cache) and ${self.reserved:.4f} in flight; nothing more was sent"
-            )
-
-    def reserve(self, amount: float, what: str) -> None:
-        self.check(amount, what)
-        self.reserved += amount
-
-    def settle(self, reserved: float, actual: float) -> None:
-        self.reserved = max(0.0, self.reserved - reserved)
-        self.spent += actual
 
 
 @dataclass

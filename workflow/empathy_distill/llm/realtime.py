@@ -8,17 +8,21 @@ per-minute limits; answers are committed in groups (commit.py). Local: chunks of
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from .backends import api_key_env
 from .backends.base import Backend
+from .budget import SharedBudget, worst_case_cost
 from .commit import GroupCommit
 from .errors import BudgetExceededError, PermanentError, TransientError
-from .ledger import Budget, RunStats
+from .ledger import RunStats
 from .limits import RateLimits
 from .pricing import approx_request_tokens
 from .progress import Progress
 from .request import Answer, ChatRequest, canonical_json
+
+log = logging.getLogger("empathy_distill.llm")
 
 
 def rate_limit_account(endpoint: dict[str, Any]) -> str:
@@ -37,8 +41,9 @@ class RealtimeDispatch:
         self,
         backend: Backend,
         pending: dict[str, ChatRequest],
-        budget: Budget,
+        budget: SharedBudget,
         out_tokens: int,
+        max_out: int,
         stats: RunStats,
         failures: dict[str, str],
         progress: Progress,
@@ -51,38 +56,57 @@ class RealtimeDispatch:
             account=rate_limit_account(self.endpoint),
         )
         budget_errors: list[BudgetExceededError] = []
-        commits: GroupCommit[tuple[ChatRequest, Answer], float] = GroupCommit(
-            lambda items: self._store_many(items, stats, "realtime")
+        commits: GroupCommit[tuple[ChatRequest, Answer, str], float] = GroupCommit(
+            lambda items: self._store_many(
+                [(r, a) for r, a, _ in items], stats, "realtime", release=[i for *_, i in items]
+            )
         )
 
         async def one(request: ChatRequest) -> None:
             tokens = approx_request_tokens(request)
-            estimate = self.price.cost(tokens, out_tokens)
+            worst = worst_case_cost(request, self.price, max_out)
+            reservation: str | None = None
+
+            async def attempt() -> Answer:
+                nonlocal reservation
+                async with limits.slot(tokens + out_tokens):
+                    # Reserved once, in the slot: the worst case is held only while the
+                    # request can be in flight (retries keep it: a failed try is not billed).
+                    if reservation is None:
+                        if budget_errors:
+                            raise budget_errors[0]
+                        reservation = budget.reserve(worst, request.describe())
+                    return await backend.agenerate(request)
+
             try:
-                if budget_errors:
-                    raise budget_errors[0]
-                budget.reserve(estimate, request.describe())
+                answer = await self._retry(attempt)
             except BudgetExceededError as exc:
                 if not budget_errors:
                     budget_errors.append(exc)
                 failures[request.key] = str(exc)
                 progress.fail()
                 return
-
-            async def attempt() -> Answer:
-                async with limits.slot(tokens + out_tokens):
-                    return await backend.agenerate(request)
-
-            try:
-                answer = await self._retry(attempt)
             except (TransientError, PermanentError) as exc:
-                budget.settle(estimate, 0.0)
+                if reservation is not None:
+                    budget.release(reservation)
                 failures[request.key] = f"{type(exc).__name__}: {exc}"
                 stats.failed += 1
                 progress.fail()
                 return
-            cost = await commits.submit((request, answer))
-            budget.settle(estimate, cost)
+            except BaseException:
+                if reservation is not None:
+                    budget.release(reservation)
+                raise
+            assert reservation is not None
+            cost = await commits.submit((request, answer, reservation))
+            if cost > worst + 1e-12:
+                log.warning(
+                    "%s cost $%.6f, more than its reserved worst case $%.6f: it sets no output"
+                    " limit the provider enforces (max_tokens)",
+                    request.describe(40),
+                    cost,
+                    worst,
+                )
             progress.answered()
 
         # A few workers pull from one queue rather than a task per request: with thousands of
