@@ -6,6 +6,7 @@ killed at any point polls the same batches on resume instead of buying them agai
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections import Counter
@@ -126,6 +127,7 @@ class BatchDispatch:
                 backend.max_batch_requests,
                 backend.max_batch_bytes,
             )
+            deferred = False
             if chunks and backoff:
                 log.info("waiting %.0f s before resubmitting after a failure", backoff)
                 await self.sleep(backoff)
@@ -136,7 +138,9 @@ class BatchDispatch:
                 try:
                     # Held by the batch (its tag), not this process: a killed run's batch is
                     # still billed, so its reservation stays until the results are read.
-                    budget.reserve(worst, self._naming(tag, chunk), holder=tag)
+                    if budget.try_reserve(worst, self._naming(tag, chunk), holder=tag) is None:
+                        deferred = True  # fits once batches in flight are read: next round
+                        continue
                 except BudgetExceededError as exc:
                     # Stop submitting; batches in flight are still read and kept.
                     budget_error = budget_error or exc
@@ -154,7 +158,11 @@ class BatchDispatch:
                 attempts.update(keys)
                 inflight[tag] = Submission(tag, batch_id, "submitted", keys)
             if not inflight:
-                break
+                if not deferred:
+                    break
+                # only other jobs' reservations stand in the way: they settle in time
+                await asyncio.sleep(float(self.endpoint["poll_interval_s"]))
+                continue
             finished = 0
             for tag, sub in list(inflight.items()):
                 assert sub.batch_id is not None

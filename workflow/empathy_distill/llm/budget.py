@@ -21,12 +21,14 @@ come only from a cache directory copied from another machine).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,8 @@ from .request import ChatRequest
 log = logging.getLogger("empathy_distill.llm")
 #: Fine-tuning job steps after which nothing more is billed (``llm/finetune.py``).
 FINETUNE_ENDED = ("succeeded", "failed", "cancelled")
+#: Longest wait between two tries of a reservation that waits on others in flight.
+MAX_WAIT_S = 1.0
 #: Other hosts' reservations are released after this long (longer than any batch window).
 FOREIGN_RESERVATION_TTL_S = 72 * 3600.0
 #: Sampling keys that bound the completion (OpenAI's and Gemini's names; each counts
@@ -138,12 +142,14 @@ class SharedBudget:
         spent, reserved = self.state()
         return self.limit - spent - reserved
 
-    def _refusal(self, amount: float, what: str, spent: float, reserved: float) -> str:
+    def _refusal(
+        self, amount: float, what: str, spent: float, reserved: float, kind: str = "worst case"
+    ) -> str:
         assert self.limit is not None
         left = self.limit - spent - reserved
         return (
             f"budget cap llm.budget_usd = ${self.limit:.4f} would be exceeded by {what}:"
-            f" worst case ${amount:.4f}, but only ${max(0.0, left):.4f} is left (${spent:.4f}"
+            f" {kind} ${amount:.4f}, but only ${max(0.0, left):.4f} is left (${spent:.4f}"
             f" already spent, recorded in the cache, and ${reserved:.4f} reserved by requests in"
             " flight in this and other jobs); nothing more was sent, answers bought so far are"
             " cached"
@@ -155,10 +161,12 @@ class SharedBudget:
             return
         spent, reserved = self.state()
         if spent + reserved + amount > self.limit + 1e-12:
-            raise BudgetExceededError(self._refusal(amount, what, spent, reserved))
+            raise BudgetExceededError(self._refusal(amount, what, spent, reserved, "projected"))
 
-    def reserve(self, amount: float, what: str, holder: str | None = None) -> str:
-        """Reserve ``amount`` or raise BudgetExceededError; the reservation's id.
+    def try_reserve(self, amount: float, what: str, holder: str | None = None) -> str | None:
+        """Reserve ``amount``: its id; None when it fits only once reservations in flight
+        settle; BudgetExceededError when it cannot fit even then (the spend is already too
+        high: spend only grows).
 
         ``holder`` (a batch tag, ``finetune:<key>``) keeps the reservation past this process's
         end until that holder is closed.
@@ -169,13 +177,38 @@ class SharedBudget:
             db.execute("DELETE FROM reservations WHERE id=?", (rid,))  # a resumed holder's
             if self.limit is not None:
                 spent, reserved = spent_in(db), _reserved_in(db)
-                if spent + reserved + amount > self.limit + 1e-12:
+                if spent + amount > self.limit + 1e-12:
                     raise BudgetExceededError(self._refusal(amount, what, spent, reserved))
+                if spent + reserved + amount > self.limit + 1e-12:
+                    return None
             db.execute(
-                "INSERT OR REPLACE INTO reservations (id, amount_usd, what, host, pid, pid_start,"
+                "INSERT INTO reservations (id, amount_usd, what, host, pid, pid_start,"
                 " batch_tag, created_at) VALUES (?,?,?,?,?,?,?,?)",
                 (rid, amount, what[:200], self.host, self.pid, self.pid_start, holder, time.time()),
             )
+        return rid
+
+    def reserve(self, amount: float, what: str, holder: str | None = None) -> str:
+        """``try_reserve`` that refuses at once what does not fit now (no waiting)."""
+        rid = self.try_reserve(amount, what, holder)
+        if rid is None:
+            spent, reserved = self.state()
+            raise BudgetExceededError(self._refusal(amount, what, spent, reserved))
+        return rid
+
+    async def areserve(
+        self,
+        amount: float,
+        what: str,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> str:
+        """``try_reserve``, waiting while only reservations in flight (of this or other jobs)
+        stand in the way: they become spend or are released. Never waits on a holder this
+        coroutine itself must settle (batches use ``try_reserve``)."""
+        delay = 0.01
+        while (rid := self.try_reserve(amount, what)) is None:
+            await sleep(delay)
+            delay = min(2 * delay, MAX_WAIT_S)
         return rid
 
     def release(self, *ids: str) -> None:

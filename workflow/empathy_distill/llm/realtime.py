@@ -75,7 +75,7 @@ class RealtimeDispatch:
                     if reservation is None:
                         if budget_errors:
                             raise budget_errors[0]
-                        reservation = budget.reserve(worst, request.describe())
+                        reservation = await budget.areserve(worst, request.describe())
                     return await backend.agenerate(request)
 
             try:
