@@ -323,3 +323,25 @@ def test_embeddings_are_reserved_and_charged_like_chat_calls(tmp_path):
         assert srv.bill["embeddings"]["requests"] == 12 and billed == embedder.prompt_tokens
         assert cache.spent_usd() == pytest.approx(billed * per_m["input"] / 1e6)
         assert reservations(tmp_path / "cache") == []
+
+
+def test_a_cache_from_before_the_cap_gets_its_running_total_from_its_rows(tmp_path):
+    """The ledger's total is kept by triggers; an older cache file (no total) is counted once
+    when opened, and later inserts, updates and charges move it."""
+    from empathy_distill.llm.request import Answer
+
+    cache = ResponseCache(tmp_path)
+    answer = Answer("t", "gpt-4o", {"input_tokens": 1, "output_tokens": 1})
+    reqs = [ChatRequest("gpt-4o", (Message("user", f"q{i}"),)) for i in range(3)]
+    cache.put_many([(r, answer, 0.125) for r in reqs], backend="openai", mode="realtime")
+    cache.save_finetune_state("job", {"step": "succeeded"}, 0.5)
+    cache.close()
+    with sqlite3.connect(tmp_path / "llm_cache.sqlite3") as db:  # as an older version left it
+        for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
+            db.execute(f"DROP TRIGGER {name}")
+        db.execute("DROP TABLE spend_total")
+    reopened = ResponseCache(tmp_path)
+    assert reopened.spent_usd() == pytest.approx(3 * 0.125 + 0.5)
+    reopened.save_finetune_state("job", {"step": "succeeded"}, 0.75)
+    reopened.add_charge("embeddings", 0.25)
+    assert reopened.spent_usd() == pytest.approx(3 * 0.125 + 0.75 + 0.25)

@@ -32,8 +32,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from .cache import OPEN_STATES, ResponseCache, spent_in
+from .cache import OPEN_STATES, ResponseCache
 from .errors import BudgetExceededError
+from .ledger import spent_in
 from .pricing import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, Price
 from .request import ChatRequest
 

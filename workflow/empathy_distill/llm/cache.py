@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .ledger import set_up_spend_total, spent_in
 from .request import Answer, ChatRequest, canonical_json
 
 CACHE_FILE = "llm_cache.sqlite3"
@@ -123,16 +124,6 @@ def _retry_while_locked(step, timeout_s: float) -> None:
             delay = min(delay * 2, 0.5)
 
 
-def spent_in(db: sqlite3.Connection) -> float:
-    """The ledger's recorded spend, read on ``db`` (inside the caller's transaction)."""
-    (total,) = db.execute(
-        "SELECT (SELECT COALESCE(SUM(cost_usd), 0) FROM responses)"
-        " + (SELECT COALESCE(SUM(cost_usd), 0) FROM finetune_jobs)"
-        " + (SELECT COALESCE(SUM(cost_usd), 0) FROM charges)"
-    ).fetchone()
-    return float(total)
-
-
 class ResponseCache:
     """One SQLite file under ``cache_dir``; safe to share between threads and processes."""
 
@@ -159,7 +150,8 @@ class ResponseCache:
 
         Caches made before refusals were recorded lack ``responses.refusal``; adding a nullable
         column keeps every answer (they were not refusals). Checked inside a write transaction
-        so that two processes opening the same old file do not both add it.
+        so that two processes opening the same old file do not both add it. Caches made before
+        the budget cap have no running spend total: it is created from their sums.
         """
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -167,6 +159,7 @@ class ResponseCache:
                 columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
                 if "refusal" not in columns:
                     self._db.execute("ALTER TABLE responses ADD COLUMN refusal TEXT")
+                set_up_spend_total(self._db)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
