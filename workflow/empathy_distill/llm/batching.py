@@ -98,6 +98,31 @@ class BatchDispatch:
             inflight[sub.tag] = sub
         return inflight
 
+    def _affordable(
+        self, chunk: list[ChatRequest], budget: SharedBudget, max_out: int
+    ) -> tuple[list[ChatRequest], BudgetExceededError | None]:
+        """The longest head of ``chunk`` whose worst case fits under the cap once the
+        reservations in flight settle, and the error that refuses the rest (None: all fit).
+        A batch is bought whole, so the part that cannot fit is cut off before submission."""
+        if budget.limit is None:
+            return chunk, None
+        spent, reserved = budget.state()
+        room = budget.limit - spent + 1e-12
+        total = 0.0
+        for i, request in enumerate(chunk):
+            total += worst_case_cost(request, self.price, max_out)
+            if total > room:
+                error = BudgetExceededError(
+                    budget.refusal(
+                        sum(worst_case_cost(r, self.price, max_out) for r in chunk[i:]),
+                        f"{len(chunk) - i} request(s) of a batch",
+                        spent,
+                        reserved,
+                    )
+                )
+                return chunk[:i], error
+        return chunk, None
+
     async def _run_batch(
         self,
         backend: Backend,
@@ -132,23 +157,28 @@ class BatchDispatch:
                 log.info("waiting %.0f s before resubmitting after a failure", backoff)
                 await self.sleep(backoff)
                 backoff = 0.0
-            for chunk in chunks:
+            for index, whole in enumerate(chunks):
+                chunk, refused = self._affordable(whole, budget, max_out)
                 worst = sum(worst_case_cost(r, self.price, max_out) for r in chunk)
                 tag = f"ed-{uuid.uuid4().hex}"
                 try:
                     # Held by the batch (its tag), not this process: a killed run's batch is
                     # still billed, so its reservation stays until the results are read.
-                    if budget.try_reserve(worst, self._naming(tag, chunk), holder=tag) is None:
+                    if chunk and not budget.try_reserve(worst, self._naming(tag, chunk), tag):
                         deferred = True  # fits once batches in flight are read: next round
                         continue
-                except BudgetExceededError as exc:
-                    # Stop submitting; batches in flight are still read and kept.
-                    budget_error = budget_error or exc
-                    for request in chunk:
-                        failures[request.key] = str(exc)
-                        del remaining[request.key]
-                        progress.fail()
-                    continue
+                except BudgetExceededError as exc:  # spend grew in between
+                    chunk, refused = [], exc
+                if refused is not None:
+                    # Stop submitting (what is left cannot fit); batches in flight are read.
+                    budget_error = budget_error or refused
+                    for chunk_rest in (whole[len(chunk) :], *chunks[index + 1 :]):
+                        for request in chunk_rest:
+                            failures[request.key] = str(refused)
+                            del remaining[request.key]
+                            progress.fail()
+                if not chunk:
+                    break
                 # Recorded BEFORE creation: a kill between the two is found again by its tag.
                 self.cache.add_submission(tag, self.backend_name, self.model, chunk)
                 batch_id = await self._submit(backend, tag, chunk)
@@ -157,6 +187,8 @@ class BatchDispatch:
                 keys = tuple(r.key for r in chunk)
                 attempts.update(keys)
                 inflight[tag] = Submission(tag, batch_id, "submitted", keys)
+                if refused is not None:
+                    break  # the head that fits is submitted; the rest was refused above
             if not inflight:
                 if not deferred:
                     break

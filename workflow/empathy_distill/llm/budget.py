@@ -13,7 +13,8 @@ Stale reservations (a process killed while requests were in flight) are reclaime
 reservation: a row whose ``host`` is this machine and whose ``pid`` is no longer running (or is
 running a different process: ``pid_start``, the process start time from /proc) is deleted,
 unless it holds an open batch or a created, unfinished fine-tuning job (``batch_tag``), which
-the provider will still bill: those are released when their results are read. A row of
+the provider will still bill: those are released when their results are read (a rerun resumes
+the batch), or after ``HOLDER_TTL_S`` if no run ever reads them. A row of
 another host is never judged alive or dead (its pids mean nothing here); it is released after
 ``FOREIGN_RESERVATION_TTL_S`` (SQLite's WAL needs all its processes on one host, so such rows
 come only from a cache directory copied from another machine).
@@ -45,6 +46,10 @@ FINETUNE_ENDED = ("succeeded", "failed", "cancelled")
 MAX_WAIT_S = 1.0
 #: Other hosts' reservations are released after this long (longer than any batch window).
 FOREIGN_RESERVATION_TTL_S = 72 * 3600.0
+#: A dead process's open batch or fine-tuning job holds its reservation this long at most
+#: (batches end within 24 h, OpenAI's completion window, or 48 h, Gemini's; the rerun that
+#: reads it releases it earlier).
+HOLDER_TTL_S = 72 * 3600.0
 #: Sampling keys that bound the completion (OpenAI's and Gemini's names; each counts
 #: reasoning/thinking tokens too).
 OUTPUT_LIMIT_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens", "max_new_tokens")
@@ -124,7 +129,9 @@ class SharedBudget:
                 if now - created > FOREIGN_RESERVATION_TTL_S:
                     stale.append(rid)
                 continue
-            if pid_alive(pid, start) or (holder and _holder_open(db, holder)):
+            if pid_alive(pid, start):
+                continue
+            if holder and _holder_open(db, holder) and now - created <= HOLDER_TTL_S:
                 continue
             stale.append(rid)
         if stale:
@@ -143,9 +150,10 @@ class SharedBudget:
         spent, reserved = self.state()
         return self.limit - spent - reserved
 
-    def _refusal(
+    def refusal(
         self, amount: float, what: str, spent: float, reserved: float, kind: str = "worst case"
     ) -> str:
+        """The message of a BudgetExceededError: the cap, what is left and why."""
         assert self.limit is not None
         left = self.limit - spent - reserved
         return (
@@ -162,7 +170,7 @@ class SharedBudget:
             return
         spent, reserved = self.state()
         if spent + reserved + amount > self.limit + 1e-12:
-            raise BudgetExceededError(self._refusal(amount, what, spent, reserved, "projected"))
+            raise BudgetExceededError(self.refusal(amount, what, spent, reserved, "projected"))
 
     def try_reserve(self, amount: float, what: str, holder: str | None = None) -> str | None:
         """Reserve ``amount``: its id; None when it fits only once reservations in flight
@@ -179,7 +187,7 @@ class SharedBudget:
             if self.limit is not None:
                 spent, reserved = spent_in(db), _reserved_in(db)
                 if spent + amount > self.limit + 1e-12:
-                    raise BudgetExceededError(self._refusal(amount, what, spent, reserved))
+                    raise BudgetExceededError(self.refusal(amount, what, spent, reserved))
                 if spent + reserved + amount > self.limit + 1e-12:
                     return None
             db.execute(
@@ -194,7 +202,7 @@ class SharedBudget:
         rid = self.try_reserve(amount, what, holder)
         if rid is None:
             spent, reserved = self.state()
-            raise BudgetExceededError(self._refusal(amount, what, spent, reserved))
+            raise BudgetExceededError(self.refusal(amount, what, spent, reserved))
         return rid
 
     async def areserve(
