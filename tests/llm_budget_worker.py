@@ -47,7 +47,10 @@ def main() -> None:
     )
     error = None
     try:
-        client.complete(requests, desc=f"budget {prefix}")
+        # Projected with short answers (as the teacher projects its typical answer length), so
+        # that the projection made before sending never refuses the job: the cap must hold
+        # through the reservations alone, whatever the answers' real length.
+        client.complete(requests, desc=f"budget {prefix}", expected_output_tokens=1)
     except BudgetExceededError as exc:
         error = str(exc)
     answered = len(ResponseCache(cache_dir).get_many(r.key for r in requests))

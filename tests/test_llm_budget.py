@@ -56,8 +56,15 @@ def bill(server) -> float:
     return server.bill_usd({"realtime": usd_per_token("realtime"), "batch": usd_per_token("batch")})
 
 
+def child_env() -> dict[str, str]:
+    """The test's environment for a child process, with this tree importable (and what the
+    test's own PYTHONPATH holds, e.g. older SDKs)."""
+    paths = [str(REPO / "workflow"), str(REPO), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "OPENAI_API_KEY": "sk-test", "PYTHONPATH": ":".join(filter(None, paths))}
+
+
 def run_workers(server, cache_dir, budget, per_worker):
-    env = {**os.environ, "OPENAI_API_KEY": "sk-test", "PYTHONPATH": f"{REPO / 'workflow'}:{REPO}"}
+    env = child_env()
     outs = [cache_dir.parent / f"worker{i}.json" for i in range(WORKERS)]
     procs = [
         subprocess.Popen(
@@ -136,7 +143,7 @@ time.sleep(600)
 
 def test_reservation_of_a_killed_process_is_reclaimed(tmp_path):
     cache_dir = tmp_path / "cache"
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'workflow'}:{REPO}"}
+    env = child_env()
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(cache_dir), "1.0"],
         env=env,
