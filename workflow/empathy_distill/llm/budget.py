@@ -44,6 +44,9 @@ log = logging.getLogger("empathy_distill.llm")
 FINETUNE_ENDED = ("succeeded", "failed", "cancelled")
 #: Longest wait between two tries of a reservation that waits on others in flight.
 MAX_WAIT_S = 1.0
+#: How often a process looks for stale reservations while everything fits (a check reads
+#: /proc for every other process holding one).
+RECLAIM_EVERY_S = 1.0
 #: Other hosts' reservations are released after this long (longer than any batch window).
 FOREIGN_RESERVATION_TTL_S = 72 * 3600.0
 #: A dead process's open batch or fine-tuning job holds its reservation this long at most
@@ -117,19 +120,30 @@ class SharedBudget:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.pid_start = process_start(self.pid)
+        self._reclaimed_at = float("-inf")
 
-    def _reclaim(self, db: Any) -> None:
+    def _reclaim(self, db: Any, force: bool = False) -> None:
+        """Delete stale reservations (module docstring); at most every ``RECLAIM_EVERY_S``
+        unless ``force``d (a reservation that does not fit looks again at once)."""
+        now = time.time()
+        if not force and now - self._reclaimed_at < RECLAIM_EVERY_S:
+            return
+        self._reclaimed_at = now
         rows = db.execute(
             "SELECT id, host, pid, pid_start, batch_tag, created_at FROM reservations"
+            " WHERE NOT (host=? AND pid=?)",  # this process's own rows are live
+            (self.host, self.pid),
         ).fetchall()
-        now = time.time()
+        alive: dict[tuple[int, str | None], bool] = {}
         stale = []
         for rid, host, pid, start, holder, created in rows:
             if host != self.host:
                 if now - created > FOREIGN_RESERVATION_TTL_S:
                     stale.append(rid)
                 continue
-            if pid_alive(pid, start):
+            if (pid, start) not in alive:
+                alive[pid, start] = pid_alive(pid, start)
+            if alive[pid, start]:
                 continue
             if holder and _holder_open(db, holder) and now - created <= HOLDER_TTL_S:
                 continue
@@ -141,7 +155,7 @@ class SharedBudget:
     def state(self) -> tuple[float, float]:
         """(recorded spend, live reservations), stale reservations reclaimed first."""
         with self.cache.transaction() as db:
-            self._reclaim(db)
+            self._reclaim(db, force=True)
             return spent_in(db), _reserved_in(db)
 
     def left(self) -> float | None:
@@ -186,6 +200,9 @@ class SharedBudget:
             db.execute("DELETE FROM reservations WHERE id=?", (rid,))  # a resumed holder's
             if self.limit is not None:
                 spent, reserved = spent_in(db), _reserved_in(db)
+                if spent + reserved + amount > self.limit + 1e-12:
+                    self._reclaim(db, force=True)
+                    reserved = _reserved_in(db)
                 if spent + amount > self.limit + 1e-12:
                     raise BudgetExceededError(self.refusal(amount, what, spent, reserved))
                 if spent + reserved + amount > self.limit + 1e-12:
