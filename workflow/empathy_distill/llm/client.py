@@ -2,8 +2,13 @@
 
 Guarantees: every request is answered once across calls and processes (SQLite cache
 keyed by the request hash); a killed run resumes from the cache and polls the batches it had
-submitted; nothing is sent when the projected spend would pass the budget; an answer that never
-arrives fails the call with an LLMError naming the request.
+submitted; each request (or batch) reserves its worst case against ``llm.budget_usd`` in the
+cache database before it is sent, so the cap holds across every job and process (budget.py);
+an answer that never arrives fails the call with an LLMError naming the request.
+
+Split by concern: real-time and local dispatch in ``realtime.py``, the Batch API in
+``batching.py``, the budget in ``budget.py``, spend stats and the cost report in ``ledger.py``,
+the progress bar in ``progress.py``; their public names are re-exported here.
 """
 
 from __future__ import annotations
