@@ -56,4 +56,11 @@ def test_put_many_reports_which_answers_were_new(tmp_path):
         mode="realtime",
     )
     assert new == [False, True, False]  # the first answer stored wins
-    assert cache.count() == 2 and cache.spent_usd() == pytest.approx(0.75)
+    # ...but every answer received was paid for: the second ones are charged (the ledger
+    # equals the provider's bill), 0.5 + 0.25 stored and 0.5 + 0.25 bought again
+    assert cache.count() == 2 and cache.spent_usd() == pytest.approx(1.5)
+    # a batch's results read again (a run killed before closing it) were billed once
+    c = request("c")
+    for _ in range(2):
+        cache.put_many([(c, answer, 0.125)], backend="openai", mode="batch", source="batch:b1")
+    assert cache.spent_usd() == pytest.approx(1.625)

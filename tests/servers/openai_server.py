@@ -181,6 +181,33 @@ class OpenAIServer(LocalServer):
         self.embed_fn: Callable[[str], list[float]] = hash_embedding
         self.embedding_bodies: list[dict[str, Any]] = []
         self.embedding_faults: deque[Fault] = deque()
+        # The bill: what the API charges for, as it charges it (usage of every answer sent, by
+        # mode; embedding input tokens; trained tokens of succeeded jobs). ``fill_to_limit``:
+        # every answer is as long as the request's max_tokens / max_completion_tokens allow,
+        # the longest (dearest) answer a request can get.
+        self.fill_to_limit = False
+        self._bill_lock = threading.Lock()
+        self.bill: dict[str, dict[str, int]] = {
+            mode: {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+            for mode in ("realtime", "batch", "embeddings", "training")
+        }
+
+    def charge(self, mode: str, prompt: int, completion: int = 0) -> None:
+        with self._bill_lock:
+            entry = self.bill[mode]
+            entry["requests"] += 1
+            entry["prompt_tokens"] += prompt
+            entry["completion_tokens"] += completion
+
+    def bill_usd(self, prices: dict[str, tuple[float, float]]) -> float:
+        """The bill priced: ``prices[mode] = (input, output)`` USD per 1M tokens (training:
+        (per 1M trained tokens, 0))."""
+        with self._bill_lock:
+            return sum(
+                (e["prompt_tokens"] * prices[m][0] + e["completion_tokens"] * prices[m][1]) / 1e6
+                for m, e in self.bill.items()
+                if e["requests"]
+            )
 
     @property
     def url(self) -> str:
@@ -307,19 +334,25 @@ class OpenAIServer(LocalServer):
             }
         return None
 
-    def completion(self, body: dict[str, Any]) -> dict[str, Any]:
+    def completion(self, body: dict[str, Any], mode: str = "realtime") -> dict[str, Any]:
         messages = body["messages"]
         last = messages[-1]["content"]
         message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
         finish = "stop"
+        limit = body.get("max_completion_tokens", body.get("max_tokens"))
         if REFUSE in last:
             message["refusal"] = text = REFUSAL_TEXT
         elif FILTER in last:
             text, finish = "", "content_filter"
+        elif self.fill_to_limit and limit is not None:
+            # reasoning tokens count against the limit (the API docs of max_completion_tokens)
+            text = "word" * max(0, int(limit) - self.reasoning_tokens)
+            message["content"], finish = text, "length"
         else:
             message["content"] = text = self.answer_fn(messages)
         prompt = sum(approx_tokens(m["content"]) for m in messages)
         output = approx_tokens(text) + self.reasoning_tokens
+        self.charge(mode, prompt, output)
         return {
             "id": self._new_id("chatcmpl"),
             "object": "chat.completion",
@@ -381,6 +414,7 @@ class OpenAIServer(LocalServer):
         if tokens > MAX_EMBEDDING_TOKENS:
             message = f"Requested {tokens} tokens, max {MAX_EMBEDDING_TOKENS} tokens per request"
             return Reply(400, {"error": {"message": message, **invalid}})
+        self.charge("embeddings", tokens)
         as_base64 = body.get("encoding_format") == "base64"
         data = []
         for index, text in enumerate(inputs):
@@ -579,7 +613,7 @@ class OpenAIServer(LocalServer):
                     "response": {
                         "status_code": 200,
                         "request_id": "r",
-                        "body": self.completion(line["body"]),
+                        "body": self.completion(line["body"], "batch"),
                     },
                     "error": None,
                 }
@@ -785,6 +819,7 @@ class OpenAIServer(LocalServer):
             job["trained_tokens"] = self.file_tokens(job["training_file"]) * int(
                 job["hyperparameters"]["n_epochs"]
             )
+            self.charge("training", job["trained_tokens"])
             suffix = job["user_provided_suffix"] or ""
             job["fine_tuned_model"] = f"ft:{job['model']}:empathy-test:{suffix}:{job['id'][6:]}"
             job["finished_at"] = int(time.time())

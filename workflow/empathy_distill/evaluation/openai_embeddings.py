@@ -18,6 +18,9 @@ tokens per minute shared by every process of the account). Wrapped in ``CachedEm
 slice of ``commit_every`` texts is stored as soon as it is back, so a crash loses at most one
 slice and a rerun pays only for the texts not stored yet. The key is read from the environment
 and never stored: the cache key and the rate-limit account name the variable, not its value.
+Spend is held to ``llm.budget_usd`` like a chat call's (``llm/budget.py``): each request
+reserves its worst case (its texts' UTF-8 bytes as input tokens) in the LLM cache database
+before it is sent, and the billed ``usage.prompt_tokens`` replaces it as a ledger charge.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ from typing import Any
 import numpy as np
 
 from ..llm.backends.base import split_batches
-from ..llm.errors import LLMError, PermanentError, TransientError
-from ..llm.pricing import approx_tokens
+from ..llm.budget import SharedBudget
+from ..llm.errors import BudgetExceededError, LLMError, PermanentError, TransientError
+from ..llm.pricing import FREE, Price, approx_tokens
 
 log = logging.getLogger("empathy_distill.llm")
 
@@ -113,8 +117,12 @@ class OpenAIEmbedder:
         limits_dir: str | Path | None = None,
         encoding_format: str | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        budget: SharedBudget | None = None,
+        price: Price = FREE,
     ) -> None:
         self.model = model
+        self.budget = budget
+        self.price = price
         self.name = embedder_name(backend, model, base_url)
         self._api_key = api_key
         self.backend = backend
@@ -168,16 +176,22 @@ class OpenAIEmbedder:
             )
         gate = asyncio.Semaphore(self.concurrency)
         try:
+            # return_exceptions: a request refused by the budget must not cancel the ones in
+            # flight (they are paid for: their charges must reach the ledger).
             parts = await asyncio.gather(
                 *(
                     self._request(client, limits, gate, [texts[i] for i in chunk])
                     for chunk in batches(texts, self.batch_size)
-                )
+                ),
+                return_exceptions=True,
             )
         finally:
             await client.close()
             if limits is not None:
                 limits.close()
+        for part in parts:
+            if isinstance(part, BaseException):
+                raise part
         return np.concatenate(parts)
 
     async def _request(
@@ -190,8 +204,15 @@ class OpenAIEmbedder:
         tokens = sum(approx_tokens(t) for t in texts)
         extra = {} if self.encoding_format is None else {"encoding_format": self.encoding_format}
 
+        reservation: str | None = None
+        what = f"embeddings of {len(texts)} text(s) ({self.model})"
+
         async def call() -> np.ndarray:
+            nonlocal reservation
             async with gate:
+                if self.budget is not None and reservation is None:
+                    worst = self.price.cost(sum(len(t.encode("utf-8")) for t in texts), 0)
+                    reservation = await self.budget.areserve(worst, what)
                 if limits is None:
                     response = await self._create(client, texts, extra)
                 else:
@@ -199,17 +220,26 @@ class OpenAIEmbedder:
                         response = await self._create(client, texts, extra)
             vectors = vectors_in_order(response.data, len(texts))
             usage = getattr(response, "usage", None)
+            billed = int(getattr(usage, "prompt_tokens", 0) or 0)
             self.requests += 1
-            self.prompt_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
+            self.prompt_tokens += billed
+            if self.budget is not None and reservation is not None:
+                self.budget.cache.add_charge(what, self.price.cost(billed, 0), [reservation])
+                reservation = None
             return vectors
 
         try:
             return await with_retries(call, self.max_retries, sleep=self.sleep)
+        except BudgetExceededError:
+            raise
         except (TransientError, PermanentError, openai.OpenAIError) as exc:
             raise LLMError(
                 f"embedding model {self.model!r} ({self.backend}): {len(texts)} texts not"
                 f" embedded: {exc}"
             ) from exc
+        finally:
+            if self.budget is not None and reservation is not None:
+                self.budget.release(reservation)
 
     async def _create(self, client: Any, texts: list[str], extra: dict[str, Any]) -> Any:
         import openai
@@ -224,9 +254,15 @@ class OpenAIEmbedder:
             raise TransientError(f"malformed embeddings response: {exc}") from exc
 
 
-def make_openai_embedder(endpoint: dict[str, Any], limits_dir: str | Path | None) -> OpenAIEmbedder:
+def make_openai_embedder(
+    endpoint: dict[str, Any],
+    limits_dir: str | Path | None,
+    budget: SharedBudget | None = None,
+    price: Price = FREE,
+) -> OpenAIEmbedder:
     """An embedder for a validated ``embedding`` block (identity and operational keys); the key
-    from the environment (``api_key_env``, else ``OPENAI_API_KEY`` for backend openai)."""
+    from the environment (``api_key_env``, else ``OPENAI_API_KEY`` for backend openai);
+    ``budget`` and ``price``: its requests are reserved and charged in the LLM ledger."""
     from ..llm.backends import PLACEHOLDER_KEY
 
     backend = endpoint["backend"]
@@ -252,4 +288,6 @@ def make_openai_embedder(endpoint: dict[str, Any], limits_dir: str | Path | None
         max_retries=int(endpoint["max_retries"]),
         timeout_s=float(endpoint["timeout_s"]),
         limits_dir=limits_dir,
+        budget=budget,
+        price=price,
     )

@@ -15,10 +15,12 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .ledger import set_up_spend_total, spent_in
 from .request import Answer, ChatRequest, canonical_json
 
 CACHE_FILE = "llm_cache.sqlite3"
@@ -58,6 +60,22 @@ CREATE TABLE IF NOT EXISTS finetune_jobs (
     state TEXT NOT NULL,
     cost_usd REAL NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reservations (
+    id TEXT PRIMARY KEY,
+    amount_usd REAL NOT NULL,
+    what TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    pid_start TEXT,
+    batch_tag TEXT,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS charges (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    what TEXT NOT NULL,
+    cost_usd REAL NOT NULL,
+    created_at REAL NOT NULL
 );
 """
 
@@ -132,7 +150,8 @@ class ResponseCache:
 
         Caches made before refusals were recorded lack ``responses.refusal``; adding a nullable
         column keeps every answer (they were not refusals). Checked inside a write transaction
-        so that two processes opening the same old file do not both add it.
+        so that two processes opening the same old file do not both add it. Caches made before
+        the budget cap have no running spend total: it is created from their sums.
         """
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -140,6 +159,7 @@ class ResponseCache:
                 columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
                 if "refusal" not in columns:
                     self._db.execute("ALTER TABLE responses ADD COLUMN refusal TEXT")
+                set_up_spend_total(self._db)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -148,6 +168,19 @@ class ResponseCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE: the database's write lock is taken at once, so
+        what is read inside it cannot change before the commit); rolled back on any error."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     # Answers -------------------------------------------------------------------------------
     def get_many(self, keys: Iterable[str]) -> dict[str, CachedAnswer]:
@@ -188,10 +221,15 @@ class ResponseCache:
         backend: str,
         mode: str,
         source: str | None = None,
+        release: Iterable[str] = (),
     ) -> list[bool]:
         """Store (request, answer, cost) items in one transaction; per item, True if new.
 
         One commit for many answers: the commit, not the insert, is what costs (see commit.py).
+        The budget reservations ``release`` (ids, ``llm/budget.py``) are dropped in the same
+        transaction, so the real charge replaces the worst case atomically. An answer already
+        stored (another process bought the same request at the same time) was paid all the
+        same: its cost goes to ``charges`` so that the ledger still equals the bill.
         """
         now = time.time()
         sql = (
@@ -199,42 +237,57 @@ class ResponseCache:
             " source, request, created_at, refusal) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
         )
         new: list[bool] = []
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for request, answer, cost_usd in items:
-                    cursor = self._db.execute(
-                        sql,
-                        (
-                            request.key,
-                            answer.model,
-                            answer.text,
-                            canonical_json(answer.usage),
-                            cost_usd,
-                            backend,
-                            mode,
-                            source,
-                            canonical_json(request.payload()),
-                            now,
-                            answer.refusal,
-                        ),
+        with self.transaction() as db:
+            for request, answer, cost_usd in items:
+                cursor = db.execute(
+                    sql,
+                    (
+                        request.key,
+                        answer.model,
+                        answer.text,
+                        canonical_json(answer.usage),
+                        cost_usd,
+                        backend,
+                        mode,
+                        source,
+                        canonical_json(request.payload()),
+                        now,
+                        answer.refusal,
+                    ),
+                )
+                new.append(cursor.rowcount == 1)
+                if cursor.rowcount != 1 and cost_usd and not self._same_batch(db, request, source):
+                    db.execute(
+                        "INSERT INTO charges (what, cost_usd, created_at) VALUES (?,?,?)",
+                        (f"second answer to {request.key[:16]} ({source})", cost_usd, now),
                     )
-                    new.append(cursor.rowcount == 1)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            db.executemany("DELETE FROM reservations WHERE id=?", [(r,) for r in release])
         return new
+
+    @staticmethod
+    def _same_batch(db: sqlite3.Connection, request: ChatRequest, source: str | None) -> bool:
+        """Whether the stored answer came from the same batch (a batch read again after a
+        kill: billed once, so not charged again)."""
+        if not source or not source.startswith("batch:"):
+            return False
+        row = db.execute("SELECT source FROM responses WHERE key=?", (request.key,)).fetchone()
+        return row is not None and row[0] == source
+
+    def add_charge(self, what: str, cost_usd: float, release: Iterable[str] = ()) -> None:
+        """Record spend that is not a stored answer (an embeddings request), releasing its
+        reservations in the same transaction."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO charges (what, cost_usd, created_at) VALUES (?,?,?)",
+                (what, cost_usd, time.time()),
+            )
+            db.executemany("DELETE FROM reservations WHERE id=?", [(r,) for r in release])
 
     def spent_usd(self) -> float:
         """Total recorded API spend of every run sharing this cache (the budget ledger):
-        answers and fine-tuning jobs."""
+        answers, fine-tuning jobs and other charges (embeddings, answers bought twice)."""
         with self._lock:
-            (total,) = self._db.execute(
-                "SELECT (SELECT COALESCE(SUM(cost_usd), 0) FROM responses)"
-                " + (SELECT COALESCE(SUM(cost_usd), 0) FROM finetune_jobs)"
-            ).fetchone()
-        return float(total)
+            return spent_in(self._db)
 
     def count(self) -> int:
         with self._lock:
@@ -270,11 +323,14 @@ class ResponseCache:
             )
 
     def close_submission(self, tag: str, status: str = "closed") -> None:
-        with self._lock:
-            self._db.execute(
+        """Close a submission and drop its budget reservation (its answers, if any, were
+        stored with their real cost before)."""
+        with self.transaction() as db:
+            db.execute(
                 "UPDATE submissions SET status=?, updated_at=? WHERE tag=?",
                 (status, time.time(), tag),
             )
+            db.execute("DELETE FROM reservations WHERE batch_tag=?", (tag,))
 
     def open_submissions(self, backend: str, model: str) -> list[Submission]:
         with self._lock:
@@ -323,12 +379,18 @@ class ResponseCache:
             row = self._db.execute("SELECT state FROM finetune_jobs WHERE key=?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
-    def save_finetune_state(self, key: str, state: dict, cost_usd: float = 0.0) -> None:
-        """Record a fine-tuning job's state (one committed write: it survives a kill)."""
-        with self._lock:
-            self._db.execute(
+    def save_finetune_state(
+        self, key: str, state: dict, cost_usd: float = 0.0, *, release: bool = False
+    ) -> None:
+        """Record a fine-tuning job's state (one committed write: it survives a kill); with
+        ``release``, its budget reservation is dropped in the same transaction (the real cost
+        is recorded, or the job ended without one)."""
+        with self.transaction() as db:
+            db.execute(
                 "INSERT INTO finetune_jobs (key, state, cost_usd, updated_at) VALUES (?,?,?,?)"
                 " ON CONFLICT(key) DO UPDATE SET state=excluded.state,"
                 " cost_usd=excluded.cost_usd, updated_at=excluded.updated_at",
                 (key, canonical_json(state), cost_usd, time.time()),
             )
+            if release:
+                db.execute("DELETE FROM reservations WHERE batch_tag=?", (f"finetune:{key}",))

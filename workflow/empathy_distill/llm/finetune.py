@@ -40,10 +40,11 @@ from typing import Any
 import openai
 
 from .backends.openai_backend import _translate
+from .budget import SharedBudget
 from .cache import ResponseCache
-from .client import Budget, append_cost_row
 from .errors import LLMError, PermanentError, TransientError
 from .finetune_data import TrainingFile, default_epochs
+from .ledger import append_cost_row
 from .pricing import FineTuningPrice
 from .request import canonical_json
 from .retry import with_retries
@@ -155,9 +156,12 @@ class FineTuner:
                 " recorded in the cache; rerun to resume (nothing is uploaded or created twice)."
             ) from exc
 
-    def _save(self, state: dict[str, Any], **changes: Any) -> None:
+    def _save(self, state: dict[str, Any], *, release: bool = False, **changes: Any) -> None:
+        """Record the state; ``release``: drop the job's budget reservation in the same write."""
         state.update(changes)
-        self.cache.save_finetune_state(state["key"], state, float(state.get("cost_usd") or 0))
+        self.cache.save_finetune_state(
+            state["key"], state, float(state.get("cost_usd") or 0), release=release
+        )
 
     async def _find_upload(self, name: str, size: int) -> str | None:
         async for item in self.client.files.list(purpose=PURPOSE):
@@ -297,8 +301,11 @@ class FineTuner:
                     request.epochs(training),
                     projected,
                 )
-                Budget(self.budget_usd, self.cache.spent_usd()).check(
-                    projected, f"fine-tuning {request.base_model} on {training.path}"
+                # Held by the job, not this process, until its real cost is recorded.
+                SharedBudget(self.cache, self.budget_usd).reserve(
+                    projected,
+                    f"fine-tuning {request.base_model} on {training.path}",
+                    holder=f"finetune:{key}",
                 )
                 self._save(state, projected_tokens=tokens, projected_usd=projected)
                 if not state.get("file_id"):
@@ -308,7 +315,7 @@ class FineTuner:
                 job = await self._poll(state)
                 if job.status != SUCCEEDED:
                     error = job.error.model_dump() if job.error is not None else None
-                    self._save(state, step=job.status, error=error)
+                    self._save(state, step=job.status, error=error, release=True)
                     raise self._failure(state)
                 trained = job.trained_tokens
                 if trained is None:
@@ -316,6 +323,7 @@ class FineTuner:
                     trained = state["projected_tokens"]
                 self._save(
                     state,
+                    release=True,
                     step=SUCCEEDED,
                     fine_tuned_model=job.fine_tuned_model,
                     trained_tokens=int(trained),

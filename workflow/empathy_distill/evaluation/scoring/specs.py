@@ -101,6 +101,7 @@ def classifier_scorer(config: dict, name: str) -> Spec:
     identity = embedding_identity(scorer.get("embedding"))
     if identity and "embedding" in str(scorer["features"]).split("+"):
         spec["embedding"] = identity
+        spec["price_table"] = config["llm"]["price_table"]  # its spend is held to the budget
     return spec
 
 
