@@ -162,9 +162,10 @@ def test_worst_case_is_cap_plus_thinking():
 
 
 def test_budget_check_counts_the_thinking_budget(tmp_path, prices):
-    """One request of ~8 input tokens at the Gemini realtime price: its worst case is 256 + 512
-    output tokens, $0.006924; a cap just below that sends nothing, just above it answers."""
-    worst = (8 * 1.50 + 768 * 9.00) / 1e6
+    """One request at the Gemini realtime price: its worst case is 14 input tokens (the budget's
+    bound: 8 UTF-8 bytes + 3 for the message + 3 for the reply) and 256 + 512 output tokens,
+    $0.006933; a cap just below that sends nothing, just above it answers."""
+    worst = (14 * 1.50 + 768 * 9.00) / 1e6
     request = ask("gemini-3.5-flash", ["verdict?"], {})
     with GeminiServer() as server:
         endpoint = {
