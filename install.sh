@@ -3,7 +3,8 @@
 #
 #   bash install.sh                     CPU machine: CPU build of torch (small, no CUDA download)
 #   bash install.sh --gpu               GPU machine: torch 2.11.0 from PyPI, a CUDA 13.0 build
-#                                       (NVIDIA driver >= 580), pinned by envs/constraints-gpu.txt
+#                                       (NVIDIA driver >= 580); versions from
+#                                       envs/constraints-gpu.txt and envs/lock-gpu.txt
 #   bash install.sh --gpu --cuda cu128  the same torch release as a CUDA 12.8 build from
 #                                       download.pytorch.org (drivers 525-579); any tag that
 #                                       index has for torch 2.11.0 works (cu126, cu128, ...)
@@ -38,18 +39,20 @@ python3 -m venv .venv
 . .venv/bin/activate
 pip install -q --upgrade pip
 if $gpu; then
-  # One torch / torchvision / torchaudio release inside LLaMA-Factory 0.9.5's window, and the
+  # One torch / torchvision / torchaudio release inside LLaMA-Factory 0.9.5's window and the
   # training stack of envs/train.yaml (an unpinned resolve pairs the newest torch with a
-  # torchaudio built for an older one, and LLaMA-Factory imports torchaudio).
-  constraints=envs/constraints-gpu.txt
+  # torchaudio built for an older one, and LLaMA-Factory imports torchaudio); the lock pins
+  # everything else to the resolution CI checks (.ci/gpu_resolve.sh).
+  constraints=(-c envs/constraints-gpu.txt -c envs/lock-gpu.txt)
   if [ -n "$cuda" ]; then
     index="${TORCH_INDEX_URL:-https://download.pytorch.org/whl/$cuda}"
-    # 2.11.0+cu128 satisfies the constraint torch==2.11.0; the install below keeps it.
-    pip install -q -c "$constraints" --index-url "$index" torch torchvision torchaudio
+    # 2.11.0+cu128 satisfies torch==2.11.0, so the install below keeps it (and replaces any of
+    # torch's plain dependencies that the lock pins otherwise; that index hosts few versions).
+    pip install -q -c envs/constraints-gpu.txt --index-url "$index" torch torchvision torchaudio
   fi
   extras=dev
   if $vllm; then extras=dev,vllm; fi
-  pip install -q -c "$constraints" -e ".[$extras]"
+  pip install -q "${constraints[@]}" -e ".[$extras]"
   python -m empathy_distill.install_check --gpu
 else
   # CPU build first, then keep it: an unpinned resolve would pull a multi-GB CUDA build.

@@ -1,7 +1,7 @@
 """`bash install.sh --gpu` resolved by pip, checked without a GPU and without wheels.
 
 CI runs `.ci/gpu_resolve.sh`, a `pip install --dry-run --report` of the GPU install (with the vllm
-extra, which only adds requirements) under envs/constraints-gpu.txt, and sets
+extra, which only adds requirements) under envs/constraints-gpu.txt and envs/lock-gpu.txt, and sets
 EMPATHY_DISTILL_REQUIRE_GPU_RESOLVE=1 so that a missing report fails here instead of skipping.
 The report (pip's installation report, format version 1) lists every distribution pip would
 install with its core metadata, so the checks read the packages' own pins, not ours:
@@ -10,8 +10,9 @@ install with its core metadata, so the checks read the packages' own pins, not o
   0.N pairs with torch 2.(N-15), torchaudio shares torch's major.minor; torchvision also pins
   its torch in its metadata, torchaudio >= 2.9 does not),
 - every Requires-Dist of LLaMA-Factory 0.9.5 and of vLLM holds for the resolved versions,
-- the resolution equals envs/constraints-gpu.txt, is a CUDA build, and its CUDA major is the one
-  install.sh and the constraints file promise the driver for.
+- the resolution equals envs/constraints-gpu.txt and the whole lock (a new dependency that the
+  lock does not pin fails: relock), is a CUDA build, and its CUDA major is the one install.sh
+  and the constraints file promise the driver for.
 
 Developers without network: `bash .ci/gpu_resolve.sh` writes results/ci/gpu_resolve.json.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from functools import cache
 from pathlib import Path
 
@@ -38,6 +40,7 @@ REPORT = Path(
 )
 REQUIRED = os.environ.get("EMPATHY_DISTILL_REQUIRE_GPU_RESOLVE") == "1"
 CONSTRAINTS = REPO_ROOT / "envs" / "constraints-gpu.txt"
+LOCK = REPO_ROOT / "envs" / "lock-gpu.txt"
 
 
 def normalize(name: str) -> str:
@@ -81,14 +84,14 @@ def unmet_requirements(name: str) -> list[str]:
     return problems
 
 
-def constraint_pins() -> dict[str, Version]:
+def constraint_pins(path: Path = CONSTRAINTS) -> dict[str, Version]:
     pins = {}
-    for line in CONSTRAINTS.read_text().splitlines():
+    for line in path.read_text().splitlines():
         line = line.split("#")[0].strip()
         if line:
             requirement = Requirement(line)
             (spec,) = requirement.specifier
-            assert spec.operator == "==", f"{CONSTRAINTS.name}: {line} is not an exact pin"
+            assert spec.operator == "==", f"{path.name}: {line} is not an exact pin"
             pins[normalize(requirement.name)] = Version(spec.version)
     return pins
 
@@ -144,6 +147,18 @@ def test_resolve_equals_the_gpu_constraints():
     assert wrong == {}
 
 
+def test_resolve_equals_the_lock():
+    """The lock pins exactly what the resolve installs: nothing unpinned, nothing stale."""
+    lock = constraint_pins(LOCK)
+    got = {n: Version(m["version"]) for n, m in resolved().items() if n != "empathy-distill"}
+    unpinned = sorted(set(got) - set(lock))
+    assert unpinned == [], f"not in {LOCK.name}: run `bash .ci/gpu_resolve.sh --relock`"
+    assert {n: v for n, v in got.items() if lock[n] != v} == {}
+    # the hand-kept pins and the lock agree
+    pins = constraint_pins()
+    assert {n: (v, lock.get(n)) for n, v in pins.items() if lock.get(n) != v} == {}
+
+
 def test_cuda_build_matches_the_documented_driver():
     """PyPI's torch pulls its CUDA runtime as wheels: their major is the wheel's CUDA, and the
     driver that install.sh, the constraints file and install_check name must be the one it needs."""
@@ -190,3 +205,23 @@ def test_install_check_runs_nvidia_smi(tmp_path, monkeypatch):
     assert install_check.nvidia_driver() == "550.54.15"
     monkeypatch.setenv("PATH", str(tmp_path / "none"))
     assert install_check.nvidia_driver() is None
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--vllm"], "need --gpu"),
+        (["--cuda", "cu128"], "need --gpu"),
+        (["--gpu", "--vllm", "--cuda", "cu128"], "CUDA 13"),
+        (["--gpu", "--cuda"], "needs a tag"),
+        (["--cpu"], "unknown option --cpu"),
+    ],
+)
+def test_install_sh_refuses_bad_options_before_installing(tmp_path, options, message):
+    """Wrong option combinations stop before the venv is made (a copy of install.sh runs in an
+    empty folder: nothing may appear there)."""
+    script = tmp_path / "install.sh"
+    script.write_text((REPO_ROOT / "install.sh").read_text())
+    result = subprocess.run(["bash", str(script), *options], capture_output=True, text=True)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["install.sh"]
