@@ -148,8 +148,13 @@ def test_installed_plugin_meets_the_slurm_extra_floor():
 
 
 def test_cpu_jobs_ask_for_no_gpu(jobs):
-    submitted = [j for j in jobs if not j["local"]]
-    cpu = [j for j in submitted if j["rule"] in ("build_tiny_student", "train_offline_judge")]
+    """Submitted jobs whose resources ask for no GPU (on the default grid: reference metrics,
+    answer lengths, example answers) go to the CPU partition without GPU or node flags."""
+    cpu = [j for j in jobs if not j["local"] and not j["resources"].get("gpu")]
+    assert {"reference_metrics", "answer_lengths"} <= {j["rule"] for j in cpu}
     for job in cpu:
-        assert "--gpus" not in job["sbatch"] and "--gres" not in job["sbatch"], job["sbatch"]
-        assert "--nodes" not in job["sbatch"]
+        got = flags(job["sbatch"])
+        assert not {"gpus", "gres", "nodes"} & set(got), job["sbatch"]
+        assert got.get("partition") == "cpu", job["sbatch"]
+    gpu = [j for j in jobs if not j["local"] and j["resources"].get("gpu")]
+    assert all("--gpus=" in j["sbatch"] for j in gpu)
