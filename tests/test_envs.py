@@ -37,12 +37,15 @@ DEMO_OVERLAY = REPO_ROOT / "workflow" / "profiles" / "demo" / "config.demo.yaml"
 #: Imports that no environment provides, each with why that is right.
 NOT_IN_ANY_ENV = {
     # generate.py raises a ConfigError naming the fix when it is missing.
-    "vllm": "optional fast engine (generation.engine: vllm), installed by the user on GPU nodes",
+    "vllm": "optional fast engine (generation.engine: vllm): the `vllm` extra, `install.sh --gpu"
+    " --vllm` (pinned in envs/constraints-gpu.txt, resolved in CI by .ci/gpu_resolve.sh)",
 }
 #: Modules a job reaches only for one endpoint backend (llm/backends/__init__.py imports the
 #: backend module of the configured endpoint): rules whose env lacks the backend's dependencies
 #: must not run with it (TEACHER_ENV in teacher.smk moves a local teacher to envs/train.yaml).
 BACKEND_MODULES = {f"{PACKAGE}.llm.backends.transformers_backend": "transformers"}
+#: Pins of envs/constraints-gpu.txt that envs/train.yaml leaves out, each with why.
+GPU_ONLY = {"vllm": "the optional `vllm` extra; the conda env uses transformers generation"}
 #: Entries of an env file that pyproject.toml does not declare, each with why.
 ENV_ONLY = {
     "python": "the interpreter",
@@ -419,3 +422,22 @@ def test_env_versions_agree_with_pyproject(env):
         elif str(want) != specifier:
             problems.append(f"{name}{specifier} differs from pyproject's {name}{want}")
     assert problems == [], f"{env.relative_to(REPO_ROOT)}: " + "; ".join(problems)
+
+
+def test_train_env_pins_equal_the_gpu_constraints():
+    """envs/train.yaml (`snakemake --sdm conda`) and envs/constraints-gpu.txt (`install.sh
+    --gpu`) install one training stack: every exact pin of either is the other's."""
+    train = {
+        name: spec.removeprefix("==")
+        for name, spec in env_requirements(REPO_ROOT / "envs" / "train.yaml").items()
+        if spec.startswith("==") and name != "python"
+    }
+    gpu = {}
+    for line in (REPO_ROOT / "envs" / "constraints-gpu.txt").read_text().splitlines():
+        if line.split("#")[0].strip():
+            requirement = Requirement(line.split("#")[0])
+            gpu[normalize(requirement.name)] = str(requirement.specifier).removeprefix("==")
+    assert {"torch", "torchvision", "torchaudio", "llamafactory"} <= set(train) & set(gpu)
+    only_gpu = {n: v for n, v in gpu.items() if n not in train and n not in GPU_ONLY}
+    differ = {n: (v, gpu.get(n)) for n, v in train.items() if gpu.get(n) != v}
+    assert (differ, only_gpu) == ({}, {}), "train.yaml (pin, constraints-gpu.txt pin) differ"
