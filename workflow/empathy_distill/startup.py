@@ -89,6 +89,8 @@ def endpoint_problems(config: dict) -> list[str]:
             f"{', '.join(TEACHER_BACKENDS)}"
         )
     prices = None
+    # A cache-only run sends nothing: prices, retirement and request parameters do not matter.
+    cache_only = bool(config.get("llm", {}).get("cache_only"))
     for where, endpoint in endpoints.items():
         if not calls_llm(endpoint):
             continue
@@ -97,12 +99,16 @@ def endpoint_problems(config: dict) -> list[str]:
                 f"{where}.base_url: backend openai_compatible needs the server's URL, e.g. "
                 "http://127.0.0.1:8000/v1"
             )
+        if cache_only:
+            continue
         try:
             prices = prices or PriceTable.load(config["llm"]["price_table"])
             prices.price(endpoint["backend"], endpoint["model"], endpoint.get("mode", "realtime"))
         except LLMError as exc:
             problems.append(f"{where}.model: {exc}")
         problems += capabilities.endpoint_problems(where, endpoint)
+    if cache_only:
+        return problems
     run_days = int(config.get("llm", {}).get("expected_run_days", 7))
     return problems + lifecycle.shutdown_problems(planned_models(config, endpoints), run_days)
 
@@ -173,7 +179,10 @@ def key_message(missing: dict[str, str]) -> str:
 
 
 def require_keys(config: dict, jobs: Iterable[tuple[str, dict]]) -> None:
-    """Raise ConfigError when a job about to run calls an endpoint whose key is unset."""
+    """Raise ConfigError when a job about to run calls an endpoint whose key is unset (never in
+    a cache-only run, which sends nothing)."""
+    if config.get("llm", {}).get("cache_only"):
+        return
     missing = missing_keys(endpoints_of_jobs(config, jobs))
     if missing:
         raise ConfigError(

@@ -40,7 +40,7 @@ startup.check_endpoints(config)
 # API keys: a dry run plans without them (warning); a real run checks them in `onstart` (below),
 # after the DAG is known and before any job, for the endpoints its jobs actually call.
 _missing_keys = startup.missing_keys(startup.planned_endpoints(config))
-if _missing_keys:
+if _missing_keys and not config["llm"]["cache_only"]:
     print(
         f"warning: {startup.key_message(_missing_keys)}; a dry run plans anyway, a real run "
         "refuses to start if its jobs call these endpoints",

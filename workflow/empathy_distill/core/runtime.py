@@ -36,7 +36,7 @@ OPERATIONAL_ENDPOINT_KEYS = (
     "batch_size",
 )
 #: ``llm`` keys that only say how requests are sent: the budget cap, retry waits, queue limits.
-RUNTIME_LLM_KEYS = ("budget_usd", "expected_run_days", "retry", "openai")
+RUNTIME_LLM_KEYS = ("budget_usd", "expected_run_days", "retry", "openai", "cache_only")
 #: Sections whose ``resources`` (and ``per_student.<name>.resources``) Snakemake schedules with.
 RESOURCE_SECTIONS = ("training", "generation")
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from . import settings
 from .backends import make_backend
 from .backends.base import Backend
 from .batching import MAX_BATCH_BACKOFF_S, BatchDispatch
@@ -106,6 +107,14 @@ class LLMClient(RealtimeDispatch, BatchDispatch, CostReporting):
         unique = {k: unique[k] for k in dict.fromkeys(r.key for r in requests)}
         before = self.cache.get_many(unique)
         pending = {k: r for k, r in unique.items() if k not in before}
+        if pending and settings.current().cache_only:
+            first = next(iter(pending.values()))
+            raise LLMError(
+                f"llm.cache_only: {len(pending)} of {len(unique)} request(s) of {desc!r} are not"
+                f" in the cache {self.cache.dir} (first: {first.describe()}); a cache-only run"
+                " sends nothing: use the cache the results were made with, or turn cache_only"
+                " off"
+            )
         # the cap every request is sent with; the thinking budget comes on top (self.thinking)
         max_out = output_limits(self.endpoint).max_new_tokens
         out_tokens = projected_output_tokens(self.endpoint, expected_output_tokens)
@@ -248,8 +257,8 @@ def make_client(
     """A client for one endpoint config; a paid model missing from the price table fails here."""
     endpoint = normalize_endpoint(endpoint_cfg)
     mode = endpoint["mode"]
-    if endpoint["backend"] in FREE_BACKENDS:
-        price = Price(0.0, 0.0)
+    if endpoint["backend"] in FREE_BACKENDS or settings.current().cache_only:
+        price = Price(0.0, 0.0)  # a cache-only client sends nothing, so nothing is billed
     else:
         price = PriceTable.load(price_table).price(endpoint["backend"], endpoint["model"], mode)
     return LLMClient(

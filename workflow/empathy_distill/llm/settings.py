@@ -1,4 +1,5 @@
-"""The run's operational settings of the LLM layer (``llm.retry``, ``llm.openai`` of the config).
+"""The run's operational settings of the LLM layer (``llm.retry``, ``llm.openai``,
+``llm.cache_only`` of the config).
 
 WHY a process-wide setting and not a constructor argument: these keys belong to the runtime
 part of the config (core/runtime.py, exported once per run in ``$EMPATHY_DISTILL_RUNTIME``),
@@ -23,6 +24,9 @@ class LLMSettings:
     max_wait_s: float = DEFAULT_MAX_WAIT_S
     #: OpenAI model -> the organisation's batch queue limit (enqueued prompt tokens).
     max_enqueued_tokens: Mapping[str, int] = field(default_factory=dict)
+    #: ``llm.cache_only``: answer from the cache alone; a request not in it is an error, never
+    #: sent (a run against an archived cache, e.g. of models their provider has retired).
+    cache_only: bool = False
 
 
 _current = LLMSettings()
@@ -37,6 +41,7 @@ def configure(llm_runtime: Mapping[str, Any] | None) -> LLMSettings:
     _current = LLMSettings(
         max_wait_s=float(retry.get("max_wait_s", DEFAULT_MAX_WAIT_S)),
         max_enqueued_tokens=dict(openai.get("max_enqueued_tokens") or {}),
+        cache_only=bool(llm_runtime.get("cache_only", False)),
     )
     return _current
 
