@@ -122,9 +122,11 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> dict:
     write_set(records, root / "sft.json", "sft")
     # the loss and path mechanics are tested against the un-tuned base as teacher (the named
     # ablation `base`); the default SFT teacher: test_a_short_run_with_the_sft_teacher
+    # with the teacher run online at every step (the ablation of precomputed teacher outputs,
+    # tests/test_pride_teacher_outputs.py), so these tests exercise the teacher's forward pass
     config = {
         "students": {"tiny": {"model": "builtin:tiny", "template": "llama3"}},
-        "training": {"pride": {"teacher": "base"}},
+        "training": {"pride": {"teacher": "base", "teacher_outputs": "online"}},
     }
     settings = build_settings(config, "tiny", "direct", "chatgpt")
     settings |= {
