@@ -439,9 +439,14 @@ def test_pride_is_opt_in_on_the_demo_grid(tmp_path: Path) -> None:
     for block in train:
         inputs = block.split("input:", 1)[1].splitlines()[0]
         assert "/sft.json" in inputs and "results/data/train.csv" in inputs
-        # the default teacher is the configuration's SFT model: PRIDE waits for its adapter
+        # the teacher's outputs, computed once (pride_teacher_outputs); training loads no teacher
+        assert "results/pride/teacher_outputs/" in inputs and "/sft/adapter_model" not in inputs
+    outputs = [b for b in blocks if b.startswith("pride_teacher_outputs:")]
+    assert len(outputs) == len(train)
+    for block in outputs:
+        # the default teacher is the configuration's SFT model: it waits for its adapter
         # (the student itself still starts from the base model: build_settings)
-        assert "/sft/adapter_model" in inputs
+        assert "/sft/adapter_model" in block.split("input:", 1)[1].splitlines()[0]
     answers = [b for b in blocks if b.startswith("answer:")]
     assert sum("/pride.jsonl" in b.split("output:", 1)[1].splitlines()[0] for b in answers) == 3
     assert int(out.split("Job stats:")[1].split("total")[1].split()[0]) > int(default_total)
