@@ -194,6 +194,7 @@ def test_the_command_prints_both_grids(split, capsys):
     out = capsys.readouterr().out
     configured, paper = out.split("== paper only")
     assert "== grid as configured" in configured and "pride" in configured
+    assert "pride_teacher" in configured  # the teacher once per configuration, its own jobs
     assert "pride" not in paper and "wall time on 8 GPUs" in paper
     test_dialogues = len(pd.read_csv(split["test"]))
     assert f"{64 * test_dialogues * 160:,}" in configured  # 64 answer sets of llama31_8b

@@ -234,8 +234,11 @@ def test_the_teacher_runs_once_per_example_and_never_in_training(job, monkeypatc
 def test_outputs_that_do_not_line_up_are_refused_naming_the_example(job) -> None:
     from transformers import AutoTokenizer
 
-    settings = _precomputed(job, "outputs_checked", 4)
     folder = job["root"] / "outputs_checked"
+    settings = {**job["settings"], "teacher_top_k": 4, "teacher_outputs_dir": str(folder)}
+    # through the rule's command line: --spec (the rule's params.spec), --out, --gpus 0
+    spec = specs.dumps(spec_of(settings))
+    assert teacher_outputs.main(["--spec", spec, "--out", str(folder), "--gpus", "0"]) == 0
     tokenizer = AutoTokenizer.from_pretrained(settings["model_name_or_path"])
     examples = loop.read_examples(settings, tokenizer)
     TeacherOutputs(folder, settings, examples)  # lines up
