@@ -115,11 +115,22 @@ def test_token_counts_and_times_match_hand_computed_values(synthetic):
     privileged = 2 * math.ceil(len(privileged_block(row)) / 4)
     t = math.ceil(len(teacher_prompt(prompt, row)) / 4)
     teacher = (t + 11 + 6) + (t + 20 + 6)
+    # the teacher once per configuration, on its 4 GPUs (config.yaml teacher_resources), then
+    # 3 epochs of the student on its one GPU reading its outputs
+    outputs = jobs[f"{stem}/pride:teacher_outputs"]
+    assert outputs.gpu.seconds == pytest.approx(teacher / 40 + 30)
+    assert outputs.gpu.gpus == 4 and outputs.tokens == teacher and outputs.gpu.after == ()
     pride = jobs[f"{stem}/pride"]
-    expected = 3 * (student / 80 + privileged / 400 + teacher / 40) + 10 + 30
-    assert pride.gpu.seconds == pytest.approx(expected)
-    assert pride.gpu.gpus == 4  # config.yaml: llama31_8b's PRIDE holds 4 GPUs
+    assert pride.gpu.seconds == pytest.approx(3 * (student / 80 + privileged / 400) + 10)
+    assert pride.gpu.gpus == 1 and pride.gpu.after == (f"{stem}/pride:teacher_outputs",)
     assert jobs[f"{stem}/sft"].gpu.gpus == 1
+    # the online ablation: the teacher every epoch, inside the training job, on 4 GPUs
+    config["training"]["pride"]["teacher_outputs"] = "online"
+    online = {j.gpu.name: j for j in gpu_hours.training_jobs(config, train, TABLE)}
+    assert f"{stem}/pride:teacher_outputs" not in online
+    expected = 3 * (student / 80 + privileged / 400 + teacher / 40) + 10 + 30
+    assert online[f"{stem}/pride"].gpu.seconds == pytest.approx(expected)
+    assert online[f"{stem}/pride"].gpu.gpus == 4
 
 
 def test_answer_jobs_wait_for_their_model(synthetic):
@@ -183,6 +194,7 @@ def test_the_command_prints_both_grids(split, capsys):
     out = capsys.readouterr().out
     configured, paper = out.split("== paper only")
     assert "== grid as configured" in configured and "pride" in configured
+    assert "pride_teacher" in configured  # the teacher once per configuration, its own jobs
     assert "pride" not in paper and "wall time on 8 GPUs" in paper
     test_dialogues = len(pd.read_csv(split["test"]))
     assert f"{64 * test_dialogues * 160:,}" in configured  # 64 answer sets of llama31_8b
@@ -197,7 +209,9 @@ def test_a_local_fine_tuned_scorer_is_a_gpu_job(train):
     (job,) = gpu_hours.scorer_jobs(config, train, table)
     # one example per rated response of the train dialogues; its chat as the fine-tune sends it:
     # chars/4 per message + 3, + 3 for the reply; config.yaml: 3 epochs
-    examples = train_data.examples(train, specs.scorer_train_data(config, "smollm2_rating"))
+    examples = train_data.examples(
+        train, specs.build("scorer_train_data", config, "smollm2_rating")
+    )
     per_epoch = sum(
         sum(math.ceil(len(m["content"]) / 4) + 3 for m in e["messages"]) + 3 for e in examples
     )

@@ -122,9 +122,11 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> dict:
     write_set(records, root / "sft.json", "sft")
     # the loss and path mechanics are tested against the un-tuned base as teacher (the named
     # ablation `base`); the default SFT teacher: test_a_short_run_with_the_sft_teacher
+    # with the teacher run online at every step (the ablation of precomputed teacher outputs,
+    # tests/test_pride_teacher_outputs.py), so these tests exercise the teacher's forward pass
     config = {
         "students": {"tiny": {"model": "builtin:tiny", "template": "llama3"}},
-        "training": {"pride": {"teacher": "base"}},
+        "training": {"pride": {"teacher": "base", "teacher_outputs": "online"}},
     }
     settings = build_settings(config, "tiny", "direct", "chatgpt")
     settings |= {
@@ -437,9 +439,14 @@ def test_pride_is_opt_in_on_the_demo_grid(tmp_path: Path) -> None:
     for block in train:
         inputs = block.split("input:", 1)[1].splitlines()[0]
         assert "/sft.json" in inputs and "results/data/train.csv" in inputs
-        # the default teacher is the configuration's SFT model: PRIDE waits for its adapter
+        # the teacher's outputs, computed once (pride_teacher_outputs); training loads no teacher
+        assert "results/pride/teacher_outputs/" in inputs and "/sft/adapter_model" not in inputs
+    outputs = [b for b in blocks if b.startswith("pride_teacher_outputs:")]
+    assert len(outputs) == len(train)
+    for block in outputs:
+        # the default teacher is the configuration's SFT model: it waits for its adapter
         # (the student itself still starts from the base model: build_settings)
-        assert "/sft/adapter_model" in inputs
+        assert "/sft/adapter_model" in block.split("input:", 1)[1].splitlines()[0]
     answers = [b for b in blocks if b.startswith("answer:")]
     assert sum("/pride.jsonl" in b.split("output:", 1)[1].splitlines()[0] for b in answers) == 3
     assert int(out.split("Job stats:")[1].split("total")[1].split()[0]) > int(default_total)

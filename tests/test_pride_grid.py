@@ -47,17 +47,35 @@ def test_the_default_plans_pride_for_both_gpu_students_and_keeps_sft_dpo(dataset
         wildcards = block.split("wildcards:", 1)[1].splitlines()[0]
         assert "stage=pride" in wildcards
         student = wildcards.split("student=", 1)[1].split(",")[0]
+        method, strategy = (
+            wildcards.split(f"{k}=", 1)[1].split(",")[0] for k in ("method", "strategy")
+        )
         by_student[student].append(_resources(block))
         inputs = block.split("input:", 1)[1].splitlines()[0]
         assert "/sft.json" in inputs
-        # mistral_7b is taught by its configuration's SFT model, so its PRIDE job waits for
-        # that adapter; llama31_8b's teacher is the 70B model, which needs no SFT adapter
+        # precomputed teacher outputs (the default): training reads them, loads no teacher
+        manifest = f"results/pride/teacher_outputs/{student}/{method}/{strategy}/manifest.json"
+        assert manifest in inputs, wildcards
+        assert "/sft/adapter_model" not in inputs and "Llama-3.1-70B" not in inputs
+    # one teacher-outputs job per PRIDE job, with the teacher's resources
+    outputs = _blocks(output, "pride_teacher_outputs")
+    assert len(outputs) == len(pride)
+    teacher_gpus: dict[str, set[str]] = {s: set() for s in GPU_STUDENTS}
+    for block in outputs:
+        wildcards = block.split("wildcards:", 1)[1].splitlines()[0]
+        student = wildcards.split("student=", 1)[1].split(",")[0]
+        teacher_gpus[student].add(_resources(block)["gpu"])
+        inputs = block.split("input:", 1)[1].splitlines()[0]
+        assert "/sft.json" in inputs and "results/data/train.csv" in inputs
+        # mistral_7b is taught by its configuration's SFT model, so its teacher waits for that
+        # adapter; llama31_8b's teacher is the 70B model, which needs no SFT adapter
         assert ("/sft/adapter_model" in inputs) == (student == "mistral_7b"), wildcards
-    # llama31_8b: the 70B teacher over 4 GPUs (and its own reasoning, one job); mistral_7b: its
-    # SFT model on one
+    # llama31_8b: the 70B teacher over 4 GPUs (and its own reasoning, one job), its training on
+    # the student's one GPU; mistral_7b: its SFT model on one
+    assert teacher_gpus == {"llama31_8b": {"4"}, "mistral_7b": {"1"}}
     assert len(_blocks(output, "pride_reasoning")) == 1
-    assert {r["gpu"] for r in by_student["llama31_8b"]} == {"4"}
-    assert {r["mem_mb"] for r in by_student["llama31_8b"]} == {"128000"}
+    assert _resources(_blocks(output, "pride_reasoning")[0])["gpu"] == "4"
+    assert {r["gpu"] for r in by_student["llama31_8b"]} == {"1"}
     assert {r["gpu"] for r in by_student["mistral_7b"]} == {"1"}
     assert all(len(v) == CONFIGS for v in by_student.values())
     # the paper's jobs are the paper's: 42 SFT + 42 DPO, one GPU each, in the train rule
@@ -94,14 +112,21 @@ def test_gpu_defaults_name_same_family_teachers_without_downloading(monkeypatch)
     assert mistral["teacher_mode"] == "sft"
     assert mistral["teacher_adapter"] == "results/models/mistral_7b/direct/chatgpt/sft"
     assert "reasoning" not in mistral  # a base model's SFT adapter cannot write an analysis
-    assert pride_config.train_resources(config, "llama31_8b") == {
+    # the 70B teacher's 4 GPUs go to its jobs (pride_teacher_outputs, pride_reasoning); the
+    # PRIDE training job reads its outputs on the student's GPU
+    assert pride_config.teacher_resources(config, "llama31_8b") == {
         "gpu": 4,
         "mem_mb": 128000,
-        "runtime": 720,
+        "runtime": 240,
         "threads": 16,
         "nproc_per_node": 1,
     }
+    assert pride_config.train_resources(config, "llama31_8b") == config["training"]["resources"]
     assert pride_config.train_resources(config, "mistral_7b") == config["training"]["resources"]
+    assert pride_config.teacher_resources(config, "mistral_7b") == config["training"]["resources"]
+    # the online ablation loads the teacher in training: the job asks for the teacher's
+    config["training"]["pride"]["teacher_outputs"] = "online"
+    assert pride_config.train_resources(config, "llama31_8b")["gpu"] == 4
 
 
 def test_resources_layer_in_order() -> None:
@@ -116,6 +141,15 @@ def test_resources_layer_in_order() -> None:
     }
     got = pride_config.train_resources(config, "s")
     assert got == {"gpu": 2, "mem_mb": 30, "runtime": 7, "threads": 2}
+    config["training"]["pride"]["teacher_resources"] = {"gpu": 3, "threads": 9}
+    config["training"]["per_student"]["s"]["pride"]["teacher_resources"] = {"runtime": 11}
+    assert pride_config.train_resources(config, "s") == got  # training: no teacher layer
+    assert pride_config.teacher_resources(config, "s") == {
+        "gpu": 3,
+        "mem_mb": 30,
+        "runtime": 11,
+        "threads": 9,
+    }
     assert pride_config.train_resources(config, "other") == {
         "gpu": 2,
         "mem_mb": 20,
@@ -285,8 +319,9 @@ def test_validate_config_names_the_bad_pride_key(tmp_path) -> None:
 
 
 def test_a_pride_job_waits_for_a_built_in_teacher(dataset_path, tmp_path) -> None:
-    """A hub-id SmolLM2 student taught by the built-in SmolLM2 (the same tokenizer): the
-    train_pride job needs the teacher's built files, so the build job is planned before it."""
+    """A hub-id SmolLM2 student taught by the built-in SmolLM2 (the same tokenizer): the job
+    that runs the teacher (pride_teacher_outputs) needs the teacher's built files, so the build
+    job is planned before it; train_pride reads its outputs and never the teacher."""
     overlay = {
         "dataset": {"path": str(dataset_path)},
         "students": {
@@ -303,10 +338,14 @@ def test_a_pride_job_waits_for_a_built_in_teacher(dataset_path, tmp_path) -> Non
     result = run_snakemake(tmp_path, overlay, "-n", target)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    (block,) = _blocks(output, "train_pride")
+    (block,) = _blocks(output, "pride_teacher_outputs")
     inputs = block.split("input:", 1)[1].splitlines()[0]
     assert "results/students/smollm2_135m/config.json" in inputs
     assert len(_blocks(output, "build_smollm2_student")) == 1
+    (block,) = _blocks(output, "train_pride")
+    inputs = block.split("input:", 1)[1].splitlines()[0]
+    assert "results/students/smollm2_135m/config.json" not in inputs
+    assert "results/pride/teacher_outputs/smollm2_hub/direct/chatgpt/manifest.json" in inputs
 
 
 def test_the_cpu_reproduction_plans_a_pride_smollm2_student_next_to_dpo(dataset_path, tmp_path):
@@ -324,7 +363,12 @@ def test_the_cpu_reproduction_plans_a_pride_smollm2_student_next_to_dpo(dataset_
     pride = _blocks(output, "train_pride")
     assert len(pride) == configs
     assert all(_resources(b)["mem_mb"] == "16000" and _resources(b)["gpu"] == "0" for b in pride)
-    assert all("/sft/adapter_model" in b.split("input:", 1)[1].splitlines()[0] for b in pride)
+    # the SFT teacher runs once per configuration, after SFT; training reads its outputs
+    outputs = _blocks(output, "pride_teacher_outputs")
+    assert len(outputs) == configs
+    assert all(_resources(b)["gpu"] == "0" for b in outputs)
+    assert all("/sft/adapter_model" in b.split("input:", 1)[1].splitlines()[0] for b in outputs)
+    assert all("teacher_outputs/" in b.split("input:", 1)[1].splitlines()[0] for b in pride)
     judged = [b.split("wildcards:", 1)[1].splitlines()[0] for b in _blocks(output, "judge_pair")]
     pride_vs_dpo = [w for w in judged if "--pride, opponent=" in w and w.endswith("--dpo")]
     assert len(pride_vs_dpo) == configs

@@ -147,6 +147,9 @@ def grid_jobs(pride: bool) -> dict[str, int]:
     }
     if pride:
         jobs["train_pride"] = CONFIGS * STUDENTS
+        # the teacher runs once per PRIDE job (its top-k log-probabilities and MMD features),
+        # read by every epoch of that job (training.pride.teacher_outputs: precomputed)
+        jobs["pride_teacher_outputs"] = CONFIGS * STUDENTS
         # Llama-3.1-70B-Instruct, llama31_8b's teacher, writes its reasoning once (config.yaml)
         jobs["pride_reasoning"] = 1
     return jobs
@@ -155,9 +158,10 @@ def grid_jobs(pride: bool) -> dict[str, int]:
 def test_the_grid_arithmetic_gives_readmes_job_counts() -> None:
     """README ("Run on SLURM", "PRIDE") quotes these totals and GPU jobs (train + answer)."""
     with_pride, paper = grid_jobs(pride=True), grid_jobs(pride=False)
-    assert sum(with_pride.values()) == 1110 and sum(paper.values()) == 717
-    gpu = ("train", "train_pride", "answer")
-    assert sum(with_pride.get(r, 0) for r in gpu) == 254
+    pride_jobs = CONFIGS * STUDENTS  # one train_pride and one pride_teacher_outputs each
+    assert sum(with_pride.values()) == 1110 + pride_jobs and sum(paper.values()) == 717
+    gpu = ("train", "train_pride", "pride_teacher_outputs", "answer")
+    assert sum(with_pride.get(r, 0) for r in gpu) == 254 + pride_jobs == 296
     assert sum(paper.get(r, 0) for r in gpu) == 170
 
 
@@ -179,7 +183,9 @@ def test_dry_run_shows_the_whole_paper_grid(dataset_path, tmp_path, pride):
     result = run_snakemake(tmp_path, {"dataset": {"path": str(dataset_path)}}, "-n", *flag)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert _job_stats(output) == grid_jobs(pride)
+    # fetch_model: every Hub model the grid loads, fetched once (the two students; with PRIDE,
+    # llama31_8b's 70B teacher too)
+    assert _job_stats(output) == {**grid_jobs(pride), "fetch_model": STUDENTS + int(pride)}
     blocks = output.split("\nrule ")
     for rule in ("train", "answer"):
         jobs = [b for b in blocks if b.startswith(f"{rule}:")]

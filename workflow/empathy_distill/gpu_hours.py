@@ -9,9 +9,11 @@ How it counts (approximations, stated):
   ``TEACHER_ANSWER_TOKENS`` tokens, as the cost projection counts it (``cost.stand_in``). Tokens
   are ``ceil(chars / 4)`` per message plus ``TOKENS_PER_MESSAGE`` (``llm.pricing``), times the
   job's ``num_train_epochs``. SFT: prompt + target; DPO: prompt + chosen and prompt + rejected.
-* PRIDE (``training.pride``) trains on the SFT set; per epoch (the teacher runs every epoch) it
-  costs the student's training tokens, its privileged pass (``privileged_block``) and the
-  teacher's forward pass over the teacher's prompt (``teacher_prompt``) + target.
+* PRIDE (``training.pride``) trains on the SFT set; per epoch it costs the student's training
+  tokens and its privileged pass (``privileged_block``). The teacher's forward pass over the
+  teacher's prompt (``teacher_prompt``) + target is counted once per configuration, in a job of
+  its own on the teacher's GPUs (rule pride_teacher_outputs, ``teacher_outputs: precomputed``,
+  the default), or every epoch inside the training job (``online``, the ablation).
 * Answers: every answer set of the grid, ``len(test) x generation.max_new_tokens`` new tokens
   (the cap: an upper bound), at the generation engine's rate (``generation.engine``).
 * Scorers: a transformers fine-tuned scorer of ``scoring.grid`` (rule finetune_scorer): its
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import stages as _stages  # noqa: F401  (registers the spec builders read below)
 from .core import grid, specs
 from .core.config import read_yaml, resolve_resource
 from .core.errors import ConfigError
@@ -47,7 +50,7 @@ from .training.pride import config as pride_config
 from .training.pride.privileged import privileged_block, teacher_prompt
 
 DEFAULT_TABLE = "resources/gpu_throughput.yaml"
-PARTS = ("sft", "dpo", "pride", "answers", "scorers")
+PARTS = ("sft", "dpo", "pride_teacher", "pride", "answers", "scorers")
 RATES = ("lora_sft", "lora_dpo", "pride_student", "forward", "generate_transformers")
 RATE_KEYS = (*RATES, "generate_vllm", "load_s")
 PAPER_METHODS = ["sft", "dpo"]
@@ -194,7 +197,9 @@ def model_id(config: dict, key: str) -> str:
 
 def _epochs(config: dict, student: str, method: str, strategy: str, stage: str) -> float:
     return float(
-        json.loads(specs.train(config, student, method, strategy, stage))["num_train_epochs"]
+        json.loads(specs.build("train", config, student, method, strategy, stage))[
+            "num_train_epochs"
+        ]
     )
 
 
@@ -227,27 +232,51 @@ def training_jobs(config: dict, train: pd.DataFrame, table: dict) -> list[Job]:
                 after = [f"{stem}/sft"] if "sft" in stages else []
                 jobs.append(_job(f"{stem}/dpo", "dpo", student, gpus, seconds, tokens, after))
             if "pride" in stages:
-                jobs.append(pride_job(config, table, student, method, strategy, sft, train))
-    return [j for j in jobs if j.gpu.gpus > 0]
+                jobs += pride_jobs(config, table, student, method, strategy, sft, train)
+    kept = [j for j in jobs if j.gpu.gpus > 0]
+    names = {j.gpu.name for j in kept}  # a job that waits for a CPU job waits for nothing here
+    return [
+        replace(j, gpu=replace(j.gpu, after=tuple(a for a in j.gpu.after if a in names)))
+        for j in kept
+    ]
 
 
-def pride_job(config, table, student, method, strategy, sft, train) -> Job:
-    """Student training + privileged pass on the student, teacher forward, every epoch."""
+def pride_jobs(config, table, student, method, strategy, sft, train) -> list[Job]:
+    """PRIDE's training job (student training + its privileged pass, every epoch) and, with
+    precomputed teacher outputs, the teacher's job (one forward pass per example, once); online,
+    the teacher's forward pass every epoch inside the training job, on the teacher's GPUs."""
     model = model_id(config, student)
-    teacher = model_id(config, pride_config.teacher_of(config, student))
+    options = pride_config.merged_options(config, student)
+    teacher = model_id(config, pride_config.teacher_of(config, student, options))
     epochs = _epochs(config, student, method, strategy, "pride")
     s_tokens, p_tokens, t_tokens = pride_tokens(sft, train)
-    seconds = epochs * (
-        s_tokens / rate(table, model, "pride_student")
-        + p_tokens / rate(table, model, "forward")
-        + t_tokens / rate(table, teacher, "forward")
+    teacher_s = t_tokens / rate(table, teacher, "forward")
+    student_s = epochs * (
+        s_tokens / rate(table, model, "pride_student") + p_tokens / rate(table, model, "forward")
     )
-    seconds += table.get(model, {}).get("load_s", 0.0)
-    if teacher != model:
-        seconds += table.get(teacher, {}).get("load_s", 0.0)
-    gpus = pride_config.train_resources(config, student)["gpu"]
+    load, teacher_load = (table.get(m, {}).get("load_s", 0.0) for m in (model, teacher))
     name = f"{student}/{method}/{strategy}/pride"
-    return _job(name, "pride", student, gpus, seconds, epochs * (s_tokens + t_tokens))
+    after_sft = [f"{student}/{method}/{strategy}/sft"] if "sft" in grid.stages(config) else []
+    teacher_after = after_sft if options["teacher"] == pride_config.SFT_TEACHER else []
+    gpus = pride_config.train_resources(config, student)["gpu"]
+    if options["teacher_outputs"] == pride_config.ONLINE:
+        seconds = student_s + epochs * teacher_s + load + (teacher_load if teacher != model else 0)
+        tokens = epochs * (s_tokens + t_tokens)
+        return [_job(name, "pride", student, gpus, seconds, tokens, teacher_after)]
+    teacher_gpus = pride_config.teacher_resources(config, student)["gpu"]
+    outputs = f"{name}:teacher_outputs"
+    return [
+        _job(
+            outputs,
+            "pride_teacher",
+            student,
+            teacher_gpus,
+            teacher_s + teacher_load,
+            t_tokens,
+            teacher_after,
+        ),
+        _job(name, "pride", student, gpus, student_s + load, epochs * s_tokens, [outputs]),
+    ]
 
 
 def answer_jobs(config: dict, test_dialogues: int, table: dict) -> list[Job]:
@@ -279,8 +308,8 @@ def scorer_jobs(config: dict, train: pd.DataFrame, table: dict) -> list[Job]:
         scorer = config["scoring"]["scorers"][name]
         if not scorer.get("finetune") or scorer["backend"] != "transformers":
             continue
-        spec = specs.finetune_scorer(config, name)
-        examples = train_data.examples(train, specs.scorer_train_data(config, name))
+        spec = specs.build("finetune_scorer", config, name)
+        examples = train_data.examples(train, specs.build("scorer_train_data", config, name))
         per_epoch = sum(example_tokens(e["messages"], f"scorer {name}") for e in examples)
         tokens = per_epoch * float(spec["llamafactory"]["num_train_epochs"])
         model = spec["base_model"]

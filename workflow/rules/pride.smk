@@ -1,7 +1,9 @@
 # PRIDE training jobs (empathy_distill.training.pride): the `pride` stage of the train rule's
 # layout, in a rule of its own so that its resources can differ from SFT and DPO per student
-# (training.pride.resources, training.per_student.<student>.pride.resources: a 70B teacher
-# needs several GPUs) and the SLURM profile can size it apart (set-resources: train_pride).
+# (training.pride.resources, training.per_student.<student>.pride.resources) and the SLURM
+# profile can size it apart (set-resources: train_pride). With training.pride.teacher_outputs:
+# precomputed (default) it reads the teacher's outputs (rule pride_teacher_outputs, below) and
+# never loads the teacher; online, it loads it and asks for its resources.
 # Input and resource functions: the PRIDE block at the end of workflow/rules/common.smk.
 # With training.pride.reasoning, rule pride_reasoning (below) writes the teacher's reasoning first.
 
@@ -44,6 +46,34 @@ rule train_pride:
         "python -m empathy_distill.training.run --stage {wildcards.stage}"
         " --spec {params.spec:q} --out {params.out:q} --nproc-per-node {params.nproc}"
         " --student {wildcards.student} --gpus {resources.gpu} > {log} 2>&1"
+
+
+# The PRIDE teacher runs once per configuration: its top-k log-probabilities, tail mass and MMD
+# features of every training example (empathy_distill.training.pride.teacher_outputs), read by
+# every epoch of train_pride. Its resources are the teacher's (training.pride.teacher_resources:
+# 4 GPUs for the 70B teacher); it can run on another node than training.
+rule pride_teacher_outputs:
+    input:
+        unpack(get_pride_teacher_outputs_input),
+    output:
+        "results/pride/teacher_outputs/{student}/{method}/{strategy}/manifest.json",
+    params:
+        out=get_output_dir,
+        spec=get_pride_teacher_outputs_spec,
+    resources:
+        gpu=get_pride_teacher_resource("gpu"),
+        mem_mb=get_pride_teacher_resource("mem_mb"),
+        runtime=get_pride_teacher_resource("runtime"),
+    threads: get_pride_teacher_resource("threads")
+    conda:
+        "../../envs/train.yaml"
+    log:
+        "logs/pride/teacher_outputs/{student}/{method}/{strategy}.log",
+    benchmark:
+        "results/benchmarks/pride/teacher_outputs/{student}/{method}/{strategy}.tsv"
+    shell:
+        "python -m empathy_distill.training.pride.teacher_outputs --spec {params.spec:q}"
+        " --out {params.out:q} --gpus {resources.gpu} > {log} 2>&1"
 
 
 # training.pride.reasoning: the PRIDE teacher writes its own reasoning (the feelings and the

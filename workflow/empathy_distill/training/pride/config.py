@@ -45,6 +45,18 @@ DEFAULTS: dict = {
     # The teacher's own reasoning as privileged input (README "PRIDE"): false (off), true (on,
     # REASONING_DEFAULTS) or a mapping of REASONING_DEFAULTS' keys (on, those values).
     "reasoning": False,
+    # precomputed (default): rule pride_teacher_outputs runs the teacher once per configuration
+    # and stores its top-k log-probabilities, tail mass and MMD features; training reads them
+    # and never loads the teacher. online: the teacher runs at every step of every epoch (the
+    # earlier path, kept as an ablation; its job then needs the teacher's resources).
+    "teacher_outputs": "precomputed",
+    # precomputed: the reverse KL is taken over the teacher's top-k tokens and a tail bucket
+    # (losses.reverse_kl_topk, a lower bound of the full-vocabulary KL)
+    "teacher_top_k": 64,
+    # response positions per example whose features enter the MMD term (and are stored,
+    # precomputed): null = all up to MMD_MAX_TOKENS / batch size (256 at batch 2: every position
+    # of the paper's responses); a smaller number draws a fixed seeded subset (less disk)
+    "teacher_feature_tokens": None,
     "temperature": 1.0,
     "gate_start": 1.0,  # the gate schedule's first value (attention.gate_value)
     "anneal_fraction": 0.75,  # ... which reaches exactly 0 at this share of the steps
@@ -70,6 +82,13 @@ WEIGHT_NAMES = ("ce", "reverse_kl", "mmd")
 #: Not a training option: the job's Snakemake resources (training.pride.resources and
 #: training.per_student.<student>.pride.resources), read by :func:`train_resources`.
 RESOURCES_KEY = "resources"
+#: The teacher's resources (training.pride.teacher_resources, per student too), over the PRIDE
+#: ones: what rule pride_teacher_outputs (and an online PRIDE job, which loads the teacher) asks.
+TEACHER_RESOURCES_KEY = "teacher_resources"
+#: training.pride.teacher_outputs values.
+PRECOMPUTED, ONLINE = "precomputed", "online"
+#: Where rule pride_teacher_outputs writes one configuration's teacher outputs.
+TEACHER_OUTPUTS_DIR = "results/pride/teacher_outputs/{student}/{method}/{strategy}"
 RESOURCE_KEYS = ("gpu", "mem_mb", "runtime", "threads", "nproc_per_node")
 DEVICE_MAPS = (None, "auto")
 #: How the privileged path's gate schedule falls to 0 (attention.gate_value).
@@ -94,7 +113,7 @@ def _layer(where: str, layer: object, keys: tuple[str, ...] | None) -> dict:
     if not isinstance(layer, dict):
         raise ConfigError(f"config {where}: expected a mapping, got {layer!r}")
     if keys is None:
-        layer = {k: v for k, v in layer.items() if k != RESOURCES_KEY}
+        layer = {k: v for k, v in layer.items() if k not in (RESOURCES_KEY, TEACHER_RESOURCES_KEY)}
         unknown = sorted(set(layer) - set(DEFAULTS))
         if unknown:
             raise ConfigError(
@@ -147,6 +166,21 @@ def _check(options: dict, student: str) -> None:
             f"{where}.teacher_device_map: expected null or 'auto', "
             f"got {options['teacher_device_map']!r}"
         )
+    if options["teacher_outputs"] not in (PRECOMPUTED, ONLINE):
+        raise ConfigError(
+            f"{where}.teacher_outputs: expected {PRECOMPUTED!r} or {ONLINE!r}, "
+            f"got {options['teacher_outputs']!r}"
+        )
+    feature_tokens = options["teacher_feature_tokens"]
+    if feature_tokens is not None and (
+        not isinstance(feature_tokens, int)
+        or isinstance(feature_tokens, bool)
+        or feature_tokens < 1
+    ):
+        raise ConfigError(
+            f"{where}.teacher_feature_tokens: expected null or an integer >= 1, "
+            f"got {feature_tokens!r}"
+        )
     if options["gate_schedule"] not in GATE_SCHEDULES:
         raise ConfigError(
             f"{where}.gate_schedule: expected one of {', '.join(GATE_SCHEDULES)}, "
@@ -168,7 +202,13 @@ def _check(options: dict, student: str) -> None:
     for key in ("learning_rate", "num_train_epochs", "temperature"):
         if not options[key] > 0:
             raise ConfigError(f"{where}.{key}: expected a number > 0, got {options[key]!r}")
-    for key in ("per_device_train_batch_size", "cutoff_len", "lora_rank", "attention_heads"):
+    for key in (
+        "per_device_train_batch_size",
+        "cutoff_len",
+        "lora_rank",
+        "attention_heads",
+        "teacher_top_k",
+    ):
         if not isinstance(options[key], int) or options[key] < 1:
             raise ConfigError(f"{where}.{key}: expected an integer >= 1, got {options[key]!r}")
 
@@ -248,24 +288,40 @@ def reasoning_spec(config: dict, teacher: str) -> dict:
 
 
 def train_resources(config: dict, student: str) -> dict:
-    """Resources of ``student``'s PRIDE jobs: training.resources < training.pride.resources <
-    training.per_student.<student>.resources < training.per_student.<student>.pride.resources.
+    """Resources of ``student``'s PRIDE training jobs: training.resources <
+    training.pride.resources < training.per_student.<student>.resources <
+    training.per_student.<student>.pride.resources; with ``teacher_outputs: online`` (the job
+    loads the teacher) :func:`teacher_resources`.
 
-    Why a PRIDE layer: a teacher larger than the student (70B for an 8B) needs more GPUs, memory
-    and time than the student's SFT and DPO jobs, and only its PRIDE jobs load it.
+    With precomputed teacher outputs (the default) the training job loads only the student, so
+    it asks for the student's GPUs; the teacher's (4 for a 70B teacher) move to rule
+    pride_teacher_outputs.
     """
+    if merged_options(config, student)["teacher_outputs"] == ONLINE:
+        return teacher_resources(config, student)
+    return _resources(config, student, (RESOURCES_KEY,))
+
+
+def teacher_resources(config: dict, student: str) -> dict:
+    """Resources of the jobs that load ``student``'s PRIDE teacher (rule pride_teacher_outputs,
+    pride_reasoning, an online PRIDE job): the PRIDE layers of :func:`train_resources`, each
+    followed by its ``teacher_resources`` layer. Why a layer of its own: a teacher larger than
+    the student (70B for an 8B) needs more GPUs, memory and time than the student."""
+    return _resources(config, student, (RESOURCES_KEY, TEACHER_RESOURCES_KEY))
+
+
+def _resources(config: dict, student: str, pride_keys: tuple[str, ...]) -> dict:
     training = config.get("training", {})
     own = (training.get("per_student") or {}).get(student) or {}
+    layers = [("training.resources", training.get("resources"))]
+    layers += [(f"training.pride.{k}", (training.get("pride") or {}).get(k)) for k in pride_keys]
+    layers.append((f"training.per_student.{student}.resources", own.get("resources")))
+    layers += [
+        (f"training.per_student.{student}.pride.{k}", (own.get("pride") or {}).get(k))
+        for k in pride_keys
+    ]
     merged: dict = {}
-    for where, layer in (
-        ("training.resources", training.get("resources")),
-        ("training.pride.resources", (training.get("pride") or {}).get(RESOURCES_KEY)),
-        (f"training.per_student.{student}.resources", own.get("resources")),
-        (
-            f"training.per_student.{student}.pride.resources",
-            (own.get("pride") or {}).get(RESOURCES_KEY),
-        ),
-    ):
+    for where, layer in layers:
         if layer is None:
             continue
         if not isinstance(layer, dict):
@@ -340,6 +396,7 @@ def validate(config: dict) -> None:
         if student in in_grid:
             teacher_of(config, student, options)
         train_resources(config, student)
+        teacher_resources(config, student)
     reasoning_teachers(config)
 
 
@@ -359,6 +416,13 @@ def build_settings(config: dict, student: str, method: str, strategy: str) -> di
     reasoning = options.pop("reasoning")
     if reasoning is not None:  # only then: a job without reasoning keeps its spec (no rerun)
         options["reasoning"] = {**reasoning, "file": REASONING_PATH.format(teacher=teacher)}
+    weights = options["weights"]
+    if options["teacher_outputs"] == PRECOMPUTED and (weights["reverse_kl"] or weights["mmd"]):
+        options["teacher_outputs_dir"] = TEACHER_OUTPUTS_DIR.format(
+            student=student, method=method, strategy=strategy
+        )
+    elif options["teacher_outputs"] == ONLINE:  # the reverse KL over the whole vocabulary
+        del options["teacher_top_k"]
     return {
         "trainer": "pride",
         "student": student,

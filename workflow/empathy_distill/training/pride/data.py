@@ -9,12 +9,34 @@ response tokens are the same in both, so token j of the response is predicted at
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ...core.errors import DatasetError, TrainingError
 from .privileged import PRIVILEGED_FIELDS, check_student_input, privileged_block, teacher_prompt
+
+#: Response tokens per batch that enter the MMD term at most (its kernel matrices are n^2).
+MMD_MAX_TOKENS = 512
+
+
+def feature_cap(batch_size: int, per_example: int | None = None) -> int:
+    """Response positions per example whose features enter the MMD term at most: a batch then
+    holds at most :data:`MMD_MAX_TOKENS` of them, and precomputed teacher outputs store no
+    more (rule pride_teacher_outputs); ``per_example`` (training.pride.teacher_feature_tokens)
+    lowers it to bound their disk."""
+    cap = max(1, MMD_MAX_TOKENS // batch_size)
+    return cap if per_example is None else min(cap, per_example)
+
+
+def feature_positions(dialog_id: str, length: int, cap: int, seed: int) -> list[int]:
+    """The response positions of one example whose features the MMD term compares: all of them
+    when there are at most ``cap``, else a fixed subset drawn with (seed, dialog_id), so the
+    teacher-outputs job and every epoch of training pick the same ones."""
+    if length <= cap:
+        return list(range(length))
+    return sorted(random.Random(f"{seed}:{dialog_id}").sample(range(length), cap))
 
 
 @dataclass(frozen=True)
@@ -88,8 +110,12 @@ def encode_examples(
     return examples
 
 
-def collate(examples: Sequence[Example], pad_id: int) -> dict:
-    """Right-padded tensors of a batch, with response positions of student and teacher."""
+def collate(
+    examples: Sequence[Example], pad_id: int, feature_cap: int | None = None, seed: int = 0
+) -> dict:
+    """Right-padded tensors of a batch, with response positions of student and teacher, and
+    ``feature_mask``: the positions whose features enter the MMD term
+    (:func:`feature_positions`; all response positions when ``feature_cap`` is None)."""
     import torch
 
     def pad(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,8 +132,11 @@ def collate(examples: Sequence[Example], pad_id: int) -> dict:
     response_mask = torch.zeros((len(examples), width))
     s_pos = torch.zeros((len(examples), width), dtype=torch.long)
     t_pos = torch.zeros((len(examples), width), dtype=torch.long)
+    feature_mask = torch.zeros((len(examples), width))
     for i, e in enumerate(examples):
         n = len(e.response)
+        picked = feature_positions(e.dialog_id, n, feature_cap or n, seed)
+        feature_mask[i, picked] = 1
         labels[i, :n] = torch.tensor(e.response)
         response_mask[i, :n] = 1
         s_pos[i, :n] = torch.arange(n) + len(e.student_prompt) - 1
@@ -124,6 +153,7 @@ def collate(examples: Sequence[Example], pad_id: int) -> dict:
         "privileged_mask": privileged_mask,
         "labels": labels,
         "response_mask": response_mask,
+        "feature_mask": feature_mask,
         "student_positions": s_pos,
         "teacher_positions": t_pos,
     }

@@ -21,15 +21,23 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import TrainingError
-from .losses import FeatureProjection, mmd_rbf, response_cross_entropy, reverse_kl
+from .config import PRECOMPUTED
+from .data import MMD_MAX_TOKENS, feature_cap
+from .losses import (
+    FeatureProjection,
+    mmd_rbf,
+    response_cross_entropy,
+    reverse_kl,
+    reverse_kl_topk,
+)
 from .privileged import PRIVILEGED_FIELDS, constant_fields
+from .teacher_store import TeacherOutputs
 from .tokenizers import check_tokenizer_pair
 
 LOG = logging.getLogger(__name__)
 SETTINGS_FILE = "pride_settings.json"
 LOG_FILE = "pride_log.json"
-#: Response tokens per batch that enter the MMD term at most (its kernel matrices are n^2).
-MMD_MAX_TOKENS = 512
+__all__ = ["MMD_MAX_TOKENS", "step_losses", "teacher_pass", "train", "train_in_memory"]
 
 
 def _gather(values: Any, positions: Any) -> Any:
@@ -38,12 +46,31 @@ def _gather(values: Any, positions: Any) -> Any:
     return values.gather(1, index)
 
 
+def teacher_pass(student: Any, teacher: Any, ids: Any, mask: Any) -> tuple[Any, Any]:
+    """The teacher's logits and last-layer features (no gradient). ``teacher`` None: the
+    student's base model (adapter disabled). The one place the teacher runs: in training with
+    ``teacher_outputs: online``, in rule pride_teacher_outputs otherwise."""
+    import torch
+
+    from .attention import multi_source
+
+    model = student if teacher is None else teacher
+    with torch.no_grad(), multi_source(model, None, None, None, 0.0) as tap:
+        if teacher is None:
+            with student.disable_adapter():
+                logits = student(input_ids=ids, attention_mask=mask).logits
+        else:
+            logits = teacher(input_ids=ids, attention_mask=mask).logits
+    return logits, tap.features
+
+
 def step_losses(
     student: Any,
     batch: dict,
     weights: dict,
     *,
     teacher: Any = None,
+    teacher_outputs: dict | None = None,
     block: Any = None,
     projection: Any = None,
     gate: float = 0.0,
@@ -51,22 +78,14 @@ def step_losses(
 ) -> dict:
     """Every enabled term of one batch and their weighted sum (``total``).
 
-    ``teacher`` None: the teacher is the student's base model (adapter disabled). A term whose
-    weight is 0 is not computed, so no gradient flows through it.
+    ``teacher_outputs`` (precomputed, :meth:`.teacher_store.TeacherOutputs.batch`): the reverse
+    KL over the teacher's top k and a tail bucket, the MMD against the stored features; no
+    teacher runs. Otherwise the teacher runs now (``teacher`` None: the student's base model,
+    adapter disabled). A term whose weight is 0 is not computed, so no gradient flows through it.
     """
     import torch
 
     from .attention import multi_source
-
-    def base_pass(ids: Any, mask: Any) -> tuple[Any, Any]:
-        model = student if teacher is None else teacher
-        with torch.no_grad(), multi_source(model, None, None, None, 0.0) as tap:
-            if teacher is None:
-                with student.disable_adapter():
-                    logits = student(input_ids=ids, attention_mask=mask).logits
-            else:
-                logits = teacher(input_ids=ids, attention_mask=mask).logits
-        return logits, tap.features
 
     privileged = None
     if block is not None and gate != 0.0:
@@ -78,12 +97,33 @@ def step_losses(
         out = student(input_ids=batch["student_ids"], attention_mask=batch["student_mask"])
     s_logits = _gather(out.logits, batch["student_positions"])
     mask = batch["response_mask"].to(s_logits.device)
+    # the MMD term's positions (data.feature_positions): the same online and precomputed
+    keep = batch.get("feature_mask", batch["response_mask"]).to(s_logits.device).bool()
     terms: dict = {}
     if weights.get("ce"):
         flat = s_logits.reshape(-1, s_logits.size(-1))
         terms["ce"] = response_cross_entropy(flat, batch["labels"].reshape(-1), mask.reshape(-1))
-    if weights.get("reverse_kl") or weights.get("mmd"):
-        t_logits, t_features = base_pass(batch["teacher_ids"], batch["teacher_mask"])
+    needs_teacher = bool(weights.get("reverse_kl") or weights.get("mmd"))
+    if needs_teacher and teacher_outputs is not None:
+        stored = {k: v.to(s_logits.device) for k, v in teacher_outputs.items()}
+        if weights.get("reverse_kl"):
+            terms["reverse_kl"] = reverse_kl_topk(
+                s_logits,
+                stored["topk_ids"],
+                stored["topk_logprobs"],
+                stored["tail_logmass"],
+                mask,
+                temperature,
+            )
+        if weights.get("mmd"):
+            s_feat = _gather(tap.features, batch["student_positions"])[keep][:MMD_MAX_TOKENS]
+            t_feat = stored["features"][:MMD_MAX_TOKENS]
+            s_feat = projection(s_feat) if projection is not None else s_feat
+            terms["mmd"] = mmd_rbf(s_feat, t_feat.to(s_feat.dtype))
+    elif needs_teacher:
+        t_logits, t_features = teacher_pass(
+            student, teacher, batch["teacher_ids"], batch["teacher_mask"]
+        )
         # a teacher spread over several GPUs returns them on its last layer's device
         t_logits = t_logits.to(s_logits.device)
         t_features = t_features.to(s_logits.device)
@@ -91,7 +131,6 @@ def step_losses(
             t_resp = _gather(t_logits, batch["teacher_positions"])
             terms["reverse_kl"] = reverse_kl(s_logits, t_resp, mask, temperature)
         if weights.get("mmd"):
-            keep = mask.bool()
             s_feat = _gather(tap.features, batch["student_positions"])[keep][:MMD_MAX_TOKENS]
             t_feat = _gather(t_features, batch["teacher_positions"])[keep][:MMD_MAX_TOKENS]
             s_feat = projection(s_feat) if projection is not None else s_feat
@@ -113,14 +152,15 @@ def prepare_output_dir(out: Path) -> None:
 
 
 def load_models(settings: dict, device: str, dtype: Any) -> tuple[Any, Any, Any]:
-    """(tokenizer, LoRA student, teacher or None when it is the student's un-tuned base).
+    """(tokenizer, LoRA student, teacher or None when it is the student's un-tuned base or
+    its outputs are precomputed: ``teacher_outputs: precomputed`` never loads it).
 
     The ``sft`` teacher (``teacher_adapter``) is its own copy of the student's base model with
     the configuration's SFT adapter merged in: one more copy of the base weights (16 GB for an
     8B model in bf16), against switching adapters on the student's copy at every step, which
     peft's set_adapter makes fragile (it moves requires_grad between adapters).
     """
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model, revision = settings["model_name_or_path"], settings.get("model_revision")
@@ -134,23 +174,34 @@ def load_models(settings: dict, device: str, dtype: Any) -> tuple[Any, Any, Any]
         task_type="CAUSAL_LM",
     )
     student = get_peft_model(base, lora)
-    teacher = None
-    adapter = settings.get("teacher_adapter")
     own_model = (settings["teacher_model"], settings.get("teacher_revision")) == (model, revision)
-    if adapter or not own_model:
-        device_map = settings.get("teacher_device_map")
-        teacher = AutoModelForCausalLM.from_pretrained(
-            settings["teacher_model"],
-            revision=settings.get("teacher_revision"),
-            dtype=dtype,
-            device_map=device_map,  # "auto": layers spread over the job's GPUs (accelerate)
-        )
-        if adapter:
-            teacher = PeftModel.from_pretrained(teacher, adapter).merge_and_unload()
-        if device_map is None:
-            teacher = teacher.to(device)
-        teacher.eval().requires_grad_(False)
+    teacher = None
+    if settings.get("teacher_outputs") == PRECOMPUTED:
+        teacher = None  # rule pride_teacher_outputs ran it; training reads its outputs
+    elif settings.get("teacher_adapter") or not own_model:
+        teacher = load_teacher(settings, device, dtype)
     return tokenizer, student, teacher
+
+
+def load_teacher(settings: dict, device: str, dtype: Any) -> Any:
+    """The frozen teacher: ``teacher_model`` (with the ``teacher_adapter`` merged, the sft
+    teacher), whole on ``device`` or spread by ``teacher_device_map``."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    device_map = settings.get("teacher_device_map")
+    teacher = AutoModelForCausalLM.from_pretrained(
+        settings["teacher_model"],
+        revision=settings.get("teacher_revision"),
+        dtype=dtype,
+        device_map=device_map,  # "auto": layers spread over the job's GPUs (accelerate)
+    )
+    adapter = settings.get("teacher_adapter")
+    if adapter:
+        teacher = PeftModel.from_pretrained(teacher, adapter).merge_and_unload()
+    if device_map is None:
+        teacher = teacher.to(device)
+    return teacher.eval().requires_grad_(False)
 
 
 def read_examples(settings: dict, tokenizer: Any) -> list:
@@ -217,6 +268,14 @@ def privileged_fields(records: list, rows: dict) -> tuple[str, ...]:
     return kept
 
 
+def precomputed_dir(settings: dict) -> str | None:
+    """The folder of the job's precomputed teacher outputs, or None when the teacher runs
+    online (``teacher_outputs: online``) or no teacher term is weighted."""
+    if settings.get("teacher_outputs") != PRECOMPUTED:
+        return None
+    return settings.get("teacher_outputs_dir")
+
+
 def schedule_of(settings: dict) -> tuple[float, float, str]:
     """The gate schedule's arguments of :func:`attention.gate_value` after ``step, total``."""
     return (
@@ -235,7 +294,9 @@ def train(settings: dict, out: Path) -> Path:
 def train_in_memory(settings: dict, out: Path) -> tuple[Any, Any]:
     """:func:`train`, also returning (the trained LoRA student as it is in memory, tokenizer):
     what the tests compare with the base model + the saved adapter the answer rule loads."""
-    check_tokenizer_pair(settings)  # before any model is loaded
+    if precomputed_dir(settings) is None:
+        # the teacher loads here (online); precomputed, rule pride_teacher_outputs checked it
+        check_tokenizer_pair(settings)  # before any model is loaded
     import torch
 
     from .attention import PrivilegedCrossAttention, gate_value
@@ -253,9 +314,18 @@ def train_in_memory(settings: dict, out: Path) -> tuple[Any, Any]:
     (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
     tokenizer, student, teacher = load_models(settings, device, dtype)
     examples, fields = read_examples_and_fields(settings, tokenizer)
-    width = student.get_base_model().config.hidden_size
-    teacher_width = width if teacher is None else teacher.config.hidden_size
     weights = settings["weights"]
+    store = None
+    if precomputed_dir(settings) is not None:
+        store = TeacherOutputs(precomputed_dir(settings), settings, examples)
+    width = student.get_base_model().config.hidden_size
+    teacher_width = (
+        store.manifest["feature_width"]
+        if store is not None
+        else width
+        if teacher is None
+        else teacher.config.hidden_size
+    )
     # New parameters keep float32 master weights whatever the student's dtype (attention.py).
     block = (
         PrivilegedCrossAttention(
@@ -289,14 +359,21 @@ def train_in_memory(settings: dict, out: Path) -> tuple[Any, Any]:
         picked, order = order[:batch_size], order[batch_size:]
         batch = {
             k: v.to(device)
-            for k, v in collate([examples[i] for i in picked], tokenizer.pad_token_id or 0).items()
+            for k, v in collate(
+                [examples[i] for i in picked],
+                tokenizer.pad_token_id or 0,
+                feature_cap(batch_size, settings.get("teacher_feature_tokens")),
+                settings["seed"],
+            ).items()
         }
+        stored = None if store is None else store.batch(picked, batch["labels"].size(1))
         gate = gate_value(step, total, *schedule_of(settings))
         terms = step_losses(
             student,
             batch,
             weights,
             teacher=teacher,
+            teacher_outputs=stored,
             block=block,
             projection=projection,
             gate=gate,
@@ -334,6 +411,8 @@ def train_in_memory(settings: dict, out: Path) -> tuple[Any, Any]:
             "final_gate": final_gate,
             "teacher": settings["teacher"],
             "teacher_mode": settings.get("teacher_mode"),
+            "teacher_outputs": settings.get("teacher_outputs", "online"),
+            "teacher_top_k": None if store is None else store.k,
             "privileged_fields": list(fields),
             "final_learned_gate": None if block is None else float(block.gate().detach()),
             "first_loss": losses[0],

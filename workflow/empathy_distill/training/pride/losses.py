@@ -43,6 +43,50 @@ def reverse_kl(
     return (per_token * mask).sum() / mask.sum().clamp(min=1)
 
 
+def teacher_top_k(
+    teacher_logits: torch.Tensor, k: int, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What :func:`reverse_kl_topk` needs of the teacher at each position, computed once
+    (rule pride_teacher_outputs): (ids (..., k), log-probabilities (..., k), the tail's log-mass
+    (...)). The tail is log(1 - sum of the top-k probabilities), taken as the log-sum-exp of the
+    other tokens' log-probabilities, which stays exact where that mass is tiny (1 - sum would
+    cancel); with k = V there is no tail (-inf)."""
+    log_t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    k = min(k, log_t.size(-1))
+    top, ids = log_t.topk(k, dim=-1)
+    if k == log_t.size(-1):
+        return ids, top, torch.full(top.shape[:-1], float("-inf"), device=top.device)
+    rest = log_t.scatter(-1, ids, float("-inf"))
+    return ids, top, torch.logsumexp(rest, dim=-1)
+
+
+def reverse_kl_topk(
+    student_logits: torch.Tensor,
+    teacher_ids: torch.Tensor,
+    teacher_logprobs: torch.Tensor,
+    teacher_tail: torch.Tensor,
+    mask: torch.Tensor,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Mean over masked positions of KL(p_student || q_teacher) over k + 1 buckets: the
+    teacher's top-k tokens, and "everything else" (the student's mass there is 1 - its mass at
+    those k ids; the teacher's is ``teacher_tail``, log-space).
+
+    Merging tokens into one bucket can only lose information, so by the data-processing
+    inequality this is <= the full-vocabulary :func:`reverse_kl`, with equality at k = V
+    (tests/test_pride_teacher_outputs.py measures the gap). It is what precomputed teacher
+    outputs allow: k ids and log-probabilities per position instead of V logits.
+    """
+    log_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    s_top = log_s.gather(-1, teacher_ids.long())
+    per_token = (s_top.exp() * (s_top - teacher_logprobs.float())).sum(-1)
+    if teacher_ids.size(-1) < log_s.size(-1):
+        # the student's tail by log-sum-exp over the other ids (exact where it is tiny)
+        s_tail = torch.logsumexp(log_s.scatter(-1, teacher_ids.long(), float("-inf")), dim=-1)
+        per_token = per_token + s_tail.exp() * (s_tail - teacher_tail.float())
+    return (per_token * mask).sum() / mask.sum().clamp(min=1)
+
+
 def median_bandwidth(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """sigma^2 by the median heuristic over the pooled sample (detached; > 0)."""
     pooled = torch.cat([x, y]).detach().float()
