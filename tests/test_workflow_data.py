@@ -133,6 +133,8 @@ def grid_jobs(pride: bool) -> dict[str, int]:
         "teacher_improve": 14,  # 7 rewriting strategies x 2 (the pooled one rewrites nothing)
         "train": CONFIGS * STUDENTS * 2,  # SFT + DPO
         "answer": STUDENTS + models,  # base students + trained models
+        "emotion_answers": STUDENTS + models,  # each answer set's model names the emotions
+        "emotion_accuracy": 1,  # one table of them (evaluation.emotion_accuracy, on by default)
         "judge_pair": comparisons * JUDGES,
         "win_rates": 1,
         "judge_agreement": 1,
@@ -153,12 +155,13 @@ def grid_jobs(pride: bool) -> dict[str, int]:
 
 
 def test_the_grid_arithmetic_gives_readmes_job_counts() -> None:
-    """README ("Run on SLURM", "PRIDE") quotes these totals and GPU jobs (train + answer)."""
+    """README ("Run on SLURM", "PRIDE") quotes these totals and GPU jobs (train + answer +
+    emotion_answers)."""
     with_pride, paper = grid_jobs(pride=True), grid_jobs(pride=False)
-    assert sum(with_pride.values()) == 1110 and sum(paper.values()) == 717
-    gpu = ("train", "train_pride", "answer")
-    assert sum(with_pride.get(r, 0) for r in gpu) == 254
-    assert sum(paper.get(r, 0) for r in gpu) == 170
+    assert sum(with_pride.values()) == 1239 and sum(paper.values()) == 804
+    gpu = ("train", "train_pride", "answer", "emotion_answers")
+    assert sum(with_pride.get(r, 0) for r in gpu) == 382
+    assert sum(paper.get(r, 0) for r in gpu) == 256
 
 
 def _job_stats(output: str) -> dict[str, int]:
