@@ -136,10 +136,11 @@ def test_a_model_forced_to_prefer_one_label_names_it(planted_tiny, test_rows, te
 
 
 def test_scores_need_no_shared_prefix(tiny):
-    """Prompts with nothing in common (no prefix cache) score as plain forward passes."""
+    """Prompts with nothing in common (no prefix cache) score as plain forward passes; so do
+    candidates of one token each (no second pass)."""
     model, _, _ = tiny
-    prompts = [[1, 5, 6], [1, 9]]
-    cands = [[[7], [8, 9, 10]], [[11, 12], [5]]]
+    prompts = [[1, 5, 6], [1, 9], [1, 4, 4]]
+    cands = [[[7], [8, 9, 10]], [[11, 12], [5]], [[3], [4]]]
     got = candidate_scores(model, prompts, cands)
     for prompt, cand, scores in zip(prompts, cands, got, strict=True):
         np.testing.assert_allclose(scores, _plain_scores(model, prompt, cand), atol=2e-4)

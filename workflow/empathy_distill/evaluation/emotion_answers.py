@@ -16,7 +16,7 @@ is cheap: one forward pass per dialogue plus one batch of 32 short candidates.
 * Speed: the prompt prefix every dialogue shares (the question and the list) is prefilled once
   (``local_decoding.prefix_cache``); each dialogue's rest once; its 32 candidates in one batch
   on copies of that cache, right-padded (causal attention: a real token never sees the padding
-  after it, so no mask is needed).
+  after it, so no mask is needed), less each candidate's last token (it predicts nothing).
 * Weights: base + merged adapter as the answer rule loads them (``generate.load_model``),
   ``generation.dtype``. The transformers engine always (``generation.engine: vllm`` serves
   generation only).
@@ -102,23 +102,21 @@ def candidate_scores(
         for prompt, cands in zip(prompts, candidates, strict=True):
             past = copy.deepcopy(shared) if shared is not None else None
             rest = torch.tensor([list(prompt[prefix_length:])], device=model.device)
-            step = model(input_ids=rest, past_key_values=past, use_cache=True)
+            step = model(input_ids=rest, past_key_values=past, use_cache=True, logits_to_keep=1)
             first = torch.log_softmax(step.logits[0, -1].float(), dim=-1)
-            cache = step.past_key_values
-            cache.batch_repeat_interleave(len(cands))
-            width = max(len(c) for c in cands)
-            ids = torch.zeros((len(cands), width), dtype=torch.long)
-            for row, c in enumerate(cands):
-                ids[row, : len(c)] = torch.tensor(list(c), dtype=torch.long)
-            ids = ids.to(model.device)
-            logits = model(input_ids=ids, past_key_values=cache, use_cache=True).logits
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
-            scores = []
-            for row, c in enumerate(cands):
-                total = float(first[c[0]])
-                for j in range(1, len(c)):
-                    total += float(logprobs[row, j - 1, c[j]])
-                scores.append(total / len(c))
+            scores = [float(first[c[0]]) for c in cands]
+            width = max(len(c) for c in cands) - 1  # a candidate's last token predicts nothing
+            if width:
+                cache = step.past_key_values
+                cache.batch_repeat_interleave(len(cands))
+                ids = torch.zeros((len(cands), width), dtype=torch.long)
+                for row, c in enumerate(cands):
+                    ids[row, : len(c) - 1] = torch.tensor(list(c[:-1]), dtype=torch.long)
+                logits = model(input_ids=ids.to(model.device), past_key_values=cache).logits
+                logprobs = torch.log_softmax(logits.float(), dim=-1)
+                for row, c in enumerate(cands):
+                    scores[row] += sum(float(logprobs[row, j - 1, c[j]]) for j in range(1, len(c)))
+            scores = [total / len(c) for total, c in zip(scores, cands, strict=True)]
             out.append(scores)
     return out
 
