@@ -38,6 +38,7 @@ include: "workflow/rules/classifier.smk"
 include: "workflow/rules/scoring_finetune.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/reference_metrics.smk"
+include: "workflow/rules/emotion.smk"
 include: "workflow/rules/gpu_smoke.smk"
 
 

@@ -133,6 +133,8 @@ def grid_jobs(pride: bool) -> dict[str, int]:
         "teacher_improve": 14,  # 7 rewriting strategies x 2 (the pooled one rewrites nothing)
         "train": CONFIGS * STUDENTS * 2,  # SFT + DPO
         "answer": STUDENTS + models,  # base students + trained models
+        "emotion_answers": STUDENTS + models,  # each answer set's model names the emotions
+        "emotion_accuracy": 1,  # one table of them (evaluation.emotion_accuracy, on by default)
         "judge_pair": comparisons * JUDGES,
         "win_rates": 1,
         "judge_agreement": 1,
@@ -156,13 +158,18 @@ def grid_jobs(pride: bool) -> dict[str, int]:
 
 
 def test_the_grid_arithmetic_gives_readmes_job_counts() -> None:
-    """README ("Run on SLURM", "PRIDE") quotes these totals and GPU jobs (train + answer)."""
+    """README ("Run on SLURM", "PRIDE") quotes these totals and GPU jobs (train + answer +
+    emotion_answers)."""
     with_pride, paper = grid_jobs(pride=True), grid_jobs(pride=False)
     pride_jobs = CONFIGS * STUDENTS  # one train_pride and one pride_teacher_outputs each
-    assert sum(with_pride.values()) == 1110 + pride_jobs and sum(paper.values()) == 717
-    gpu = ("train", "train_pride", "pride_teacher_outputs", "answer")
-    assert sum(with_pride.get(r, 0) for r in gpu) == 254 + pride_jobs == 296
-    assert sum(paper.get(r, 0) for r in gpu) == 170
+    answers = {True: STUDENTS + CONFIGS * STUDENTS * 3, False: STUDENTS + CONFIGS * STUDENTS * 2}
+    # one emotion_answers job per answer set, and one emotion_accuracy table
+    emotion = {k: v + 1 for k, v in answers.items()}
+    assert sum(with_pride.values()) == 1110 + pride_jobs + emotion[True] == 1281
+    assert sum(paper.values()) == 717 + emotion[False] == 804
+    gpu = ("train", "train_pride", "pride_teacher_outputs", "answer", "emotion_answers")
+    assert sum(with_pride.get(r, 0) for r in gpu) == 254 + pride_jobs + answers[True] == 424
+    assert sum(paper.get(r, 0) for r in gpu) == 170 + answers[False] == 256
 
 
 def _job_stats(output: str) -> dict[str, int]:

@@ -455,6 +455,7 @@ def get_final_output():
     targets += figure_files()
     targets += example_files()
     targets += reference_metrics_tables()
+    targets += emotion_accuracy_tables()
     targets += report_targets()
     targets += gpu_smoke_targets()
     return targets
@@ -502,6 +503,31 @@ def get_reference_metrics_input(wildcards):
 
 def reference_metrics_tables():
     return ["results/tables/reference_metrics.csv"]
+
+
+# --- emotion.smk -------------------------------------------------------------------------------
+
+def get_emotion_answers_input(wildcards):
+    """The answer job's inputs less its prompts (test split, model files, adapter)."""
+    files = get_answer_input(wildcards)
+    del files["prompts"]
+    return files
+
+
+def get_emotion_answers_spec(wildcards):
+    """The student, its weights' precision, the labels and the question."""
+    return specs.dumps(specs.build("emotion_answers", config, wildcards.student))
+
+
+def get_emotion_accuracy_input(wildcards):
+    """Test split (the gold emotions) and every emotion file of the rule's spec manifest."""
+    spec = specs.build("emotion_accuracy", config)
+    return {"test": TEST_CSV, "emotion": [e["path"] for e in evaluation_specs.emotion_manifest(spec)]}
+
+
+def emotion_accuracy_tables():
+    """results/tables/emotion_accuracy.csv when evaluation.emotion_accuracy is on."""
+    return ["results/tables/emotion_accuracy.csv"] if config["evaluation"]["emotion_accuracy"] else []
 
 
 # --- scoring_agreement.smk (scorers vs human ratings, rater variance, empathy change) -----------

@@ -10,6 +10,7 @@ from ..core import grid, judges, runtime
 from ..core.config import load_schema
 from ..core.errors import ConfigError
 from ..core.specs import Spec, endpoint_identity, llm_files, register
+from .emotion_labels import BASE_SUFFIX, CHAT_SUFFIX, EMOTIONS, QUESTION
 
 
 @register("report_html")
@@ -161,3 +162,62 @@ def reference_metrics(config: dict) -> Spec:
 def answer_manifest(spec: Spec) -> list[dict[str, str]]:
     """Every answers file of a spec with ``answer_tags``, in its order; paths from ``grid``."""
     return [{"answers": tag, "path": grid.answer_path(tag)} for tag in spec["answer_tags"]]
+
+
+#: Where a student's emotion labels of the test dialogues live: the answers file's path with
+#: ``results/emotion`` for ``results/answers`` (rule emotion_answers).
+EMOTION_ROOT = "results/emotion"
+EMOTION = EMOTION_ROOT + "/{student}/{variant}.jsonl"
+
+
+def emotion_path(tag: str) -> str:
+    """File of the emotion labels the answer set ``tag``'s model names (no teacher)."""
+    if grid.parse_tag(tag)["kind"] == "teacher":
+        raise ConfigError("emotion accuracy is measured on students, not on the teacher")
+    return EMOTION_ROOT + grid.answer_path(tag).removeprefix(grid.ANSWERS_ROOT)
+
+
+def student_tags(config: dict) -> list[str]:
+    """Per student its base model, then its trained models: the sets the answer rule writes."""
+    tags = []
+    for student in grid.students(config):
+        tags.append(grid.base_tag(student))
+        tags += [m.tag for m in grid.models(config) if m.student == student]
+    return tags
+
+
+@register("emotion_answers")
+def emotion_answers(config: dict, student: str) -> Spec:
+    """Rule emotion_answers: the student, the weights' precision, the labels and the question
+    (a change of any reruns the student's jobs). docs/emotion-accuracy.md."""
+    if student not in config["students"]:
+        raise ConfigError(
+            f"config['students'] has no student {student!r}"
+            f" (defined: {', '.join(sorted(config['students']))})"
+        )
+    return {
+        "student": student,
+        "model": config["students"][student],
+        "dtype": config["generation"]["dtype"],
+        "labels": list(EMOTIONS),
+        "question": QUESTION,
+        "suffixes": {"chat": CHAT_SUFFIX, "base": BASE_SUFFIX},
+        "score": "mean_token_logprob",
+    }
+
+
+@register("emotion_accuracy")
+def emotion_accuracy(config: dict) -> Spec:
+    """Rule emotion_accuracy: every student answer set (``emotion_manifest`` lists the files),
+    the labels (chance is 1 / their number) and the bootstrap's settings."""
+    return {
+        "answer_tags": student_tags(config),
+        "labels": list(EMOTIONS),
+        "bootstrap_samples": config["evaluation"]["bootstrap_samples"],
+        "seed": config["evaluation"]["seed"],
+    }
+
+
+def emotion_manifest(spec: Spec) -> list[dict[str, str]]:
+    """Every emotion file of a spec with ``answer_tags``, in its order."""
+    return [{"answers": tag, "path": emotion_path(tag)} for tag in spec["answer_tags"]]
