@@ -54,19 +54,33 @@ def jobs() -> list[dict]:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
+def student_of(job: dict) -> str:
+    """The student a GPU job is sized for: pride_reasoning's wildcard is the teacher, whose
+    jobs are sized by the student it teaches (llama31_8b's 70B teacher in config.yaml)."""
+    wildcards = job["wildcards"]
+    if "student" in wildcards:
+        return wildcards["student"]
+    assert wildcards == {"teacher": "llama31_70b_instruct"}, wildcards
+    return "llama31_8b"
+
+
 def config_resources(rule: str, student: str) -> dict:
     """gpu / mem_mb / runtime a job of ``rule`` gets: config.yaml's layers for the student,
     then the profile's set-resources for the rule (which win on SLURM)."""
     config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
     training, own = config["training"], config["training"]["per_student"].get(student, {})
-    if rule == "answer":
+    pride, own_pride = training.get("pride") or {}, own.get("pride") or {}
+    if rule in ("answer", "emotion_answers"):  # a student's model on the test dialogues
         generation = config["generation"]
         layers = [generation["resources"]]
         layers.append(generation.get("per_student", {}).get(student, {}).get("resources", {}))
-    elif rule == "train_pride":
-        pride = training.get("pride") or {}
+    elif rule == "train_pride":  # the student alone (the teacher's outputs are precomputed)
         layers = [training["resources"], pride.get("resources") or {}, own.get("resources") or {}]
-        layers.append((own.get("pride") or {}).get("resources") or {})
+        layers.append(own_pride.get("resources") or {})
+    elif rule in ("pride_teacher_outputs", "pride_reasoning"):  # jobs that load the teacher
+        layers = [training["resources"], pride.get("resources") or {}]
+        layers += [pride.get("teacher_resources") or {}, own.get("resources") or {}]
+        layers += [own_pride.get("resources") or {}, own_pride.get("teacher_resources") or {}]
     else:
         layers = [training["resources"], own.get("resources") or {}]
     profile = yaml.safe_load(PROFILE.read_text())["set-resources"].get(rule, {})
@@ -104,11 +118,13 @@ def test_the_default_grid_submits_its_gpu_rules(jobs):
         if job["local"]:
             assert job["sbatch"] is None
         elif "--gpus" in job["sbatch"] or "--gres" in job["sbatch"]:
-            gpu_jobs[job["rule"]].add(job["wildcards"]["student"])
-    expected = {"train", "answer"} | (
-        {"train_pride"} if "pride" in config["grid"]["methods"] else set()
-    )
+            gpu_jobs[job["rule"]].add(student_of(job))
+    expected = {"train", "answer", "emotion_answers"}
+    if "pride" in config["grid"]["methods"]:
+        # the 70B teacher of llama31_8b writes its reasoning once (config.yaml)
+        expected |= {"train_pride", "pride_teacher_outputs", "pride_reasoning"}
     assert set(gpu_jobs) == expected
+    assert gpu_jobs.pop("pride_reasoning", {"llama31_8b"}) == {"llama31_8b"}
     assert all(found == students for found in gpu_jobs.values()), dict(gpu_jobs)
 
 
@@ -117,7 +133,7 @@ def test_every_gpu_job_asks_for_its_gpus_on_one_node(jobs):
     for job in jobs:
         if job["local"] or not ("--gpus" in job["sbatch"] or "--gres" in job["sbatch"]):
             continue
-        rule, student = job["rule"], job["wildcards"]["student"]
+        rule, student = job["rule"], student_of(job)
         want = config_resources(rule, student)
         got = flags(job["sbatch"])
         where = f"{rule} {job['wildcards']}: {job['sbatch']}"
@@ -131,10 +147,17 @@ def test_every_gpu_job_asks_for_its_gpus_on_one_node(jobs):
         # --gpu-bind=single:1 (plugin < 2.8 adds it unless tasks_per_gpu is 0).
         assert "--ntasks-per-gpu" not in job["sbatch"], where
         checked[(rule, student, int(want["gpu"]))] += 1
-    # The paper's 4-GPU job: llama31_8b's PRIDE with its 70B teacher, once per data config.
+    # The 4-GPU jobs load llama31_8b's 70B PRIDE teacher: its outputs, once per data
+    # configuration, and its reasoning, once; PRIDE training itself needs the student's GPU.
     four = {key: n for key, n in checked.items() if key[2] == 4}
-    assert set(four) == {("train_pride", "llama31_8b", 4)}, dict(checked)
-    assert four[("train_pride", "llama31_8b", 4)] == checked[("train_pride", "mistral_7b", 1)]
+    assert set(four) == {
+        ("pride_teacher_outputs", "llama31_8b", 4),
+        ("pride_reasoning", "llama31_8b", 4),
+    }, dict(checked)
+    configs = checked[("train_pride", "mistral_7b", 1)]
+    assert four[("pride_teacher_outputs", "llama31_8b", 4)] == configs
+    assert checked[("train_pride", "llama31_8b", 1)] == configs
+    assert four[("pride_reasoning", "llama31_8b", 4)] == 1
 
 
 def test_installed_plugin_meets_the_slurm_extra_floor():
