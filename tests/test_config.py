@@ -117,6 +117,7 @@ def test_runtime_part_holds_the_operational_keys_and_merges_back():
         "expected_run_days": 7,
         "retry": {"max_wait_s": 900},
         "openai": {"max_enqueued_tokens": {}},
+        "cache_only": False,
     }
     assert not {"retry", "openai"} & set(identity["llm"])  # no rerun trigger
     assert "placement" not in identity  # which GPUs a job uses never reruns it

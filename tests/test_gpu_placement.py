@@ -388,7 +388,9 @@ def test_every_gpu_rule_passes_its_gpu_count() -> None:
             if "gpu=" in block:
                 found += 1
                 assert "--gpus {resources.gpu}" in block, f"{path.name}: rule {block.split(':')[0]}"
-    assert found == 5  # train, train_pride, pride_reasoning, answer, finetune_scorer
+    # train, train_pride, pride_teacher_outputs, pride_reasoning, answer, emotion_answers,
+    # finetune_scorer
+    assert found == 7
 
 
 # --- the LLaMA-Factory launch --------------------------------------------------------------------

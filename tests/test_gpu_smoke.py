@@ -22,7 +22,14 @@ from .conftest import REPO_ROOT
 IGNORE = shutil.ignore_patterns(
     ".git", ".venv", "results", "logs", ".snakemake", "cache", "__pycache__", ".*_cache"
 )
-GPU_RULES = {"train", "train_pride", "answer", "finetune_scorer"}
+GPU_RULES = {
+    "train",
+    "train_pride",
+    "pride_teacher_outputs",
+    "answer",
+    "emotion_answers",
+    "finetune_scorer",
+}
 BENCHMARK_HEADER = (
     "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 )
