@@ -143,6 +143,9 @@ def grid_jobs(pride: bool) -> dict[str, int]:
         "answer_lengths": 1,
         "reference_metrics": 1,  # BLEU, ROUGE-L, distinct-n, MiniLM cosine of every answer set
         "rater_variance": 1,  # needs no scorer: always planned
+        # the scoring study's four pinned files and its table (scoring.study_reproduction)
+        "download_scoring_study": 4,
+        "scoring_study_reproduction": 1,
         "all": 1,
     }
     if pride:
@@ -155,7 +158,7 @@ def grid_jobs(pride: bool) -> dict[str, int]:
 def test_the_grid_arithmetic_gives_readmes_job_counts() -> None:
     """README ("Run on SLURM", "PRIDE") quotes these totals and GPU jobs (train + answer)."""
     with_pride, paper = grid_jobs(pride=True), grid_jobs(pride=False)
-    assert sum(with_pride.values()) == 1110 and sum(paper.values()) == 717
+    assert sum(with_pride.values()) == 1115 and sum(paper.values()) == 722
     gpu = ("train", "train_pride", "answer")
     assert sum(with_pride.get(r, 0) for r in gpu) == 254
     assert sum(paper.get(r, 0) for r in gpu) == 170

@@ -455,6 +455,7 @@ def get_final_output():
     targets += figure_files()
     targets += example_files()
     targets += reference_metrics_tables()
+    targets += scoring_study_targets()  # workflow/rules/scoring_study.smk
     targets += report_targets()
     targets += gpu_smoke_targets()
     return targets
