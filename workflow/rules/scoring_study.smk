@@ -1,30 +1,8 @@
 # The companion scoring study's published data (arXiv:2412.20264), pinned to one commit of its
 # repository, and its classifier table recomputed from them (docs/scoring.md, "The study
 # reproduced from its own data"). Logic: empathy_distill/data/scoring_study.py and
-# empathy_distill/evaluation/scoring/study_reproduction*.py.
-
-import re  # noqa: E402
-
-from empathy_distill.evaluation.scoring import study_grid  # noqa: E402
-
-STUDY_DATA = config["scoring"]["study_data"]
-STUDY_DIR = STUDY_DATA["dir"].rstrip("/")
-
-
-def study_file(name):
-    return f"{STUDY_DIR}/{name}"
-
-
-def scoring_study_targets():
-    """The reproduction table and figure when scoring.study_reproduction is on (the default)."""
-    if not config["scoring"]["study_reproduction"]:
-        return []
-    return [study_grid.TABLE, study_grid.FIGURE]
-
-
-def get_scoring_study_reproduction_spec(wildcards):
-    return specs.dumps(specs.build("scoring_study_reproduction", config))
-
+# empathy_distill/evaluation/scoring/study_reproduction*.py. Input functions: end of
+# workflow/rules/common.smk.
 
 # A file already at scoring.study_data.dir is used as is (the job checks its sha256).
 rule download_scoring_study:
@@ -65,7 +43,7 @@ rule scoring_study_reproduction:
         ),
     params:
         spec=get_scoring_study_reproduction_spec,
-        study_dir=STUDY_DIR,
+        study_dir=lambda wildcards, input: os.path.dirname(input.study[0]),
     benchmark:
         study_grid.BENCHMARK
     threads: 2
