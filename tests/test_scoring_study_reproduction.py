@@ -117,8 +117,8 @@ def test_the_table_has_every_cell_and_the_best_rows() -> None:
     rng = np.random.default_rng(0)
     ratings = np.repeat([1, 2, 3], 40)
     features = {
-        "subfactors": rng.integers(1, 11, size=(120, 4)).astype(float) + ratings[:, None],
-        "miti": rng.integers(0, 2, size=(120, 3)).astype(float),
+        "subfactors": rng.integers(1, 11, size=(120, 3)).astype(float) + ratings[:, None],
+        "miti": rng.integers(0, 2, size=(120, 2)).astype(float),
     }
     data = repro.Study(features, ratings, [str(i) for i in range(120)])
     table = repro.reproduction_table(repro.per_k_table(data))
@@ -130,7 +130,8 @@ def test_the_table_has_every_cell_and_the_best_rows() -> None:
         cells["features"], cells["model"], cells["selection"], cells["k_choice"], strict=True
     )
     assert sorted(keys) == sorted(expected)
-    assert (cells.loc[cells["selection"] == "none", "k"] == cells["n_features"]).all()
+    none = cells[cells["selection"] == "none"]
+    assert (none["k"] == none["n_features"]).all()
     assert set(table["n_test"]) == {24} and set(table["n_train"]) == {96}
     best = table[table["model"] == "best"]
     assert len(best) == len(features) * 2 and best["chosen"].str.contains("/").all()
@@ -161,3 +162,32 @@ def test_the_dry_run_plans_the_rule_when_on(dataset_path, tmp_path, on) -> None:
     assert result.returncode == 0, output[-3000:]
     assert ("scoring_study_reproduction" in output) is on
     assert ("download_scoring_study            4" in output) is on
+
+
+class _RecordingEmbedder:
+    """Stands in for MiniLM (evaluation/embeddings.py): records the texts, returns 384-d rows."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def encode(self, texts):
+        self.texts += list(texts)
+        return np.ones((len(texts), 384), dtype=np.float32)
+
+
+def test_embedding_features_embed_the_studys_text_of_each_balanced_response(scoring_study_dir):
+    texts = study.load(scoring_study_dir / study.BALANCED)
+    embedder = _RecordingEmbedder()
+    data = repro.load_study(
+        study.load(scoring_study_dir / study.BALANCED_FEATURES), texts, embedder
+    )
+    assert data.features["embedding"].shape == (1920, 384)
+    first = texts.iloc[0]
+    assert embedder.texts[0] == (
+        f"Situation: {first['situation']}; Speaker Utterance: {first['speaker_uttr']};"
+        f" Response: {first['response']}"
+    )
+    assert repro.k_grid("embedding", 384) == [16, 32, 64, 128, 256, 384]
+    assert repro.k_grid("miti", 15) == list(range(1, 16))
