@@ -18,6 +18,7 @@ from empathy_distill.core.config import load_config
 from empathy_distill.data import scoring_study as study
 from empathy_distill.evaluation.scoring import study_grid
 from empathy_distill.evaluation.scoring import study_reproduction as repro
+from empathy_distill.evaluation.scoring import study_reproduction_job as job
 
 from .conftest import REPO_ROOT
 from .workflow_helpers import run_snakemake
@@ -191,3 +192,24 @@ def test_embedding_features_embed_the_studys_text_of_each_balanced_response(scor
     )
     assert repro.k_grid("embedding", 384) == [16, 32, 64, 128, 256, 384]
     assert repro.k_grid("miti", 15) == list(range(1, 16))
+
+
+def test_the_job_writes_table_per_k_and_figure_from_the_pinned_files(
+    scoring_study_dir, paper_dataset_path, tmp_path
+) -> None:
+    """The rule's command on the real files, narrowed by its spec to MITI and the tree."""
+    spec = specs.build("scoring_study_reproduction", load_config(REPO_ROOT / "config.yaml"))
+    spec = {**spec, "features": ["miti"], "models": ["tree"], "cache_dir": str(tmp_path)}
+    out = {name: tmp_path / name for name in ("table.csv", "by_k.csv", "figure.png")}
+    status = job.main(
+        [
+            *("--spec", specs.dumps(spec), "--study-dir", str(scoring_study_dir)),
+            *("--dataset", str(paper_dataset_path), "--table-out", str(out["table.csv"])),
+            *("--by-k-out", str(out["by_k.csv"]), "--figure-out", str(out["figure.png"])),
+        ]
+    )
+    assert status == 0
+    table = pd.read_csv(out["table.csv"])
+    assert len(table) == 3 * 2 + 2  # 3 selections x 2 k choices, + the two best rows
+    assert len(pd.read_csv(out["by_k.csv"])) == 1 + 15 + 15
+    assert out["figure.png"].read_bytes()[:4] == b"\x89PNG"
