@@ -168,3 +168,34 @@ def llm_types():
     import empathy_distill.llm as llm
 
     return llm
+
+
+#: The companion scoring study's four published files (data/scoring_study.py): where the
+#: workflow reads them, then the sibling shared/data checkout CI and helpers have.
+SCORING_STUDY_DIRS = (REPO_ROOT / "resources" / "scoring_study", SHARED / "data" / "scoring_study")
+
+
+@pytest.fixture(scope="session")
+def scoring_study_dir() -> Path:
+    """A folder with the study's four files, each matching config.yaml's sha256; skipped with
+    the places searched when there is none (the files have no licence: never committed)."""
+    from empathy_distill.data.dataset import sha256_of
+
+    files = yaml.safe_load((REPO_ROOT / "config.yaml").read_text(encoding="utf-8"))["scoring"][
+        "study_data"
+    ]["files"]
+    rejected = []
+    for folder in SCORING_STUDY_DIRS:
+        bad = [
+            n
+            for n, sha in files.items()
+            if not (folder / n).is_file() or sha256_of(folder / n) != sha
+        ]
+        if not bad:
+            return folder
+        rejected.append(f"{folder} (missing or not pinned: {', '.join(bad)})")
+    pytest.skip(
+        "needs the scoring study's published files (arXiv:2412.20264); searched: "
+        + "; ".join(rejected)
+        + ". Run `snakemake download_scoring_study` targets or put them in resources/scoring_study"
+    )

@@ -145,6 +145,9 @@ def grid_jobs(pride: bool) -> dict[str, int]:
         "answer_lengths": 1,
         "reference_metrics": 1,  # BLEU, ROUGE-L, distinct-n, MiniLM cosine of every answer set
         "rater_variance": 1,  # needs no scorer: always planned
+        # the scoring study's four pinned files and its table (scoring.study_reproduction)
+        "download_scoring_study": 4,
+        "scoring_study_reproduction": 1,
         "all": 1,
     }
     if pride:
@@ -165,8 +168,9 @@ def test_the_grid_arithmetic_gives_readmes_job_counts() -> None:
     answers = {True: STUDENTS + CONFIGS * STUDENTS * 3, False: STUDENTS + CONFIGS * STUDENTS * 2}
     # one emotion_answers job per answer set, and one emotion_accuracy table
     emotion = {k: v + 1 for k, v in answers.items()}
-    assert sum(with_pride.values()) == 1110 + pride_jobs + emotion[True] == 1281
-    assert sum(paper.values()) == 717 + emotion[False] == 804
+    study = 4 + 1  # the scoring study's 4 files (downloaded) and its reproduction table
+    assert sum(with_pride.values()) == 1110 + pride_jobs + emotion[True] + study == 1286
+    assert sum(paper.values()) == 717 + emotion[False] + study == 809
     gpu = ("train", "train_pride", "pride_teacher_outputs", "answer", "emotion_answers")
     assert sum(with_pride.get(r, 0) for r in gpu) == 254 + pride_jobs + answers[True] == 424
     assert sum(paper.get(r, 0) for r in gpu) == 170 + answers[False] == 256

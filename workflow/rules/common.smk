@@ -456,6 +456,7 @@ def get_final_output():
     targets += example_files()
     targets += reference_metrics_tables()
     targets += emotion_accuracy_tables()
+    targets += scoring_study_targets()  # rule scoring_study_reproduction
     targets += report_targets()
     targets += gpu_smoke_targets()
     return targets
@@ -841,3 +842,26 @@ def get_finetune_scorer_resource(key):
 def get_finetune_scorer_api_calls(wildcards):
     """An API fine-tune shares the global api_calls resource with the other API rules."""
     return 1 if config["scoring"]["scorers"][wildcards.scorer]["backend"] != "transformers" else 0
+
+
+# --- scoring_study.smk (the companion study's published data and its classifier table) ------
+
+from empathy_distill.evaluation.scoring import study_grid  # noqa: E402
+
+STUDY_DATA = config["scoring"]["study_data"]
+STUDY_DIR = STUDY_DATA["dir"].rstrip("/")
+
+
+def study_file(name):
+    return f"{STUDY_DIR}/{name}"
+
+
+def scoring_study_targets():
+    """The reproduction table and figure when scoring.study_reproduction is on (the default)."""
+    if not config["scoring"]["study_reproduction"]:
+        return []
+    return [study_grid.TABLE, study_grid.FIGURE]
+
+
+def get_scoring_study_reproduction_spec(wildcards):
+    return specs.dumps(specs.build("scoring_study_reproduction", config))

@@ -17,6 +17,7 @@ from . import (
     config_checks,  # noqa: F401
     finetune,
     finetune_args,
+    study_grid,
 )
 from .classifier import MODEL_FILE
 from .prompts import CLASSIFIER, DEFAULT_VARIANT, SUBFACTORS, scoring_prompt
@@ -184,3 +185,16 @@ def finetune_scorer(config: dict, scorer: str) -> Spec:
     if entry["backend"] == "transformers":
         spec["llamafactory"] = finetune_args.train_args(config, scorer)
     return spec
+
+
+@register("scoring_study_reproduction")
+def scoring_study_reproduction(config: dict) -> Spec:
+    """Rule scoring_study_reproduction: the study's pinned files (name -> sha256), the feature
+    sets and models of the table, and the embedding cache (MiniLM vectors, computed once)."""
+    study = config["scoring"]["study_data"]
+    return {
+        "files": dict(study["files"]),
+        "features": list(study_grid.FEATURE_SETS),
+        "models": list(study_grid.MODEL_NAMES),
+        "cache_dir": config["llm"]["cache_dir"],
+    }
