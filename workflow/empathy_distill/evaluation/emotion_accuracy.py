@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import f1_score
 
 from ..core import grid, specs
 from ..core.atomic import write_csv
@@ -48,17 +49,11 @@ TOP_CONFUSIONS = 3
 
 
 def macro_f1(gold: Sequence[str], predicted: Sequence[str]) -> float:
-    """Unweighted mean of per-label F1 over the labels that occur in gold or predictions (a
-    label never seen scores 0 and counts, as scikit-learn's ``f1_score(average='macro')``)."""
+    """Unweighted mean of per-label F1 over the labels that occur in gold or predictions
+    (scikit-learn's ``f1_score(average='macro')``; a label with no true positive scores 0)."""
     if not gold:
         return float("nan")
-    scores = []
-    for label in sorted(set(gold) | set(predicted)):
-        tp = sum(g == label and p == label for g, p in zip(gold, predicted, strict=True))
-        fp = sum(g != label and p == label for g, p in zip(gold, predicted, strict=True))
-        fn = sum(g == label and p != label for g, p in zip(gold, predicted, strict=True))
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return float(np.mean(scores))
+    return float(f1_score(list(gold), list(predicted), average="macro", zero_division=0.0))
 
 
 def majority(gold: Sequence[str]) -> tuple[str, float]:
