@@ -142,14 +142,16 @@ def test_check_submissions_flags_wrong_calls(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_real_dag_on_loopback_slurm(cluster: loopback.LoopbackSlurm, tmp_path: Path) -> None:
     """The real Snakefile through the SLURM profile: train (sft) -> sbatch --gpus=1 in the gpu
-    partition and Slurm gave it gres:gpu:1; build_tiny_student -> a CPU job; the teacher and
-    the data rules ran locally; the adapter and the teacher's 10 answers exist."""
+    partition and Slurm gave it gres:gpu:1, and on the loopback node (a GPU for Slurm only, no
+    CUDA) the job stopped at start with the one no-CUDA line instead of training on the CPU;
+    build_tiny_student -> a CPU job; the teacher and the data rules ran locally; the teacher's
+    10 answers exist."""
     if not dag.DATASET.exists():
         _unavailable(f"dataset not available at {dag.DATASET}")
     workdir = tmp_path / "work"
     workdir.mkdir()
-    result = dag.run_workflow(cluster, workdir, timeout_s=420)
-    assert result.returncode == 0, result.log[-4000:]
+    result = dag.run_workflow(cluster, workdir, timeout_s=420, extra_args=("--keep-going",))
+    assert result.returncode != 0, result.log[-4000:]  # the SFT job had no CUDA
     assert sorted(result.submitted_rules()) == ["build_tiny_student", "train"]
     (sft_call,) = result.calls_for("train")
     assert "--gpus=1" in sft_call
@@ -159,8 +161,9 @@ def test_real_dag_on_loopback_slurm(cluster: loopback.LoopbackSlurm, tmp_path: P
     assert "--gpus" not in tiny_call and "--gres" not in tiny_call
     assert "-p cpu" in tiny_call
     (sft_job,) = result.jobs_for("train")
-    assert sft_job["JobState"] == "COMPLETED"
+    assert sft_job["JobState"] == "FAILED"
     assert sft_job["Partition"] == "gpu"
     assert sft_job["TresPerJob"] == "gres:gpu:1"
+    assert dag.GPU_STOP in (workdir / dag.TRAIN_LOG).read_text()
     assert "teacher_initial" in result.local_rules_run()
     assert dag.check_dag(result) == []

@@ -64,6 +64,11 @@ TARGETS = (
 SUBMITTED = ("build_tiny_student", "train")
 LOCAL = ("split_dataset", "direct_sets", "leakage_guard", "set_dataset_info", "teacher_initial")
 MAX_TRAIN, MAX_TEST = 60, 10
+#: The loopback node's GPU exists for Slurm only (gres.conf File=/dev/null): torch there has no
+#: CUDA, so the SFT job must stop at start with training/devices.py's one line (no silent CPU
+#: fallback), never train on the CPU. The run goes on (--keep-going) to the local teacher.
+GPU_STOP = "asked for 1 GPU but sees 0"
+TRAIN_LOG = "logs/train/tiny/direct/chatgpt/sft.log"
 
 
 def load_profile(path: Path) -> dict:
@@ -264,11 +269,12 @@ def check_submissions(
     result: SlurmRun,
     gpu_rules: tuple[str, ...] = GPU_RULES,
     local_rules: tuple[str, ...] = (),
+    require_success: bool = True,
 ) -> list[str]:
-    """Claims that hold for any DAG: the run succeeded, every GPU rule's sbatch call asked for
-    one GPU, no other rule asked for a GPU, and `local_rules` never reached sbatch. Returns the
-    failed claims (empty = all hold)."""
-    if result.returncode != 0:
+    """Claims that hold for any DAG: the run succeeded (unless ``require_success`` is false),
+    every GPU rule's sbatch call asked for one GPU, no other rule asked for a GPU, and
+    `local_rules` never reached sbatch. Returns the failed claims (empty = all hold)."""
+    if require_success and result.returncode != 0:
         return [f"snakemake exited {result.returncode}:\n{result.log[-4000:]}"]
     problems: list[str] = []
     for call, rule in zip(result.sbatch_calls, result.submitted_rules(), strict=True):
@@ -284,9 +290,9 @@ def check_submissions(
 
 def check_dag(result: SlurmRun) -> list[str]:
     """Every claim the real-DAG run must prove; returns the failed ones (empty = all hold)."""
-    problems = check_submissions(result, local_rules=API_RULES + LOCAL)
-    if result.returncode != 0:
-        return problems
+    problems = check_submissions(result, local_rules=API_RULES + LOCAL, require_success=False)
+    if result.returncode == 0:
+        problems.append("the run succeeded although the SFT job had no CUDA to train on")
     if sorted(result.submitted_rules()) != sorted(SUBMITTED):
         problems.append(f"sbatch was called for {result.submitted_rules()}, want {SUBMITTED}")
     missing_local = set(LOCAL) - set(result.local_rules_run())
@@ -296,15 +302,18 @@ def check_dag(result: SlurmRun) -> list[str]:
         for flag in ("--gpus=1", "--cpus-per-gpu=", "-p gpu"):
             if flag not in call:
                 problems.append(f"train sbatch call lacks {flag}: {call}")
-    expected = (("train", "gpu", "gres:gpu:1"), ("build_tiny_student", "cpu", ""))
-    for rule, partition, gres in expected:
+    expected = (
+        ("train", "gpu", "gres:gpu:1", "FAILED"),
+        ("build_tiny_student", "cpu", "", "COMPLETED"),
+    )
+    for rule, partition, gres, state in expected:
         jobs = result.jobs_for(rule)
         if len(jobs) != 1:
             problems.append(f"scontrol shows {len(jobs)} jobs of {rule}, want 1")
             continue
         job = jobs[0]
-        if job.get("JobState") != "COMPLETED":
-            problems.append(f"{rule} job {job['JobId']} is {job.get('JobState')}")
+        if job.get("JobState") != state:
+            problems.append(f"{rule} job {job['JobId']} is {job.get('JobState')}, want {state}")
         if job.get("Partition") != partition:
             problems.append(f"{rule} ran in partition {job.get('Partition')}, want {partition}")
         tres = job.get("TresPerJob", "")
@@ -312,9 +321,13 @@ def check_dag(result: SlurmRun) -> list[str]:
             problems.append(f"{rule} job has TresPerJob={tres!r}, want {gres}")
         if not gres and "gpu" in tres:
             problems.append(f"{rule} job asked for a GPU: TresPerJob={tres!r}")
+    log = result.workdir / TRAIN_LOG
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    if GPU_STOP not in text or "does not run on the CPU" not in text:
+        problems.append(f"{TRAIN_LOG} lacks the no-CUDA stop line: {text[-1500:]!r}")
     adapter = result.workdir / TARGETS[0]
-    if not adapter.is_file() or adapter.stat().st_size == 0:
-        problems.append(f"no adapter at {adapter}")
+    if adapter.exists():
+        problems.append(f"an adapter was trained without a GPU: {adapter}")
     answers = result.workdir / TARGETS[1]
     n = len(answers.read_text().splitlines()) if answers.is_file() else 0
     if n != MAX_TEST:
