@@ -42,7 +42,7 @@ DEFAULTS: dict = {
     # 4 x 80 GB; the job's GPUs come from `resources` below.
     "teacher_device_map": None,
     "weights": {"ce": 1.0, "reverse_kl": 1.0, "mmd": 0.1},
-    # The teacher's own reasoning as privileged input (README "PRIDE"): false (off), true (on,
+    # The teacher's own reasoning as privileged input (docs/pride.md): false (off), true (on,
     # REASONING_DEFAULTS) or a mapping of REASONING_DEFAULTS' keys (on, those values).
     "reasoning": False,
     # precomputed (default): rule pride_teacher_outputs runs the teacher once per configuration
