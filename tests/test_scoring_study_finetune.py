@@ -26,10 +26,15 @@ from empathy_distill.core.errors import ConfigError
 from empathy_distill.cost import study_scorers
 from empathy_distill.data import scoring_study as study
 from empathy_distill.evaluation.records import read_jsonl, write_jsonl
-from empathy_distill.evaluation.scoring import finetune_local, responses, study_finetune_data
+from empathy_distill.evaluation.scoring import (
+    finetune_local,
+    responses,
+    study_finetune_data,
+    study_finetune_score,
+    study_finetune_table,
+    study_protocol,
+)
 from empathy_distill.evaluation.scoring import specs as scoring_specs
-from empathy_distill.evaluation.scoring import study_finetune_score, study_finetune_table
-from empathy_distill.evaluation.scoring import study_protocol
 from empathy_distill.evaluation.scoring import study_reproduction as repro
 from empathy_distill.evaluation.scoring import study_reproduction_job as repro_job
 from empathy_distill.evaluation.scoring.finetune_openai import fine_tune
@@ -113,7 +118,7 @@ def test_a_balanced_file_that_is_not_the_pinned_one_is_refused(scoring_study_dir
     config = with_scorer(
         tmp_path, "smollm2_rating", shipped()["scoring"]["scorers"]["smollm2_rating"]
     )
-    with pytest.raises(study.DatasetError, match="sha256 is .* expected 310b08fb"):
+    with pytest.raises(study.DatasetError, match=r"sha256 is .* expected 310b08fb"):
         study_finetune_data.read_balanced(
             changed, scoring_specs.study_scorer_data(config, "smollm2_rating")["balanced_sha256"]
         )
@@ -297,7 +302,7 @@ def test_a_tiny_local_run_writes_its_table_row(
         16,
         9,
     )
-    assert row["accuracy"] == pytest.approx(round(expected, 4))
+    assert row["accuracy"] == pytest.approx(round(expected, 4)) and n == 9
     assert math.isnan(row["reported"])  # the study fine-tuned no SmolLM2 / tiny model
     # the study's own figure sits beside it, on a row of its own
     (study_row,) = table[table["features"] == "finetune:study"].to_dict("records")
@@ -336,7 +341,6 @@ def test_a_paper_split_row_counts_invalid_replies_as_misses(tmp_path):
     [
         ({"study_protocol": {"scorers": ["nope"]}}, "'nope' is not defined"),
         ({"study_protocol": {"scorers": ["gpt4o_mini_rating"]}}, "has no finetune block"),
-        ({"study_reproduction": False}, "scoring.study_reproduction is false"),
     ],
 )
 def test_bad_study_protocol_settings_are_refused_naming_the_key(change, named):
@@ -392,3 +396,13 @@ def test_the_cost_command_reads_the_balanced_set_only_for_an_openai_scorer(serve
     paid = with_scorer(tmp_path, "api", openai_entry(server))
     assert study_scorers.paid_scorers(paid) == ["api"]
     assert np.isclose(study_protocol.STUDY_LR_MULTIPLIER, 0.5) and study_protocol.STUDY_EPOCHS == 4
+
+
+def test_the_protocol_is_off_with_the_reproduction_table():
+    config = shipped()
+    config["scoring"]["study_reproduction"] = False
+    config = validate_config(config)
+    assert study_protocol.scorers(config) == []
+    assert study_protocol.settings(config)["scorers"] == ["smollm2_rating"]
+    with pytest.raises(ConfigError, match="does not list 'smollm2_rating'"):
+        scoring_specs.finetune_study_scorer(config, "smollm2_rating")

@@ -146,4 +146,4 @@ def with_rows(table: pd.DataFrame, extra: list[dict]) -> pd.DataFrame:
     if not extra:
         return table
     table[INVALID] = None
-    return pd.concat([table, pd.DataFrame(extra, columns=table.columns)], ignore_index=True)
+    return pd.DataFrame(table.to_dict("records") + extra, columns=table.columns)

@@ -52,7 +52,8 @@ def settings(config: dict) -> dict:
 
 
 def scorers(config: dict) -> list[str]:
-    """Fine-tuned scorers trained and tested on the study's protocol (none: [])."""
+    """Fine-tuned scorers trained and tested on the study's protocol (none: []). Their rows go
+    into the reproduction table, so ``scoring.study_reproduction: false`` turns them off too."""
     if not config.get("scoring", {}).get("study_reproduction", True):
         return []
     return settings(config)["scorers"]
@@ -75,11 +76,6 @@ def problems(config: dict) -> list[str]:
     listed = settings(config)["scorers"]
     where = "config['scoring']['study_protocol']['scorers']"
     found = []
-    if listed and not scoring.get("study_reproduction", True):
-        found.append(
-            f"{where}: {', '.join(listed)} listed but scoring.study_reproduction is false; the"
-            " accuracy on the study's 20% goes into its table (turn it on, or list none)"
-        )
     defined = scoring.get("scorers", {})
     for name in listed:
         scorer = defined.get(name)
