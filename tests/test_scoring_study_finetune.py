@@ -406,3 +406,40 @@ def test_the_protocol_is_off_with_the_reproduction_table():
     assert study_protocol.settings(config)["scorers"] == ["smollm2_rating"]
     with pytest.raises(ConfigError, match="does not list 'smollm2_rating'"):
         scoring_specs.finetune_study_scorer(config, "smollm2_rating")
+
+
+def test_the_cost_command_holds_the_study_protocol_to_the_budget(
+    server, scoring_study_dir, train, test_split, tmp_path, capsys
+):
+    """``python -m empathy_distill.cost`` (the cost rule's job) with an OpenAI scorer on the
+    study's protocol: its two rows in the table, and a budget below them refused."""
+    from empathy_distill import cost
+    from empathy_distill.distillation.sets import improve_human_sources
+
+    config = shipped()
+    config["scoring"]["scorers"]["api"] = openai_entry(server)
+    config["scoring"]["study_protocol"] = {"scorers": ["api"]}
+    config["llm"]["cache_dir"] = str(tmp_path / "cache")
+    train.head(3).to_csv(tmp_path / "train.csv", index=False)
+    test_split.head(2).to_csv(tmp_path / "test.csv", index=False)
+    improve_human_sources(train.head(3)).to_csv(tmp_path / "human.csv", index=False)
+
+    def run(budget: float) -> int:
+        config["llm"]["budget_usd"] = budget
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        argv = ["--config", str(tmp_path / "config.yaml"), "--train", str(tmp_path / "train.csv")]
+        argv += ["--test", str(tmp_path / "test.csv"), "--improve-human-sources"]
+        argv += [str(tmp_path / "human.csv"), "--output", str(tmp_path / "projection.csv")]
+        argv += ["--study-balanced", str(scoring_study_dir / study.BALANCED)]
+        return cost.main(argv)
+
+    assert run(1000.0) == 0
+    table = pd.read_csv(tmp_path / "projection.csv")
+    mine = table[table["stage"] == "scorer:api"].set_index("part")
+    assert mine.loc["fine_tuning/study_balanced", "requests"] == 1536
+    assert mine.loc["responses_study_balanced_test", "requests"] == 384
+    capsys.readouterr()
+    training = float(mine.loc["fine_tuning/study_balanced", "cost_usd"])
+    assert run(training / 2) == 1  # the study's fine-tune alone is over it
+    assert "exceeds llm.budget_usd" in capsys.readouterr().err
+    assert sum(server.counts.values()) == 0  # nothing was asked of the API
