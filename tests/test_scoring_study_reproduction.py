@@ -200,6 +200,7 @@ def test_the_job_writes_table_per_k_and_figure_from_the_pinned_files(
     """The rule's command on the real files, narrowed by its spec to MITI and the tree."""
     spec = specs.build("scoring_study_reproduction", load_config(REPO_ROOT / "config.yaml"))
     spec = {**spec, "features": ["miti"], "models": ["tree"], "cache_dir": str(tmp_path)}
+    spec.pop("finetuned")  # the fine-tuned scorers' rows: tests/test_scoring_study_finetune.py
     out = {name: tmp_path / name for name in ("table.csv", "by_k.csv", "figure.png")}
     status = job.main(
         [
@@ -211,5 +212,6 @@ def test_the_job_writes_table_per_k_and_figure_from_the_pinned_files(
     assert status == 0
     table = pd.read_csv(out["table.csv"])
     assert len(table) == 3 * 2 + 2  # 3 selections x 2 k choices, + the two best rows
+    assert set(table["protocol"]) == {"study_balanced"}
     assert len(pd.read_csv(out["by_k.csv"])) == 1 + 15 + 15
     assert out["figure.png"].read_bytes()[:4] == b"\x89PNG"

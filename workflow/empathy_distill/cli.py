@@ -77,7 +77,13 @@ def cost_command(args: argparse.Namespace) -> None:
 
     config = load_configs(args.configfile)
     cost.run_projection(
-        config, args.train, args.test, args.improve_human_sources, args.output, args.scorer_train
+        config,
+        args.train,
+        args.test,
+        args.improve_human_sources,
+        args.output,
+        args.scorer_train,
+        args.study_balanced,
     )
 
 
@@ -131,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--test", default=grid.TEST_CSV)
     cost.add_argument("--improve-human-sources", default="results/data/sources/improve_human.csv")
     cost.add_argument("--scorer-train", default=grid.SCORER_TRAIN_CSV)
+    cost.add_argument(
+        "--study-balanced",
+        help="the study's unified_balanced_dataset.csv, read when an OpenAI scorer is in"
+        " scoring.study_protocol (default: scoring.study_data.dir/<it>)",
+    )
     cost.add_argument("--output", default="results/costs/projection.csv")
     cost.set_defaults(func=cost_command)
     hours = with_config(

@@ -15,6 +15,7 @@ from .core import grid
 from .core.config import check_config_file
 from .core.errors import ConfigError
 from .core.judges import calls_llm
+from .evaluation.scoring import study_protocol
 from .llm import capabilities, lifecycle
 from .llm.pricing import FREE_BACKENDS
 
@@ -23,6 +24,8 @@ TEACHER_RULES = frozenset({"teacher_initial", "teacher_improve"})
 JUDGE_RULES = frozenset({"judge_pair"})
 #: Rules whose jobs call an empathy scorer's endpoint (wildcard ``scorer``).
 SCORER_RULES = frozenset({"score_answers"})
+#: Rules of the study's protocol that call a scorer's endpoint (scoring.study_protocol).
+STUDY_SCORER_RULES = frozenset({"finetune_study_scorer", "score_study_test"})
 #: Rules whose jobs embed texts with a classifier scorer's embedding model (wildcard ``scorer``).
 EMBEDDING_RULES = frozenset({"train_classifier_scorer", "score_answers"})
 #: Backends that can write the teacher's responses.
@@ -53,6 +56,8 @@ def planned_endpoints(config: dict) -> dict[str, dict[str, Any]]:
         endpoints[f"scoring.scorers.{name}"] = config["scoring"]["scorers"][name]
         if (embedding := embedding_endpoint(config, name)) is not None:
             endpoints[f"scoring.scorers.{name}.embedding"] = embedding
+    for name in study_protocol.scorers(config):  # fine-tuned and asked outside the grid too
+        endpoints[f"scoring.scorers.{name}"] = config["scoring"]["scorers"][name]
     return endpoints
 
 
@@ -121,7 +126,7 @@ def planned_models(config: dict, endpoints: dict[str, dict[str, Any]]) -> dict[s
         for where, e in endpoints.items()
         if calls_llm(e) and e["backend"] not in FREE_BACKENDS
     }
-    for name in grid.scorers(config):
+    for name in dict.fromkeys([*grid.scorers(config), *study_protocol.scorers(config)]):
         scorer = config["scoring"]["scorers"][name]
         block = scorer.get("finetune") or {}
         if block and scorer.get("backend") == "openai":
@@ -163,7 +168,7 @@ def endpoints_of_jobs(config: dict, jobs: Iterable[tuple[str, dict]]) -> dict[st
             endpoints["teacher"] = config["teacher"]
         elif rule in JUDGE_RULES and wildcards.get("judge") in config["judges"]:
             endpoints[f"judges.{wildcards['judge']}"] = config["judges"][wildcards["judge"]]
-        elif rule in SCORER_RULES and wildcards.get("scorer") in grid.scorers(config):
+        elif _calls_scorer(config, rule, wildcards.get("scorer")):
             name = wildcards["scorer"]
             endpoints[f"scoring.scorers.{name}"] = config["scoring"]["scorers"][name]
         name = wildcards.get("scorer")
@@ -172,6 +177,14 @@ def endpoints_of_jobs(config: dict, jobs: Iterable[tuple[str, dict]]) -> dict[st
         if rule in EMBEDDING_RULES and embedding is not None:
             endpoints[f"scoring.scorers.{name}.embedding"] = embedding
     return endpoints
+
+
+def _calls_scorer(config: dict, rule: str, name: str | None) -> bool:
+    """The job of ``rule`` calls scorer ``name``'s endpoint: scoring an answer set of the grid,
+    or fine-tuning / asking it on the study's protocol."""
+    if rule in SCORER_RULES:
+        return name in grid.scorers(config)
+    return rule in STUDY_SCORER_RULES and name in study_protocol.scorers(config)
 
 
 def key_message(missing: dict[str, str]) -> str:

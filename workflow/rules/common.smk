@@ -223,6 +223,8 @@ def get_cost_input(wildcards):
         files["human"] = "results/data/sources/improve_human.csv"
     if grid.scorers(config):
         files["scorer_train"] = SCORER_TRAIN_CSV
+    if cost_study_scorers.paid_scorers(config):  # OpenAI scorers of scoring.study_protocol
+        files["study_balanced"] = study_file(study_grid.BALANCED_FILE)
     return files
 
 
@@ -236,6 +238,13 @@ def get_cost_scorer_train_arg(wildcards, input):
     if "scorer_train" not in input.keys():
         return ""
     return f"--scorer-train {shlex.quote(input.scorer_train)}"
+
+
+def get_cost_study_balanced_arg(wildcards, input):
+    """``--study-balanced <file>`` when an OpenAI scorer is in scoring.study_protocol."""
+    if "study_balanced" not in input.keys():
+        return ""
+    return f"--study-balanced {shlex.quote(input.study_balanced)}"
 
 
 def llm_key_envvars(endpoints):
@@ -339,8 +348,11 @@ def grid_scorers():
 
 
 def scorer_key_envvars():
-    """API-key variables of the grid's scorers that are set (see llm_key_envvars)."""
-    return llm_key_envvars(list(grid_scorers().values()))
+    """API-key variables of the grid's scorers and those of scoring.study_protocol that are
+    set (see llm_key_envvars)."""
+    defined = config["scoring"]["scorers"]
+    names = dict.fromkeys([*grid.scorers(config), *study_protocol.scorers(config)])
+    return llm_key_envvars([defined[name] for name in names])
 
 
 def get_score_input(wildcards):
@@ -846,7 +858,8 @@ def get_finetune_scorer_api_calls(wildcards):
 
 # --- scoring_study.smk (the companion study's published data and its classifier table) ------
 
-from empathy_distill.evaluation.scoring import study_grid  # noqa: E402
+from empathy_distill.evaluation.scoring import study_grid, study_protocol  # noqa: E402
+from empathy_distill.cost import study_scorers as cost_study_scorers  # noqa: E402
 
 STUDY_DATA = config["scoring"]["study_data"]
 STUDY_DIR = STUDY_DATA["dir"].rstrip("/")
@@ -865,3 +878,44 @@ def scoring_study_targets():
 
 def get_scoring_study_reproduction_spec(wildcards):
     return specs.dumps(specs.build("scoring_study_reproduction", config))
+
+
+# --- scoring_study_finetune.smk (the study's fine-tuning protocol) ----------------------------
+
+def study_scorer_pattern():
+    """Regex of the scorers of scoring.study_protocol (one matching nothing when none)."""
+    names = study_protocol.scorers(config)
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def get_study_scorer_data_spec(wildcards):
+    return specs.dumps(specs.build("study_scorer_data", config, wildcards.scorer))
+
+
+def get_finetune_study_scorer_spec(wildcards):
+    """Everything that shapes the model tuned on the study's 80% (a change retrains it)."""
+    return specs.dumps(specs.build("finetune_study_scorer", config, wildcards.scorer))
+
+
+def get_finetune_study_scorer_input(wildcards):
+    """As finetune_scorer's, from the study protocol's folder."""
+    folder = study_protocol.FOLDER.format(scorer=wildcards.scorer)
+    files = {"train": f"{folder}/train.jsonl"}
+    if config["scoring"]["scorers"][wildcards.scorer]["backend"] == "transformers":
+        files["info"] = f"{folder}/dataset_info.json"
+        files["model"] = get_finetune_scorer_input(wildcards)["model"]
+    return files
+
+
+def get_score_study_test_spec(wildcards):
+    return specs.dumps(specs.build("score_study_test", config, wildcards.scorer))
+
+
+def get_study_finetune_files(wildcards):
+    """What the reproduction table reads for its fine-tuned rows (the spec's manifest)."""
+    spec = specs.build("scoring_study_reproduction", config)
+    return [
+        path
+        for entry in scoring_specs.study_finetune_manifest(spec)
+        for path in (entry["model"], entry["predictions"])
+    ]

@@ -27,6 +27,8 @@ rule scoring_study_reproduction:
     input:
         study=[study_file(name) for name in STUDY_DATA["files"]],
         dataset=DATASET,
+        # the fine-tuned scorers of scoring.study_protocol: model.json and predictions per protocol
+        finetuned=get_study_finetune_files,
     output:
         table=report(
             study_grid.TABLE,

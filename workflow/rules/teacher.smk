@@ -98,6 +98,7 @@ rule cost:
         spec=specs.dumps(specs.build("cost", config)),
         human=get_cost_human_arg,
         scorer_train=get_cost_scorer_train_arg,
+        study_balanced=get_cost_study_balanced_arg,
     conda:
         CORE_ENV
     log:
@@ -105,4 +106,5 @@ rule cost:
     shell:
         "python -m empathy_distill.cost --spec {params.spec:q}"
         " --train {input.train} --test {input.test} {params.human} {params.scorer_train}"
+        " {params.study_balanced}"
         " --output {output} > {log} 2>&1 && cat {log}"

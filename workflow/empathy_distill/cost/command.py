@@ -15,8 +15,10 @@ from ..core.command import run_cli
 from ..core.errors import ConfigError
 from ..core.readers import read_table
 from ..distillation.sets import SOURCE_COLUMNS
+from ..evaluation.scoring import study_grid
+from ..evaluation.scoring.study_finetune_data import read_balanced
 from ..llm.cache import CACHE_FILE, ResponseCache
-from . import projection
+from . import projection, study_scorers
 from .rows import check_budget, projection_table
 
 
@@ -41,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--scorer-train", help="results/data/scorer_train.csv (if a scorer is in the grid)"
     )
+    parser.add_argument(
+        "--study-balanced",
+        help="the study's unified_balanced_dataset.csv (if an OpenAI scorer is in"
+        " scoring.study_protocol; default: scoring.study_data.dir/<it>)",
+    )
     parser.add_argument("--output", default="results/costs/projection.csv")
     return parser
 
@@ -52,6 +59,7 @@ def run_projection(
     human_sources_csv: str | Path | None,
     output: str | Path,
     scorer_train_csv: str | Path | None = None,
+    study_balanced_csv: str | Path | None = None,
 ) -> float:
     """Project, print and write the cost of ``config`` (the validated config, runtime part
     included: the budget cap is checked); return the projected total in USD."""
@@ -72,7 +80,14 @@ def run_projection(
         if scorer_train_csv is None:
             raise ConfigError("scoring.grid has scorers: pass --scorer-train")
         scorer_train = read_table(scorer_train_csv, columns)
-    table = projection_table(projection.project(config, train, test, human, cache, scorer_train))
+    study_balanced = None
+    if study_scorers.paid_scorers(config):
+        study = config["scoring"]["study_data"]
+        path = study_balanced_csv or Path(study["dir"]) / study_grid.BALANCED_FILE
+        study_balanced = read_balanced(path, study["files"][study_grid.BALANCED_FILE])
+    table = projection_table(
+        projection.project(config, train, test, human, cache, scorer_train, study_balanced)
+    )
     write_csv(output, table)
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(table.to_string(index=False, float_format=lambda v: f"{v:,.4f}"))
@@ -88,7 +103,13 @@ def _run(args: argparse.Namespace) -> None:
     spec, run = specs.from_args(args, cost_spec, with_runtime=True)
     config = runtime.merge(spec, run or {})
     run_projection(
-        config, args.train, args.test, args.improve_human_sources, args.output, args.scorer_train
+        config,
+        args.train,
+        args.test,
+        args.improve_human_sources,
+        args.output,
+        args.scorer_train,
+        args.study_balanced,
     )
 
 

@@ -29,6 +29,8 @@ How it counts (documented approximations, see ``llm/pricing.py``):
   ``scoring.train_dialogues``, when ``scoring.human_responses`` lists train): 5 per dialogue,
   their real texts (``evaluation/scoring/responses.py``). An OpenAI fine-tuned scorer's
   examples come from the same train dialogues.
+* An OpenAI scorer of ``scoring.study_protocol`` is also fine-tuned on the 80% of the study's
+  balanced set and rates its 20% (``study_scorers.py``: real texts, the study's 4 epochs).
 * A classifier scorer with an OpenAI embedding model (``embedding.backend: openai``) embeds
   every response of the scorers' train dialogues and of the test split (their real texts) and
   every answer set's answers (stand-ins as above), each as the study's ``Situation: ...;
@@ -58,6 +60,7 @@ from ..llm.pricing import PriceTable, approx_request_tokens
 from .requests import judge_token_counts, teacher_requests
 from .rows import ProjectionRow, unique
 from .scorers import scorer_rows
+from .study_scorers import study_rows
 
 
 def project(
@@ -67,6 +70,7 @@ def project(
     human_sources: pd.DataFrame | None = None,
     cache: ResponseCache | None = None,
     scorer_train: pd.DataFrame | None = None,
+    study_balanced: pd.DataFrame | None = None,
 ) -> list[ProjectionRow]:
     """Rows of the grid's paid calls. ``scorer_train``: the scorers' train dialogues
     (scoring.train_dialogues; results/data/scorer_train.csv), ``train`` when not given."""
@@ -124,6 +128,8 @@ def project(
                 )
             )
     rows += scorer_rows(config, test, prices, train if scorer_train is None else scorer_train)
+    if study_balanced is not None:  # OpenAI scorers of scoring.study_protocol (study_scorers)
+        rows += study_rows(config, prices, study_balanced)
     return rows
 
 

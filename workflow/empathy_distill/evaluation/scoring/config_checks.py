@@ -8,7 +8,7 @@ from __future__ import annotations
 from ...core.config import register_check, resolve_resource
 from ...core.errors import ConfigError
 from ..embeddings import MINILM, MODEL_NAME
-from . import finetune
+from . import finetune, study_protocol
 from .classifier.features import SUBFACTORS, feature_parts
 from .prompts import CLASSIFIER, DEFAULT_VARIANT, variants
 
@@ -16,9 +16,10 @@ from .prompts import CLASSIFIER, DEFAULT_VARIANT, variants
 @register_check
 def scoring_problems(config: dict) -> list[str]:
     """Every problem of ``config['scoring']``: its grid, its scorers' variants and classifier
-    features, and each scorer's ``finetune`` block (``finetune.problems``)."""
+    features, each scorer's ``finetune`` block (``finetune.problems``) and the scorers of the
+    study's protocol (``study_protocol.problems``)."""
     scoring = config.get("scoring", {})
-    problems = _scoring_problems(scoring)
+    problems = _scoring_problems(scoring) + study_protocol.problems(config)
     for name, scorer in scoring.get("scorers", {}).items():
         problems += finetune.problems(name, scorer, config.get("students", {}))
     return problems

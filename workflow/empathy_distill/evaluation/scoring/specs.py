@@ -18,6 +18,7 @@ from . import (
     finetune,
     finetune_args,
     study_grid,
+    study_protocol,
 )
 from .classifier import MODEL_FILE
 from .prompts import CLASSIFIER, DEFAULT_VARIANT, SUBFACTORS, scoring_prompt
@@ -187,14 +188,94 @@ def finetune_scorer(config: dict, scorer: str) -> Spec:
     return spec
 
 
+@register("study_scorer_data")
+def study_scorer_data(config: dict, scorer: str) -> Spec:
+    """Rule study_scorer_data: the scorer's prompt, the study's balanced file (its pinned
+    sha256) and how much of the study's 80/20 split is taken (null: all of it)."""
+    study_protocol.require(config, scorer)
+    block = study_protocol.settings(config)
+    return {
+        "scorer": scorer,
+        "protocol": study_protocol.STUDY_BALANCED,
+        **_scorer_identity(config, scorer),
+        "balanced_sha256": config["scoring"]["study_data"]["files"][study_grid.BALANCED_FILE],
+        "max_train": block["max_train"],
+        "max_test": block["max_test"],
+    }
+
+
+@register("finetune_study_scorer")
+def finetune_study_scorer(config: dict, scorer: str) -> Spec:
+    """Rule finetune_study_scorer: the scorer's finetune_scorer spec on the study's protocol:
+    its folder, the study's 4 epochs and (OpenAI) learning-rate multiplier 0.5; the keys that
+    drew the paper-split examples (balance, max_examples) do not apply."""
+    study_protocol.require(config, scorer)
+    spec = finetune_scorer(config, scorer)
+    block = {k: v for k, v in spec["finetune"].items() if k not in study_protocol.REPLACED_KEYS}
+    block["epochs"] = study_protocol.STUDY_EPOCHS
+    if spec["endpoint"]["backend"] == "openai":
+        block["learning_rate_multiplier"] = study_protocol.STUDY_LR_MULTIPLIER
+    spec = {**spec, "protocol": study_protocol.STUDY_BALANCED, "finetune": block}
+    if "llamafactory" in spec:
+        spec["llamafactory"] = finetune_args.train_args(
+            config, scorer, study_protocol.STUDY_BALANCED
+        )
+    return spec
+
+
+@register("score_study_test")
+def score_study_test(config: dict, scorer: str) -> Spec:
+    """Rule score_study_test: the scorer's identity (as score_answers) on the study's 20%."""
+    study_protocol.require(config, scorer)
+    return {**score_answers(config, scorer), "protocol": study_protocol.STUDY_BALANCED}
+
+
+def study_finetune_manifest(spec: Spec) -> list[dict[str, str]]:
+    """The files the reproduction table reads for its fine-tuned rows (a
+    ``scoring_study_reproduction`` spec's ``finetuned``): per scorer and protocol, the model.json
+    and the predictions; paths from ``study_protocol`` and ``responses``."""
+    found = []
+    for entry in spec.get("finetuned", []):
+        name = entry["scorer"]
+        for protocol in entry["protocols"]:
+            if protocol == study_protocol.STUDY_BALANCED:
+                model = study_protocol.path(study_protocol.MODEL_JSON, name)
+                predictions = study_protocol.path(study_protocol.PREDICTIONS, name)
+            else:
+                model = finetune.MODEL_JSON.format(scorer=name)
+                predictions = study_protocol.path(study_protocol.PAPER_PREDICTIONS, name)
+            found.append(
+                {"scorer": name, "protocol": protocol, "model": model, "predictions": predictions}
+            )
+    return found
+
+
 @register("scoring_study_reproduction")
 def scoring_study_reproduction(config: dict) -> Spec:
     """Rule scoring_study_reproduction: the study's pinned files (name -> sha256), the feature
-    sets and models of the table, and the embedding cache (MiniLM vectors, computed once)."""
+    sets and models of the table, the embedding cache (MiniLM vectors, computed once) and the
+    fine-tuned scorers whose rows it adds (``scoring.study_protocol``)."""
     study = config["scoring"]["study_data"]
-    return {
+    spec = {
         "files": dict(study["files"]),
         "features": list(study_grid.FEATURE_SETS),
         "models": list(study_grid.MODEL_NAMES),
         "cache_dir": config["llm"]["cache_dir"],
     }
+    # the fine-tuned scorers of the study's protocol (absent when none, so the classifier
+    # table's spec is unchanged): which rows, read from study_finetune_manifest's files
+    in_grid = study_protocol.paper_split_scorers(config)
+    finetuned = [
+        {
+            "scorer": name,
+            "backend": _scorer(config, name)["backend"],
+            "base_model": finetune.base_model(_scorer(config, name)),
+            "protocols": [study_protocol.STUDY_BALANCED]
+            + ([study_protocol.PAPER_SPLIT] if name in in_grid else []),
+            "max_test": study_protocol.settings(config)["max_test"],
+        }
+        for name in study_protocol.scorers(config)
+    ]
+    if finetuned:
+        spec["finetuned"] = finetuned
+    return spec

@@ -10,6 +10,9 @@ SELECTIONS = ("none", "kbest", "rfe")
 #: best_test: the study's way (k of the best test accuracy); cv: k by 5-fold CV on the 80%.
 K_CHOICES = ("best_test", "cv")
 
+#: The study's balanced set (data/scoring_study.BALANCED; named here without pandas).
+BALANCED_FILE = "unified_balanced_dataset.csv"
+
 TABLE = "results/tables/scoring_study_reproduction.csv"
 BY_K = "results/tables/scoring_study_reproduction_by_k.csv"
 FIGURE = "results/figures/scoring_study_reproduction.png"

@@ -23,6 +23,8 @@ from ...data import dataset as main_dataset
 from ...data import scoring_study as study
 from ..embeddings import Embedder, default_embedder
 from . import specs as scoring_specs
+from . import study_finetune_table as finetuned
+from . import study_protocol
 from . import study_reproduction as repro
 
 log = logging.getLogger("empathy_distill.evaluation.scoring.study_reproduction_job")
@@ -42,9 +44,10 @@ def read_study(study_dir: str | Path, files: dict[str, str], dataset: str | None
     return tables
 
 
-def figure(table: pd.DataFrame, out: str | Path) -> None:
+def figure(table: pd.DataFrame, out: str | Path, tuned: list[dict] | None = None) -> None:
     """Test accuracy of the best model per feature set and selection: model and k chosen by
-    the test accuracy (the study's way) or by CV accuracy (none: CV), with the study's figure."""
+    the test accuracy (the study's way) or by CV accuracy (none: CV), with the study's figure
+    and the fine-tuned scorers' accuracy on the same 20% (``tuned``: their table rows)."""
     cells = table[table["model"] != "best"]
     best = {}
     for key, group in cells.groupby(["features", "selection", "k_choice"], sort=False):
@@ -70,6 +73,9 @@ def figure(table: pd.DataFrame, out: str | Path) -> None:
                 va="bottom",
                 fontsize=8,
             )
+    for row in tuned or []:
+        if row["protocol"] == study_protocol.STUDY_BALANCED and row["accuracy"] is not None:
+            ax.axhline(row["accuracy"], linestyle="-.", linewidth=1, label=row["features"])
     ax.axhline(1 / 3, color="grey", linestyle=":", linewidth=1, label="chance (1/3)")
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(features))], features)
     ax.set_ylabel("test accuracy of the best model")
@@ -96,11 +102,26 @@ def run(args: argparse.Namespace, spec: dict, embedder: Embedder | None = None) 
         {k: v for k, v in data.features.items() if k in spec["features"]}, data.ratings, data.ids
     )
     by_k = repro.per_k_table(data, spec["models"], n_jobs=args.threads)
-    table = repro.reproduction_table(by_k)
+    classifiers = repro.reproduction_table(by_k)
+    extra = finetuned.rows(
+        spec, scoring_specs.study_finetune_manifest(spec), tables[study.BALANCED]
+    )
+    table = finetuned.with_rows(classifiers, extra)
     for path, frame in ((args.by_k_out, by_k), (args.table_out, table)):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(path, index=False)
-    figure(table, args.figure_out)
+    figure(classifiers, args.figure_out, extra)
+    for row in extra:
+        log.info(
+            "%s (%s, %s): accuracy %s on %d responses, %s invalid; study: %s",
+            row["features"],
+            row["protocol"],
+            row["model"],
+            row["accuracy"],
+            row["n_test"],
+            row["n_invalid"],
+            row["reported"],
+        )
     for _, row in table[table["model"] == "best"].iterrows():
         log.info(
             "%s, k by %s: %s accuracy %.4f (k=%d)",
