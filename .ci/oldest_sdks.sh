@@ -6,6 +6,7 @@
 # google-genai < 1.22 has no HttpRetryOptions and no Gemini API batches).
 #
 #   bash .ci/oldest_sdks.sh            scratch venv in a temporary directory, removed afterwards
+#   OLDEST_SDKS_WORKERS=1 bash ...     pytest-xdist workers (default 2; CI runs it beside the suite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -21,5 +22,5 @@ python3 -m venv "$scratch/venv"
 # The LLM-layer tests, the OpenAI fine-tuning flow and the OpenAI embedding model; those that
 # need torch skip themselves (no torch here). The package is found through pytest's pythonpath
 # (pyproject.toml), as in the main test run.
-"$scratch/venv/bin/python" -m pytest -n 2 -q -p no:cacheprovider tests/test_llm_*.py \
+"$scratch/venv/bin/python" -m pytest -n "${OLDEST_SDKS_WORKERS:-2}" -q -p no:cacheprovider tests/test_llm_*.py \
     tests/test_scoring_finetune_openai.py tests/test_openai_embeddings.py
