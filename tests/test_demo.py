@@ -130,3 +130,19 @@ def test_demo_runs_the_whole_dag_offline_and_reruns_nothing(demo_checkout, human
     text = dry.stdout + dry.stderr
     assert dry.returncode == 0 and "judge_pair" in text, text[-4000:]
     assert "rule train:" not in text and "teacher_improve" not in text
+
+    # A rerun is the same run: a training job and two answer sets (one of the base, one of a
+    # DPO model), forced again on the same inputs with the profile's thread counts, write the
+    # bytes the first run wrote. Three independent jobs, so nothing downstream of them reruns.
+    again = (
+        f"results/models/{STUDENT}/direct/gemini/sft/adapter_model.safetensors",
+        f"results/answers/{STUDENT}/base.jsonl",
+        f"results/answers/{STUDENT}/improve_llm/naive_prompt/dpo.jsonl",
+    )
+    before = {path: (demo_checkout / path).read_bytes() for path in again}
+    written = {path: (demo_checkout / path).stat().st_mtime_ns for path in again}
+    forced = run_demo(demo_checkout, "--force", *again)
+    assert forced.returncode == 0, (forced.stdout + forced.stderr)[-4000:]
+    for path in again:
+        assert (demo_checkout / path).stat().st_mtime_ns > written[path], f"{path}: not rerun"
+        assert (demo_checkout / path).read_bytes() == before[path], f"{path}: a rerun differs"
