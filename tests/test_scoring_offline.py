@@ -11,7 +11,8 @@ import hashlib
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import f1_score
 
 from empathy_distill.core import judges, specs
 from empathy_distill.core.config import load_config, validate_config
@@ -128,6 +129,8 @@ def test_per_code_f1_of_the_table_is_the_hand_computed_one() -> None:
     assert frame.loc["Closed Question", "f1"] == pytest.approx(0.5)
     assert frame.loc["Support", "f1"] == pytest.approx(0.8)
     assert frame.loc["Support", "support"] == 3 and frame.loc["Warn", "support"] == 0
+    # every row tagged Support: P 3/4, R 1 -> F1 2 * 0.75 / 1.75
+    assert frame.loc["Support", "f1_all_positive"] == pytest.approx(1.5 / 1.75)
     # micro: tp 3, fp 1, fn 2 over all codes -> 2*3 / (2*3 + 1 + 2)
     assert frame.loc["micro average", "f1"] == pytest.approx(6 / 9)
     assert miti.f1(truth[:, 8], predicted[:, 8]) == pytest.approx(0.8)
@@ -140,10 +143,22 @@ def test_the_tagger_learns_planted_codes_and_never_predicts_an_absent_one() -> N
     y = (x > 0.8).astype(float)  # code j present iff feature j is high (~21 % of rows)
     y[:, 12] = 0  # Warn never occurs
     fit, held = crossfit.holdout_split(ids, 0.2, seed=0)
-    thresholds = miti.choose_thresholds(x[fit], y[fit], [ids[i] for i in fit], 10.0, 3, 0)
+    fit_ids = [ids[i] for i in fit]
+    fitted, thresholds = miti.fit_tagger(x[fit], y[fit], fit_ids, 10.0, 3, 0)
     assert thresholds[12] == miti.NEVER
-    model = miti.CodeModels(10.0, thresholds).fit(x[fit], y[fit])
-    frame = miti.code_table(y[held], model.predict(x[held]), thresholds, y[fit]).set_index("code")
+    # code 0's threshold by hand: plain sklearn out-of-fold probabilities on the same dialogue
+    # folds, the threshold of the best sklearn F1 (ties: the lowest)
+    folds = crossfit.dialogue_folds(fit_ids, 3, 0)
+    xf, yf, proba = x[fit], y[fit, 0], np.zeros(len(fit))
+    for k in range(3):
+        plain = LogisticRegression(C=10.0, max_iter=1000, random_state=0)
+        proba[folds == k] = plain.fit(xf[folds != k], yf[folds != k]).predict_proba(xf[folds == k])[
+            :, 1
+        ]
+    best = max(miti.THRESHOLDS, key=lambda t: (f1_score(yf, proba >= t), -t))
+    assert thresholds[0] == best
+    predicted = fitted.full.predict(x[held])
+    frame = miti.code_table(y[held], predicted, thresholds, y[fit]).set_index("code")
     learnt = frame.drop(index=["Warn", "micro average", "macro average"])
     assert (learnt["f1"] > 0.8).all(), learnt["f1"]
     assert frame.loc["Warn", "predicted"] == 0
@@ -191,7 +206,7 @@ def test_the_subfactor_job_learns_from_train_dialogues_only(
 ) -> None:
     spec = {
         "scorer": "offline_test",
-        "candidates": ["ridge_context", "ridge_response", "knn_context"],
+        "candidates": ["ridge_context", "ridge_response", "ridge_both", "knn_context"],
         "heldout_fraction": 0.2,
         **SETTINGS,
     }
@@ -204,7 +219,7 @@ def test_the_subfactor_job_learns_from_train_dialogues_only(
     assert (frame["n_fit_dialogues"] + frame["n_heldout_dialogues"] == 150).all()
     assert frame["n_heldout_dialogues"].iloc[0] == 30
     assert set(frame["candidate"]) == {*spec["candidates"], job.BASELINE}
-    assert len(frame) == 4 * (15 + 7)  # 15 subfactors, 3 x (mean, score), mean:all
+    assert len(frame) == 5 * (15 + 7)  # 15 subfactors, 3 x (mean, score), mean:all
     cv = frame.drop_duplicates("candidate").set_index("candidate")["cv_pearson_r"]
     chosen = frame.loc[frame["chosen"], "candidate"].unique()
     assert list(chosen) == [cv.drop(job.BASELINE).idxmax()] == [fitted.candidate]
@@ -331,7 +346,7 @@ def test_the_shipped_offline_scorer_calls_no_llm_and_is_outside_the_grid(shipped
     spec = specs.build("score_answers", shipped, "minilm_subfactors")
     assert spec["model_file"] == "results/scorers/minilm_subfactors/model.joblib"
     assert (spec["kind"], spec["variant"], spec["backend"]) == ("subfactors", "v2", "offline")
-    assert spec["candidates"] == ["ridge_context", "ridge_response", "knn_context"]
+    assert spec["candidates"] == ["ridge_context", "ridge_response", "ridge_both", "knn_context"]
     classifier = specs.build("train_classifier_scorer", shipped, "minilm_study_classifier")
     assert classifier["miti_tagger"]["model_file"] == "results/scorers/miti_tagger/model.joblib"
     assert "miti_tagger" not in specs.build("train_classifier_scorer", shipped, "minilm_classifier")
@@ -385,3 +400,44 @@ def test_dry_run_plans_the_offline_models_once(dataset_path, tmp_path) -> None:
     blocks = [b for b in output.split("\nrule ") if b.startswith("score_answers:")]
     offline = [b for b in blocks if "output: results/scores/minilm_subfactors/" in b]
     assert offline and all("results/scorers/minilm_subfactors/model.joblib" in b for b in offline)
+
+
+def test_ridge_both_reads_the_study_text_and_the_response_side_by_side() -> None:
+    texts = {"context": ["Situation: a; Response: b"], "response": ["b"]}
+    x = sub.embed_texts(sub.BOTH, texts.__getitem__, StandInEmbedder())
+    alone = [StandInEmbedder().encode(texts[p]) for p in ("context", "response")]
+    assert x.shape == (1, 16) and np.allclose(x, np.hstack(alone))
+
+
+def test_a_miti_classifier_reads_the_taggers_codes_of_every_response(
+    train, tmp_path, monkeypatch
+) -> None:
+    from empathy_distill.evaluation.scoring.classifier import train as classifier_train
+
+    rng = np.random.default_rng(0)
+    ids = _ids(40)
+    x = rng.normal(size=(len(ids), 8))
+    y = (x[:, :1] + np.zeros((1, 15)) > 0).astype(float)  # every code: feature 0 positive
+    tagger = miti.MitiTagger(
+        crossfit.cross_fit(lambda: miti.CodeModels(1.0, [0.5] * 15), x, y, ids, 3, 0),
+        [0.5] * 15,
+        1.0,
+        StandInEmbedder.name,
+        trained_on=sorted(set(ids)),
+    )
+    tagger.save(tmp_path / "tagger.joblib")
+    monkeypatch.setattr(apply, "default_embedder", lambda *a, **k: StandInEmbedder())
+    spec = {
+        "scorer": "clf",
+        "features": "miti",
+        "subfactor_scorer": None,
+        "cache_dir": str(tmp_path),
+        "miti_tagger": {"model_file": str(tmp_path / "tagger.joblib")},
+    }
+    part = classifier_train.featurize(train, spec, None, None)
+    assert part.x.shape == (5 * len(train), 15)
+    assert set(np.unique(part.x)) <= {0.0, 1.0}
+    expected = tagger.tag(
+        StandInEmbedder().encode(part.rows["text"].tolist()), part.rows["dialog_id"]
+    )
+    assert np.array_equal(part.x, expected)

@@ -16,7 +16,7 @@ from ...embeddings import Embedder, default_embedder
 from ..classifier.features import study_text
 from .miti import MitiTagger
 from .study_rows import CONTEXT
-from .subfactors import OfflineSubfactorScorer
+from .subfactors import OfflineSubfactorScorer, embed_texts
 
 
 def _check_embedder(fitted_on: str, embedder: Embedder, model_file: str, rule: str) -> None:
@@ -41,7 +41,7 @@ def score_offline(spec: dict, items: Sequence[Any], embedder: Embedder | None = 
     _check_embedder(scorer.embedder_name, embedder, spec["model_file"], "train_offline_subfactors")
     if not items:
         return []
-    x = np.asarray(embedder.encode(item_texts(items, scorer.text)), dtype=np.float64)
+    x = embed_texts(scorer.text, lambda part: item_texts(items, part), embedder)
     scores = scorer.predict(x, [i.dialog_id for i in items])
     return [
         scorer.record(item.dialog_id, row, spec["variant"]) | {"scorer": spec["scorer"]}

@@ -22,8 +22,8 @@ from ....core.command import run_cli
 from ....data.scoring_study import MITI_CODES
 from ...embeddings import Embedder, default_embedder
 from .. import specs as scoring_specs
-from .crossfit import cross_fit, holdout_split
-from .miti import CodeModels, MitiTagger, _Maker, choose_thresholds, code_table
+from .crossfit import holdout_split
+from .miti import MitiTagger, code_table, fit_tagger
 from .study_rows import CONTEXT, load_train_rows, text_of
 
 log = logging.getLogger("empathy_distill.evaluation.scoring.offline.miti_job")
@@ -38,22 +38,16 @@ def run(args: argparse.Namespace, spec: dict, embedder: Embedder | None = None) 
     x = np.asarray(embedder.encode(text_of(rows, CONTEXT)), dtype=np.float64)
     fit, held = holdout_split(ids, spec["heldout_fraction"], spec["seed"])
     c, folds, seed = spec["c"], spec["cv_folds"], spec["seed"]
-    thresholds = choose_thresholds(x[fit], y[fit], [ids[i] for i in fit], c, folds, seed)
-    model = CodeModels(c, thresholds, seed).fit(x[fit], y[fit])
-    table = code_table(y[held], model.predict(x[held]), thresholds, y[fit]).assign(
+    # fitted on the fitting part (thresholds by its grouped CV), measured on the held-out part
+    fitted, thresholds = fit_tagger(x[fit], y[fit], [ids[i] for i in fit], c, folds, seed)
+    table = code_table(y[held], fitted.full.predict(x[held]), thresholds, y[fit]).assign(
         n_heldout=len(held),
         n_fit_dialogues=len({ids[i] for i in fit}),
         n_heldout_dialogues=len({ids[i] for i in held}),
         embedder=embedder.name,
     )
-    final_thresholds = choose_thresholds(x, y, ids, c, folds, seed)
-    tagger = MitiTagger(
-        cross_fit(_Maker(c, final_thresholds, seed), x, y, ids, folds, seed),
-        final_thresholds,
-        c,
-        embedder.name,
-        trained_on=sorted(set(ids)),
-    )
+    final, final_thresholds = fit_tagger(x, y, ids, c, folds, seed)
+    tagger = MitiTagger(final, final_thresholds, c, embedder.name, trained_on=sorted(set(ids)))
     tagger.save(args.model_out)
     write_csv(args.table_out, table)
     for row in table.itertuples(index=False):

@@ -3,8 +3,9 @@ embeddings of the study's responses (train-split dialogues only), so subfactor s
 per-dimension heatmap and the classifiers' subfactor features need no key.
 
 Candidates (``CANDIDATES``): ridge regression on the embedding of the study's text (situation,
-utterance, response: ``ridge_context``) or of the response alone (``ridge_response``), and
-k-nearest-neighbour regression on the study's text (``knn_context``). Each candidate's
+utterance, response: ``ridge_context``), of the response alone (``ridge_response``) or on
+both side by side (``ridge_both``), and k-nearest-neighbour regression on the study's text
+(``knn_context``). Each candidate's
 hyperparameter (ridge alpha, k) is chosen by dialogue-grouped CV mean squared error; the
 candidate kept is the one with the highest grouped-CV mean Pearson r over the 15 subfactors.
 Predictions are clipped to the scores' range 1-10 and kept as decimals (gpt-4o-mini gives
@@ -13,7 +14,7 @@ integers; a dimension is the mean of five, so nothing needs rounding).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,17 +23,28 @@ import numpy as np
 import pandas as pd
 
 from ....data import scoring_study as study
+from ...embeddings import Embedder
 from ..prompts import DIMENSIONS, SUBFACTORS, SUBFACTORS_PER_DIMENSION
 from .crossfit import CrossFitted, cross_fit, dialogue_folds, out_of_fold
 from .study_rows import CONTEXT, RESPONSE
 
 LOW, HIGH = 1.0, 10.0
+#: Both embeddings side by side (768 dimensions): the response's own, and the study's text's.
+BOTH = "both"
 #: candidate -> (text it reads, estimator family).
 CANDIDATES = {
     "ridge_context": (CONTEXT, "ridge"),
     "ridge_response": (RESPONSE, "ridge"),
+    "ridge_both": (BOTH, "ridge"),
     "knn_context": (CONTEXT, "knn"),
 }
+
+
+def embed_texts(text: str, texts_of: Callable[[str], list[str]], embedder: Embedder) -> np.ndarray:
+    """The features of a candidate's ``text``: the embedding of ``texts_of(CONTEXT)`` or of
+    ``texts_of(RESPONSE)``, or both joined (``BOTH``)."""
+    parts = (CONTEXT, RESPONSE) if text == BOTH else (text,)
+    return np.hstack([np.asarray(embedder.encode(texts_of(p)), dtype=np.float64) for p in parts])
 
 
 def make_estimator(family: str, param: float) -> Any:

@@ -36,6 +36,7 @@ from .subfactors import (
     choose,
     clip,
     complete,
+    embed_texts,
     fit_scorer,
     param_grid,
     with_dimensions,
@@ -64,8 +65,8 @@ COLUMNS = (
 
 
 def embed(rows: pd.DataFrame, texts: set[str], embedder: Embedder) -> dict[str, np.ndarray]:
-    """text kind -> embeddings of every row."""
-    return {t: np.asarray(embedder.encode(text_of(rows, t)), dtype=np.float64) for t in texts}
+    """text kind -> features of every row."""
+    return {t: embed_texts(t, lambda part: text_of(rows, part), embedder) for t in texts}
 
 
 def heldout_rows(
