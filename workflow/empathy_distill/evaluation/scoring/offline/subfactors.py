@@ -154,6 +154,9 @@ def choose(
     """The candidate's hyperparameter of the lowest grouped-CV MSE (ties: the first)."""
     text, family = CANDIDATES[candidate]
     folds = dialogue_folds(ids, settings["cv_folds"], settings["seed"])
+    if family == "knn":  # k cannot exceed the rows a fold model learns from (a small run)
+        rows = len(ids) - int(np.bincount(folds).max())
+        grid = [k for k in grid if k <= rows] or [rows]
     best: tuple[float, float, np.ndarray] | None = None
     for param in grid:
         predicted = clip(out_of_fold(_Maker(family, param), x, y, folds))
