@@ -441,3 +441,11 @@ def test_a_miti_classifier_reads_the_taggers_codes_of_every_response(
         StandInEmbedder().encode(part.rows["text"].tolist()), part.rows["dialog_id"]
     )
     assert np.array_equal(part.x, expected)
+
+
+def test_knn_asks_no_more_neighbours_than_a_fold_model_learns_from() -> None:
+    ids, x, y = _linear(6, noise=0.1)  # 6 dialogues, 3 folds: each fold model learns 12 rows
+    choice = sub.choose("knn_context", x, y, ids, [5, 40, 80], SETTINGS)
+    assert choice.param in (5, 12)
+    only_big = sub.choose("knn_context", x, y, ids, [40, 80], SETTINGS)
+    assert only_big.param == 12
