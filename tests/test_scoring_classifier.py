@@ -348,12 +348,15 @@ def test_missing_subfactor_file_is_a_clear_error(frames, tmp_path):
 
 
 # --- config -------------------------------------------------------------------------------------
-def test_miti_features_are_refused_naming_the_key(tmp_path):
+def test_a_feature_set_out_of_order_is_refused_naming_the_key(tmp_path):
+    # MITI features come from the offline MITI tagger (tests/test_scoring_offline.py); the
+    # families join in one order, so one feature set has one name (and one spec)
     with pytest.raises(ConfigError) as error:
         config_for(tmp_path, features="miti+subfactors", subfactor_scorer="sub")
     message = str(error.value)
     assert "config['scoring']['scorers']['clf']['features']" in message
-    assert "the dataset has no MITI codes" in message
+    assert "joined by + in that order" in message
+    config_for(tmp_path, features="subfactors+miti", subfactor_scorer="sub")
     with pytest.raises(ConfigError, match=r"\['subfactor_scorer'\]: features 'subfactors' need"):
         config_for(tmp_path, features="subfactors")
     with pytest.raises(ConfigError, match="'nope' is not a subfactors scorer"):

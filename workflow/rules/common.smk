@@ -377,6 +377,8 @@ def get_scorer_model_files(wildcards):
         return get_scorer_model_input(wildcards)
     if scorer.get("backend") == "transformers":
         return {"model": model_files(scorer)}
+    if scoring_specs.is_offline_subfactors(scorer):
+        return {"offline_model": offline_paths.SUBFACTOR_MODEL.format(scorer=wildcards.scorer)}
     return {}
 
 
@@ -469,6 +471,7 @@ def get_final_output():
     targets += reference_metrics_tables()
     targets += emotion_accuracy_tables()
     targets += scoring_study_targets()  # rule scoring_study_reproduction
+    targets += offline_scorer_targets()  # rules train_offline_subfactors, train_miti_tagger
     targets += report_targets()
     targets += gpu_smoke_targets()
     return targets
@@ -634,6 +637,7 @@ def get_classifier_train_input(wildcards):
         "train": SCORER_TRAIN_CSV,
         "test": TEST_CSV,
         **classifier_subfactor_files(wildcards.scorer),
+        **miti_tagger_file(specs.build("train_classifier_scorer", config, wildcards.scorer)),
     }
 
 
@@ -657,7 +661,7 @@ def classifier_score_inputs(name, tag):
     spec = specs.build("score_answers", config, name)
     if spec["kind"] != "classifier":
         return {}
-    files = {"classifier": spec["model_file"]}
+    files = {"classifier": spec["model_file"], **miti_tagger_file(spec)}
     if spec["subfactor_scorer"]:
         files["subfactor_scores"] = grid.score_path(spec["subfactor_scorer"]["name"], tag)
     return files
@@ -919,3 +923,52 @@ def get_study_finetune_files(wildcards):
         for entry in scoring_specs.study_finetune_manifest(spec)
         for path in (entry["model"], entry["predictions"])
     ]
+
+
+# --- scoring_offline.smk (offline subfactor scorer, MITI tagger) -------------------------------
+
+from empathy_distill.data import scoring_study as study_files  # noqa: E402
+from empathy_distill.evaluation.scoring import offline as offline_paths  # noqa: E402
+
+#: The study's files the offline models learn from (dialogues with MITI codes, subfactor scores).
+OFFLINE_STUDY_FILES = (study_files.DIALOGUES, study_files.SUBFACTOR_SCORES)
+
+
+def offline_subfactor_names():
+    """Subfactors scorers with backend offline (trained by rule train_offline_subfactors)."""
+    return [
+        n for n, s in config["scoring"]["scorers"].items() if scoring_specs.is_offline_subfactors(s)
+    ]
+
+
+def offline_subfactor_regex():
+    return "|".join(re.escape(n) for n in offline_subfactor_names()) or "(?!)"
+
+
+def get_offline_subfactors_spec(wildcards):
+    return specs.dumps(specs.build("train_offline_subfactors", config, wildcards.scorer))
+
+
+def miti_tagger_file(spec):
+    """{"miti_tagger": its model} for a classifier spec whose features name miti, else {}."""
+    tagger = spec.get("miti_tagger")
+    return {"miti_tagger": tagger["model_file"]} if tagger else {}
+
+
+def offline_scorer_targets():
+    """The agreement tables of the offline models the grid uses: each offline subfactors scorer
+    of scoring.grid, and the MITI tagger when a grid classifier reads miti features (or the
+    subfactor scorer of one is offline)."""
+    targets = []
+    for name in grid.scorers(config):
+        scorer = config["scoring"]["scorers"][name]
+        if scoring_specs.is_offline_subfactors(scorer):
+            targets.append(offline_paths.SUBFACTOR_AGREEMENT.format(scorer=name))
+        if scorer["kind"] == "classifier":
+            spec = specs.build("train_classifier_scorer", config, name)
+            if spec.get("miti_tagger"):
+                targets.append(offline_paths.MITI_AGREEMENT)
+            sub = spec["subfactor_scorer"]
+            if sub and scoring_specs.is_offline_subfactors(config["scoring"]["scorers"][sub["name"]]):
+                targets.append(offline_paths.SUBFACTOR_AGREEMENT.format(scorer=sub["name"]))
+    return list(dict.fromkeys(targets))

@@ -12,6 +12,12 @@ from . import finetune, study_protocol
 from .classifier.features import SUBFACTORS, feature_parts
 from .prompts import CLASSIFIER, DEFAULT_VARIANT, variants
 
+#: ``backend`` of a subfactors scorer that is a fitted local model (``scoring/offline/``): the
+#: offline judge's backend name, so ``core.judges`` counts it as calling no LLM (no key, no
+#: price, no api_calls); and the one prompt variant it learns (the study scored v2).
+OFFLINE_BACKEND = "offline"
+OFFLINE_VARIANT = "v2"
+
 
 @register_check
 def scoring_problems(config: dict) -> list[str]:
@@ -26,8 +32,9 @@ def scoring_problems(config: dict) -> list[str]:
 
 
 def _scoring_problems(scoring: dict) -> list[str]:
-    """``scoring.grid`` names defined scorers; each scorer's variant exists for its kind; a
-    classifier's features can be built (no MITI) from a defined subfactor scorer."""
+    """``scoring.grid`` names defined scorers; each scorer's variant exists for its kind; an
+    offline scorer learns the study's scores; a classifier's features can be built from a
+    defined subfactor scorer."""
     defined = scoring.get("scorers", {})
     problems = [
         f"config['scoring']['grid']: {name!r} is not defined under config['scoring']['scorers']"
@@ -39,6 +46,7 @@ def _scoring_problems(scoring: dict) -> list[str]:
         if scorer["kind"] == CLASSIFIER:
             problems += _classifier_problems(name, scorer, defined)
             continue
+        problems += _offline_problems(name, scorer)
         offered = variants(scorer["kind"], resolve_resource(scoring["prompts"]))
         variant = scorer["variant"] or DEFAULT_VARIANT[scorer["kind"]]
         if variant not in offered:
@@ -46,6 +54,37 @@ def _scoring_problems(scoring: dict) -> list[str]:
                 f"config['scoring']['scorers'][{name!r}]['variant']: {variant!r} is not a"
                 f" {scorer['kind']} prompt of {scoring['prompts']} (offered: {', '.join(offered)})"
             )
+    return problems
+
+
+def _offline_problems(name: str, scorer: dict) -> list[str]:
+    """A ``backend: offline`` scorer learns gpt-4o-mini's 15 v2 subfactor scores (the study's
+    data has no other) from MiniLM embeddings; ``offline`` settings belong to it only."""
+    where = f"config['scoring']['scorers'][{name!r}]"
+    if scorer.get("backend") != OFFLINE_BACKEND:
+        if scorer.get("offline") is not None:
+            return [f"{where}['offline']: only a scorer with backend {OFFLINE_BACKEND} takes it"]
+        return []
+    problems = []
+    if scorer["kind"] != SUBFACTORS:
+        problems.append(
+            f"{where}['kind']: backend {OFFLINE_BACKEND} learns the study's subfactor scores,"
+            f" so its kind is subfactors, not {scorer['kind']!r}"
+        )
+    elif (scorer["variant"] or DEFAULT_VARIANT[SUBFACTORS]) != OFFLINE_VARIANT:
+        problems.append(
+            f"{where}['variant']: backend {OFFLINE_BACKEND} learns gpt-4o-mini's"
+            f" {OFFLINE_VARIANT} scores (the study's), not {scorer['variant']!r}"
+        )
+    if scorer["model"] != MODEL_NAME:
+        problems.append(
+            f"{where}['model']: backend {OFFLINE_BACKEND} embeds with {MODEL_NAME!r}, got"
+            f" {scorer['model']!r}"
+        )
+    if scorer.get("finetune"):
+        problems.append(
+            f"{where}['finetune']: backend {OFFLINE_BACKEND} is trained by its own rule"
+        )
     return problems
 
 

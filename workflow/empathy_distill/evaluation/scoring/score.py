@@ -25,6 +25,7 @@ from ...core.errors import ConfigError
 from ..records import AnswersError, read_answers, read_split, write_jsonl
 from . import specs as scoring_specs
 from .finetune import finetuned_spec
+from .offline.apply import score_offline
 from .parse import parse_reply
 from .prompts import CLASSIFIER, ScoringPrompt, scoring_prompt
 
@@ -130,12 +131,15 @@ def run_scorer(
     answers_file: str | Path | None = None,
 ) -> list[dict]:
     """Score ``items`` with the scorer of ``spec`` (``specs.score_answers``): through the LLM
-    layer, or for kind ``classifier`` with its fitted model (``answers_file`` names the answer
-    set, whose subfactor scores a subfactor-feature classifier reads)."""
+    layer, or for kind ``classifier`` and an offline subfactors scorer with its fitted model
+    (``answers_file`` names the answer set, whose subfactor scores a subfactor-feature
+    classifier reads)."""
     if spec["kind"] == CLASSIFIER:
         from .classifier.apply import score_answer_set
 
         return score_answer_set(spec, items, answers_file, runtime=runtime)
+    if spec.get("backend") == scoring_specs.OFFLINE_BACKEND:  # a fitted local model, no request
+        return score_offline(spec, items)
     prompt = scoring_prompt(spec["kind"], spec["variant"], resolve_resource(spec["prompts"]))
     endpoint = spec["endpoint"]
     ask = ask or client_ask(spec, runtime or {}, cost_report)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...core import grid
-from ...core.config import resolve_resource
+from ...core.config import fill_defaults, load_schema, resolve_resource
 from ...core.errors import ConfigError
 from ...core.specs import Spec, endpoint_identity, llm_files, register
 from ..embeddings import embedding_identity
@@ -21,6 +21,9 @@ from . import (
     study_protocol,
 )
 from .classifier import MODEL_FILE
+from .classifier.features import MITI, feature_parts
+from .config_checks import OFFLINE_BACKEND
+from .offline import MITI_MODEL, SUBFACTOR_MODEL
 from .prompts import CLASSIFIER, DEFAULT_VARIANT, SUBFACTORS, scoring_prompt
 
 
@@ -57,6 +60,9 @@ def score_answers(config: dict, scorer: str) -> Spec:
     for a classifier, its settings and fitted model (``classifier_scorer``)."""
     if _scorer(config, scorer)["kind"] == CLASSIFIER:
         return {**classifier_scorer(config, scorer), "model_file": MODEL_FILE.format(scorer=scorer)}
+    if is_offline_subfactors(_scorer(config, scorer)):
+        model_file = SUBFACTOR_MODEL.format(scorer=scorer)
+        return {**train_offline_subfactors(config, scorer), "model_file": model_file}
     return {
         "scorer": scorer,
         "endpoint": endpoint_identity(_scorer(config, scorer)),
@@ -104,7 +110,52 @@ def classifier_scorer(config: dict, name: str) -> Spec:
     if identity and "embedding" in str(scorer["features"]).split("+"):
         spec["embedding"] = identity
         spec["price_table"] = config["llm"]["price_table"]  # its spend is held to the budget
+    if MITI in feature_parts(scorer["features"]):  # absent otherwise: earlier specs unchanged
+        spec["miti_tagger"] = {**train_miti_tagger(config), "model_file": MITI_MODEL}
     return spec
+
+
+def is_offline_subfactors(scorer: dict) -> bool:
+    return scorer.get("kind") == SUBFACTORS and scorer.get("backend") == OFFLINE_BACKEND
+
+
+def offline_settings(scorer: dict) -> dict[str, Any]:
+    """A ``backend: offline`` scorer's ``offline`` block, its schema defaults filled in when
+    it is left out (null)."""
+    schema = load_schema()
+    defs = schema["$defs"]
+    return fill_defaults(dict(scorer.get("offline") or {}), {"$defs": defs, **defs["offline"]})
+
+
+@register("train_offline_subfactors")
+def train_offline_subfactors(config: dict, name: str) -> Spec:
+    """Rule train_offline_subfactors: the scorer's identity, the candidates and their grids,
+    the held-out part and folds, the study's pinned files, the embedding cache."""
+    scorer = _scorer(config, name)
+    if not is_offline_subfactors(scorer):
+        raise ConfigError(
+            f"config['scoring']['scorers'][{name!r}] is not an offline subfactors scorer"
+            f" (kind: subfactors, backend: {OFFLINE_BACKEND})"
+        )
+    return {
+        "scorer": name,
+        **_scorer_identity(config, name),
+        "backend": OFFLINE_BACKEND,
+        "model": scorer["model"],
+        **offline_settings(scorer),
+        "files": dict(config["scoring"]["study_data"]["files"]),
+        "cache_dir": config["llm"]["cache_dir"],
+    }
+
+
+@register("train_miti_tagger")
+def train_miti_tagger(config: dict) -> Spec:
+    """Rule train_miti_tagger: its settings, the study's pinned files, the embedding cache."""
+    return {
+        **config["scoring"]["miti_tagger"],
+        "files": dict(config["scoring"]["study_data"]["files"]),
+        "cache_dir": config["llm"]["cache_dir"],
+    }
 
 
 @register("empathy_scores")

@@ -13,7 +13,15 @@ from typing import Any
 from ....core import grid
 from ....core.errors import ConfigError
 from ...embeddings import Embedder, default_embedder, embedder_for
-from .features import EMBEDDING, SUBFACTORS, feature_matrix, read_subfactor_scores, study_text
+from ..offline.apply import tagger_codes
+from .features import (
+    EMBEDDING,
+    MITI,
+    SUBFACTORS,
+    feature_matrix,
+    read_subfactor_scores,
+    study_text,
+)
 from .models import ClassifierScorer
 
 
@@ -57,7 +65,10 @@ def score_answer_set(
     ]
     texts = [study_text(items[i].situation, items[i].speaker_uttr, items[i].answer) for i in kept]
     subfactors = [found[(items[i].dialog_id,)] for i in kept] if found else None
-    x = feature_matrix(texts, subfactors, scorer.parts, embedder)
+    miti = None
+    if MITI in scorer.parts:
+        miti = tagger_codes(spec, texts, [items[i].dialog_id for i in kept])
+    x = feature_matrix(texts, subfactors, scorer.parts, embedder, miti)
     predicted, proba = scorer.predict(x)
     at = {i: j for j, i in enumerate(kept)}
     return [

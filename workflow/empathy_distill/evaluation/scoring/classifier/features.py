@@ -2,10 +2,11 @@
 
 The study embeds ``Situation: ...; Speaker Utterance: ...; Response: ...`` (it used OpenAI's
 text-embedding-3-small; here the offline all-MiniLM-L6-v2 of ``evaluation/embeddings.py``).
-Subfactor scores come from an LLM subfactor scorer's files (``RESPONSE_SCORES`` for the
+Subfactor scores come from a subfactor scorer's files (``RESPONSE_SCORES`` for the
 dataset's responses, the answer set's scores file for an answer set); a response without a
 valid record is dropped and counted, never imputed. The dataset has no MITI codes (the study's
-third feature family), so a configuration asking for them is refused.
+third feature family): they come from the offline MITI tagger (``scoring/offline/miti.py``),
+learnt from the study's codes, as 0/1 per code in the study's order.
 """
 
 from __future__ import annotations
@@ -17,29 +18,30 @@ import numpy as np
 import pandas as pd
 
 from ....core.errors import ConfigError
+from ....data.scoring_study import MITI_CODES
 from ...embeddings import Embedder
 from ...offline_judge.features import long_ratings
 from ...records import AnswersError, read_jsonl
 
 EMBEDDING = "embedding"
 SUBFACTORS = "subfactors"
-FEATURE_SETS = (EMBEDDING, SUBFACTORS, f"{EMBEDDING}+{SUBFACTORS}")
 MITI = "miti"
+#: The feature families, in the order their columns are joined.
+PARTS = (EMBEDDING, SUBFACTORS, MITI)
+#: Every feature set: one or more families joined by "+" in ``PARTS`` order.
+FEATURE_SETS = tuple(
+    "+".join(p for i, p in enumerate(PARTS) if mask >> i & 1) for mask in range(1, 2 ** len(PARTS))
+)
 N_SUBFACTORS = 15
 
 
 def feature_parts(features: str, where: str = "features") -> tuple[str, ...]:
     """The parts of a feature set name (``embedding+subfactors`` -> both), or a ConfigError."""
     parts = tuple(part.strip().lower() for part in str(features).split("+"))
-    if any(MITI in part for part in parts):
-        raise ConfigError(
-            f"{where}: {features!r} asks for MITI features, but the dataset has no MITI codes"
-            f" (the study's MITI annotation is not part of it); use one of"
-            f" {', '.join(FEATURE_SETS)}"
-        )
     if "+".join(parts) not in FEATURE_SETS:
         raise ConfigError(
-            f"{where}: unknown feature set {features!r} (expected one of {', '.join(FEATURE_SETS)})"
+            f"{where}: unknown feature set {features!r} (expected one or more of"
+            f" {', '.join(PARTS)} joined by + in that order, e.g. subfactors+miti)"
         )
     return parts
 
@@ -84,12 +86,15 @@ def read_subfactor_scores(path: str | Path, scorer: str, keys: Sequence[str]) ->
 
 
 def feature_names(parts: Sequence[str], dim: int, subfactor_names: Sequence[str]) -> list[str]:
-    """Column names: ``emb_###`` per embedding dimension, then the subfactors' names."""
+    """Column names: ``emb_###`` per embedding dimension, the subfactors' names, then
+    ``miti:<code>`` per MITI code."""
     names: list[str] = []
     if EMBEDDING in parts:
         names += [f"emb_{i:03d}" for i in range(dim)]
     if SUBFACTORS in parts:
         names += list(subfactor_names)
+    if MITI in parts:
+        names += [f"miti:{code}" for code in MITI_CODES]
     return names
 
 
@@ -98,8 +103,10 @@ def feature_matrix(
     subfactors: Sequence[Sequence[float]] | None,
     parts: Sequence[str],
     embedder: Embedder | None,
+    miti: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Rows of features in ``parts`` order; ``texts`` and ``subfactors`` aligned."""
+    """Rows of features in ``parts`` order; ``texts``, ``subfactors`` and ``miti`` (0/1 per
+    code, the tagger's) aligned."""
     blocks = []
     if EMBEDDING in parts:
         if embedder is None:
@@ -109,4 +116,8 @@ def feature_matrix(
         if subfactors is None:
             raise ValueError("subfactor features need subfactor scores")
         blocks.append(np.asarray(subfactors, dtype=np.float64).reshape(len(texts), N_SUBFACTORS))
+    if MITI in parts:
+        if miti is None:
+            raise ValueError("MITI features need the MITI tagger's codes")
+        blocks.append(np.asarray(miti, dtype=np.float64).reshape(len(texts), len(MITI_CODES)))
     return np.hstack(blocks) if blocks else np.zeros((len(texts), 0))

@@ -31,8 +31,10 @@ from ...embeddings import Embedder, default_embedder, embedder_for
 from ...offline_judge.evaluate import check_disjoint
 from ...records import read_split, write_jsonl
 from .. import specs as scoring_specs
+from ..offline.apply import tagger_codes
 from .features import (
     EMBEDDING,
+    MITI,
     N_SUBFACTORS,
     SUBFACTORS,
     feature_matrix,
@@ -47,6 +49,7 @@ from .protocol import STUDY_SEED, study_split
 PAPER = "paper_split"
 STUDY = "study_balanced"
 NOTE = "no MITI features: the dataset has no MITI codes"
+MITI_NOTE = "MITI features: the offline MITI tagger's codes (the dataset has none of its own)"
 TABLE_COLUMNS = (
     "scorer",
     "features",
@@ -96,7 +99,10 @@ def featurize(
         kept = np.array([key in found for key in keys], dtype=bool)
         subfactors = [found[key] for key, keep in zip(keys, kept, strict=True) if keep]
     chosen = rows[kept].reset_index(drop=True)
-    x = feature_matrix(chosen["text"].tolist(), subfactors, parts, embedder)
+    miti = None
+    if MITI in parts:  # the tagger's codes; a dialogue it learnt from gets its fold model's
+        miti = tagger_codes(spec, chosen["text"].tolist(), chosen["dialog_id"].tolist())
+    x = feature_matrix(chosen["text"].tolist(), subfactors, parts, embedder, miti)
     return Part(chosen, x, chosen["rating"].to_numpy(dtype=int), kept, int((~kept).sum()))
 
 
@@ -151,7 +157,7 @@ def rows_of(
                 "n_test": len(y_test),
                 "n_dropped": dropped,
                 "chosen": fit is chosen,
-                "note": NOTE,
+                "note": MITI_NOTE if MITI in feature_parts(spec["features"]) else NOTE,
             }
         )
     return rows
