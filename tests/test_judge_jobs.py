@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from tests.servers.judge_rules import prefer_longer
 from tests.servers.openai_server import OpenAIServer
 from tests.test_eval_judge import make_items, rule_ask
 from tests.test_llm_resume import query, wait_for
+from tests.workflow_helpers import run_snakemake
 
 PRICES = REPO_ROOT / "resources" / "prices.yaml"
 #: Two trained models of one student, each judged against the base model (kind vs_base).
@@ -52,7 +54,7 @@ def grid_config(judge_endpoint: dict, tmp_path: Path, **llm) -> dict:
     )
 
 
-def write_answers(root: Path) -> None:
+def write_answers(root: Path, base: str = BASE, models: tuple[str, ...] = MODELS) -> None:
     """The test split and the three answer sets the job reads (``grid.answer_path``); the two
     models' answers differ, so every request of the job is a different conversation."""
     items = make_items(DIALOGUES)
@@ -60,8 +62,8 @@ def write_answers(root: Path) -> None:
         f"{i.dialog_id},{i.situation},{i.speaker_uttr}\n" for i in items
     )
     (root / "test.csv").write_text(split, encoding="utf-8")
-    answers = {BASE: [i.opponent_answer for i in items]}
-    answers |= {m: [f"{i.model_answer} ({k})" for i in items] for k, m in enumerate(MODELS)}
+    answers = {base: [i.opponent_answer for i in items]}
+    answers |= {m: [f"{i.model_answer} ({k})" for i in items] for k, m in enumerate(models)}
     for tag, texts in answers.items():
         write_jsonl(
             root / grid.answer_path(tag),
@@ -226,3 +228,46 @@ def test_the_judge_jobs_send_what_the_cost_projection_prices(train, test_split):
     scorers = sum(r.cost_usd for r in rows if r.stage.startswith("scorer"))
     total = sum(r.cost_usd for r in rows)
     assert total == pytest.approx(teacher + scorers + sum(r.cost_usd for r in judged.values()))
+
+
+def test_the_rule_runs_one_job_per_kind_and_its_rerun_pays_nothing(dataset_path, tmp_path):
+    """The real rule (snakemake, its shell command, runtime part and log) on answers already
+    there: one judge_vs_base job writes both pairs' files; a deleted file reruns the job, whose
+    requests all come from the cache."""
+    work = tmp_path / "work"
+    (work / "results" / "data").mkdir(parents=True)
+    models = tuple(m.replace("s--", "tiny--") for m in MODELS)
+    write_answers(work, base="tiny--base", models=models)
+    (work / "test.csv").rename(work / grid.TEST_CSV)
+    targets = [grid.judgment_path("j", m, "tiny--base") for m in models]
+    with OpenAIServer(answer_fn=prefer_longer) as server:
+        overlay = {
+            "dataset": {"path": str(dataset_path)},
+            "llm": {"cache_dir": str(work / "cache")},
+            # overlays merge mappings: the improve methods of config.yaml are emptied
+            "distillation": {
+                "methods": {"direct": ["chatgpt", "llama"], "improve_human": [], "improve_llm": []}
+            },
+            "grid": {"students": ["tiny"], "judges": ["j"], "methods": ["sft"]},
+            "judges": {"j": local_judge(server)},
+            "evaluation": {"comparisons": ["vs_base"], "paper_faithful": False},
+        }
+
+        def run(*args):
+            return run_snakemake(work, overlay, "--allowed-rules", "judge_vs_base", *args)
+
+        done = run("--cores", "1", *targets)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        stats = re.findall(r"^judge_vs_base\s+(\d+)$", done.stdout + done.stderr, flags=re.M)
+        assert stats and set(stats) == {"1"}  # the job stats: one job
+        assert server.counts["POST /v1/chat/completions"] == len(models) * DIALOGUES * 2
+        log = (work / "logs" / "judgments" / "j" / "vs_base.log").read_text()
+        assert f"{len(models)} pairs, {len(models) * DIALOGUES * 2} judgments" in log
+        again = run("-n", *targets)
+        assert "Nothing to be done" in again.stdout + again.stderr
+        first = read_jsonl(work / targets[0])
+        (work / targets[0]).unlink()
+        rerun = run("--cores", "1", *targets)
+        assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]
+        assert server.counts["POST /v1/chat/completions"] == len(models) * DIALOGUES * 2
+    assert read_jsonl(work / targets[0]) == first
