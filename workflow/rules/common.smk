@@ -307,20 +307,21 @@ def judge_key_envvars():
     return llm_key_envvars([config["judges"][name] for name in grid.judges(config)])
 
 
+#: The grid's judged pairs by comparison kind: one judge rule per kind (workflow/rules/judge.smk).
+JUDGED_PAIRS = grid.comparisons_by_kind(config)
+
+
 def judge_outputs(kind):
     """The judgment files one judge job of comparison ``kind`` writes (wildcard ``judge``)."""
     return [
-        grid.judgment_path("{judge}", pair.model, pair.opponent)
-        for pair in grid.comparisons_by_kind(config)[kind]
+        grid.judgment_path("{judge}", pair.model, pair.opponent) for pair in JUDGED_PAIRS[kind]
     ]
 
 
 def judge_inputs(kind):
     """Input function for the judge jobs of ``kind``: the test split, every answer set its pairs
     compare, and what the judge's kind reads (a scorer, the prompts; a local model's files)."""
-    tags = dict.fromkeys(
-        tag for pair in grid.comparisons_by_kind(config)[kind] for tag in (pair.model, pair.opponent)
-    )
+    tags = dict.fromkeys(tag for pair in JUDGED_PAIRS[kind] for tag in (pair.model, pair.opponent))
     answers = [grid.answer_path(tag) for tag in tags]
 
     def get_judge_inputs(wildcards):

@@ -29,7 +29,7 @@ rule train_offline_judge:
 # One job per judge and comparison kind (rule judge_<kind>, e.g. judge_vs_base): it judges
 # every pair of that kind and writes each pair's file (grid.JUDGMENTS). Outputs are a list
 # fixed by the config, so each kind is its own rule, defined in this loop.
-for _kind in grid.comparisons_by_kind(config):
+for _kind in JUDGED_PAIRS:
 
     rule:
         name:
