@@ -157,6 +157,12 @@ def grid_jobs(pride: bool) -> dict[str, int]:
         # the scoring study's four pinned files and its table (scoring.study_reproduction)
         "download_scoring_study": 4,
         "scoring_study_reproduction": 1,
+        # the study protocol's fine-tuned scorer (issue 22.3): its data, the SmolLM2 it starts
+        # from, its fine-tune and its ratings of the study's test 20 %
+        "study_scorer_data": 1,
+        "build_smollm2_student": 1,
+        "finetune_study_scorer": 1,
+        "score_study_test": 1,
         "all": 1,
     }
     if pride:
@@ -177,15 +183,17 @@ def test_the_grid_arithmetic_gives_readmes_job_counts() -> None:
     answers = {True: STUDENTS + CONFIGS * STUDENTS * 3, False: STUDENTS + CONFIGS * STUDENTS * 2}
     # one emotion_answers job per answer set, and one emotion_accuracy table
     emotion = {k: v + 1 for k, v in answers.items()}
-    study = 4 + 1  # the scoring study's 4 files (downloaded) and its reproduction table
+    # the scoring study's 4 files (downloaded), its reproduction table and the 4 jobs of its
+    # fine-tuned scorer (joined on 2026-12-07)
+    study = 4 + 1 + 4
     # judgment files (one job each until 2026-12-07) -> one judge job per judge and kind
     files = {k: sum(comparisons(k).values()) * JUDGES for k in (True, False)}
     assert files == {True: 380 * 2, False: 226 * 2}
     judge_jobs = {True: 5 * JUDGES, False: 4 * JUDGES}
     before = 1110 + pride_jobs + emotion[True] + study  # one judge job per file
-    assert sum(with_pride.values()) == before - files[True] + judge_jobs[True] == 536
+    assert sum(with_pride.values()) == before - files[True] + judge_jobs[True] == 540
     assert sum(paper.values()) == 717 + emotion[False] + study - files[False] + judge_jobs[False]
-    assert sum(paper.values()) == 365
+    assert sum(paper.values()) == 369
     gpu = ("train", "train_pride", "pride_teacher_outputs", "answer", "emotion_answers")
     assert sum(with_pride.get(r, 0) for r in gpu) == 254 + pride_jobs + answers[True] == 424
     assert sum(paper.get(r, 0) for r in gpu) == 170 + answers[False] == 256
