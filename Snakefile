@@ -52,7 +52,8 @@ rule all:
 
 
 # On a cluster (workflow/profiles/slurm) these run in the main Snakemake process on the submit
-# host, never through sbatch: the API rules (teacher, judges, scorers) and the download need the
+# host, never through sbatch (the judge rules, judge_<kind>, say `localrule: True` in
+# workflow/rules/judge.smk): the API rules (teacher, judges, scorers) and the download need the
 # internet and the API keys (fetch_model: the Hub and $HF_TOKEN), the rest take seconds and would only wait in the queue. train and
 # answer (GPU), build_tiny_student and train_offline_judge are submitted. Without a cluster: no
 # effect.
@@ -72,7 +73,6 @@ localrules:
     teacher_initial,
     teacher_improve,
     cost,
-    judge_pair,
     score_answers,
     scorer_train_data,
     win_rates,

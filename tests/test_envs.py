@@ -28,6 +28,7 @@ from packaging.version import Version
 from empathy_distill.core.config import load_config, read_yaml
 
 from .conftest import REPO_ROOT
+from .workflow_helpers import rule_blocks
 
 PACKAGE = "empathy_distill"
 PACKAGE_ROOT = REPO_ROOT / "workflow"
@@ -75,9 +76,7 @@ def parse_rules() -> list[Rule]:
     """Every rule of workflow/rules/*.smk with its conda expression and `python -m` module."""
     rules = []
     for smk in sorted(RULES.glob("*.smk")):
-        blocks = re.split(r"^rule (\w+):\n", smk.read_text(), flags=re.M)
-        for name, body in zip(blocks[1::2], blocks[2::2], strict=True):
-            body = re.split(r"^\S", body, maxsplit=1, flags=re.M)[0]  # up to the next top level
+        for name, body in rule_blocks(smk.read_text()):
             conda = re.search(r"^\s+conda:\n\s+(.+)$", body, flags=re.M)
             module = re.search(r"python -m ([\w.]+)", body)
             rules.append(
@@ -360,7 +359,7 @@ def test_the_rule_parser_sees_the_workflow():
     """Guard against a parser that silently finds nothing: known rules, modules and envs."""
     by_name = {r.name: r for r in JOB_RULES}
     assert len(JOB_RULES) >= 20
-    assert by_name["judge_pair"].module == "empathy_distill.evaluation.judge"
+    assert by_name["judge_vs_base"].module == "empathy_distill.evaluation.judge"
     assert by_name["train"].conda == '"../../envs/train.yaml"'
     assert by_name["cost"].module == "empathy_distill.cost"
     paper = shipped_teachers()["config.yaml"]

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from empathy_distill.core import runtime, specs
+from empathy_distill.core import grid, runtime, specs
 from empathy_distill.core.config import validate_config
 from empathy_distill.core.prompts import Prompts
 from empathy_distill.evaluation import judge
@@ -90,6 +90,35 @@ def local_judge_config(server: OpenAIServer, cache_dir) -> dict:
         "llm": {"cache_dir": str(cache_dir)},
         "evaluation": {"paper_faithful": False},
     }
+
+
+#: The answer tags of the one pair the command-line tests judge (a vs_base comparison).
+MODEL_TAG, BASE_TAG = "s--direct--chatgpt--sft", "s--base"
+
+
+def one_pair(spec: dict) -> dict:
+    """A judge job's spec (``specs.judge_job``) judging the pair MODEL_TAG vs BASE_TAG only."""
+    return {**spec, "comparison": "vs_base", "pairs": [[MODEL_TAG, BASE_TAG]]}
+
+
+def write_job_files(root, items, tags=(MODEL_TAG, BASE_TAG)) -> None:
+    """The test split and both answer sets of ``items``, where a judge job reads them below
+    ``root`` (``grid.answer_path``)."""
+    pd.DataFrame(
+        {
+            "dialog_id": [i.dialog_id for i in items],
+            "situation": [i.situation for i in items],
+            "speaker_uttr": [i.speaker_uttr for i in items],
+        }
+    ).to_csv(root / "test.csv", index=False)
+    for tag, side in zip(tags, answers(items), strict=True):
+        write_jsonl(
+            root / grid.answer_path(tag),
+            [
+                {"dialog_id": d, "prompt": "", "answer": a, "generation": {}, "seed": 0}
+                for d, a in side.items()
+            ],
+        )
 
 
 def judge_job(config: dict, name: str) -> tuple[dict, dict]:
@@ -208,21 +237,7 @@ def test_judge_command_against_local_server_counts_invalid_and_caches(
     """``python -m empathy_distill.evaluation.judge`` for an API judge, end to end: test split and
     answer files in, judgments file out; the rerun is answered by the cache alone."""
     items = make_items(12)
-    pd.DataFrame(
-        {
-            "dialog_id": [i.dialog_id for i in items],
-            "situation": [i.situation for i in items],
-            "speaker_uttr": [i.speaker_uttr for i in items],
-        }
-    ).to_csv(tmp_path / "test.csv", index=False)
-    for name, side in (("model", answers(items)[0]), ("opponent", answers(items)[1])):
-        write_jsonl(
-            tmp_path / f"{name}.jsonl",
-            [
-                {"dialog_id": d, "prompt": "", "answer": a, "generation": {}, "seed": 0}
-                for d, a in side.items()
-            ],
-        )
+    write_job_files(tmp_path, items)
 
     def rule(messages):  # refuses whenever Response 1 is a short "ok ..." answer
         one, _ = responses_of(messages)
@@ -235,12 +250,12 @@ def test_judge_command_against_local_server_counts_invalid_and_caches(
             config["judges"]["local"].update(operational)
         spec, run_part = judge_job(config, "local")
         monkeypatch.setenv(runtime.RUNTIME_ENV, json.dumps(run_part))
-        argv = ["--spec", specs.dumps(spec)]
+        argv = ["--spec", specs.dumps(one_pair(spec)), "--root", str(tmp_path)]
         argv += ["--test", str(tmp_path / "test.csv")]
-        argv += ["--model-answers", str(tmp_path / "model.jsonl")]
-        argv += ["--opponent-answers", str(tmp_path / "opponent.jsonl")]
-        argv += ["--cost-report", str(tmp_path / "costs.csv"), "--out", str(out)]
+        argv += ["--cost-report", str(tmp_path / "costs.csv")]
         assert judge.main(argv) == 0
+        written = tmp_path / grid.judgment_path("local", MODEL_TAG, BASE_TAG)
+        return written.rename(out)
 
     with OpenAIServer(answer_fn=rule) as server:
         run(server, tmp_path / "first.jsonl")
@@ -251,7 +266,7 @@ def test_judge_command_against_local_server_counts_invalid_and_caches(
     assert first == read_jsonl(tmp_path / "again.jsonl")
     short = sum(i.model_answer.startswith("ok") for i in items)  # model answer as Response 1
     assert sum(r["verdict"] is None for r in first) == short == 3
-    assert f"24 judgments of 12 dialogues, {short} invalid" in capsys.readouterr().out
+    assert f"1 pairs, 24 judgments, {short} invalid" in capsys.readouterr().out
     stats = summarize(first, *answers(items))
     assert stats["invalid"] == short and stats["wins"] == 12 - short
     costs = pd.read_csv(tmp_path / "costs.csv")

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from empathy_distill.core import grid
 from empathy_distill.core.errors import ConfigError, LeakageError
 from empathy_distill.evaluation import embeddings
 from empathy_distill.evaluation.embeddings import CachedEmbedder
@@ -205,9 +206,16 @@ def test_judge_command_line_with_settings_slice(frames, fitted, tmp_path, monkey
     fitted.save(tmp_path / "model.joblib")
     monkeypatch.setattr(model, "default_embedder", lambda *a, **k: SpyEmbedder())
     test.head(5).to_csv(tmp_path / "test.csv", index=False)
-    for name, column in (("a", "response_chatgpt_empathy"), ("b", "response_human")):
+    # two pairs in one job (vs_base of two models): the scorer is loaded once and rates all
+    base, one, two = "s--base", "s--direct--chatgpt--sft", "s--direct--llama--sft"
+    columns = {
+        base: "response_human",
+        one: "response_chatgpt_empathy",
+        two: "response_llama_empathy",
+    }
+    for tag, column in columns.items():
         write_jsonl(
-            tmp_path / f"{name}.jsonl",
+            tmp_path / grid.answer_path(tag),
             [
                 {"dialog_id": d, "prompt": "", "answer": str(a), "generation": {}, "seed": 0}
                 for d, a in zip(test.head(5)["dialog_id"], test.head(5)[column], strict=True)
@@ -216,27 +224,30 @@ def test_judge_command_line_with_settings_slice(frames, fitted, tmp_path, monkey
     spec, _ = judge_job(
         {"judges": {"offline": {"backend": "offline", "model": "spy", "margin": 0.05}}}, "offline"
     )
-    out = tmp_path / "judgments.jsonl"
-    assert (
-        judge.main(
-            [
-                "--spec",
-                json.dumps(spec),
-                "--test",
-                str(tmp_path / "test.csv"),
-                "--model-answers",
-                str(tmp_path / "a.jsonl"),
-                "--opponent-answers",
-                str(tmp_path / "b.jsonl"),
-                "--scorer",
-                str(tmp_path / "model.joblib"),
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
+    spec = {**spec, "comparison": "vs_base", "pairs": [[one, base], [two, base]]}
+    loads = []
+    real_load = model.OfflineScorer.load
+    monkeypatch.setattr(
+        model.OfflineScorer, "load", classmethod(lambda cls, p: loads.append(p) or real_load(p))
     )
-    assert len(read_jsonl(out)) == 10
+    argv = ["--spec", json.dumps(spec), "--test", str(tmp_path / "test.csv")]
+    argv += ["--scorer", str(tmp_path / "model.joblib"), "--root", str(tmp_path)]
+    assert judge.main(argv) == 0
+    assert len(loads) == 1
+    for tag in (one, two):
+        records = read_jsonl(tmp_path / grid.judgment_path("offline", tag, base))
+        assert len(records) == 10 and {r["judge"] for r in records} == {"offline"}
+        # each file holds what judging its pair alone gives
+        alone = run_judge(
+            spec,
+            judge.pair_items(
+                tmp_path / "test.csv",
+                tmp_path / grid.answer_path(tag),
+                tmp_path / grid.answer_path(base),
+            ),
+            scorer=tmp_path / "model.joblib",
+        )
+        assert records == alone
 
 
 def test_rater_debiasing_removes_leniency_but_keeps_author_means():

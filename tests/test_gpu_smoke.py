@@ -62,7 +62,7 @@ def test_the_profile_plans_the_whole_dag_and_ends_with_the_summary(dry_run):
     assert rules.count("train") == 4
     assert rules.count("train_pride") == 2
     assert rules.count("answer") == 7
-    assert rules.count("judge_pair") > 0 and rules.count("score_answers") > 0
+    assert rules.count("judge_vs_base") > 0 and rules.count("score_answers") > 0
     assert rules.count("teacher_improve") == 1  # the SmolLM2 teacher runs
     assert rules.count("gpu_smoke_summary") == 1
     assert "build_smollm2_student" in rules and "build_tiny_student" not in rules

@@ -10,37 +10,44 @@ import pytest
 
 from empathy_distill import stages
 from empathy_distill.core import config as core_config
-from empathy_distill.core import specs
+from empathy_distill.core import grid, specs
 from empathy_distill.core.errors import ConfigError
 from empathy_distill.evaluation.scoring import config_checks
 
 from .conftest import REPO_ROOT
+from .workflow_helpers import rule_blocks
 
 
 def rules_with_a_spec() -> set[str]:
     """Rules whose ``params:`` hold a ``spec`` (read from the rule files, not from the code)."""
     found = set()
     for path in (REPO_ROOT / "workflow" / "rules").glob("*.smk"):
-        rule = None
-        for line in path.read_text(encoding="utf-8").splitlines():
-            match = re.match(r"^rule (\w+):", line)
-            if match:
-                rule = match.group(1)
-            elif rule and re.match(r"^\s+spec=", line):
+        for rule, body in rule_blocks(path.read_text(encoding="utf-8")):
+            if re.search(r"^\s+spec=", body, flags=re.M):
                 found.add(rule)
     return found
 
 
+def test_the_rule_reader_sees_rules_of_a_loop():
+    """The judge rules are defined in a loop (one per comparison kind): the reader names each,
+    with its own body, and not the rule before the loop."""
+    text = (REPO_ROOT / "workflow" / "rules" / "judge.smk").read_text(encoding="utf-8")
+    names = [name for name, _ in rule_blocks(text)]
+    assert names == ["train_offline_judge", *grid.JUDGE_RULES]
+    offline = dict(rule_blocks(text))["train_offline_judge"]
+    assert "judge_outputs" not in offline and "evaluation.offline_judge.cli" in offline
+
+
 def test_every_rule_with_a_spec_has_its_registered_builder_and_no_other():
     expected = rules_with_a_spec()
-    assert {"train", "judge_pair", "answer", "cost", "score_answers"} <= expected  # the reader
+    assert {"train", "judge_vs_base", "answer", "cost", "score_answers"} <= expected  # the reader
     assert set(specs.BUILDERS) == expected
 
 
 def test_a_rule_has_one_builder():
     with pytest.raises(ValueError, match="one rule, one builder"):
-        specs.register("judge_pair")(lambda config: {})
-    assert specs.BUILDERS["judge_pair"].__module__ == "empathy_distill.evaluation.specs"
+        specs.register("judge_vs_base")(lambda config: {})
+    assert specs.BUILDERS["judge_vs_base"].__module__ == "empathy_distill.evaluation.specs"
 
 
 def test_an_unregistered_rule_is_a_clear_error():

@@ -74,7 +74,7 @@ def test_the_paper_models_overlay_passes_start_up_only_as_cache_only(monkeypatch
     config = load_config(REPO_ROOT / "config.yaml", overlay)
     assert config["llm"]["cache_only"] is True
     assert endpoint_problems(config) == []
-    require_keys(config, [("judge_pair", {"judge": "gemini"})])  # no key, no error
+    require_keys(config, [("judge_vs_teacher", {"judge": "gemini"})])  # no key, no error
     overlay["llm"]["cache_only"] = False
     live = load_config(REPO_ROOT / "config.yaml", overlay)
     problems = endpoint_problems(live)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from empathy_distill.core import grid
 from empathy_distill.core.runtime import RUNTIME_ENV
 from empathy_distill.distillation import build_sets, teacher, teacher_cli
 from empathy_distill.distillation.sets import SOURCE_COLUMNS
@@ -30,7 +31,7 @@ from empathy_distill.llm.endpoint import normalize_endpoint
 from empathy_distill.llm.pricing import Price
 from empathy_distill.llm.request import Answer
 from tests.servers.base import approx_tokens, default_answer
-from tests.test_eval_judge import judge_job
+from tests.test_eval_judge import BASE_TAG, MODEL_TAG, judge_job, one_pair
 from tests.test_teacher import teacher_job
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,9 +157,10 @@ def test_judge_command_records_a_refusal_as_an_invalid_verdict(tmp_path, monkeyp
     ).to_csv(tmp_path / "test.csv", index=False)
     # d2's model answer trips the provider's filter in both orders
     model = {d: (f"{MARKER} answer" if d == "d2" else f"model answer {d}") for d in ids}
-    for name, side in (("model", model), ("opponent", {d: f"other {d}" for d in ids})):
+    sides = ((MODEL_TAG, model), (BASE_TAG, {d: f"other {d}" for d in ids}))
+    for tag, side in sides:  # where the judge job reads them (grid.answer_path)
         write_jsonl(
-            tmp_path / f"{name}.jsonl",
+            tmp_path / grid.answer_path(tag),
             [{"dialog_id": d, "answer": a, "generation": {}, "seed": 0} for d, a in side.items()],
         )
     endpoint = {"backend": "openai", "model": "gpt-4o", "max_retries": 1}
@@ -172,12 +174,10 @@ def test_judge_command_records_a_refusal_as_an_invalid_verdict(tmp_path, monkeyp
     }
     spec, run = judge_job(config, "j")
     monkeypatch.setenv(RUNTIME_ENV, json.dumps(run))
-    argv = ["--spec", json.dumps(spec), "--test", str(tmp_path / "test.csv")]
-    argv += ["--model-answers", str(tmp_path / "model.jsonl")]
-    argv += ["--opponent-answers", str(tmp_path / "opponent.jsonl")]
-    argv += ["--cost-report", str(tmp_path / "costs.csv"), "--out", str(tmp_path / "j.jsonl")]
+    argv = ["--spec", json.dumps(one_pair(spec)), "--test", str(tmp_path / "test.csv")]
+    argv += ["--root", str(tmp_path), "--cost-report", str(tmp_path / "costs.csv")]
     assert judge.main(argv) == 0
-    records = read_jsonl(tmp_path / "j.jsonl")
+    records = read_jsonl(tmp_path / grid.judgment_path("j", MODEL_TAG, BASE_TAG))
     refused = [r for r in records if r["refusal"] is not None]
     assert sorted((r["dialog_id"], r["order"]) for r in refused) == [
         ("d2", judge.MODEL_FIRST),
@@ -185,7 +185,7 @@ def test_judge_command_records_a_refusal_as_an_invalid_verdict(tmp_path, monkeyp
     ]
     assert all(r["verdict"] is None and r["winner"] is None for r in refused)
     assert all(r["refusal"] == REASON for r in refused)
-    assert "8 judgments of 4 dialogues, 2 invalid (2 refused by the provider)" in (
+    assert "1 pairs, 8 judgments, 2 invalid (2 refused by the provider)" in (
         capsys.readouterr().out
     )
     stats = summarize(records, model, {d: f"other {d}" for d in ids})

@@ -369,6 +369,9 @@ def test_the_cpu_reproduction_plans_a_pride_smollm2_student_next_to_dpo(dataset_
     assert all(_resources(b)["gpu"] == "0" for b in outputs)
     assert all("/sft/adapter_model" in b.split("input:", 1)[1].splitlines()[0] for b in outputs)
     assert all("teacher_outputs/" in b.split("input:", 1)[1].splitlines()[0] for b in pride)
-    judged = [b.split("wildcards:", 1)[1].splitlines()[0] for b in _blocks(output, "judge_pair")]
-    pride_vs_dpo = [w for w in judged if "--pride, opponent=" in w and w.endswith("--dpo")]
-    assert len(pride_vs_dpo) == configs
+    # one judge job (the offline judge) writes every pride_vs_dpo pair's file
+    (judge,) = _blocks(output, "judge_pride_vs_dpo")
+    assert judge.split("wildcards:", 1)[1].splitlines()[0].strip() == "judge=offline"
+    files = judge.split("output:", 1)[1].splitlines()[0].strip().split(", ")
+    pride_vs_dpo = [f for f in files if f.endswith("--dpo.jsonl") and "--pride__vs__" in f]
+    assert len(pride_vs_dpo) == len(files) == configs

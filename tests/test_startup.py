@@ -143,7 +143,7 @@ def test_teacher_is_checked_only_when_the_grid_calls_it(paper_config):
 
 
 def test_keys_are_required_for_the_jobs_given_only(paper_config):
-    jobs = [("split_dataset", {}), ("judge_pair", {"judge": "gemini", "model": "m"})]
+    jobs = [("split_dataset", {}), ("judge_vs_base", {"judge": "gemini"})]
     assert startup.missing_keys(startup.endpoints_of_jobs(paper_config, jobs)) == {
         "judges.gemini": "GEMINI_API_KEY"
     }

@@ -109,17 +109,25 @@ TARGETED = 7 * 2  # strategies other than naive_prompt, of both improve methods
 PAPER_ONLY_FLAG = ("--config", "grid={methods: [sft, dpo]}")
 
 
+def comparisons(pride: bool) -> dict[str, int]:
+    """Judged pairs per comparison kind of config.yaml (one judgment file per pair and judge)."""
+    methods = 3 if pride else 2
+    models = CONFIGS * STUDENTS * methods  # trained models
+    pairs = {
+        "vs_base": models,
+        "vs_naive": TARGETED * STUDENTS * methods,
+        "dpo_vs_sft": CONFIGS * STUDENTS,
+        "vs_teacher": CONFIGS * STUDENTS * (methods - 1) + STUDENTS,  # DPO, PRIDE, base models
+    }
+    if pride:
+        pairs["pride_vs_dpo"] = CONFIGS * STUDENTS
+    return pairs
+
+
 def grid_jobs(pride: bool) -> dict[str, int]:
     """Jobs per rule of ``snakemake -n`` on config.yaml, with or without PRIDE."""
     methods = 3 if pride else 2
     models = CONFIGS * STUDENTS * methods  # trained models
-    comparisons = (
-        models  # vs_base
-        + TARGETED * STUDENTS * methods  # vs_naive
-        + CONFIGS * STUDENTS  # dpo_vs_sft
-        + (CONFIGS * STUDENTS * (methods - 1) + STUDENTS)  # vs_teacher: DPO, PRIDE, base models
-        + (CONFIGS * STUDENTS if pride else 0)  # pride_vs_dpo
-    )
     jobs = {
         "split_dataset": 1,
         "improve_human_sources": 1,
@@ -135,7 +143,8 @@ def grid_jobs(pride: bool) -> dict[str, int]:
         "answer": STUDENTS + models,  # base students + trained models
         "emotion_answers": STUDENTS + models,  # each answer set's model names the emotions
         "emotion_accuracy": 1,  # one table of them (evaluation.emotion_accuracy, on by default)
-        "judge_pair": comparisons * JUDGES,
+        # one judge job per judge and comparison kind, writing one file per pair
+        **{f"judge_{kind}": JUDGES for kind in comparisons(pride)},
         "win_rates": 1,
         "judge_agreement": 1,
         "figure_heatmap": JUDGES,
@@ -148,6 +157,12 @@ def grid_jobs(pride: bool) -> dict[str, int]:
         # the scoring study's four pinned files and its table (scoring.study_reproduction)
         "download_scoring_study": 4,
         "scoring_study_reproduction": 1,
+        # the study protocol's fine-tuned scorer (issue 22.3): its data, the SmolLM2 it starts
+        # from, its fine-tune and its ratings of the study's test 20 %
+        "study_scorer_data": 1,
+        "build_smollm2_student": 1,
+        "finetune_study_scorer": 1,
+        "score_study_test": 1,
         "all": 1,
     }
     if pride:
@@ -168,9 +183,17 @@ def test_the_grid_arithmetic_gives_readmes_job_counts() -> None:
     answers = {True: STUDENTS + CONFIGS * STUDENTS * 3, False: STUDENTS + CONFIGS * STUDENTS * 2}
     # one emotion_answers job per answer set, and one emotion_accuracy table
     emotion = {k: v + 1 for k, v in answers.items()}
-    study = 4 + 1  # the scoring study's 4 files (downloaded) and its reproduction table
-    assert sum(with_pride.values()) == 1110 + pride_jobs + emotion[True] + study == 1286
-    assert sum(paper.values()) == 717 + emotion[False] + study == 809
+    # the scoring study's 4 files (downloaded), its reproduction table and the 4 jobs of its
+    # fine-tuned scorer (joined on 2026-12-07)
+    study = 4 + 1 + 4
+    # judgment files (one job each until 2026-12-07) -> one judge job per judge and kind
+    files = {k: sum(comparisons(k).values()) * JUDGES for k in (True, False)}
+    assert files == {True: 380 * 2, False: 226 * 2}
+    judge_jobs = {True: 5 * JUDGES, False: 4 * JUDGES}
+    before = 1110 + pride_jobs + emotion[True] + study  # one judge job per file
+    assert sum(with_pride.values()) == before - files[True] + judge_jobs[True] == 540
+    assert sum(paper.values()) == 717 + emotion[False] + study - files[False] + judge_jobs[False]
+    assert sum(paper.values()) == 369
     gpu = ("train", "train_pride", "pride_teacher_outputs", "answer", "emotion_answers")
     assert sum(with_pride.get(r, 0) for r in gpu) == 254 + pride_jobs + answers[True] == 424
     assert sum(paper.get(r, 0) for r in gpu) == 170 + answers[False] == 256

@@ -3,15 +3,44 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
+from empathy_distill.core import grid
+
 from .conftest import REPO_ROOT
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+#: Rules defined in a loop (``rule:`` and a ``name:`` expression): the expression -> every name
+#: it takes (workflow/rules/judge.smk defines one judge rule per comparison kind).
+LOOP_RULE_NAMES = {"grid.judge_rule(_kind)": grid.JUDGE_RULES}
+_RULE = re.compile(r"^( *)rule(?: (\w+))?:\n", flags=re.M)
+
+
+def rule_blocks(text: str) -> list[tuple[str, str]]:
+    """(name, body) of every rule of a .smk file's text, read as text: ``rule NAME:``, or a rule
+    of a loop (``rule:`` named by an expression of ``LOOP_RULE_NAMES``), once per name it takes.
+    An unnamed rule with another name expression is an error, never skipped."""
+    blocks = []
+    for match in _RULE.finditer(text):
+        indent = len(match.group(1))
+        rest = text[match.end() :]
+        # the body: up to the next non-blank line indented no deeper than the rule itself
+        end = re.search(rf"^ {{0,{indent}}}\S", rest, flags=re.M)
+        body = rest[: end.start()] if end else rest
+        if match.group(2):
+            blocks.append((match.group(2), body))
+            continue
+        named = re.search(r"^\s+name:\n\s+(.+)$", body, flags=re.M)
+        expression = named.group(1).strip() if named else None
+        if expression not in LOOP_RULE_NAMES:
+            raise ValueError(f"a rule named by {expression!r}: add it to LOOP_RULE_NAMES")
+        blocks += [(name, body) for name in LOOP_RULE_NAMES[expression]]
+    return blocks
 
 
 def write_overlay(workdir: Path, overlay: dict) -> Path:

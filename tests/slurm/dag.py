@@ -52,7 +52,7 @@ DATASET = next(
 )
 CONFIGFILES = (REPO / "config.yaml", REPO / "workflow" / "profiles" / "demo" / "config.demo.yaml")
 GPU_RULES = ("train", "answer")
-API_RULES = ("teacher_initial", "teacher_improve", "judge_pair")
+API_RULES = ("teacher_initial", "teacher_improve", "judge_vs_base")
 # One SFT adapter of the tiny student and the teacher's answers: split_dataset, direct_sets,
 # leakage_guard, set_dataset_info (local), build_tiny_student (CPU job), train of the sft stage
 # (GPU job),

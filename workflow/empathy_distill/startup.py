@@ -21,7 +21,7 @@ from .llm.pricing import FREE_BACKENDS
 
 #: Rules whose jobs call the teacher endpoint / a judge endpoint (wildcard ``judge``).
 TEACHER_RULES = frozenset({"teacher_initial", "teacher_improve"})
-JUDGE_RULES = frozenset({"judge_pair"})
+JUDGE_RULES = frozenset(grid.JUDGE_RULES)
 #: Rules whose jobs call an empathy scorer's endpoint (wildcard ``scorer``).
 SCORER_RULES = frozenset({"score_answers"})
 #: Rules of the study's protocol that call a scorer's endpoint (scoring.study_protocol).

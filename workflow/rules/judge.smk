@@ -1,5 +1,6 @@
 # Pairwise judgments (both orders unless evaluation.paper_faithful) and the offline judge.
-# Input functions and specs (params.spec): workflow/rules/common.smk.
+# Input functions and specs (params.spec): workflow/rules/common.smk. Resume: a judge job sends
+# its requests through the LLM cache, so a killed or rerun job pays only what is not cached.
 
 
 envvars: *judge_key_envvars()
@@ -25,23 +26,30 @@ rule train_offline_judge:
         " --agreement-out {output.agreement:q} > {log} 2>&1"
 
 
-rule judge_pair:
-    input:
-        unpack(judge_inputs),
-    output:
-        grid.JUDGMENTS,
-    params:
-        spec=get_judge_spec,
-        scorer=get_judge_scorer_arg,
-        cost_report="results/costs/judge_{judge}.csv",
-    resources:
-        api_calls=judge_api_calls,
-    conda:
-        "../../envs/train.yaml"
-    log:
-        "logs/judgments/{judge}/{model}__vs__{opponent}.log",
-    shell:
-        "python -m empathy_distill.evaluation.judge --spec {params.spec:q}"
-        " --test {input.test:q} --model-answers {input.model:q}"
-        " --opponent-answers {input.opponent:q} {params.scorer}"
-        " --cost-report {params.cost_report:q} --out {output:q} > {log} 2>&1"
+# One job per judge and comparison kind (rule judge_<kind>, e.g. judge_vs_base): it judges
+# every pair of that kind and writes each pair's file (grid.JUDGMENTS). Outputs are a list
+# fixed by the config, so each kind is its own rule, defined in this loop.
+for _kind in JUDGED_PAIRS:
+
+    rule:
+        name:
+            grid.judge_rule(_kind)
+        localrule: True  # an API rule: runs on the submit host on a cluster (see the Snakefile)
+        input:
+            unpack(judge_inputs(_kind)),
+        output:
+            judge_outputs(_kind),
+        params:
+            spec=get_judge_spec(_kind),
+            scorer=get_judge_scorer_arg,
+            cost_report="results/costs/judge_{judge}.csv",
+        resources:
+            api_calls=judge_api_calls,
+        conda:
+            "../../envs/train.yaml"
+        log:
+            f"logs/judgments/{{judge}}/{_kind}.log",
+        shell:
+            "python -m empathy_distill.evaluation.judge --spec {params.spec:q}"
+            " --test {input.test:q} {params.scorer}"
+            " --cost-report {params.cost_report:q} > {log} 2>&1"

@@ -24,7 +24,7 @@ rule score_answers:
         scorer_model=get_scorer_model_arg,
     resources:
         api_calls=scorer_api_calls,
-    # as judge_pair's: a scorer may be a local model (backend transformers imports torch)
+    # as the judge rules': a scorer may be a local model (backend transformers imports torch)
     conda:
         "../../envs/train.yaml"
     log:

@@ -30,6 +30,10 @@ TEACHER_TAG = "teacher"
 ANSWERS = "results/answers/{student}/{variant}.jsonl"
 TEACHER_ANSWERS = "results/answers/teacher.jsonl"
 JUDGMENTS = "results/judgments/{judge}/{model}" + PAIR_SEPARATOR + "{opponent}.jsonl"
+#: One judge job per judge and comparison kind writes that kind's judgment files (rule
+#: ``judge_<kind>``, wildcard ``judge``): 10 jobs for the default grid instead of 760, each
+#: one process start and one Batch API round trip; the LLM cache makes a rerun pay nothing twice.
+JUDGE_RULE_PREFIX = "judge_"
 #: A scorer's scores of one answer set: ``{answers}`` is the answers file's path below
 #: results/answers/ without .jsonl (``teacher``, ``<student>/base``, ``<student>/<m>/<s>/<stage>``).
 SCORES = "results/scores/{scorer}/{answers}.jsonl"
@@ -219,6 +223,26 @@ def comparisons(config: dict) -> list[Comparison]:
     if teacher_in_grid:
         pairs.extend(Comparison("vs_teacher", base_tag(s), TEACHER_TAG) for s in students(config))
     return pairs
+
+
+def judge_rule(kind: str) -> str:
+    """The rule whose jobs judge every pair of comparison ``kind`` (one job per judge)."""
+    if kind not in COMPARISONS:
+        raise ValueError(f"not a comparison kind: {kind!r} (kinds: {', '.join(COMPARISONS)})")
+    return JUDGE_RULE_PREFIX + kind
+
+
+#: Every judge rule, in comparison order.
+JUDGE_RULES = tuple(judge_rule(kind) for kind in COMPARISONS)
+
+
+def comparisons_by_kind(config: dict) -> dict[str, list[Comparison]]:
+    """The grid's comparisons grouped by kind (kinds without a pair left out), each group in
+    :func:`comparisons` order: what one judge job of each kind judges."""
+    groups: dict[str, list[Comparison]] = {}
+    for pair in comparisons(config):
+        groups.setdefault(pair.kind, []).append(pair)
+    return {kind: groups[kind] for kind in COMPARISONS if kind in groups}
 
 
 def comparison_kind(model: str, opponent: str) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core import specs
+from ..core import grid, specs
 from ..core.command import run_cli
 from ..core.config import resolve_resource
 from ..core.errors import ConfigError
@@ -248,10 +248,20 @@ def pair_items(
 ) -> list[PairItem]:
     """Join the test dialogues with both answer sets; every test dialogue needs both answers."""
     test = read_split(test_csv)
-    mine, theirs = read_answers(model_answers), read_answers(opponent_answers)
+    return _join(
+        test,
+        (model_answers, read_answers(model_answers)),
+        (opponent_answers, read_answers(opponent_answers)),
+    )
+
+
+def _join(
+    test: Any, model: tuple[str | Path, dict[str, str]], opponent: tuple[str | Path, dict[str, str]]
+) -> list[PairItem]:
+    """The items of one pair: each test dialogue with its answer from both (path, answers)."""
     items = []
     for row in test.itertuples(index=False):
-        for path, answers in ((model_answers, mine), (opponent_answers, theirs)):
+        for path, answers in (model, opponent):
             if row.dialog_id not in answers:
                 raise AnswersError(f"{path}: no answer for test dialogue {row.dialog_id!r}")
         items.append(
@@ -259,8 +269,8 @@ def pair_items(
                 row.dialog_id,
                 str(row.situation),
                 str(row.speaker_uttr),
-                mine[row.dialog_id],
-                theirs[row.dialog_id],
+                model[1][row.dialog_id],
+                opponent[1][row.dialog_id],
             )
         )
     return items
@@ -329,38 +339,96 @@ def run_judge(
     )
 
 
+def judge_pairs(
+    spec: dict,
+    test_csv: str | Path,
+    root: str | Path = ".",
+    ask: AskFn | None = None,
+    scorer: str | Path | None = None,
+    cost_report: str | Path | None = None,
+    runtime: dict | None = None,
+) -> dict[str, list[dict]]:
+    """Judgment file path -> records, for every pair of a judge job's spec
+    (``specs.judge_job``), paths relative to ``root``.
+
+    All pairs go to the judge at once: an LLM judge gets one request set (one budget projection
+    over the job, then a reservation per request or batch; in batch mode one submission instead
+    of one per pair, each a wait of up to a day); a scorer judge is loaded once. Each answer set
+    is read once, however many pairs share it (a base model's answers serve every vs_base pair).
+    """
+    root = Path(root)
+    test = read_split(test_csv)
+    read: dict[str, dict[str, str]] = {}
+
+    def answers_of(path: str) -> tuple[Path, dict[str, str]]:
+        if path not in read:
+            read[path] = read_answers(root / path)
+        return root / path, read[path]
+
+    manifest = evaluation_specs.pair_manifest(spec)
+    groups = [
+        _join(test, answers_of(e["model_answers"]), answers_of(e["opponent_answers"]))
+        for e in manifest
+    ]
+    flat = [item for items in groups for item in items]
+    records = run_judge(spec, flat, ask, scorer, cost_report, runtime)
+    per_item = len(orders_for(spec["paper_faithful"]))
+    if len(records) != per_item * len(flat):
+        raise AnswersError(
+            f"judge {spec['judge']}: {len(records)} verdicts for {len(flat)} dialogues x"
+            f" {per_item} order(s)"
+        )
+    out: dict[str, list[dict]] = {}
+    start = 0
+    for entry, items in zip(manifest, groups, strict=True):
+        end = start + per_item * len(items)
+        out[entry["path"]] = records[start:end]
+        start = end
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Judge two answer sets pairwise.")
+    parser = argparse.ArgumentParser(
+        description="Judge every pair of one comparison kind (a judge job) pairwise."
+    )
     specs.add_spec_arguments(parser)
     parser.add_argument("--judge", help="with --config: a key of config.judges")
+    parser.add_argument(
+        "--comparison", choices=grid.COMPARISONS, help="with --config: the comparison kind"
+    )
     parser.add_argument("--test", required=True, help="results/data/test.csv")
-    parser.add_argument("--model-answers", required=True)
-    parser.add_argument("--opponent-answers", required=True)
     parser.add_argument(
         "--scorer", help="the fitted scorer a scorer judge rates with (its rule's input)"
     )
     parser.add_argument("--cost-report", help="CSV the LLM layer appends its costs to")
-    parser.add_argument("--out", required=True, help="judgments JSONL")
+    parser.add_argument(
+        "--root", default=".", help="directory holding results/ (answers in, judgments out)"
+    )
     return parser
 
 
 def _run(args: argparse.Namespace) -> None:
-    if args.config and not args.judge:
-        raise ConfigError("--config needs --judge (a key of config.judges)")
+    if args.config and not (args.judge and args.comparison):
+        raise ConfigError(
+            "--config needs --judge (a key of config.judges) and --comparison (a kind)"
+        )
     spec, run = specs.from_args(
         args,
-        lambda config: evaluation_specs.judge(config, args.judge),
+        lambda config: evaluation_specs.judge_job(config, args.judge, args.comparison),
         # a scorer judge makes no requests: only an LLM judge needs the runtime part
         with_runtime=lambda spec: kind_of(spec["endpoint"]).calls_llm,
     )
-    items = pair_items(args.test, args.model_answers, args.opponent_answers)
-    records = run_judge(spec, items, scorer=args.scorer, cost_report=args.cost_report, runtime=run)
-    write_jsonl(args.out, records)
+    judged = judge_pairs(
+        spec, args.test, args.root, scorer=args.scorer, cost_report=args.cost_report, runtime=run
+    )
+    for path, records in judged.items():
+        write_jsonl(Path(args.root) / path, records)
+    records = [r for rs in judged.values() for r in rs]
     invalid = sum(r["verdict"] is None for r in records)
     refused = sum(r.get("refusal") is not None for r in records)
     print(
-        f"{args.out}: {len(records)} judgments of {len(items)} dialogues, {invalid} invalid"
-        f" ({refused} refused by the provider)"
+        f"judge {spec['judge']}, {spec['comparison']}: {len(judged)} pairs, {len(records)}"
+        f" judgments, {invalid} invalid ({refused} refused by the provider)"
     )
 
 

@@ -20,9 +20,8 @@ def report(config: dict) -> Spec:
     return runtime.identity(config)
 
 
-@register("judge_pair")
 def judge(config: dict, name: str) -> Spec:
-    """Rule judge_pair: the judge's identity and the protocol its verdicts follow."""
+    """The judge's identity and the protocol its verdicts follow (part of a judge job's spec)."""
     if name not in config["judges"]:
         raise ConfigError(
             f"config['judges'] has no judge {name!r}"
@@ -35,6 +34,40 @@ def judge(config: dict, name: str) -> Spec:
         "prompts": config["prompts"],
         **llm_files(config),
     }
+
+
+@register(*grid.JUDGE_RULES)
+def judge_job(config: dict, name: str, kind: str) -> Spec:
+    """Rules judge_<kind>: one job judges every pair of comparison ``kind`` with judge ``name``
+    (its identity and protocol: :func:`judge`), the pairs as answer tags in grid order
+    (``pair_manifest`` names their files). A job per pair cost a process start each and made
+    the default grid's dry run plan 760 of them; the LLM cache keeps a rerun from paying twice."""
+    groups = grid.comparisons_by_kind(config)
+    if kind not in groups:
+        raise ConfigError(
+            f"the grid judges no {kind!r} pair (evaluation.comparisons and grid give:"
+            f" {', '.join(groups) or 'none'})"
+        )
+    return {
+        **judge(config, name),
+        "comparison": kind,
+        "pairs": [[pair.model, pair.opponent] for pair in groups[kind]],
+    }
+
+
+def pair_manifest(spec: Spec) -> list[dict[str, str]]:
+    """The judgment file of every pair of a judge job's spec with the answer files it compares
+    (paths from ``grid``, as the rule's inputs and outputs)."""
+    return [
+        {
+            "model": model,
+            "opponent": opponent,
+            "path": grid.judgment_path(spec["judge"], model, opponent),
+            "model_answers": grid.answer_path(model),
+            "opponent_answers": grid.answer_path(opponent),
+        }
+        for model, opponent in spec["pairs"]
+    ]
 
 
 def _default_margin() -> float:
