@@ -29,6 +29,7 @@ GPU_RULES = {
     "answer",
     "emotion_answers",
     "finetune_scorer",
+    "finetune_study_scorer",  # the same LoRA fine-tune on the study's balanced 80%
 }
 BENCHMARK_HEADER = (
     "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
