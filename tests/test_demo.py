@@ -39,11 +39,13 @@ COPY_IGNORE = shutil.ignore_patterns(
 
 
 @pytest.fixture(scope="module")
-def demo_checkout(paper_dataset_path, tmp_path_factory):
-    """A copy of the checkout with the dataset where the README says to put it."""
+def demo_checkout(paper_dataset_path, scoring_study_dir, tmp_path_factory):
+    """A copy of the checkout with the dataset and the scoring study's files where the README
+    says to put them."""
     root = tmp_path_factory.mktemp("demo") / "empathy-distill"
     shutil.copytree(REPO_ROOT, root, ignore=COPY_IGNORE)
     shutil.copy(paper_dataset_path, root / "resources" / "dataset.csv")
+    shutil.copytree(scoring_study_dir, root / "resources" / "scoring_study", dirs_exist_ok=True)
     return root
 
 
@@ -89,10 +91,22 @@ def test_demo_runs_the_whole_dag_offline_and_reruns_nothing(demo_checkout, human
 
     # The scoring axis, offline: the MiniLM classifier and the fine-tuned SmolLM2 rate every
     # answer set (teacher, base, 6 models) on every test dialogue, and both meet the people.
-    scores = pd.read_csv(results / "tables" / "empathy_scores.csv")
-    assert sorted(scores["scorer"].unique()) == ["minilm_classifier", "smollm2_rating"]
+    table = pd.read_csv(results / "tables" / "empathy_scores.csv")
+    assert (table["n"] == TEST_DIALOGUES).all()
+    assert sorted(table["scorer"].unique()) == [
+        "minilm_classifier",
+        "minilm_subfactors",
+        "smollm2_rating",
+    ]
+    # The offline subfactor scorer gives the three dimensions of every answer set, each the
+    # mean of five 1-10 subfactor scores.
+    dimensions = table[table["scorer"] == "minilm_subfactors"]
+    assert len(dimensions) == 3 * (1 + len(answer_files))
+    assert set(dimensions["measure"]) == {"cognitive", "affective", "compassionate"}
+    assert (dimensions["n_valid"] == TEST_DIALOGUES).all()
+    assert dimensions["mean"].between(1, 10).all()
+    scores = table[table["scorer"] != "minilm_subfactors"]
     assert len(scores) == 2 * (1 + len(answer_files)) and set(scores["measure"]) == {"rating"}
-    assert (scores["n"] == TEST_DIALOGUES).all()
     classifier = scores[scores["scorer"] == "minilm_classifier"]
     assert (classifier["n_valid"] == TEST_DIALOGUES).all()  # a classifier always answers
     # SmolLM2 tuned on 40 ratings answers with a digit (3 epochs; invalid replies are counted)
@@ -101,12 +115,13 @@ def test_demo_runs_the_whole_dag_offline_and_reruns_nothing(demo_checkout, human
     assert scores["mean"].dropna().between(1, 3).all()
     agreement = pd.read_csv(results / "tables" / "scorer_agreement.csv")
     vs_human = agreement[agreement["section"] == "vs_human"]
-    assert set(vs_human["scorer"]) == {"minilm_classifier", "smollm2_rating"}
+    assert set(vs_human["scorer"]) == {"minilm_classifier", "minilm_subfactors", "smollm2_rating"}
     assert (vs_human["n"] == 5 * TEST_DIALOGUES).all()  # the 5 rated responses of each
     metrics = pd.read_csv(results / "tables" / "reference_metrics.csv")
     assert set(metrics["reference"]) == {"human", "teacher"}
     assert metrics["embedding_cosine"].between(-1, 1).all()
-    for figure in ("empathy_change_minilm_classifier", "empathy_change_smollm2_rating"):
+    for scorer in ("minilm_classifier", "smollm2_rating", "minilm_subfactors"):
+        figure = f"empathy_change_{scorer}"
         assert (results / "figures" / f"{figure}.png").stat().st_size > 1000
 
     second = run_demo(demo_checkout)

@@ -105,6 +105,7 @@ CONFIGS = 5 + 8 + 8  # data configurations: direct, improve_human, improve_llm
 STUDENTS = 2  # llama31_8b, mistral_7b
 JUDGES = 2  # gpt4o, gemini
 TARGETED = 7 * 2  # strategies other than naive_prompt, of both improve methods
+SCORERS = 2  # scoring.grid: minilm_subfactors, gpt4o_mini_subfactors
 #: The one flag of README "PRIDE" that leaves the paper's grid (SFT then DPO).
 PAPER_ONLY_FLAG = ("--config", "grid={methods: [sft, dpo]}")
 
@@ -163,6 +164,15 @@ def grid_jobs(pride: bool) -> dict[str, int]:
         "build_smollm2_student": 1,
         "finetune_study_scorer": 1,
         "score_study_test": 1,
+        # the scoring axis (scoring.grid: the offline subfactor scorer, gpt-4o-mini's
+        # subfactors): every answer set (+ the teacher's) and the test's human responses
+        "scorer_train_split": 1,
+        "train_offline_subfactors": 1,
+        "score_answers": SCORERS * (STUDENTS + models + 1),
+        "score_responses": SCORERS,
+        "scorer_agreement": 1,
+        "empathy_scores": 1,
+        "figure_empathy_change": SCORERS,
         "all": 1,
     }
     if pride:
@@ -191,9 +201,15 @@ def test_the_grid_arithmetic_gives_readmes_job_counts() -> None:
     assert files == {True: 380 * 2, False: 226 * 2}
     judge_jobs = {True: 5 * JUDGES, False: 4 * JUDGES}
     before = 1110 + pride_jobs + emotion[True] + study  # one judge job per file
-    assert sum(with_pride.values()) == before - files[True] + judge_jobs[True] == 540
-    assert sum(paper.values()) == 717 + emotion[False] + study - files[False] + judge_jobs[False]
-    assert sum(paper.values()) == 369
+    # the scoring axis on by default (2026-12-07): each scorer scores every answer set
+    # (+ the teacher's) and the human test responses; its split, training, tables, figures
+    scoring = {k: SCORERS * (answers[k] + 1) + SCORERS + 4 + SCORERS for k in (True, False)}
+    after = before - files[True] + judge_jobs[True] + scoring[True]
+    assert sum(with_pride.values()) == after == 806
+    assert sum(paper.values()) == (
+        717 + emotion[False] + study - files[False] + judge_jobs[False] + scoring[False]
+    )
+    assert sum(paper.values()) == 551
     gpu = ("train", "train_pride", "pride_teacher_outputs", "answer", "emotion_answers")
     assert sum(with_pride.get(r, 0) for r in gpu) == 254 + pride_jobs + answers[True] == 424
     assert sum(paper.get(r, 0) for r in gpu) == 170 + answers[False] == 256
