@@ -354,3 +354,14 @@ def test_the_spec_names_the_pinned_study_files() -> None:
     assert spec_of(settings)["privileged_fields"] == settings["privileged_fields"]
     config["training"]["pride"]["privileged_fields"] = DATASET_FIELDS
     assert "study_data" not in build_settings(config, "mistral_7b", "improve_human", "naive_prompt")
+
+
+def test_the_projections_stand_in_is_as_long_as_the_studys_mean(study_dir: Path) -> None:
+    """empathy-distill gpu-hours counts the study lines with STAND_IN (it reads no study file)."""
+    from statistics import mean
+
+    annotations = study_fields.load_annotations(files_in(study_dir))
+    scores = mean(len(text) for text in annotations["subfactors"].values())
+    assert abs(len(study_fields.STAND_IN["subfactors"]) - scores) < 1  # 416 vs 416.03
+    miti = [len(annotations["miti"][key]) for key in annotations["miti"] if key[1] == "human"]
+    assert abs(len(study_fields.STAND_IN["miti"]) - mean(miti)) < 1  # 36 vs 36.4

@@ -13,7 +13,7 @@ on it (direct ``chatgpt`` and ``all``). Teacher-written targets (improve_*) have
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from statistics import mean
 
 from ...core.errors import ConfigError, DatasetError
@@ -120,17 +120,12 @@ def _same(a: object, b: object) -> bool:
     return " ".join(str(a).split()) == " ".join(str(b).split())
 
 
-def annotate(
-    records: Sequence[dict],
-    rows: Mapping[str, Mapping[str, object]],
-    annotations: Mapping,
-    files: Mapping[str, Mapping[str, str]],
+def _annotated(
+    records: Sequence[dict], rows: Mapping[str, Mapping[str, object]], notes: Callable
 ) -> dict[str, dict]:
-    """``rows`` (train.csv by dialog_id) with, for each dialogue of the set ``records``, the
-    study's annotations of its responses under :data:`.privileged.STUDY_KEY`: a tuple of
-    (label, {field: text}) for the human response and, where a record's target is the
-    dialogue's ChatGPT-empathy response, that one. A dialogue or response the study's file lacks,
-    or whose text differs from train.csv's, stops the job naming the file and dialog_id."""
+    """``rows`` with :data:`.privileged.STUDY_KEY` set for every dialogue of ``records``:
+    (label, ``notes(dialog_id, kind, row)``) for the human response and, where a record's
+    target is the dialogue's ChatGPT-empathy response, that one."""
     targets: dict[str, list[str]] = {}
     for record in records:
         targets.setdefault(str(record["dialog_id"]), []).append(record["messages"][1]["content"])
@@ -143,27 +138,61 @@ def annotate(
         empathy = row.get(RESPONSES["chatgpt_empathy"][0])
         if empathy is not None and any(_same(a, empathy) for a in answers):
             kinds.append("chatgpt_empathy")
-        notes = []
-        for kind in kinds:
-            column, label = RESPONSES[kind]
-            texts = {}
-            for field, where in files.items():
-                key = (dialog_id, kind)
-                if key not in annotations[field]:
-                    raise DatasetError(
-                        f"{where['file']}: no {field} for dialog_id {dialog_id} ({kind} "
-                        "response), which PRIDE's teacher prompt shows "
-                        "(training.pride.privileged_fields)"
-                    )
-                if "text" in annotations and not _same(annotations["text"][key], row[column]):
-                    raise DatasetError(
-                        f"{files['miti']['file']}: dialog_id {dialog_id}: its {column} differs "
-                        "from train.csv's; the study's annotations are of another text"
-                    )
-                texts[field] = annotations[field][key]
-            notes.append((label, texts))
-        row[STUDY_KEY] = tuple(notes)
+        row[STUDY_KEY] = tuple((RESPONSES[k][1], notes(dialog_id, k, row)) for k in kinds)
     return out
+
+
+def annotate(
+    records: Sequence[dict],
+    rows: Mapping[str, Mapping[str, object]],
+    annotations: Mapping,
+    files: Mapping[str, Mapping[str, str]],
+) -> dict[str, dict]:
+    """``rows`` (train.csv by dialog_id) with, for each dialogue of the set ``records``, the
+    study's annotations of its responses under :data:`.privileged.STUDY_KEY`: a tuple of
+    (label, {field: text}) for the human response and, where a record's target is the
+    dialogue's ChatGPT-empathy response, that one. A dialogue or response the study's file lacks,
+    or whose text differs from train.csv's, stops the job naming the file and dialog_id."""
+
+    def notes(dialog_id: str, kind: str, row: Mapping[str, object]) -> dict[str, str]:
+        key, column = (dialog_id, kind), RESPONSES[kind][0]
+        texts = {}
+        for field, where in files.items():
+            if key not in annotations[field]:
+                raise DatasetError(
+                    f"{where['file']}: no {field} for dialog_id {dialog_id} ({kind} response), "
+                    "which PRIDE's teacher prompt shows (training.pride.privileged_fields)"
+                )
+            if "text" in annotations and not _same(annotations["text"][key], row[column]):
+                raise DatasetError(
+                    f"{files['miti']['file']}: dialog_id {dialog_id}: its {column} differs "
+                    "from train.csv's; the study's annotations are of another text"
+                )
+            texts[field] = annotations[field][key]
+        return texts
+
+    return _annotated(records, rows, notes)
+
+
+#: The GPU-hour projection's stand-in for one response's annotations (it reads no study file):
+#: as long as the study's mean rendered text (the scores 416 characters, exactly the mean over
+#: the 6,000 scored responses; MITI 36, the human responses' mean 36.4, the ChatGPT-empathy
+#: responses' 46.2).
+STAND_IN = {
+    "miti": render_miti(["Affirm", "Support", "Open Question"]),
+    "subfactors": render_subfactors(dict.fromkeys(study.SUBFACTORS, 7)),
+}
+
+
+def with_stand_ins(
+    records: Sequence[dict], rows: Mapping[str, Mapping[str, object]], fields: Sequence[str]
+) -> dict[str, dict]:
+    """``rows`` annotated as :func:`annotate` would, with :data:`STAND_IN` texts for the study
+    fields among ``fields`` (for token counts before the study's files are fetched)."""
+    shown = [f for f in STUDY_FIELDS if f in fields]
+    if not shown:
+        return dict(rows)  # type: ignore[arg-type]
+    return _annotated(records, rows, lambda *_: {f: STAND_IN[f] for f in shown})
 
 
 def join_study(settings: dict, records: Sequence[dict], rows: dict) -> dict:
