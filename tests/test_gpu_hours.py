@@ -17,6 +17,7 @@ from empathy_distill.core.errors import ConfigError
 from empathy_distill.core.prompts import Prompts
 from empathy_distill.gpu_packing import GpuJob, pack
 from empathy_distill.training.pride.privileged import privileged_block, teacher_prompt
+from empathy_distill.training.pride.study_fields import STAND_IN
 
 from .conftest import REPO_ROOT
 
@@ -112,8 +113,20 @@ def test_token_counts_and_times_match_hand_computed_values(synthetic):
     # PRIDE on the SFT set: student, privileged pass (student), 70B teacher; every epoch
     row = train.iloc[0].to_dict()
     student = (p + 3 + 11 + 3) + (p + 3 + 20 + 3)
-    privileged = 2 * math.ceil(len(privileged_block(row)) / 4)
-    t = math.ceil(len(teacher_prompt(prompt, row)) / 4)
+    # config.yaml shows the teacher the scoring study's annotations too: one header line and a
+    # line per response the study annotated, the human one and (d0's second target is its
+    # ChatGPT-empathy response) that one, as stand-ins of the study's mean length
+    lines = [
+        "Expert annotations of listener replies to this speaker (scoring study):",
+        *(
+            f"- {label}, {STAND_IN['miti']}; {STAND_IN['subfactors']}"
+            for label in ("Human response", "ChatGPT-empathy response")
+        ),
+    ]
+    study = sum(len(line) + 1 for line in lines)  # each with its newline
+    assert len(STAND_IN["subfactors"]) == 416 and len(STAND_IN["miti"]) == 36
+    privileged = 2 * math.ceil((len(privileged_block(row)) + study) / 4)
+    t = math.ceil((len(teacher_prompt(prompt, row)) + study) / 4)
     teacher = (t + 11 + 6) + (t + 20 + 6)
     # the teacher once per configuration, on its 4 GPUs (config.yaml teacher_resources), then
     # 3 epochs of the student on its one GPU reading its outputs

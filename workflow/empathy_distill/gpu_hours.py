@@ -10,10 +10,12 @@ How it counts (approximations, stated):
   are ``ceil(chars / 4)`` per message plus ``TOKENS_PER_MESSAGE`` (``llm.pricing``), times the
   job's ``num_train_epochs``. SFT: prompt + target; DPO: prompt + chosen and prompt + rejected.
 * PRIDE (``training.pride``) trains on the SFT set; per epoch it costs the student's training
-  tokens and its privileged pass (``privileged_block``). The teacher's forward pass over the
-  teacher's prompt (``teacher_prompt``) + target is counted once per configuration, in a job of
-  its own on the teacher's GPUs (rule pride_teacher_outputs, ``teacher_outputs: precomputed``,
-  the default), or every epoch inside the training job (``online``, the ablation).
+  tokens and its privileged pass (``privileged_block``, over every configured privileged field:
+  the scoring study's as stand-ins of their mean length, ``study_fields.STAND_IN``). The
+  teacher's forward pass over the teacher's prompt (``teacher_prompt``) + target is counted
+  once per configuration, in a job of its own on the teacher's GPUs (rule
+  pride_teacher_outputs, ``teacher_outputs: precomputed``, the default), or every epoch inside
+  the training job (``online``, the ablation).
 * Answers: every answer set of the grid, ``len(test) x generation.max_new_tokens`` new tokens
   (the cap: an upper bound), at the generation engine's rate (``generation.engine``).
 * Scorers: a transformers fine-tuned scorer of ``scoring.grid`` (rule finetune_scorer): its
@@ -47,7 +49,8 @@ from .gpu_throughput import DEFAULT_TABLE, apply_measured, load_table, rate
 from .llm.finetune_data import example_tokens
 from .llm.pricing import TOKENS_PER_MESSAGE, approx_tokens
 from .training.pride import config as pride_config
-from .training.pride.privileged import privileged_block, teacher_prompt
+from .training.pride.privileged import PRIVILEGED_FIELDS, privileged_block, teacher_prompt
+from .training.pride.study_fields import with_stand_ins
 
 PARTS = ("sft", "dpo", "pride_teacher", "pride", "answers", "scorers")
 PAPER_METHODS = ["sft", "dpo"]
@@ -97,16 +100,21 @@ def training_sets(
     return out
 
 
-def pride_tokens(sft: list[dict], train: pd.DataFrame) -> tuple[int, int, int]:
-    """(student, privileged pass, teacher) tokens of one PRIDE epoch over an SFT set."""
-    rows = {str(r["dialog_id"]): r for r in train.to_dict("records")}
+def pride_tokens(
+    sft: list[dict], train: pd.DataFrame, fields: list[str] | None = None
+) -> tuple[int, int, int]:
+    """(student, privileged pass, teacher) tokens of one PRIDE epoch over an SFT set, the
+    teacher shown the privileged ``fields`` (training.pride.privileged_fields; the scoring
+    study's as stand-ins of their mean length, ``study_fields.STAND_IN``)."""
+    fields = list(PRIVILEGED_FIELDS) if fields is None else fields
+    rows = with_stand_ins(sft, {str(r["dialog_id"]): r for r in train.to_dict("records")}, fields)
     student = privileged = teacher = 0
     for record in sft:
         row = rows[str(record["dialog_id"])]
         user, target = (m["content"] for m in record["messages"])
         student += sft_tokens(record)
-        privileged += approx_tokens(privileged_block(row))
-        teacher += approx_tokens(teacher_prompt(user, row)) + approx_tokens(target)
+        privileged += approx_tokens(privileged_block(row, None, fields))
+        teacher += approx_tokens(teacher_prompt(user, row, None, fields)) + approx_tokens(target)
         teacher += 2 * TOKENS_PER_MESSAGE
     return student, privileged, teacher
 
@@ -193,7 +201,7 @@ def pride_jobs(config, table, student, method, strategy, sft, train) -> list[Job
     options = pride_config.merged_options(config, student)
     teacher = model_id(config, pride_config.teacher_of(config, student, options))
     epochs = _epochs(config, student, method, strategy, "pride")
-    s_tokens, p_tokens, t_tokens = pride_tokens(sft, train)
+    s_tokens, p_tokens, t_tokens = pride_tokens(sft, train, options["privileged_fields"])
     teacher_s = t_tokens / rate(table, teacher, "forward")
     student_s = epochs * (
         s_tokens / rate(table, model, "pride_student") + p_tokens / rate(table, model, "forward")

@@ -724,11 +724,21 @@ def pride_teacher_outputs_dir(wildcards):
     return settings.get("teacher_outputs_dir")
 
 
+def pride_study_files(wildcards):
+    """The scoring study's pinned files the teacher's privileged prompt is built from
+    (training.pride.privileged_fields: miti, subfactors); rule download_scoring_study makes them."""
+    settings = pride_config.build_settings(
+        config, wildcards.student, wildcards.method, wildcards.strategy
+    )
+    return [entry["file"] for entry in (settings.get("study_data") or {}).values()]
+
+
 def get_pride_train_input(wildcards):
     """What every training job reads (get_train_input); with precomputed teacher outputs, those
     (rule pride_teacher_outputs) and the reasoning file the examples are encoded with, no
     teacher; online, what loading the teacher reads (pride_teacher_files)."""
     files = get_train_input(wildcards)
+    files["study"] = pride_study_files(wildcards)
     teacher = pride_teacher_files(wildcards)
     folder = pride_teacher_outputs_dir(wildcards)
     if folder is None:
@@ -748,6 +758,7 @@ def get_pride_teacher_outputs_input(wildcards):
         "leakage": f"{data}/leakage_check.ok",
         "train": TRAIN_CSV,
         "model": model_files(config["students"][wildcards.student]),
+        "study": pride_study_files(wildcards),
         **pride_teacher_files(wildcards),
     }
 

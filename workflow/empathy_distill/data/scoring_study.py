@@ -49,6 +49,11 @@ SUBFACTORS = (
     "empowering",
     "assistance",
 )
+#: The three dimensions of empathy, in the order the study's prompts (and files) list their
+#: subfactors, 5 each: ``SUBFACTORS[5 * i : 5 * i + 5]`` are dimension i's (the scoring prompts'
+#: ``v2_names``, resources/scoring_prompts.json; the scoring tables use the same mapping).
+DIMENSIONS = ("cognitive", "affective", "compassionate")
+SUBFACTORS_PER_DIMENSION = 5
 #: The 15 MITI codes in the order of the study's feature vector (miti_code_classification.py).
 MITI_CODES = (
     "Closed Question",
@@ -103,6 +108,17 @@ def verify_file(path: str | Path, expected_sha256: str) -> None:
             " scoring.study_data.files). Not the study's published file; delete it (the rule"
             " download_scoring_study fetches the pinned one) or fix scoring.study_data.dir."
         )
+
+
+def dimension_of(subfactor: str) -> str:
+    """The empathy dimension of one of :data:`SUBFACTORS` (the study's column name)."""
+    return DIMENSIONS[SUBFACTORS.index(subfactor) // SUBFACTORS_PER_DIMENSION]
+
+
+def subfactor_label(subfactor: str) -> str:
+    """A study column as words: ``perspective-taking`` -> ``perspective taking`` (and the
+    files' ``ofereing-help`` -> ``offering help``)."""
+    return subfactor.replace("ofereing", "offering").replace("-", " ")
 
 
 def parse_miti(cell: object) -> list[str]:

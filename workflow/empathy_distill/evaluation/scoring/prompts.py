@@ -17,6 +17,10 @@ from pathlib import Path
 from ... import REPO_ROOT
 from ...core.errors import ConfigError
 
+# The three dimensions of empathy and their 5 subfactors each, in the prompts' order: one mapping,
+# kept with the study's data so that PRIDE's teacher prompt (training layer) reads it too.
+from ...data.scoring_study import DIMENSIONS, SUBFACTORS_PER_DIMENSION
+
 DEFAULT_SCORING_PROMPTS = REPO_ROOT / "resources" / "scoring_prompts.json"
 RATING = "rating"
 SUBFACTORS = "subfactors"
@@ -27,9 +31,6 @@ KINDS = (RATING, SUBFACTORS, CLASSIFIER)
 MEASURED_AS = {RATING: RATING, SUBFACTORS: SUBFACTORS, CLASSIFIER: RATING}
 #: Variant used when a scorer names none.
 DEFAULT_VARIANT = {RATING: "naive", SUBFACTORS: "v2"}
-#: The three dimensions of empathy, in the order the prompts list their subfactors.
-DIMENSIONS = ("cognitive", "affective", "compassionate")
-SUBFACTORS_PER_DIMENSION = 5
 #: Score ranges of each kind (inclusive).
 RANGES = {RATING: (1, 3), SUBFACTORS: (1, 10)}
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")

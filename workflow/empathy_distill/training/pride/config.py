@@ -14,6 +14,7 @@ import copy
 from ...core.errors import ConfigError
 from ...core.students import builtin_name, resolve_model, resolve_revision
 from ..llamafactory_config import DATASET_DIR
+from .study_fields import configured_fields, study_settings
 
 #: LLaMA-Factory keys of training.common that mean the same for PRIDE.
 SHARED_KEYS = (
@@ -45,6 +46,10 @@ DEFAULTS: dict = {
     # The teacher's own reasoning as privileged input (docs/pride.md): false (off), true (on,
     # REASONING_DEFAULTS) or a mapping of REASONING_DEFAULTS' keys (on, those values).
     "reasoning": False,
+    # What the teacher's privileged prompt may show (a field constant over a set is dropped):
+    # emotion, plutchik, sentiment, rating_human (train.csv) and the scoring study's miti,
+    # subfactors (study_fields.py). None: all of them, the study's where its file is pinned.
+    "privileged_fields": None,
     # precomputed (default): rule pride_teacher_outputs runs the teacher once per configuration
     # and stores its top-k log-probabilities, tail mass and MMD features; training reads them
     # and never loads the teacher. online: the teacher runs at every step of every epoch (the
@@ -142,6 +147,9 @@ def merged_options(config: dict, student: str) -> dict:
     _check(options, student)
     options["reasoning"] = reasoning_options(
         options["reasoning"], f"training.pride (student {student}).reasoning"
+    )
+    options["privileged_fields"] = configured_fields(
+        options["privileged_fields"], config, f"training.pride (student {student})"
     )
     if options["lora_alpha"] is None:
         options["lora_alpha"] = 2 * int(options["lora_rank"])
@@ -416,6 +424,9 @@ def build_settings(config: dict, student: str, method: str, strategy: str) -> di
     reasoning = options.pop("reasoning")
     if reasoning is not None:  # only then: a job without reasoning keeps its spec (no rerun)
         options["reasoning"] = {**reasoning, "file": REASONING_PATH.format(teacher=teacher)}
+    study = study_settings(options["privileged_fields"], config)
+    if study is not None:  # the pinned study files the teacher's prompt is built from
+        options["study_data"] = study
     weights = options["weights"]
     if options["teacher_outputs"] == PRECOMPUTED and (weights["reverse_kl"] or weights["mmd"]):
         options["teacher_outputs_dir"] = TEACHER_OUTPUTS_DIR.format(

@@ -218,6 +218,7 @@ def read_examples_and_fields(settings: dict, tokenizer: Any) -> tuple[list, tupl
     from ..templates import llamafactory_template
     from .data import encode_examples, rows_by_id
     from .reasoning import read_reasoning, reasoning_for
+    from .study_fields import RESPONSE_COLUMNS, join_study
 
     student_template = llamafactory_template(tokenizer, settings["template"])
     teacher_template = (
@@ -225,9 +226,11 @@ def read_examples_and_fields(settings: dict, tokenizer: Any) -> tuple[list, tupl
         if settings["teacher_template"] == settings["template"]
         else llamafactory_template(tokenizer, settings["teacher_template"])
     )
-    columns = ("dialog_id", "situation", "speaker_uttr", *PRIVILEGED_FIELDS)
-    rows = rows_by_id(read_table(settings["train_csv"], columns))
+    study = RESPONSE_COLUMNS if settings.get("study_data") else ()
+    columns = ("dialog_id", "situation", "speaker_uttr", *PRIVILEGED_FIELDS, *study)
     records = read_set(settings["dataset"])
+    # the scoring study's annotations of the dialogues' responses (privileged_fields)
+    rows = join_study(settings, records, rows_by_id(read_table(settings["train_csv"], columns)))
     reasoning = None
     if settings.get("reasoning"):
         path = settings["reasoning"]["file"]
@@ -236,7 +239,7 @@ def read_examples_and_fields(settings: dict, tokenizer: Any) -> tuple[list, tupl
             str(r["dialog_id"]): reasoning_for(every, str(r["dialog_id"]), path) for r in records
         }
     prompts = Prompts()
-    fields = privileged_fields(records, rows)
+    fields = privileged_fields(records, rows, settings.get("privileged_fields"))
     examples = encode_examples(
         records,
         rows,
@@ -251,11 +254,15 @@ def read_examples_and_fields(settings: dict, tokenizer: Any) -> tuple[list, tupl
     return examples, fields
 
 
-def privileged_fields(records: list, rows: dict) -> tuple[str, ...]:
-    """The privileged fields that vary over the set's dialogues; the constant ones are logged
-    with their value and left out of the teacher's prompt (they tell it nothing)."""
+def privileged_fields(
+    records: list, rows: dict, configured: list[str] | None = None
+) -> tuple[str, ...]:
+    """The ``configured`` privileged fields (training.pride.privileged_fields; None: the
+    dataset's) that vary over the set's dialogues; the constant ones are logged with their
+    value and left out of the teacher's prompt (they tell it nothing)."""
+    configured = list(PRIVILEGED_FIELDS) if configured is None else configured
     known = [rows[str(r["dialog_id"])] for r in records if str(r["dialog_id"]) in rows]
-    constant = constant_fields(known)
+    constant = constant_fields(known, configured)
     for field, value in constant.items():
         LOG.info(
             "privileged field %s is %r in every dialogue of this training set: left out of the "
@@ -263,7 +270,7 @@ def privileged_fields(records: list, rows: dict) -> tuple[str, ...]:
             field,
             value,
         )
-    kept = tuple(f for f in PRIVILEGED_FIELDS if f not in constant)
+    kept = tuple(f for f in configured if f not in constant)
     LOG.info("privileged fields the teacher sees: %s", ", ".join(kept) or "none")
     return kept
 

@@ -5,7 +5,9 @@ dataset, a dialogue's ``emotion`` (32 EmpatheticDialogues classes), its ``plutch
 ``sentiment`` and the crowd rating of the human listener's response (``rating_human``, 1-3). The
 teacher sees them laid out as the empathy-reasoning steps (understand the speaker's feelings,
 analyse the situation, then respond); the student gets exactly the user turn of the SFT set
-(``Prompts.student_train``, the prompt every other student trains and answers with).
+(``Prompts.student_train``, the prompt every other student trains and answers with). The
+companion scoring study's annotations of the dialogue's responses (MITI codes, gpt-4o-mini's
+subfactor scores; :mod:`.study_fields` joins them into the row) are privileged fields too.
 """
 
 from __future__ import annotations
@@ -17,22 +19,41 @@ from ...core.errors import DatasetError
 
 #: Dataset columns the teacher may see and the student never does.
 PRIVILEGED_FIELDS = ("emotion", "plutchik", "sentiment", "rating_human")
+#: The scoring study's fields (:mod:`.study_fields`): MITI codes, gpt-4o-mini subfactor scores.
+STUDY_FIELDS = ("miti", "subfactors")
+#: Row key of a dialogue's study annotations: ((response label, {study field: text}), ...).
+STUDY_KEY = "study_annotations"
 #: First line of the privileged block: its presence in a student input is a leak by itself.
 MARKER = "Privileged notes (training only)"
 #: Shortest sentence of the teacher's reasoning that counts as leaked on its own.
 MIN_PIECE = 24
 
 
-def constant_fields(rows: Iterable[Mapping[str, object]]) -> dict[str, str]:
-    """Privileged fields with one value over ``rows`` (a training set's dialogues): field ->
+def study_notes(row: Mapping[str, object], field: str) -> list[tuple[str, str]]:
+    """(response label, text) of study ``field`` for each annotated response of ``row``."""
+    notes = row.get(STUDY_KEY) or ()
+    return [(label, texts[field]) for label, texts in notes if field in texts]  # type: ignore[attr-defined]
+
+
+def field_value(row: Mapping[str, object], field: str) -> str:
+    """``row``'s value of a privileged field as the teacher reads it ("" when it has none)."""
+    if field in STUDY_FIELDS:
+        return "\n".join(f"{label}, {text}" for label, text in study_notes(row, field))
+    return str(row.get(field, "")).strip()
+
+
+def constant_fields(
+    rows: Iterable[Mapping[str, object]], fields: Sequence[str] = PRIVILEGED_FIELDS
+) -> dict[str, str]:
+    """Privileged ``fields`` with one value over ``rows`` (a training set's dialogues): field ->
     that value. Such a field tells the teacher nothing about any one example (``rating_human``
     is 3 in every SFT set that keeps only human-rated-3 dialogues), so PRIDE leaves it out."""
-    values: dict[str, set[str]] = {field: set() for field in PRIVILEGED_FIELDS}
+    values: dict[str, set[str]] = {field: set() for field in fields}
     count = 0
     for row in rows:
         count += 1
-        for field in PRIVILEGED_FIELDS:
-            values[field].add(str(row.get(field, "")).strip())
+        for field in fields:
+            values[field].add(field_value(row, field))
     if count < 2:
         return {}
     return {field: next(iter(seen)) for field, seen in values.items() if len(seen) == 1}
@@ -47,9 +68,10 @@ def privileged_block(
 
     ``reasoning``: the teacher's own reasoning about the dialogue (``training.pride.reasoning``,
     :mod:`.reasoning`), added as the analysis step. ``fields``: the privileged fields that vary
-    in the training set (:func:`constant_fields` names the others).
+    in the training set (:func:`constant_fields` names the others); the study's fields add one
+    line per annotated response.
     """
-    missing = [f for f in fields if str(row.get(f, "")).strip() == ""]
+    missing = [f for f in fields if field_value(row, f) == ""]
     if missing:
         raise DatasetError(
             f"dialogue {row.get('dialog_id', '?')}: privileged field(s) {', '.join(missing)} "
@@ -69,6 +91,13 @@ def privileged_block(
     ]
     if reasoning:
         lines.append(f"Analysis: {reasoning.strip()}")
+    shown = [f for f in STUDY_FIELDS if f in fields]
+    if shown:
+        lines.append("Expert annotations of listener replies to this speaker (scoring study):")
+        for label, texts in row.get(STUDY_KEY) or ():  # type: ignore[attr-defined]
+            parts = [texts[f] for f in shown if f in texts]
+            if parts:
+                lines.append(f"- {label}, {'; '.join(parts)}")
     rating = (
         f"a human listener's reply to this was rated {row['rating_human']} of 3 for empathy; "
         if "rating_human" in fields
@@ -124,6 +153,10 @@ def privileged_leaks(
         value = str(row.get(field, "")).strip().lower()
         if value and text.count(value) > public.count(value):
             leaks.append(f"{field}={value}")
+    for field in STUDY_FIELDS:
+        for _, note in study_notes(row, field):
+            if text.count(note.lower()) > public.count(note.lower()):
+                leaks.append(f"{field}={note[:40]!r}")
     if reasoning:
         flat, flat_public = " ".join(text.split()), " ".join(public.split())
         for piece in reasoning_pieces(reasoning):

@@ -51,6 +51,7 @@ SPEC_KEYS = (
     "dataset",
     "train_csv",
     "reasoning",
+    "study_data",
     "cutoff_len",
     "temperature",
     "teacher_top_k",
@@ -59,14 +60,14 @@ SPEC_KEYS = (
 )
 #: How the teacher's privileged fields are chosen (loop.privileged_fields): a change of the
 #: policy changes every teacher prompt, so it is part of the spec.
-PRIVILEGED_POLICY = "the fields of PRIVILEGED_FIELDS that vary over the set"
+PRIVILEGED_POLICY = "the fields of privileged_fields that vary over the set"
 
 
 def spec_of(settings: dict) -> dict:
     """The spec of the teacher-outputs job of a PRIDE job's ``settings`` (config.build_settings):
     rule pride_teacher_outputs writes it into the manifest, the training job compares it."""
     spec = {key: settings.get(key) for key in SPEC_KEYS}
-    spec["privileged_fields"] = list(PRIVILEGED_FIELDS)
+    spec["privileged_fields"] = list(settings.get("privileged_fields") or PRIVILEGED_FIELDS)
     spec["privileged_policy"] = PRIVILEGED_POLICY
     spec["feature_tokens_per_example"] = feature_cap(
         settings["per_device_train_batch_size"], settings.get("teacher_feature_tokens")
