@@ -24,8 +24,14 @@ import pytest
 import yaml
 
 from empathy_distill.llm import BudgetExceededError, ChatRequest, Message, make_client
-from empathy_distill.llm.budget import FOREIGN_RESERVATION_TTL_S, SharedBudget
+from empathy_distill.llm.backends.gemini_backend import generation_config
+from empathy_distill.llm.budget import (
+    FOREIGN_RESERVATION_TTL_S,
+    SharedBudget,
+    worst_case_output_tokens,
+)
 from empathy_distill.llm.cache import ResponseCache
+from empathy_distill.llm.capabilities import OutputLimits
 from tests.llm_budget_worker import PROMPT_CHARS, prompt
 from tests.servers.openai_server import OpenAIServer
 
@@ -360,3 +366,19 @@ def test_a_cache_from_before_the_cap_gets_its_running_total_from_its_rows(tmp_pa
     reopened.save_finetune_state("job", {"step": "succeeded"}, 0.75)
     reopened.add_charge("embeddings", 0.25)
     assert reopened.spent_usd() == pytest.approx(3 * 0.125 + 0.75 + 0.25)
+
+
+@pytest.mark.parametrize("endpoint_thinking", [None, 128])
+@pytest.mark.parametrize("own", [{}, {"max_output_tokens": 40}])
+def test_reservation_is_the_gemini_cap_sent_even_with_the_requests_own_thinking(
+    endpoint_thinking, own
+) -> None:
+    """Gemini bills thinking inside maxOutputTokens, so what a request can be billed is the cap
+    the backend sends: the reservation equals it, whatever thinking budget the request asks
+    for itself (it was once added on top, reserving the thinking twice)."""
+    sampling = {**own, "thinking_config": {"thinking_budget": 500}}
+    request = ChatRequest("gemini-3.5-flash", [Message("user", "hi")], sampling)
+    limits = OutputLimits(max_new_tokens=64, thinking_budget=endpoint_thinking)
+    sent = generation_config(request, limits).max_output_tokens
+    reserved = worst_case_output_tokens(request, 64, endpoint_thinking or 0)
+    assert reserved == sent == (40 if own else 64) + (endpoint_thinking or 0)

@@ -242,7 +242,8 @@ def test_every_default_model_is_served_through_the_run(monkeypatch):
     config = load_configs([str(REPO_ROOT / "config.yaml")])
     assert startup.endpoint_problems(config) == []
     models = startup.planned_models(config, startup.planned_endpoints(config))
-    assert set(models.values()) == {"gpt-4o", "gemini-3.5-flash"}
+    # teacher and judges; gpt-4o-mini scores subfactors (scoring.grid, on by default)
+    assert set(models.values()) == {"gpt-4o", "gemini-3.5-flash", "gpt-4o-mini"}
 
 
 def test_lifecycle_rows_all_cite_their_source():

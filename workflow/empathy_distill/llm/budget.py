@@ -67,21 +67,15 @@ def max_request_tokens(request: ChatRequest) -> int:
     )
 
 
-def thinking_budget(sampling: dict[str, Any]) -> int:
-    """The thinking budget a request sets (Gemini ``thinking_config.thinking_budget``), else 0."""
-    config = sampling.get("thinking_config") or {}
-    budget = config.get("thinking_budget") if isinstance(config, dict) else None
-    return max(0, int(budget)) if isinstance(budget, int) else 0
-
-
 def worst_case_output_tokens(request: ChatRequest, default: int, thinking: int = 0) -> int:
     """The most completion tokens the request can be billed: its own limit (any of
     ``OUTPUT_LIMIT_KEYS``) else ``default`` (the endpoint's ``max_new_tokens``), plus
     ``thinking`` (the endpoint's thinking budget, which the backend adds to the cap it sends:
-    ``llm.capabilities``) and a thinking budget the request sets itself."""
+    ``llm.capabilities``). A thinking budget the request sets itself adds nothing: Gemini
+    counts thinking inside ``maxOutputTokens``, and the cap sent is this sum either way."""
     limits = [int(request.sampling[k]) for k in OUTPUT_LIMIT_KEYS if k in request.sampling]
     answer = min(limits) if limits else int(default)
-    return answer + int(thinking) + thinking_budget(request.sampling)
+    return answer + int(thinking)
 
 
 def worst_case_cost(
