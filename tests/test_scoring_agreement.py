@@ -561,7 +561,10 @@ def test_cost_of_an_openai_fine_tuned_scorer_counts_training_at_fine_tuned_rates
 
 def planned(output: str, rule: str) -> set[str]:
     blocks = [b for b in output.split("\nrule ") if b.startswith(f"{rule}:")]
-    return {b.split("output: ", 1)[1].splitlines()[0].strip() for b in blocks}
+    # a job with several outputs (score_answers: one per answer set) lists them joined by ", "
+    return {
+        out for b in blocks for out in b.split("output: ", 1)[1].splitlines()[0].strip().split(", ")
+    }
 
 
 @pytest.mark.parametrize("splits", [None, ["test", "train"]])
