@@ -410,8 +410,13 @@ def get_scorer_model_files(wildcards):
 
 def get_score_spec(wildcards):
     """The scorer's identity, kind and prompt variant and the answer sets it scores (not its
-    operational keys)."""
+    operational keys): a score_answers job's spec."""
     return specs.dumps(specs.build("score_answers", config, wildcards.scorer))
+
+
+def get_score_responses_spec(wildcards):
+    """The scorer's identity alone (the dataset's responses do not depend on the grid)."""
+    return specs.dumps(specs.build("score_responses", config, wildcards.scorer))
 
 
 def scorer_api_calls(wildcards):
