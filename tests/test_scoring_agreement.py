@@ -615,12 +615,13 @@ def test_without_a_scorer_only_the_rater_variance_is_planned(dataset_path, tmp_p
         },
         "grid": {"students": ["tiny"], "judges": ["offline"]},
         "evaluation": {"comparisons": ["vs_base"]},
+        "scoring": {"grid": []},  # config.yaml's scorers left out
     }
     result = run_snakemake(tmp_path, overlay, "-n")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert planned(output, "rater_variance") == {"results/tables/rater_variance.csv"}
-    for rule in ("score_responses", "scorer_agreement", "figure_empathy_change"):
+    for rule in ("score_answers", "score_responses", "scorer_agreement", "figure_empathy_change"):
         assert f"\nrule {rule}:" not in output
 
 

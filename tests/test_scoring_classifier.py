@@ -326,9 +326,8 @@ def test_a_score_answers_job_loads_the_model_once_for_all_its_answer_sets(
         items = score.score_items(tmp_path / "test.csv", tmp_path / grid.answer_path(tag))
         alone = score.run_scorer(spec, items, answers_file=grid.answer_path(tag))
         assert scored[grid.score_path(spec["scorer"], tag)] == alone
-    assert [r["scores"] for r in scored[grid.score_path(spec["scorer"], "s--base")]] == [
-        [3]
-    ] * len(test)
+    base = scored[grid.score_path(spec["scorer"], "s--base")]
+    assert [r["scores"] for r in base] == [[3]] * len(test)
 
 
 # --- subfactor features -----------------------------------------------------------------------
