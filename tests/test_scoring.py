@@ -397,7 +397,7 @@ def test_projection_counts_every_answer_set_of_every_scorer(tmp_path, test_split
 
 
 # --- the DAG ------------------------------------------------------------------------------------
-def test_dry_run_plans_a_score_job_per_answer_set_and_the_table(dataset_path, tmp_path):
+def test_dry_run_plans_one_score_job_per_scorer_and_the_table(dataset_path, tmp_path):
     overlay = {
         "dataset": {"path": str(dataset_path)},
         "distillation": {
