@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -216,13 +217,18 @@ BASE_REPLIES = [
 
 
 def run_score(tmp_path, monkeypatch, server, answers, out, **kw):
+    """A score_answers job whose one answer set (``s--base``) is ``answers``, run in a folder
+    of its own; its scores file copied to ``out``."""
     config = scoring_config(server, tmp_path, **kw)
-    spec, run = scoring_specs.score_answers(config, "local"), runtime.runtime_part(config)
-    monkeypatch.setenv(runtime.RUNTIME_ENV, json.dumps(run))
+    spec = scoring_specs.score_answers(config, "local") | {"answer_tags": ["s--base"]}
+    monkeypatch.setenv(runtime.RUNTIME_ENV, json.dumps(runtime.runtime_part(config)))
+    root = out.parent / f"{out.stem}_job"
+    (root / grid.answer_path("s--base")).parent.mkdir(parents=True)
+    shutil.copyfile(answers, root / grid.answer_path("s--base"))
     argv = ["--spec", specs.dumps(spec), "--test", str(tmp_path / "test.csv")]
-    argv += ["--answers", str(answers), "--out", str(out)]
-    argv += ["--cost-report", str(tmp_path / "costs.csv")]
+    argv += ["--root", str(root), "--cost-report", str(tmp_path / "costs.csv")]
     assert score.main(argv) == 0
+    shutil.copyfile(root / grid.score_path("local", "s--base"), out)
     return config
 
 
@@ -311,11 +317,14 @@ def test_rating_scorer_means_and_counts(tmp_path, monkeypatch):
 
 
 # --- config -------------------------------------------------------------------------------------
-def test_no_scorer_in_the_default_grid_and_bad_entries_are_named():
+def test_the_default_grid_scores_with_two_scorers_and_bad_entries_are_named():
     from empathy_distill.core.config import load_config
 
     config = load_config(REPO_ROOT / "config.yaml")
-    assert grid.scorers(config) == [] and scoring_specs.empathy_scores(config)["answer_tags"] == []
+    # scoring.grid of config.yaml (issue 22.6): the offline scorer and gpt-4o-mini's subfactors
+    assert grid.scorers(config) == ["minilm_subfactors", "gpt4o_mini_subfactors"]
+    assert scoring_specs.empathy_scores(config)["answer_tags"] == grid.answer_tags(config)
+    assert len(grid.answer_tags(config)) == 129  # docs/running.md: a scores file each
     scorer = {"kind": "rating", "variant": "v2", "backend": "openai", "model": "gpt-4o-mini"}
     with pytest.raises(ConfigError) as error:
         validate_config(
@@ -388,7 +397,7 @@ def test_projection_counts_every_answer_set_of_every_scorer(tmp_path, test_split
 
 
 # --- the DAG ------------------------------------------------------------------------------------
-def test_dry_run_plans_a_score_job_per_answer_set_and_the_table(dataset_path, tmp_path):
+def test_dry_run_plans_one_score_job_per_scorer_and_the_table(dataset_path, tmp_path):
     overlay = {
         "dataset": {"path": str(dataset_path)},
         "distillation": {
@@ -413,8 +422,9 @@ def test_dry_run_plans_a_score_job_per_answer_set_and_the_table(dataset_path, tm
     result = run_snakemake(tmp_path, overlay, "-n")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    blocks = [b for b in output.split("\nrule ") if b.startswith("score_answers:")]
-    planned = {b.split("output: ", 1)[1].splitlines()[0].strip() for b in blocks}
+    # one job for the scorer, writing every answer set's file
+    [block] = [b for b in output.split("\nrule ") if b.startswith("score_answers:")]
+    planned = set(block.split("output: ", 1)[1].splitlines()[0].strip().split(", "))
     expected = {
         "results/scores/local/tiny/base.jsonl",
         "results/scores/local/tiny/direct/chatgpt/sft.jsonl",

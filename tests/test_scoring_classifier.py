@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from empathy_distill.core import grid
 from empathy_distill.core.config import validate_config
 from empathy_distill.core.errors import ConfigError
 from empathy_distill.evaluation.records import AnswersError, read_jsonl, write_jsonl
@@ -297,6 +298,38 @@ def test_score_answers_applies_the_model_and_the_table_rates(trained, frames, mo
     assert (row["n_valid"], row["n_invalid"], row["n_refused"]) == (len(test), 0, 0)
 
 
+def test_a_score_answers_job_loads_the_model_once_for_all_its_answer_sets(
+    trained, frames, monkeypatch, tmp_path
+):
+    """The job's answer sets (here two, the grid's default has 129) are scored with one load
+    of the fitted model, each set's file holding what scoring that set alone gives."""
+    monkeypatch.setattr(apply, "default_embedder", lambda cache_dir: SpyEmbedder())
+    loads = []
+    real_load = apply.ClassifierScorer.load
+    monkeypatch.setattr(
+        apply.ClassifierScorer, "load", lambda path: loads.append(path) or real_load(path)
+    )
+    test = frames[1]
+    test[["dialog_id", "situation", "speaker_uttr"]].to_csv(tmp_path / "test.csv", index=False)
+    tags = {"s--base": MARKERS[3], grid.TEACHER_TAG: MARKERS[1]}
+    for tag, word in tags.items():
+        rows = [
+            {"dialog_id": str(d), "prompt": "", "answer": f"I hear you {word}", "generation": {}}
+            for d in test["dialog_id"]
+        ]
+        write_jsonl(tmp_path / grid.answer_path(tag), rows)
+    spec = {**trained["spec"], "model_file": trained["args"].model_out, "answer_tags": list(tags)}
+    scored = score.score_answer_sets(spec, tmp_path / "test.csv", tmp_path)
+    assert len(loads) == 1
+    assert list(scored) == [grid.score_path(spec["scorer"], tag) for tag in tags]
+    for tag in tags:
+        items = score.score_items(tmp_path / "test.csv", tmp_path / grid.answer_path(tag))
+        alone = score.run_scorer(spec, items, answers_file=grid.answer_path(tag))
+        assert scored[grid.score_path(spec["scorer"], tag)] == alone
+    base = scored[grid.score_path(spec["scorer"], "s--base")]
+    assert [r["scores"] for r in base] == [[3]] * len(test)
+
+
 # --- subfactor features -----------------------------------------------------------------------
 def subfactor_records(frame, invalid_every=7):
     """Planted subfactor scores (all = 3 x rating) per response; every 7th invalid."""
@@ -392,8 +425,10 @@ def test_dry_run_trains_once_and_scores_every_answer_set(dataset_path, tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert output.count("\nrule train_classifier_scorer:") == 1
+    # one job for the scorer, writing every answer set's file
     blocks = [b for b in output.split("\nrule ") if b.startswith("score_answers:")]
-    planned = {b.split("output: ", 1)[1].splitlines()[0].strip() for b in blocks}
+    assert len(blocks) == 1
+    planned = set(blocks[0].split("output: ", 1)[1].splitlines()[0].strip().split(", "))
     assert planned == {
         "results/scores/minilm_classifier/tiny/base.jsonl",
         "results/scores/minilm_classifier/tiny/direct/chatgpt/sft.jsonl",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from empathy_distill.core import runtime, specs
+from empathy_distill.core import grid, runtime, specs
 from empathy_distill.core.config import load_config, validate_config
 from empathy_distill.core.errors import ConfigError
 from empathy_distill.evaluation.records import read_jsonl, write_jsonl
@@ -219,10 +219,12 @@ def test_dry_run_plans_train_data_then_finetune_then_scores(dataset_path, tmp_pa
         assert "--test results/data/test.csv" in data  # read to refuse its dialogues
         [tune] = [b for b in blocks["finetune_scorer"] if f"{folder}/model.json" in b]
         assert f"input: {folder}/train.jsonl" in tune
-        scores = [b for b in blocks["score_answers"] if f"results/scores/{name}/" in b]
-        assert len(scores) == 3  # tiny base, SFT, DPO
-        assert all(f"--scorer-model {folder}/model.json" in b for b in scores)
-        assert all(f"{folder}/model.json" in b.split("output:", 1)[0] for b in scores)
+        # one job per scorer, writing the scores of tiny's base, SFT and DPO answers
+        [scores] = [b for b in blocks["score_answers"] if f"results/scores/{name}/" in b]
+        outputs = scores.split("output: ", 1)[1].splitlines()[0].split(", ")
+        assert len(outputs) == 3 and all(o.startswith(f"results/scores/{name}/") for o in outputs)
+        assert f"--scorer-model {folder}/model.json" in scores
+        assert f"{folder}/model.json" in scores.split("output:", 1)[0]
         # the human responses of the test split (the agreement table) use the same model
         [people] = [b for b in blocks["score_responses"] if f"results/scores/{name}/" in b]
         assert f"--scorer-model {folder}/model.json" in people
@@ -306,21 +308,19 @@ def test_scoring_with_the_tuned_model_parses_ratings_and_reruns_from_cache(
     work, config, _ = tuned
     monkeypatch.chdir(work)
     monkeypatch.setenv(runtime.RUNTIME_ENV, json.dumps(runtime.runtime_part(config)))
-    answers = work / "answers.jsonl"
+    answers = work / grid.answer_path("s--base")  # the job's one answer set
     rows = [
         {"dialog_id": d, "prompt": "", "answer": a, "generation": {}, "seed": 0}
         for d, a in zip(test_split["dialog_id"], test_split["response_human"], strict=True)
     ]
     write_jsonl(answers, rows)
-    argv = [
-        "--spec",
-        specs.dumps(scoring_specs.score_answers(config, "r")),
-        "--test",
-        str(split["test"]),
-    ]
-    argv += ["--answers", str(answers), "--scorer-model", "results/scorers/r/model.json"]
-    assert score.main([*argv, "--out", "first.jsonl"]) == 0
-    first = read_jsonl(work / "first.jsonl")
+    spec = scoring_specs.score_answers(config, "r") | {"answer_tags": ["s--base"]}
+    argv = ["--spec", specs.dumps(spec), "--test", str(split["test"])]
+    argv += ["--scorer-model", "results/scorers/r/model.json"]
+    out = work / grid.score_path("r", "s--base")
+    assert score.main(argv) == 0
+    first = read_jsonl(out)
+    out.unlink()
     model = json.loads((work / "results/scorers/r/model.json").read_text())["model"]
     assert len(first) == len(test_split)
     assert {r["model"] for r in first} == {model}
@@ -332,5 +332,5 @@ def test_scoring_with_the_tuned_model_parses_ratings_and_reruns_from_cache(
         raise AssertionError("a rerun must be answered by the cache")
 
     monkeypatch.setattr(TransformersBackend, "__init__", no_model)
-    assert score.main([*argv, "--out", "second.jsonl"]) == 0
-    assert read_jsonl(work / "second.jsonl") == first
+    assert score.main(argv) == 0
+    assert read_jsonl(out) == first

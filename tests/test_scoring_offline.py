@@ -14,7 +14,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import f1_score
 
-from empathy_distill.core import judges, specs
+from empathy_distill.core import grid, judges, specs
 from empathy_distill.core.config import load_config, validate_config
 from empathy_distill.core.errors import ConfigError
 from empathy_distill.data import scoring_study as study
@@ -339,11 +339,12 @@ def _with_scorer(config: dict, **scorer) -> dict:
     return config
 
 
-def test_the_shipped_offline_scorer_calls_no_llm_and_is_outside_the_grid(shipped) -> None:
+def test_the_shipped_offline_scorer_calls_no_llm_and_is_in_the_grid(shipped) -> None:
     scorer = shipped["scoring"]["scorers"]["minilm_subfactors"]
     assert not judges.calls_llm(scorer)
-    assert "minilm_subfactors" not in shipped["scoring"]["grid"]
+    assert "minilm_subfactors" in shipped["scoring"]["grid"]  # on by default (issue 22.6)
     spec = specs.build("score_answers", shipped, "minilm_subfactors")
+    assert spec["answer_tags"] == grid.answer_tags(shipped)  # one job, every answer set
     assert spec["model_file"] == "results/scorers/minilm_subfactors/model.joblib"
     assert (spec["kind"], spec["variant"], spec["backend"]) == ("subfactors", "v2", "offline")
     assert spec["candidates"] == ["ridge_context", "ridge_response", "ridge_both", "knn_context"]

@@ -165,10 +165,11 @@ def grid_jobs(pride: bool) -> dict[str, int]:
         "finetune_study_scorer": 1,
         "score_study_test": 1,
         # the scoring axis (scoring.grid: the offline subfactor scorer, gpt-4o-mini's
-        # subfactors): every answer set (+ the teacher's) and the test's human responses
+        # subfactors): one score_answers job per scorer writes every answer set's scores (+ the
+        # teacher's), and the test's human responses
         "scorer_train_split": 1,
         "train_offline_subfactors": 1,
-        "score_answers": SCORERS * (STUDENTS + models + 1),
+        "score_answers": SCORERS,
         "score_responses": SCORERS,
         "scorer_agreement": 1,
         "empathy_scores": 1,
@@ -202,14 +203,17 @@ def test_the_grid_arithmetic_gives_readmes_job_counts() -> None:
     judge_jobs = {True: 5 * JUDGES, False: 4 * JUDGES}
     before = 1110 + pride_jobs + emotion[True] + study  # one judge job per file
     # the scoring axis on by default (2026-12-07): each scorer scores every answer set
-    # (+ the teacher's) and the human test responses; its split, training, tables, figures
-    scoring = {k: SCORERS * (answers[k] + 1) + SCORERS + 4 + SCORERS for k in (True, False)}
+    # (+ the teacher's) and the human test responses; its split, training, tables, figures.
+    # One score_answers job per scorer; until 2026-12-07 one per scorer and answer set
+    per_set = {k: SCORERS * (answers[k] + 1) for k in (True, False)}
+    assert per_set == {True: 258, False: 174}
+    scoring = {k: SCORERS + SCORERS + 4 + SCORERS for k in (True, False)}
     after = before - files[True] + judge_jobs[True] + scoring[True]
-    assert sum(with_pride.values()) == after == 806
+    assert sum(with_pride.values()) == after == 550  # 806 with a job per answer set
     assert sum(paper.values()) == (
         717 + emotion[False] + study - files[False] + judge_jobs[False] + scoring[False]
     )
-    assert sum(paper.values()) == 551
+    assert sum(paper.values()) == 379  # 551 with a job per answer set
     gpu = ("train", "train_pride", "pride_teacher_outputs", "answer", "emotion_answers")
     assert sum(with_pride.get(r, 0) for r in gpu) == 254 + pride_jobs + answers[True] == 424
     assert sum(paper.get(r, 0) for r in gpu) == 170 + answers[False] == 256

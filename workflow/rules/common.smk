@@ -373,17 +373,25 @@ def scorer_key_envvars():
     return llm_key_envvars([defined[name] for name in names])
 
 
+#: The answer sets every score_answers job scores (its outputs: one scores file each).
+SCORED_TAGS = grid.answer_tags(config)
+
+
+def score_outputs():
+    """The scores files one score_answers job writes (wildcard ``scorer``), one per answer set."""
+    return [grid.score_path("{scorer}", tag) for tag in SCORED_TAGS]
+
+
 def get_score_input(wildcards):
-    """The test split, the answer set (one spelling of its path: grid.answer_path), the
+    """The test split, every answer set (one spelling of its path: grid.answer_path), the
     scoring prompts and, for a local scorer, its model's files (a classifier: its fitted model)."""
-    tag = grid.tag_of_answer_path(f"{grid.ANSWERS_ROOT}/{wildcards.answers}.jsonl")
     files = {
         "test": TEST_CSV,
-        "answers": grid.answer_path(tag),
+        "answers": [grid.answer_path(tag) for tag in SCORED_TAGS],
         "prompts": config["scoring"]["prompts"],
     }
     files.update(get_scorer_model_files(wildcards))
-    return {**files, **classifier_score_inputs(wildcards.scorer, tag)}
+    return {**files, **classifier_score_inputs(wildcards.scorer)}
 
 
 def get_scorer_model_files(wildcards):
@@ -401,8 +409,14 @@ def get_scorer_model_files(wildcards):
 
 
 def get_score_spec(wildcards):
-    """The scorer's identity, kind and prompt variant (not its operational keys)."""
+    """The scorer's identity, kind and prompt variant and the answer sets it scores (not its
+    operational keys): a score_answers job's spec."""
     return specs.dumps(specs.build("score_answers", config, wildcards.scorer))
+
+
+def get_score_responses_spec(wildcards):
+    """The scorer's identity alone (the dataset's responses do not depend on the grid)."""
+    return specs.dumps(specs.build("score_responses", config, wildcards.scorer))
 
 
 def scorer_api_calls(wildcards):
@@ -673,15 +687,16 @@ def get_classifier_subfactor_args(wildcards, input):
     )
 
 
-def classifier_score_inputs(name, tag):
+def classifier_score_inputs(name):
     """What score_answers of a classifier scorer reads besides the answers: its fitted model
-    and, for subfactor features, the subfactor scorer's scores of the same answer set."""
+    and, for subfactor features, the subfactor scorer's scores of every answer set."""
     spec = specs.build("score_answers", config, name)
     if spec["kind"] != "classifier":
         return {}
     files = {"classifier": spec["model_file"], **miti_tagger_file(spec)}
     if spec["subfactor_scorer"]:
-        files["subfactor_scores"] = grid.score_path(spec["subfactor_scorer"]["name"], tag)
+        sub = spec["subfactor_scorer"]["name"]
+        files["subfactor_scores"] = [grid.score_path(sub, tag) for tag in SCORED_TAGS]
     return files
 
 

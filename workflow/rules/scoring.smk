@@ -1,23 +1,21 @@
-# Empathy scores of every answer set (the companion study, Xie et al., arXiv:2412.20264): each
-# scorer of scoring.grid scores each answer set through the LLM layer, then one table gives the
-# mean rating / per-dimension subfactor scores with bootstrap intervals. No scorer is in the
-# grid by default. Input functions and specs (params.spec): workflow/rules/common.smk.
-
+# Empathy scores of every answer set (the companion study, Xie et al., arXiv:2412.20264): one
+# score_answers job per scorer of scoring.grid scores every answer set (through the LLM layer, or
+# its fitted local model) and writes each set's scores file; then one table gives the mean
+# rating / per-dimension subfactor scores with bootstrap intervals. Input functions and specs
+# (params.spec): workflow/rules/common.smk.
 
 envvars: *scorer_key_envvars()
 
 
+# One job per scorer (covering every answer set of the grid): the LLM cache is the unit of
+# resume, so a killed or rerun job pays only what is not cached; a local model loads once.
 rule score_answers:
     input:
         unpack(get_score_input),
     output:
-        grid.SCORES,
+        score_outputs(),
     wildcard_constraints:
         scorer=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-        # the answers file below results/answers/ (grid.answer_path), without .jsonl
-        answers=r"teacher|[A-Za-z0-9][A-Za-z0-9_.-]*/(?:{})".format(
-            "base|(?:{})/[a-z0-9_]+/(?:{})".format("|".join(grid.METHODS), "|".join(STAGES))
-        ),
     params:
         spec=get_score_spec,
         cost_report="results/costs/scorer_{scorer}.csv",
@@ -28,11 +26,12 @@ rule score_answers:
     conda:
         "../../envs/train.yaml"
     log:
-        "logs/scores/{scorer}/{answers}.log",
+        "logs/scores/{scorer}/answer_sets.log",
+    benchmark:
+        "results/benchmarks/scores/{scorer}.tsv"
     shell:
         "python -m empathy_distill.evaluation.scoring.score --spec {params.spec:q}"
-        " --test {input.test:q} --answers {input.answers:q}"
-        " --cost-report {params.cost_report:q} {params.scorer_model} --out {output:q}"
+        " --test {input.test:q} --cost-report {params.cost_report:q} {params.scorer_model}"
         " > {log} 2>&1"
 
 

@@ -21,7 +21,7 @@ rule score_responses:
         scorer=llm_scorer_pattern(),
         split="train|test",
     params:
-        spec=get_score_spec,
+        spec=get_score_responses_spec,
         cost_report="results/costs/scorer_{scorer}.csv",
         scorer_model=get_scorer_model_arg,
     resources:

@@ -1,12 +1,15 @@
-"""The ``score_answers`` job: every answer of one answer set scored by one LLM scorer.
+"""The ``score_answers`` job: every answer of every answer set of the grid scored by one scorer.
 
 Requests go through the LLM layer (cache, real time or Batch API, retries, budget, refusals),
-one per test dialogue, with the study's prompt (``prompts.py``) and the scorer's sampling
+one per test dialogue and answer set, all of the job's at once (one budget projection, one
+Batch API submission; the LLM cache is the unit of resume, so a killed job's rerun pays only
+what is not cached), with the study's prompt (``prompts.py``) and the scorer's sampling
 (temperature 0, top_p 0.1 by default, as the study). Each line of the output holds the
 dialogue, its scores in prompt order (or null), whether the reply was valid, why not, the
 provider's refusal if any, the model and the token usage. A refused request is counted as
-refused, not as invalid; neither is ever given a score. A job takes its spec
-(``specs.score_answers``) as ``--spec`` and the scorer's operational keys from
+refused, not as invalid; neither is ever given a score. A local scorer (classifier,
+offline, a transformers model) is loaded once per job. A job takes its spec
+(``specs.score_answers_job``) as ``--spec`` and the scorer's operational keys from
 ``$EMPATHY_DISTILL_RUNTIME``.
 """
 
@@ -45,17 +48,7 @@ class ScoreItem:
 
 def score_items(test_csv: str | Path, answers_file: str | Path) -> list[ScoreItem]:
     """The test dialogues joined with the answer set; every test dialogue needs an answer."""
-    answers = read_answers(answers_file)
-    items = []
-    for row in read_split(test_csv).itertuples(index=False):
-        if row.dialog_id not in answers:
-            raise AnswersError(f"{answers_file}: no answer for test dialogue {row.dialog_id!r}")
-        items.append(
-            ScoreItem(
-                row.dialog_id, str(row.situation), str(row.speaker_uttr), answers[row.dialog_id]
-            )
-        )
-    return items
+    return _items(read_split(test_csv), Path(answers_file))
 
 
 def build_requests(
@@ -148,6 +141,61 @@ def run_scorer(
     )
 
 
+def score_answer_sets(
+    spec: dict,
+    test_csv: str | Path,
+    root: str | Path = ".",
+    ask: AskFn | None = None,
+    cost_report: str | Path | None = None,
+    runtime: dict | None = None,
+) -> dict[str, list[dict]]:
+    """Scores file path -> records, for every answer set of a score_answers job's spec
+    (``specs.score_answers_job``), paths relative to ``root`` (the directory holding results/).
+
+    An LLM scorer gets the job's requests as one set (one budget projection over the job; in
+    batch mode one submission, which the LLM layer splits at the provider's limits, instead of
+    one per answer set, each a wait of up to a day); a local model is loaded once.
+    """
+    root = Path(root)
+    test = read_split(test_csv)
+    manifest = scoring_specs.answer_set_manifest(spec)
+    groups = [_items(test, root / e["answers_path"]) for e in manifest]
+    if spec["kind"] == CLASSIFIER:  # per answer set: its subfactor features are that set's
+        from .classifier.apply import score_answer_sets as classifier_sets
+
+        paths = [e["answers_path"] for e in manifest]
+        per_set = classifier_sets(
+            spec, list(zip(paths, groups, strict=True)), runtime=runtime, root=root
+        )
+    else:
+        flat = [item for items in groups for item in items]
+        records = run_scorer(spec, flat, ask, cost_report, runtime)
+        if len(records) != len(flat):
+            raise AnswersError(
+                f"scorer {spec['scorer']}: {len(records)} records for {len(flat)} answers"
+            )
+        per_set, start = [], 0
+        for items in groups:
+            per_set.append(records[start : start + len(items)])
+            start += len(items)
+    return {e["path"]: records for e, records in zip(manifest, per_set, strict=True)}
+
+
+def _items(test: Any, answers_file: Path) -> list[ScoreItem]:
+    """``score_items`` on a test split already read."""
+    answers = read_answers(answers_file)
+    items = []
+    for row in test.itertuples(index=False):
+        if row.dialog_id not in answers:
+            raise AnswersError(f"{answers_file}: no answer for test dialogue {row.dialog_id!r}")
+        items.append(
+            ScoreItem(
+                row.dialog_id, str(row.situation), str(row.speaker_uttr), answers[row.dialog_id]
+            )
+        )
+    return items
+
+
 def scoring_parser(description: str) -> argparse.ArgumentParser:
     """The arguments every scoring job shares (score_answers, score_responses)."""
     parser = argparse.ArgumentParser(description=description)
@@ -160,17 +208,20 @@ def scoring_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def scoring_spec(args: argparse.Namespace) -> tuple[dict, dict | None]:
-    """The job's scorer spec and runtime part, with a fine-tuned scorer's model swapped in."""
+def scoring_spec(
+    args: argparse.Namespace, builder: Callable[[dict, str], dict] = scoring_specs.score_answers
+) -> tuple[dict, dict | None]:
+    """The job's scorer spec and runtime part, with a fine-tuned scorer's model swapped in
+    (``builder``: the spec of the job with --config, the scorer's by default)."""
     if args.config and not args.scorer:
         raise ConfigError("--config needs --scorer (a key of config.scoring.scorers)")
     spec, run = specs.from_args(
-        args, lambda config: scoring_specs.score_answers(config, args.scorer), with_runtime=True
+        args, lambda config: builder(config, args.scorer), with_runtime=True
     )
     return finetuned_spec(spec, args.scorer_model), run
 
 
-def write_scores(out: str, records: list[dict], what: str) -> None:
+def write_scores(out: str | Path, records: list[dict], what: str) -> None:
     """Write the records and say how many were invalid or refused (the job's log)."""
     write_jsonl(out, records)
     refused = sum(r["refusal"] is not None for r in records)
@@ -182,20 +233,22 @@ def write_scores(out: str, records: list[dict], what: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = scoring_parser("Score one answer set with an LLM scorer.")
+    parser = scoring_parser("Score every answer set of the grid with one scorer (a job).")
     parser.add_argument("--test", required=True, help="results/data/test.csv")
-    parser.add_argument("--answers", required=True, help="the answer set (results/answers/...)")
-    parser.add_argument("--out", required=True, help="scores JSONL")
+    parser.add_argument(
+        "--root", default=".", help="directory holding results/ (answers in, scores out)"
+    )
     return parser
 
 
 def _run(args: argparse.Namespace) -> None:
-    spec, run = scoring_spec(args)
-    items = score_items(args.test, args.answers)
-    records = run_scorer(
-        spec, items, cost_report=args.cost_report, runtime=run, answers_file=args.answers
+    spec, run = scoring_spec(args, scoring_specs.score_answers_job)
+    scored = score_answer_sets(
+        spec, args.test, args.root, cost_report=args.cost_report, runtime=run
     )
-    write_scores(args.out, records, "answers")
+    for path, records in scored.items():
+        write_scores(Path(args.root) / path, records, "answers")
+    print(f"scorer {spec['scorer']}: {len(scored)} answer sets")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,10 +54,11 @@ def _scorer_identity(config: dict, name: str) -> Spec:
     }
 
 
-@register("score_answers", "score_responses")
+@register("score_responses")
 def score_answers(config: dict, scorer: str) -> Spec:
-    """Rule score_answers: the scorer's identity (endpoint, kind, prompt variant, prompts);
-    for a classifier, its settings and fitted model (``classifier_scorer``)."""
+    """The scorer's identity (endpoint, kind, prompt variant, prompts); for a classifier, its
+    settings and fitted model (``classifier_scorer``). Rule score_responses' spec, and the
+    scorer part of a score_answers job's (``score_answers_job``)."""
     if _scorer(config, scorer)["kind"] == CLASSIFIER:
         return {**classifier_scorer(config, scorer), "model_file": MODEL_FILE.format(scorer=scorer)}
     if is_offline_subfactors(_scorer(config, scorer)):
@@ -69,6 +70,29 @@ def score_answers(config: dict, scorer: str) -> Spec:
         **_scorer_identity(config, scorer),
         **llm_files(config),
     }
+
+
+@register("score_answers")
+def score_answers_job(config: dict, scorer: str) -> Spec:
+    """Rule score_answers: one job scores every answer set of the grid with ``scorer`` (its
+    identity: :func:`score_answers`), the sets as answer tags in grid order
+    (``answer_set_manifest`` names their files). A job per answer set cost a process start and
+    a model load each and made the default grid plan 258 of them; the LLM cache keeps a rerun
+    from paying twice."""
+    return {**score_answers(config, scorer), "answer_tags": grid.answer_tags(config)}
+
+
+def answer_set_manifest(spec: Spec) -> list[dict[str, str]]:
+    """The scores file of every answer set of a score_answers job's spec with the answers file
+    it scores (paths from ``grid``, as the rule's inputs and outputs)."""
+    return [
+        {
+            "answers": tag,
+            "answers_path": grid.answer_path(tag),
+            "path": grid.score_path(spec["scorer"], tag),
+        }
+        for tag in spec["answer_tags"]
+    ]
 
 
 @register("train_classifier_scorer")

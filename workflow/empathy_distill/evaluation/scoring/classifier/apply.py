@@ -25,21 +25,18 @@ from .features import (
 from .models import ClassifierScorer
 
 
-def subfactor_file(spec: dict, answers_file: str | Path) -> str:
-    """The subfactor scorer's scores of the same answer set (``grid.score_path``)."""
+def subfactor_file(spec: dict, answers_file: str | Path, root: str | Path = ".") -> Path:
+    """The subfactor scorer's scores of the same answer set (``grid.score_path`` below
+    ``root``, the directory holding results/)."""
     tag = grid.tag_of_answer_path(Path(answers_file).as_posix())
-    return grid.score_path(spec["subfactor_scorer"]["name"], tag)
+    return Path(root) / grid.score_path(spec["subfactor_scorer"]["name"], tag)
 
 
-def score_answer_set(
-    spec: dict,
-    items: Sequence[Any],
-    answers_file: str | Path | None,
-    embedder: Embedder | None = None,
-    runtime: dict | None = None,
-) -> list[dict]:
-    """One record per item (``score.ScoreItem``), in order (``runtime``: the runtime part, for
-    an OpenAI embedding model's operational keys)."""
+def load_scorer(
+    spec: dict, embedder: Embedder | None = None, runtime: dict | None = None
+) -> tuple[ClassifierScorer, Embedder | None]:
+    """The fitted scorer and, for embedding features, the embedder it was fitted with (loaded
+    once per job, whatever the number of answer sets)."""
     scorer = ClassifierScorer.load(spec["model_file"])
     if EMBEDDING in scorer.parts and embedder is None:
         embedder = (
@@ -52,11 +49,47 @@ def score_answer_set(
             f"scorer {spec['scorer']}: {spec['model_file']} was fitted on {scorer.embedder_name}"
             f" embeddings, not {embedder.name}; retrain it (rule train_classifier_scorer)"
         )
+    return scorer, embedder
+
+
+def score_answer_set(
+    spec: dict,
+    items: Sequence[Any],
+    answers_file: str | Path | None,
+    embedder: Embedder | None = None,
+    runtime: dict | None = None,
+) -> list[dict]:
+    """One record per item (``score.ScoreItem``), in order (``runtime``: the runtime part, for
+    an OpenAI embedding model's operational keys)."""
+    return score_answer_sets(spec, [(answers_file, items)], embedder, runtime)[0]
+
+
+def score_answer_sets(
+    spec: dict,
+    groups: Sequence[tuple[str | Path | None, Sequence[Any]]],
+    embedder: Embedder | None = None,
+    runtime: dict | None = None,
+    root: str | Path = ".",
+) -> list[list[dict]]:
+    """Per (answers file, items) group, one record per item, in order: the fitted scorer and
+    its embedder loaded once for all groups (a score_answers job's answer sets)."""
+    scorer, embedder = load_scorer(spec, embedder, runtime)
+    return [_score(spec, scorer, embedder, items, path, root) for path, items in groups]
+
+
+def _score(
+    spec: dict,
+    scorer: ClassifierScorer,
+    embedder: Embedder | None,
+    items: Sequence[Any],
+    answers_file: str | Path | None,
+    root: str | Path,
+) -> list[dict]:
     found: dict = {}
     if SUBFACTORS in scorer.parts:
         if answers_file is None:
             raise ValueError(f"scorer {spec['scorer']}: subfactor features need the answers file")
-        path = subfactor_file(spec, answers_file)
+        path = subfactor_file(spec, answers_file, root)
         found = read_subfactor_scores(path, spec["subfactor_scorer"]["name"], ("dialog_id",))
     kept = [
         i
