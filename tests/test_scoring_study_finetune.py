@@ -419,6 +419,7 @@ def test_the_cost_command_holds_the_study_protocol_to_the_budget(
     config = shipped()
     config["scoring"]["scorers"]["api"] = openai_entry(server)
     config["scoring"]["study_protocol"] = {"scorers": ["api"]}
+    config["scoring"]["grid"] = []  # the protocol's rows only (the grid's need --scorer-train)
     config["llm"]["cache_dir"] = str(tmp_path / "cache")
     train.head(3).to_csv(tmp_path / "train.csv", index=False)
     test_split.head(2).to_csv(tmp_path / "test.csv", index=False)
