@@ -389,8 +389,8 @@ def test_every_gpu_rule_passes_its_gpu_count() -> None:
                 found += 1
                 assert "--gpus {resources.gpu}" in block, f"{path.name}: rule {block.split(':')[0]}"
     # train, train_pride, pride_teacher_outputs, pride_reasoning, answer, emotion_answers,
-    # finetune_scorer
-    assert found == 7
+    # finetune_scorer, finetune_study_scorer
+    assert found == 8
 
 
 # --- the LLaMA-Factory launch --------------------------------------------------------------------

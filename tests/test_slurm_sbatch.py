@@ -60,6 +60,8 @@ def student_of(job: dict) -> str:
     wildcards = job["wildcards"]
     if "student" in wildcards:
         return wildcards["student"]
+    if "scorer" in wildcards:  # a local scorer's fine-tune (the study's protocol): no student
+        return f"scorer:{wildcards['scorer']}"
     assert wildcards == {"teacher": "llama31_70b_instruct"}, wildcards
     return "llama31_8b"
 
@@ -70,7 +72,10 @@ def config_resources(rule: str, student: str) -> dict:
     config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
     training, own = config["training"], config["training"]["per_student"].get(student, {})
     pride, own_pride = training.get("pride") or {}, own.get("pride") or {}
-    if rule in ("answer", "emotion_answers"):  # a student's model on the test dialogues
+    if student.startswith("scorer:"):  # training.resources, then the scorer's finetune's
+        finetune = config["scoring"]["scorers"][student.split(":", 1)[1]]["finetune"]
+        layers = [training["resources"], finetune.get("resources") or {}]
+    elif rule in ("answer", "emotion_answers"):  # a student's model on the test dialogues
         generation = config["generation"]
         layers = [generation["resources"]]
         layers.append(generation.get("per_student", {}).get(student, {}).get("resources", {}))
@@ -123,8 +128,14 @@ def test_the_default_grid_submits_its_gpu_rules(jobs):
     if "pride" in config["grid"]["methods"]:
         # the 70B teacher of llama31_8b writes its reasoning once (config.yaml)
         expected |= {"train_pride", "pride_teacher_outputs", "pride_reasoning"}
+    # the local rating scorer fine-tuned on the study's balanced set (scoring.study_protocol)
+    if config["scoring"]["study_protocol"]["scorers"]:
+        expected.add("finetune_study_scorer")
     assert set(gpu_jobs) == expected
     assert gpu_jobs.pop("pride_reasoning", {"llama31_8b"}) == {"llama31_8b"}
+    assert gpu_jobs.pop("finetune_study_scorer", set()) <= {
+        f"scorer:{name}" for name in config["scoring"]["study_protocol"]["scorers"]
+    }
     assert all(found == students for found in gpu_jobs.values()), dict(gpu_jobs)
 
 

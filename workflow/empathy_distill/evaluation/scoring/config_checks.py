@@ -5,6 +5,7 @@ is imported (the Snakefile and the commands import every stage).
 
 from __future__ import annotations
 
+from ...core import judges
 from ...core.config import register_check, resolve_resource
 from ...core.errors import ConfigError
 from ..embeddings import MINILM, MODEL_NAME
@@ -15,7 +16,7 @@ from .prompts import CLASSIFIER, DEFAULT_VARIANT, variants
 #: ``backend`` of a subfactors scorer that is a fitted local model (``scoring/offline/``): the
 #: offline judge's backend name, so ``core.judges`` counts it as calling no LLM (no key, no
 #: price, no api_calls); and the one prompt variant it learns (the study scored v2).
-OFFLINE_BACKEND = "offline"
+OFFLINE_BACKEND = judges.OFFLINE
 OFFLINE_VARIANT = "v2"
 
 
@@ -62,7 +63,7 @@ def _offline_problems(name: str, scorer: dict) -> list[str]:
     data has no other) from MiniLM embeddings; ``offline`` settings belong to it only."""
     where = f"config['scoring']['scorers'][{name!r}]"
     if scorer.get("backend") != OFFLINE_BACKEND:
-        if scorer.get("offline") is not None:
+        if scorer.get(OFFLINE_BACKEND) is not None:  # its settings block bears its name
             return [f"{where}['offline']: only a scorer with backend {OFFLINE_BACKEND} takes it"]
         return []
     problems = []

@@ -148,7 +148,8 @@ def offline_settings(scorer: dict) -> dict[str, Any]:
     it is left out (null)."""
     schema = load_schema()
     defs = schema["$defs"]
-    return fill_defaults(dict(scorer.get("offline") or {}), {"$defs": defs, **defs["offline"]})
+    block = scorer.get(OFFLINE_BACKEND) or {}  # the settings block bears the backend's name
+    return fill_defaults(dict(block), {"$defs": defs, **defs[OFFLINE_BACKEND]})
 
 
 @register("train_offline_subfactors")
