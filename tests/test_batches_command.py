@@ -52,6 +52,7 @@ def test_cancels_only_batches_no_endpoint_needs(tmp_path, capsys):
         config["llm"]["cache_dir"] = str(tmp_path / "cache")
         config["judges"]["gpt4o"]["base_url"] = openai_server.url
         config["teacher"]["base_url"] = openai_server.url
+        config["scoring"]["grid"] = []  # gpt-4o-mini scores nothing: its old batch is unneeded
         scorer = config["scoring"]["scorers"]["gpt4o_mini_rating"]
         for defined in config["scoring"]["scorers"].values():  # defined, not in the grid
             defined["base_url"] = openai_server.url

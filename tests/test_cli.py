@@ -140,6 +140,7 @@ def test_cost_is_the_cost_rule_computation(tmp_path, train, test_split):
         "teacher": {"backend": "openai", "model": "gpt-4o", "mode": "batch"},
         "grid": {"students": ["tiny"], "judges": ["gpt4o"]},
         "evaluation": {"comparisons": ["vs_base"]},
+        "scoring": {"grid": []},  # the scorers' rows need --scorer-train (tests/test_cost.py)
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     train.head(3).to_csv(tmp_path / "train.csv", index=False)
