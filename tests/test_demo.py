@@ -89,8 +89,9 @@ def test_demo_runs_the_whole_dag_offline_and_reruns_nothing(demo_checkout, human
         assert len(answers) == TEST_DIALOGUES, path
         assert_mostly_real_text(answers["answer"], human_words)
 
-    # The scoring axis, offline: the MiniLM classifier and the fine-tuned SmolLM2 rate every
-    # answer set (teacher, base, 6 models) on every test dialogue, and both meet the people.
+    # The scoring axis, offline: the MiniLM classifier, the fine-tuned SmolLM2 and the offline
+    # subfactor scorer score every answer set (teacher, base, 6 models) on every test dialogue,
+    # and all three meet the people.
     table = pd.read_csv(results / "tables" / "empathy_scores.csv")
     assert (table["n"] == TEST_DIALOGUES).all()
     assert sorted(table["scorer"].unique()) == [
