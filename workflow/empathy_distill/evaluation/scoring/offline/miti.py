@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ....data.scoring_study import MITI_CODES
 from .crossfit import CrossFitted, cross_fit
+from .persisted import Persisted
 
 #: Thresholds tried per code.
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.951, 0.05))
@@ -137,8 +137,10 @@ def code_table(truth: np.ndarray, predicted: np.ndarray, thresholds, fit_y) -> p
 
 
 @dataclass
-class MitiTagger:
+class MitiTagger(Persisted):
     """The fitted tagger, saved with joblib: codes of a text (the study's embedding text)."""
+
+    KIND = "a MITI tagger"
 
     model: CrossFitted
     thresholds: list[float]
@@ -151,18 +153,3 @@ class MitiTagger:
         """0/1 per code (study order) for each row of embeddings; a dialogue learnt from is
         tagged by the fold model that never saw it."""
         return self.model.apply("predict", x, dialog_ids)
-
-    def save(self, path: str | Path) -> None:
-        import joblib
-
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self, path)
-
-    @staticmethod
-    def load(path: str | Path) -> MitiTagger:
-        import joblib
-
-        loaded = joblib.load(path)
-        if not isinstance(loaded, MitiTagger):
-            raise TypeError(f"{path}: not a MITI tagger")
-        return loaded

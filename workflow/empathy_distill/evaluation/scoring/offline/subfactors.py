@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ from ....data import scoring_study as study
 from ...embeddings import Embedder
 from ..prompts import DIMENSIONS, SUBFACTORS, SUBFACTORS_PER_DIMENSION
 from .crossfit import CrossFitted, cross_fit, dialogue_folds, out_of_fold
+from .persisted import Persisted
 from .study_rows import CONTEXT, RESPONSE
 
 LOW, HIGH = 1.0, 10.0
@@ -179,8 +179,10 @@ def complete(y: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class OfflineSubfactorScorer:
+class OfflineSubfactorScorer(Persisted):
     """The fitted scorer of one ``backend: offline`` subfactors scorer, saved with joblib."""
+
+    KIND = "an offline subfactor scorer"
 
     scorer: str
     candidate: str
@@ -214,21 +216,6 @@ class OfflineSubfactorScorer:
             "usage": {},
             "request_key": None,
         }
-
-    def save(self, path: str | Path) -> None:
-        import joblib
-
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self, path)
-
-    @staticmethod
-    def load(path: str | Path) -> OfflineSubfactorScorer:
-        import joblib
-
-        loaded = joblib.load(path)
-        if not isinstance(loaded, OfflineSubfactorScorer):
-            raise TypeError(f"{path}: not an offline subfactor scorer")
-        return loaded
 
 
 def fit_scorer(
