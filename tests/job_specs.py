@@ -27,6 +27,11 @@ PROFILES = {
     "default": ["config.yaml"],
     "demo": ["config.yaml", "workflow/profiles/demo/config.demo.yaml"],
     "cpu-small": ["config.yaml", "workflow/profiles/cpu-small/config.cpu-small.yaml"],
+    "cpu-full": [
+        "config.yaml",
+        "workflow/profiles/cpu-small/config.cpu-small.yaml",
+        "workflow/profiles/cpu-full/config.cpu-full.yaml",
+    ],
 }
 #: The checkout's absolute path (the report rule's Snakefile param) is not part of a spec.
 ROOT_MARK = "<repo>"
