@@ -119,7 +119,7 @@ def test_a_balanced_file_that_is_not_the_pinned_one_is_refused(scoring_study_dir
         tmp_path, "smollm2_rating", shipped()["scoring"]["scorers"]["smollm2_rating"]
     )
     with pytest.raises(study.DatasetError, match=r"sha256 is .* expected 310b08fb"):
-        study_finetune_data.read_balanced(
+        study.read_balanced(
             changed, scoring_specs.study_scorer_data(config, "smollm2_rating")["balanced_sha256"]
         )
 

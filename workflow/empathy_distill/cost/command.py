@@ -14,9 +14,9 @@ from ..core.atomic import write_csv
 from ..core.command import run_cli
 from ..core.errors import ConfigError
 from ..core.readers import read_table
+from ..data.scoring_study import read_balanced
 from ..distillation.sets import SOURCE_COLUMNS
 from ..evaluation.scoring import study_grid
-from ..evaluation.scoring.study_finetune_data import read_balanced
 from ..llm.cache import CACHE_FILE, ResponseCache
 from . import projection, study_scorers
 from .rows import check_budget, projection_table

@@ -271,3 +271,11 @@ def balanced_in_order(features: pd.DataFrame, balanced: pd.DataFrame) -> None:
             f"{BALANCED_FEATURES} and {BALANCED} differ at data row {first + 1}; expected the"
             " same responses in the same order"
         )
+
+
+def read_balanced(path: str | Path, sha256: str) -> pd.DataFrame:
+    """The study's balanced set, refused unless it is the pinned file and well formed."""
+    if not Path(path).is_file():
+        raise DatasetError(f"{path}: missing; run the rule download_scoring_study")
+    verify_file(path, sha256)
+    return load(path, BALANCED)

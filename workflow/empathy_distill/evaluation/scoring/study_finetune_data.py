@@ -2,7 +2,7 @@
 
 The study's balanced set (``unified_balanced_dataset.csv``, sha256-checked and validated by
 ``data/scoring_study.py``) is split exactly as the classifier table splits it
-(:func:`.study_reproduction.study_split`: 80/20, stratified by rating, ``random_state=42``; the
+(:func:`.study_split.study_split`: 80/20, stratified by rating, ``random_state=42``; the
 study's ``finetune-gpt-40-mini.py`` calls the same ``train_test_split`` on the same rows). Each
 response of the 80% becomes one chat of the scorer's own rating prompt answered by its human
 rating (the format of :mod:`.train_data`, which the OpenAI API and LLaMA-Factory both read); the
@@ -20,12 +20,12 @@ from ...core import specs
 from ...core.atomic import atomic_write
 from ...core.command import run_cli
 from ...core.config import resolve_resource
-from ...core.errors import ConfigError, DatasetError
+from ...core.errors import ConfigError
 from ...data import scoring_study as study
 from . import specs as scoring_specs
 from . import train_data
 from .prompts import RATING, scoring_prompt
-from .study_reproduction import study_split
+from .study_split import study_split
 
 #: Columns of test.csv: the study's response id first, then what the prompt and the table need.
 TEST_COLUMNS = ("unified_dialog_id", "dialog_id", "type", "situation", "speaker_uttr", "response")
@@ -68,14 +68,6 @@ def examples(train: pd.DataFrame, spec: dict) -> list[dict]:
     return found
 
 
-def read_balanced(path: str | Path, sha256: str) -> pd.DataFrame:
-    """The study's balanced set, refused unless it is the pinned file and well formed."""
-    if not Path(path).is_file():
-        raise DatasetError(f"{path}: missing; run the rule download_scoring_study")
-    study.verify_file(path, sha256)
-    return study.load(path, study.BALANCED)
-
-
 def write_test(test: pd.DataFrame, out: Path) -> None:
     with atomic_write(out) as handle:
         test[[*TEST_COLUMNS, RATING_COLUMN]].to_csv(handle, index=False, lineterminator="\n")
@@ -102,7 +94,7 @@ def _run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if Path(args.dataset_info).parent != out.parent:
         raise ConfigError("--dataset-info must sit beside --out (its file_name is relative)")
-    balanced = read_balanced(args.balanced, spec["balanced_sha256"])
+    balanced = study.read_balanced(args.balanced, spec["balanced_sha256"])
     train, test = split_rows(balanced, spec["max_train"], spec["max_test"])
     found = examples(train, spec)
     train_data.write(found, out, Path(args.index), Path(args.dataset_info))

@@ -24,7 +24,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.feature_selection import RFE, SelectKBest, f_classif
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
@@ -33,9 +33,8 @@ from ...data import scoring_study as study
 from ..embeddings import Embedder
 from .classifier.features import study_text
 from .study_grid import EMBEDDING, K_CHOICES, MITI, SELECTIONS, SUBFACTORS  # noqa: F401
+from .study_split import SPLIT_SEED, TEST_SIZE, study_split  # noqa: F401
 
-SPLIT_SEED = 42  # the study's train_test_split and MLP seed
-TEST_SIZE = 0.2
 TREE_SEED = 0  # the study left DecisionTreeClassifier's and RandomForestClassifier's open
 CV_FOLDS = 5
 CV_SEED = 0
@@ -97,15 +96,6 @@ def load_study(
         features[EMBEDDING] = np.asarray(embedder.encode(texts), dtype=np.float64)
     ratings = balanced_features["rating"].to_numpy(dtype=int)
     return Study(features, ratings, list(balanced_features["dialog-id"].astype(str)))
-
-
-def study_split(ratings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, test rows): the study's 80/20 split, stratified by rating, seed 42."""
-    rows = np.arange(len(ratings))
-    train, test = train_test_split(
-        rows, test_size=TEST_SIZE, random_state=SPLIT_SEED, stratify=ratings
-    )
-    return np.asarray(train), np.asarray(test)
 
 
 def k_grid(features: str, n_features: int) -> list[int]:
