@@ -5,6 +5,7 @@ rerun, and the jobs together send what ``empathy-distill cost`` prices."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -265,6 +266,14 @@ def test_the_rule_runs_one_job_per_kind_and_its_rerun_pays_nothing(dataset_path,
         assert f"{len(models)} pairs, {len(models) * DIALOGUES * 2} judgments" in log
         again = run("-n", *targets)
         assert "Nothing to be done" in again.stdout + again.stderr
+        # the job's last output, the table rules' input: each pair file with its sha256
+        record = json.loads((work / "results/judgments/j/vs_base.files.json").read_text())
+        assert (record["judge"], record["comparison"]) == ("j", "vs_base")
+        assert [f["path"] for f in record["files"]] == targets
+        for entry in record["files"]:
+            written = (work / entry["path"]).read_bytes()
+            assert entry["sha256"] == hashlib.sha256(written).hexdigest()
+            assert entry["judgments"] == DIALOGUES * 2
         first = read_jsonl(work / targets[0])
         (work / targets[0]).unlink()
         rerun = run("--cores", "1", *targets)

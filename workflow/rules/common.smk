@@ -436,9 +436,11 @@ def scoring_tables():
 
 # --- report.smk --------------------------------------------------------------------------------
 
-def all_judgments(wildcards=None):
-    """Every judgment file of the grid (the manifest the table rules pass in their spec)."""
-    return [entry["path"] for entry in evaluation_specs.judgments(config)]
+def judge_job_records(wildcards=None):
+    """What every judge job wrote (grid.JUDGE_JOB_FILES): the table rules' inputs. Their jobs
+    read the judgment files their spec's manifest names; listing those 760 files as inputs made
+    a quarter of the default grid's dry run."""
+    return evaluation_specs.judge_job_records(config)
 
 
 def all_answers(wildcards=None):
@@ -478,8 +480,9 @@ def example_files():
 
 
 def get_example_answers_input(wildcards):
-    """Test split, every answer set and every judgments file (the job names them by path)."""
-    return {"test": TEST_CSV, "answers": all_answers(), "judgments": all_judgments()}
+    """Test split, every answer set and every judge job's record (the job reads the judgment
+    files by path)."""
+    return {"test": TEST_CSV, "answers": all_answers(), "judgments": judge_job_records()}
 
 
 def get_answer_lengths_input(wildcards):

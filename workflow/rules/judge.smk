@@ -27,8 +27,9 @@ rule train_offline_judge:
 
 
 # One job per judge and comparison kind (rule judge_<kind>, e.g. judge_vs_base): it judges
-# every pair of that kind and writes each pair's file (grid.JUDGMENTS). Outputs are a list
-# fixed by the config, so each kind is its own rule, defined in this loop.
+# every pair of that kind and writes each pair's file (grid.JUDGMENTS), then the record of them
+# (grid.JUDGE_JOB_FILES), which the table rules take as input. Outputs are a list fixed by the
+# config, so each kind is its own rule, defined in this loop.
 for _kind in JUDGED_PAIRS:
 
     rule:
@@ -38,7 +39,8 @@ for _kind in JUDGED_PAIRS:
         input:
             unpack(judge_inputs(_kind)),
         output:
-            judge_outputs(_kind),
+            pairs=judge_outputs(_kind),
+            files=grid.judge_job_files_path("{judge}", _kind),
         params:
             spec=get_judge_spec(_kind),
             scorer=get_judge_scorer_arg,
@@ -52,4 +54,4 @@ for _kind in JUDGED_PAIRS:
         shell:
             "python -m empathy_distill.evaluation.judge --spec {params.spec:q}"
             " --test {input.test:q} {params.scorer}"
-            " --cost-report {params.cost_report:q} > {log} 2>&1"
+            " --cost-report {params.cost_report:q} --files-out {output.files:q} > {log} 2>&1"

@@ -4,7 +4,7 @@
 
 rule win_rates:
     input:
-        judgments=all_judgments,
+        judgments=judge_job_records,
         answers=all_answers,
     output:
         report(
@@ -26,7 +26,7 @@ rule win_rates:
 
 rule judge_agreement:
     input:
-        judgments=all_judgments,
+        judgments=judge_job_records,
         offline=offline_agreement_files,
     output:
         report(

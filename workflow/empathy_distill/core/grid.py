@@ -34,6 +34,10 @@ JUDGMENTS = "results/judgments/{judge}/{model}" + PAIR_SEPARATOR + "{opponent}.j
 #: ``judge_<kind>``, wildcard ``judge``): 10 jobs for the default grid instead of 760, each
 #: one process start and one Batch API round trip; the LLM cache makes a rerun pay nothing twice.
 JUDGE_RULE_PREFIX = "judge_"
+#: What a judge job wrote (its pair files with their sha256), written last: the table rules take
+#: these few files as inputs instead of every pair file (760 in the default grid), which made
+#: a quarter of the dry run's DAG building (docs/benchmarks.md).
+JUDGE_JOB_FILES = "results/judgments/{judge}/{comparison}.files.json"
 #: A scorer's scores of one answer set: ``{answers}`` is the answers file's path below
 #: results/answers/ without .jsonl (``teacher``, ``<student>/base``, ``<student>/<m>/<s>/<stage>``).
 SCORES = "results/scores/{scorer}/{answers}.jsonl"
@@ -169,6 +173,11 @@ def scorers(config: dict) -> list[str]:
 def judgment_path(judge: str, model_tag: str, opponent_tag: str) -> str:
     """File holding ``judge``'s verdicts on ``model_tag`` against ``opponent_tag``."""
     return JUDGMENTS.format(judge=judge, model=model_tag, opponent=opponent_tag)
+
+
+def judge_job_files_path(judge: str, comparison: str) -> str:
+    """The record of what judge ``judge``'s job of comparison kind ``comparison`` wrote."""
+    return JUDGE_JOB_FILES.format(judge=judge, comparison=comparison)
 
 
 def tag_of_answer_path(path: str | PurePath) -> str:

@@ -136,6 +136,16 @@ def manifest(spec: Spec) -> list[dict[str, str]]:
     ]
 
 
+def judge_job_records(config: dict) -> list[str]:
+    """The record file of every judge job of the grid (judge-major, kinds in grid order): the
+    table rules' inputs; the files they read are those of :func:`manifest`."""
+    return [
+        grid.judge_job_files_path(name, kind)
+        for name in grid.judges(config)
+        for kind in grid.comparisons_by_kind(config)
+    ]
+
+
 def judgments(config: dict) -> list[dict[str, str]]:
     """The manifest of the grid: what the table rules list as inputs and their jobs read."""
     return manifest(_pairs(config))
