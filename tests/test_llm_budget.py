@@ -31,7 +31,7 @@ from empathy_distill.llm.budget import (
     worst_case_output_tokens,
 )
 from empathy_distill.llm.cache import ResponseCache
-from empathy_distill.llm.capabilities import OutputLimits
+from empathy_distill.llm.capabilities import OutputLimits, openai_body_options
 from tests.llm_budget_worker import PROMPT_CHARS, prompt
 from tests.servers.openai_server import OpenAIServer
 
@@ -382,3 +382,21 @@ def test_reservation_is_the_gemini_cap_sent_even_with_the_requests_own_thinking(
     sent = generation_config(request, limits).max_output_tokens
     reserved = worst_case_output_tokens(request, 64, endpoint_thinking or 0)
     assert reserved == sent == (40 if own else 64) + (endpoint_thinking or 0)
+
+
+@pytest.mark.parametrize(
+    "caps",
+    [
+        {"max_tokens": 50, "max_completion_tokens": 100},
+        {"max_tokens": 100, "max_completion_tokens": 50},
+    ],
+)
+def test_the_reservation_covers_the_cap_the_openai_backend_sends(caps) -> None:
+    """A request naming two caps: whichever the OpenAI body sends (the first of its keys), the
+    reservation is not below it (it once took the smaller one: 50 reserved, 100 sent)."""
+    request = ChatRequest("gpt-4o", [Message("user", "hi")], dict(caps))
+    limits = OutputLimits(max_new_tokens=64, thinking_budget=None)
+    sent = openai_body_options("gpt-4o", request.sampling, limits, hosted=True)
+    reserved = worst_case_output_tokens(request, 64)
+    assert sent["max_completion_tokens"] == caps["max_completion_tokens"]
+    assert reserved == 100 >= sent["max_completion_tokens"]

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import OPEN_STATES, ResponseCache
+from .capabilities import billed_output_cap
 from .errors import BudgetExceededError
 from .ledger import spent_in
 from .pricing import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, Price
@@ -53,9 +54,6 @@ FOREIGN_RESERVATION_TTL_S = 72 * 3600.0
 #: (batches end within 24 h, OpenAI's completion window, or 48 h, Gemini's; the rerun that
 #: reads it releases it earlier).
 HOLDER_TTL_S = 72 * 3600.0
-#: Sampling keys that bound the completion (OpenAI's and Gemini's names; each counts
-#: reasoning/thinking tokens too).
-OUTPUT_LIMIT_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens", "max_new_tokens")
 
 
 def max_request_tokens(request: ChatRequest) -> int:
@@ -68,14 +66,11 @@ def max_request_tokens(request: ChatRequest) -> int:
 
 
 def worst_case_output_tokens(request: ChatRequest, default: int, thinking: int = 0) -> int:
-    """The most completion tokens the request can be billed: its own limit (any of
-    ``OUTPUT_LIMIT_KEYS``) else ``default`` (the endpoint's ``max_new_tokens``), plus
-    ``thinking`` (the endpoint's thinking budget, which the backend adds to the cap it sends:
-    ``llm.capabilities``). A thinking budget the request sets itself adds nothing: Gemini
+    """The most completion tokens the request can be billed (``capabilities.billed_output_cap``:
+    its own largest cap, else ``default``, the endpoint's ``max_new_tokens``, plus ``thinking``,
+    the endpoint's budget). A thinking budget the request sets itself adds nothing: Gemini
     counts thinking inside ``maxOutputTokens``, and the cap sent is this sum either way."""
-    limits = [int(request.sampling[k]) for k in OUTPUT_LIMIT_KEYS if k in request.sampling]
-    answer = min(limits) if limits else int(default)
-    return answer + int(thinking)
+    return billed_output_cap(request.sampling, default, thinking)
 
 
 def worst_case_cost(

@@ -31,6 +31,8 @@ SAMPLING_KEYS = (
 )
 #: Keys naming an output cap, the OpenAI way or the Gemini way.
 CAP_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+#: Those, and the local backends' own: what a request's sampling may cap its answer with.
+OUTPUT_CAP_KEYS = (*CAP_KEYS, "max_new_tokens")
 DEFAULT_MAX_NEW_TOKENS = 256
 
 
@@ -96,13 +98,19 @@ def output_limits(endpoint: dict[str, Any]) -> OutputLimits:
     )
 
 
+def billed_output_cap(sampling: dict | None, max_new_tokens: int, thinking: int | None) -> int:
+    """The most output tokens a request can be billed: the largest cap its sampling names (a
+    backend sends one of them; the bill cannot pass the largest), else ``max_new_tokens``, plus
+    the endpoint's thinking budget (which the backends add to the cap they send). The budget's
+    reservation and every cost projection count this one figure."""
+    explicit = [int(v) for k, v in (sampling or {}).items() if k in OUTPUT_CAP_KEYS]
+    return (max(explicit) if explicit else int(max_new_tokens)) + int(thinking or 0)
+
+
 def worst_case_output_tokens(endpoint: dict[str, Any], sampling: dict | None = None) -> int:
-    """The most output tokens one request of ``endpoint`` can bill: the cap it is sent with (an
-    explicit cap in its sampling, else ``max_new_tokens``) plus its thinking budget."""
+    """:func:`billed_output_cap` of one request of ``endpoint`` (its config block)."""
     limits = output_limits(endpoint)
-    explicit = next((int(v) for k, v in (sampling or {}).items() if k in CAP_KEYS), None)
-    answer = explicit if explicit is not None else limits.max_new_tokens
-    return answer + (limits.thinking_budget or 0)
+    return billed_output_cap(sampling, limits.max_new_tokens, limits.thinking_budget)
 
 
 def projected_output_tokens(endpoint: dict[str, Any], expected: int | None = None) -> int:
