@@ -1,11 +1,6 @@
 # Input functions and specs of the rules in workflow/rules/scoring.smk, which includes this file
 # first. Functions that several rules files use are in workflow/rules/common.smk.
 
-def grid_scorers():
-    """The empathy scorers of scoring.grid, by name (none by default)."""
-    return {name: config["scoring"]["scorers"][name] for name in grid.scorers(config)}
-
-
 def scorer_key_envvars():
     """API-key variables of the grid's scorers and those of scoring.study_protocol that are
     set (see llm_key_envvars)."""
