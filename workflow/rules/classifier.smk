@@ -1,7 +1,10 @@
 # Offline feature classifiers (scorer kind "classifier", the companion study's explainable
 # approximation of LLM empathy scoring, arXiv:2412.20264): fitted on the train-split responses,
 # evaluated on the test split and under the study's own protocol. score_answers (scoring.smk)
-# then applies the fitted model to answer sets. Input functions: end of workflow/rules/common.smk.
+# then applies the fitted model to answer sets. Input functions: functions/classifier.smk.
+
+# Input functions and specs of these rules.
+include: "functions/classifier.smk"
 
 
 rule train_classifier_scorer:

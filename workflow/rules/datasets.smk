@@ -1,5 +1,8 @@
 # SFT/DPO sets in LLaMA-Factory format, their dataset_info.json, and the leakage guard.
 
+# Input functions and specs of these rules.
+include: "functions/datasets.smk"
+
 
 rule direct_sets:
     input:

@@ -1,8 +1,11 @@
 # Emotion accuracy, our reading of the PRIDE abstract's "accuracy" (docs/emotion-accuracy.md):
 # every student answer set's model (base and trained, loaded as rule answer loads it) names the
 # speaker's emotion of each test dialogue among the 32 EmpatheticDialogues labels, by likelihood;
-# one table of all of them. Switch: evaluation.emotion_accuracy. Input functions and resources:
-# workflow/rules/common.smk (blocks "generate.smk" and "emotion.smk").
+# one table of all of them. Switch: evaluation.emotion_accuracy. Input functions and specs:
+# functions/emotion.smk; the answer job's resources it reuses: common.smk.
+
+# Input functions and specs of these rules.
+include: "functions/emotion.smk"
 
 
 rule emotion_answers:

@@ -1,6 +1,10 @@
 # Students answer the test dialogues (the teacher's answers come from rule teacher_initial): one
 # rule for the base model ({variant} = base) and every trained model ({variant} =
-# {method}/{strategy}/{stage}). Input and resource functions (get_*): workflow/rules/common.smk.
+# {method}/{strategy}/{stage}). Input and resource functions (get_*), which emotion.smk uses
+# too: common.smk; the spec: functions/generate.smk.
+
+# Input functions and specs of these rules.
+include: "functions/generate.smk"
 
 
 rule answer:

@@ -1,6 +1,9 @@
 # The gpu-smoke profile's last job (docs/gpu.md "The smoke run"): package versions, the GPU's
 # name, every rule's wall time (its benchmark: file) and the training and generation tokens/s of
-# the finished DAG, in results/gpu_smoke.json. Input function: workflow/rules/common.smk.
+# the finished DAG, in results/gpu_smoke.json. Input functions: functions/gpu_smoke.smk.
+
+# Input functions and specs of these rules.
+include: "functions/gpu_smoke.smk"
 
 
 rule gpu_smoke_summary:

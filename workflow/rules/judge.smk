@@ -1,6 +1,9 @@
 # Pairwise judgments (both orders unless evaluation.paper_faithful) and the offline judge.
-# Input functions and specs (params.spec): workflow/rules/common.smk. Resume: a judge job sends
-# its requests through the LLM cache, so a killed or rerun job pays only what is not cached.
+# Input functions and specs (params.spec): functions/judge.smk. Resume: a judge job sends its
+# requests through the LLM cache, so a killed or rerun job pays only what is not cached.
+
+# Input functions and specs of these rules.
+include: "functions/judge.smk"
 
 
 envvars: *judge_key_envvars()

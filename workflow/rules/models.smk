@@ -6,6 +6,9 @@
 # Every other job runs with HF_HUB_OFFLINE=1 (common.smk) and waits for the manifests of the
 # models it loads (common.smk: model_files). Built-in models and local folders need no fetch.
 
+# Input functions and specs of these rules.
+include: "functions/models.smk"
+
 
 rule fetch_model:
     output:

@@ -4,8 +4,11 @@
 # profile can size it apart (set-resources: train_pride). With training.pride.teacher_outputs:
 # precomputed (default) it reads the teacher's outputs (rule pride_teacher_outputs, below) and
 # never loads the teacher; online, it loads it and asks for its resources.
-# Input and resource functions: the PRIDE block at the end of workflow/rules/common.smk.
+# Input and resource functions: functions/pride.smk.
 # With training.pride.reasoning, rule pride_reasoning (below) writes the teacher's reasoning first.
+
+# Input functions and specs of these rules.
+include: "functions/pride.smk"
 
 
 ruleorder: train_pride > train

@@ -1,6 +1,9 @@
 # Reference-based metrics (BLEU-1/2, ROUGE-L, distinct-1/2, MiniLM cosine) of every answer set
 # of the grid against the human and the teacher responses. Needs no key and no GPU.
-# Input functions and specs (params.spec): workflow/rules/common.smk (block "reference_metrics").
+# Input functions and specs (params.spec): functions/reference_metrics.smk.
+
+# Input functions and specs of these rules.
+include: "functions/reference_metrics.smk"
 
 
 rule reference_metrics:

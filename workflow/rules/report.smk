@@ -1,5 +1,9 @@
 # Result tables, figures and the Snakemake report (snakemake --report results/report.html).
-# Input functions and specs (params.spec): workflow/rules/common.smk.
+# Input functions and specs (params.spec): functions/report.smk; the default targets
+# (get_final_output, which report_html waits for) in common.smk.
+
+# Input functions and specs of these rules.
+include: "functions/report.smk"
 
 
 rule win_rates:

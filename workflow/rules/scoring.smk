@@ -2,7 +2,12 @@
 # score_answers job per scorer of scoring.grid scores every answer set (through the LLM layer, or
 # its fitted local model) and writes each set's scores file; then one table gives the mean
 # rating / per-dimension subfactor scores with bootstrap intervals. Input functions and specs
-# (params.spec): workflow/rules/common.smk.
+# (params.spec): functions/scoring.smk; the scorer's model files and arguments, which
+# score_responses uses too: common.smk.
+
+# Input functions and specs of these rules.
+include: "functions/scoring.smk"
+
 
 envvars: *scorer_key_envvars()
 

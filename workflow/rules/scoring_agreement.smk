@@ -2,7 +2,10 @@
 # each LLM scorer of scoring.grid scores the dataset's own human-rated responses, one table sets
 # every scorer against the human ratings and the study's reported figures, one table splits the
 # rating variance into rater and text, and a heatmap per scorer shows which dimension each
-# strategy moves. Input functions: the "scoring_agreement.smk" block at the end of common.smk.
+# strategy moves. Input functions and specs: functions/scoring_agreement.smk.
+
+# Input functions and specs of these rules.
+include: "functions/scoring_agreement.smk"
 
 
 localrules:

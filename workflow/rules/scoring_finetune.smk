@@ -1,8 +1,11 @@
 # Fine-tuned rating scorers (scoring.scorers.<name>.finetune; the companion study's fine-tuned
 # gpt-4o-mini, arXiv:2412.20264): the train split's responses with their human ratings become
 # chat examples of the scorer's own prompt, the scorer's base model is fine-tuned on them, and
-# model.json names the model score_answers then calls. Input functions: the "scoring_finetune"
-# block at the end of workflow/rules/common.smk.
+# model.json names the model score_answers then calls. Specs: functions/scoring_finetune.smk;
+# input and resource functions, which scoring_study_finetune.smk uses too: common.smk.
+
+# Input functions and specs of these rules.
+include: "functions/scoring_finetune.smk"
 
 
 rule scorer_train_data:

@@ -2,7 +2,10 @@
 # published data on the train split's dialogues only: the offline subfactor scorer (a subfactors
 # scorer with backend offline; score_answers / score_responses then apply it) and the MITI
 # tagger (the classifiers' miti features). Logic: empathy_distill/evaluation/scoring/offline/.
-# Input functions: the "scoring_offline.smk" block at the end of workflow/rules/common.smk.
+# Input functions and specs: functions/scoring_offline.smk.
+
+# Input functions and specs of these rules.
+include: "functions/scoring_offline.smk"
 
 
 rule train_offline_subfactors:

@@ -1,8 +1,12 @@
 # The companion scoring study's published data (arXiv:2412.20264), pinned to one commit of its
 # repository, and its classifier table recomputed from them (docs/scoring.md, "The study
 # reproduced from its own data"). Logic: empathy_distill/data/scoring_study.py and
-# empathy_distill/evaluation/scoring/study_reproduction*.py. Input functions: end of
-# workflow/rules/common.smk.
+# empathy_distill/evaluation/scoring/study_reproduction*.py. Input functions and specs:
+# functions/scoring_study.smk; study_file and STUDY_DATA: common.smk.
+
+# Input functions and specs of these rules.
+include: "functions/scoring_study.smk"
+
 
 # A file already at scoring.study_data.dir is used as is (the job checks its sha256).
 rule download_scoring_study:

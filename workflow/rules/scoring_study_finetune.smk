@@ -2,8 +2,12 @@
 # paper's split: each scorer of scoring.study_protocol.scorers is fine-tuned on the 80% of the
 # study's balanced set (the classifier table's split) for 4 epochs (OpenAI: lr multiplier 0.5)
 # and rates the other 20%; rule scoring_study_reproduction adds its accuracy to the table.
-# Logic: empathy_distill/evaluation/scoring/study_finetune_*.py; input functions: the
-# "scoring_study_finetune" block at the end of workflow/rules/common.smk.
+# Logic: empathy_distill/evaluation/scoring/study_finetune_*.py; input functions and specs:
+# functions/scoring_study_finetune.smk (the fine-tune's module and resources,
+# shared with scoring_finetune.smk: common.smk).
+
+# Input functions and specs of these rules.
+include: "functions/scoring_study_finetune.smk"
 
 
 rule study_scorer_data:

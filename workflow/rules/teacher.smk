@@ -3,7 +3,11 @@
 # profiles set it) so parallel jobs never exceed the endpoint's own concurrency limit.
 # Each job's config is its spec (params.spec); operational settings (concurrency, rate limits,
 # retries, polling, budget) reach it through $EMPATHY_DISTILL_RUNTIME (common.smk), so tuning
-# them never retrains 84 models from cached answers. Input functions: common.smk.
+# them never retrains 84 models from cached answers. Input functions: functions/teacher.smk.
+
+# Input functions and specs of these rules.
+include: "functions/teacher.smk"
+
 
 TEACHER = config.get("teacher") or {}
 TEACHER_COST_REPORT = "results/costs/teacher.csv"

@@ -2,7 +2,11 @@
 # (empathy_distill.training.methods): SFT, then DPO from the SFT adapter with the SFT model as the
 # DPO reference (see empathy_distill.training.llamafactory_config). A job's whole trainer settings
 # are in its params, so a settings change retrains it and nothing else does.
-# Input and resource functions (get_*): workflow/rules/common.smk.
+# Input and resource functions (get_*): functions/train.smk; get_train_input, get_train_spec
+# and get_output_dir, which pride.smk uses too, in common.smk.
+
+# Input functions and specs of these rules.
+include: "functions/train.smk"
 
 
 rule build_tiny_student:
