@@ -132,7 +132,7 @@ class Job:
 
 
 def train_resources(config: dict, student: str) -> dict:
-    """As workflow/rules/functions/train.smk: training.resources, then the student's own overrides."""
+    """As workflow/rules/functions/train.smk: training.resources, then the student's overrides."""
     own = config["training"]["per_student"].get(student, {}).get("resources", {})
     return {**config["training"]["resources"], **own}
 
