@@ -13,7 +13,7 @@ import yaml
 
 from empathy_distill.core.errors import DatasetError
 from empathy_distill.core.grid import tag_of_answer_path
-from empathy_distill.evaluation import examples, lengths
+from empathy_distill.evaluation import examples, judge_records, lengths
 from empathy_distill.evaluation.records import AnswersError, write_jsonl
 
 from .conftest import REPO_ROOT, SYNTHETIC_CSV
@@ -325,3 +325,33 @@ def test_demo_dry_run_plans_the_answer_rules(tmp_path):
     assert f"results/answers/{student}/base.jsonl" in command
     assert "results/judgments/offline/" in command and "--settings" not in command
     assert "results/figures/answer_lengths.png" in out
+
+
+def test_judge_job_records_give_the_same_table_and_catch_a_changed_file(
+    files, tmp_path, monkeypatch
+):
+    """The rule passes the judge jobs' records (grid.JUDGE_JOB_FILES), not the pair files: the
+    table is the one the files themselves give, and a file changed after its judge job wrote it
+    stops the job, naming the file and the rule to rerun."""
+    test_csv, answer_files, judgment_files = files
+    direct = run_examples(files, tmp_path, 3)
+    monkeypatch.chdir(tmp_path)
+    relative = [str(Path(f).relative_to(tmp_path)) for f in judgment_files]
+    records = []
+    for judge in ("local", "paper"):
+        mine = [f for f in relative if f.startswith(f"results/judgments/{judge}/")]
+        counts = {f: len(Path(f).read_text().splitlines()) for f in mine}
+        record = tmp_path / f"results/judgments/{judge}/vs_base.files.json"
+        judge_records.write(judge, "vs_base", counts, Path("."), record)
+        records.append(str(record))
+    assert judge_records.judgment_files(records) == relative
+    out = tmp_path / "by_records"
+    argv = ["--test", str(test_csv), "--answers", *answer_files, "--judge-records", *records]
+    argv += ["--dialogues", "3", "--csv", str(out / "e.csv"), "--html", str(out / "e.html")]
+    assert examples.main(argv) == 0
+    by_records = pd.read_csv(out / "e.csv", keep_default_na=False, dtype={"human_rating": str})
+    pd.testing.assert_frame_equal(by_records, direct)
+    with open(relative[0], "a") as handle:
+        handle.write('{"dialog_id": "d1", "order": "model_first", "winner": "model"}\n')
+    with pytest.raises(AnswersError, match=rf"{relative[0]}: missing or changed .*judge_vs_base"):
+        judge_records.judgment_files(records)

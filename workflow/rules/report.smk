@@ -135,7 +135,7 @@ rule example_answers:
         "logs/tables/example_answers.log",
     shell:
         "python -m empathy_distill.evaluation.examples --test {input.test:q}"
-        " --answers {input.answers:q} --judgments {input.judgments:q}"
+        " --answers {input.answers:q} --judge-records {input.judgments:q}"
         " --dialogues {params.dialogues} --csv {output.table:q} --html {output.html:q}"
         " > {log} 2>&1"
 

@@ -23,6 +23,7 @@ from pathlib import Path, PurePath
 import pandas as pd
 
 from ..core.grid import PAIR_SEPARATOR, comparison_kind
+from . import judge_records
 from .answer_sets import AnswerSet, human_set, read_answer_set, reading_order
 from .judge import OPPONENT_FIRST, combine_orders
 from .records import AnswersError, n_words, read_jsonl, read_split
@@ -236,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", required=True, help="results/data/test.csv")
     parser.add_argument("--answers", nargs="*", default=[], help="answers JSONL files")
     parser.add_argument("--judgments", nargs="*", default=[], help="judgments JSONL files")
+    parser.add_argument(
+        "--judge-records",
+        nargs="*",
+        default=[],
+        help="judge jobs' records (<judge>/<kind>.files.json): their files join --judgments",
+    )
     parser.add_argument("--dialogues", type=int, required=True, help="first N test dialogues")
     parser.add_argument("--csv", required=True, help="results/tables/example_answers.csv")
     parser.add_argument("--html", required=True, help="results/tables/example_answers.html")
@@ -246,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     test = read_split(args.test)
     sets = [read_answer_set(path) for path in args.answers]
-    table = example_table(test, args.test, sets, args.judgments, args.dialogues)
+    judgments = [*args.judgments, *judge_records.judgment_files(args.judge_records)]
+    table = example_table(test, args.test, sets, judgments, args.dialogues)
     for out in (args.csv, args.html):
         Path(out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.csv, index=False)

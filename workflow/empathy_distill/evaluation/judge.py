@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from ..core import grid, specs
-from ..core.atomic import write_json
 from ..core.command import run_cli
 from ..core.config import resolve_resource
 from ..core.errors import ConfigError
 from ..core.judges import kind_of
 from ..core.prompts import Prompts
-from ..data.dataset import sha256_of
+from . import judge_records
 from . import specs as evaluation_specs
 from .records import AnswersError, read_answers, read_split, write_jsonl
 
@@ -389,19 +388,6 @@ def judge_pairs(
     return out
 
 
-def write_files_record(
-    spec: dict[str, Any], judged: dict[str, list[dict]], root: Path, out: Path
-) -> None:
-    """The job's last output: each judgment file it wrote, in spec order, with its sha256 and
-    number of judgments, so that what a table was computed from can be checked afterwards."""
-    files = [
-        {"path": path, "sha256": sha256_of(root / path), "judgments": len(records)}
-        for path, records in judged.items()
-    ]
-    record = {"judge": spec["judge"], "comparison": spec["comparison"], "files": files}
-    write_json(out, record, indent=1)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Judge every pair of one comparison kind (a judge job) pairwise."
@@ -443,7 +429,10 @@ def _run(args: argparse.Namespace) -> None:
     for path, records in judged.items():
         write_jsonl(Path(args.root) / path, records)
     if args.files_out:
-        write_files_record(spec, judged, Path(args.root), Path(args.files_out))
+        counts = {path: len(records) for path, records in judged.items()}
+        judge_records.write(
+            spec["judge"], spec["comparison"], counts, Path(args.root), Path(args.files_out)
+        )
     records = [r for rs in judged.values() for r in rs]
     invalid = sum(r["verdict"] is None for r in records)
     refused = sum(r.get("refusal") is not None for r in records)

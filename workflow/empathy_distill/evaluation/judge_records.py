@@ -1,0 +1,48 @@
+"""The record a judge job writes last (``grid.JUDGE_JOB_FILES``): every judgment file it wrote,
+with its sha256 and number of judgments.
+
+The table rules take these records as inputs instead of the pair files themselves (760 in the
+default grid, a quarter of the dry run's DAG building); a job that reads judgments through a
+record checks each file against it, so a pair file changed after its judge job stops the job,
+naming the file, instead of entering a table unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..core.atomic import write_json
+from ..data.dataset import sha256_of
+from .records import AnswersError
+
+
+def write(judge: str, comparison: str, files: Mapping[str, int], root: Path, out: Path) -> None:
+    """``files``: judgment file (relative to ``root``) -> its number of judgments, in order."""
+    entries = [
+        {"path": path, "sha256": sha256_of(root / path), "judgments": count}
+        for path, count in files.items()
+    ]
+    write_json(out, {"judge": judge, "comparison": comparison, "files": entries}, indent=1)
+
+
+def judgment_files(records: Sequence[str | Path], root: Path = Path(".")) -> list[str]:
+    """The judgment files the records name, in record order, each checked against its sha256."""
+    paths = []
+    for record_path in records:
+        try:
+            record: dict[str, Any] = json.loads(Path(record_path).read_text(encoding="utf-8"))
+            entries = record["files"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise AnswersError(f"{record_path}: not a judge job's record ({exc})") from exc
+        for entry in entries:
+            path = root / entry["path"]
+            if not path.is_file() or sha256_of(path) != entry["sha256"]:
+                raise AnswersError(
+                    f"{path}: missing or changed since its judge job wrote it ({record_path});"
+                    f" rerun that job (snakemake --forcerun judge_{record['comparison']})"
+                )
+            paths.append(entry["path"])
+    return paths
