@@ -296,6 +296,28 @@ def test_a_short_run_with_the_sft_teacher(job) -> None:
     assert 0 < log[0]["learned_gate"] < 10 * settings["learning_rate"]
 
 
+def test_a_short_run_with_the_earlier_defaults_the_named_ablation(job) -> None:
+    """workflow/profiles/cpu-small/pride-earlier.yaml: the base as teacher, run online, and the
+    gate open at full strength (gate_init null: no learned gate, its factor 1). Its first run in
+    cpu-small failed at the first log line (the fixed factor has no .detach())."""
+    from empathy_distill.training.pride.loop import train_in_memory
+
+    settings = {
+        **job["settings"],
+        "teacher_mode": "base",
+        "teacher_outputs": "online",
+        "gate_init": None,
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+    }
+    out = job["root"] / "earlier_defaults"
+    train_in_memory(settings, out)
+    log = json.loads((out / "pride_log.json").read_text())
+    assert [h["learned_gate"] for h in log] == [1.0, 1.0]
+    results = json.loads((out / "train_results.json").read_text())["pride"]
+    assert results["final_learned_gate"] == 1.0
+
+
 def test_the_trained_student_in_memory_answers_as_base_plus_the_saved_adapter(job) -> None:
     """Greedy answers of the student as training leaves it (LoRA unmerged, the privileged path
     detached) equal those of the answer rule's model: the base + the saved adapter, merged."""

@@ -396,7 +396,7 @@ def train_in_memory(settings: dict, out: Path) -> tuple[Any, Any]:
             entry = {
                 "step": step + 1,
                 "gate": gate,
-                "learned_gate": None if block is None else float(block.gate().detach()),
+                "learned_gate": None if block is None else float(block.gate()),
                 **{k: float(v.detach()) for k, v in terms.items()},
             }
             history.append(entry)
@@ -421,7 +421,7 @@ def train_in_memory(settings: dict, out: Path) -> tuple[Any, Any]:
             "teacher_outputs": settings.get("teacher_outputs", "online"),
             "teacher_top_k": None if store is None else store.k,
             "privileged_fields": list(fields),
-            "final_learned_gate": None if block is None else float(block.gate().detach()),
+            "final_learned_gate": None if block is None else float(block.gate()),
             "first_loss": losses[0],
             "last_loss": losses[-1],
         },
