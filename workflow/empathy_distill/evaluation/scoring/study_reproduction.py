@@ -33,7 +33,7 @@ from ...data import scoring_study as study
 from ..embeddings import Embedder
 from .classifier.features import study_text
 from .study_grid import EMBEDDING, K_CHOICES, MITI, SELECTIONS, SUBFACTORS  # noqa: F401
-from .study_split import SPLIT_SEED, TEST_SIZE, study_split  # noqa: F401
+from .study_split import SPLIT_SEED, study_split
 
 TREE_SEED = 0  # the study left DecisionTreeClassifier's and RandomForestClassifier's open
 CV_FOLDS = 5
