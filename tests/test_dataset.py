@@ -159,9 +159,28 @@ def test_crlf_inside_cells_never_reaches_training_files(dataset, tmp_path):
     prompts = str(Path(__file__).resolve().parents[1] / "resources" / "prompts.json")
     sft, dpo = tmp_path / "sft.json", tmp_path / "dpo.json"
     argv = ["direct", "--train", str(train), "--strategy", "all", "--prompts", prompts]
-    assert build_sets.main([*argv, "--sft", str(sft), "--dpo", str(dpo)]) == 0
+    info, flag = tmp_path / "dataset_info.json", tmp_path / "leakage_check.ok"
+    outputs = ["--sft", str(sft), "--dpo", str(dpo), "--info", str(info), "--leakage-ok", str(flag)]
+    assert build_sets.main([*argv, *outputs, "--test", str(test)]) == 0
     for path in (train, test, sft, dpo):
         assert b"\r" not in path.read_bytes(), path
     records = json.loads(sft.read_text())
     assert any(r["messages"][1]["content"].endswith("\nTake care.") for r in records)
     assert all("\nReally." in r["messages"][0]["content"] for r in records)
+
+
+def test_a_set_holding_a_test_dialogue_gets_no_flag_and_no_dataset_info(dataset, tmp_path):
+    """The set-building job guards its own pair: given a "test split" that is its training
+    split, every dialogue leaks, the command fails naming the file, and neither the leakage
+    flag (which every training job waits for) nor the pair's dataset_info.json is written."""
+    from empathy_distill.distillation import build_sets
+
+    train = tmp_path / "train.csv"
+    dataset.to_csv(train, index=False)
+    prompts = str(Path(__file__).resolve().parents[1] / "resources" / "prompts.json")
+    sft, info, flag = tmp_path / "sft.json", tmp_path / "dataset_info.json", tmp_path / "ok"
+    argv = ["direct", "--train", str(train), "--strategy", "chatgpt", "--prompts", prompts]
+    argv += ["--sft", str(sft), "--dpo", str(tmp_path / "dpo.json"), "--test", str(train)]
+    assert build_sets.main([*argv, "--info", str(info), "--leakage-ok", str(flag)]) != 0
+    assert not flag.exists() and not info.exists()
+    assert sft.exists()  # written, then refused: Snakemake deletes a failed job's outputs

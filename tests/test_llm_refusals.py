@@ -248,6 +248,8 @@ def test_teacher_records_refusals_and_the_sets_leave_them_out(teacher_run, caplo
     assert "2 of 6 item(s) refused by the provider" in caplog.text
 
     caplog.clear()
+    test_split = tmp / "test.csv"  # a test split none of the sources is in
+    test_split.write_text("dialog_id\nheld-out-1\n", encoding="utf-8")
     with caplog.at_level("WARNING"):
         assert (
             build_sets.main(
@@ -263,6 +265,12 @@ def test_teacher_records_refusals_and_the_sets_leave_them_out(teacher_run, caplo
                     str(tmp / "sft.json"),
                     "--dpo",
                     str(tmp / "dpo.json"),
+                    "--test",
+                    str(test_split),
+                    "--info",
+                    str(tmp / "dataset_info.json"),
+                    "--leakage-ok",
+                    str(tmp / "leakage_check.ok"),
                 ]
             )
             == 0

@@ -53,16 +53,16 @@ DATASET = next(
 CONFIGFILES = (REPO / "config.yaml", REPO / "workflow" / "profiles" / "demo" / "config.demo.yaml")
 GPU_RULES = ("train", "answer")
 API_RULES = ("teacher_initial", "teacher_improve", "judge_vs_base")
-# One SFT adapter of the tiny student and the teacher's answers: split_dataset, direct_sets,
-# leakage_guard, set_dataset_info (local), build_tiny_student (CPU job), train of the sft stage
-# (GPU job),
-# teacher_initial (local, transformers backend on the tiny model).
+# One SFT adapter of the tiny student and the teacher's answers: split_dataset, direct_sets
+# (local; it writes the leakage flag and dataset_info.json too), build_tiny_student (CPU job),
+# train of the sft stage (GPU job), teacher_initial (local, transformers backend on the tiny
+# model).
 TARGETS = (
     "results/models/tiny/direct/chatgpt/sft/adapter_model.safetensors",
     "results/answers/teacher.jsonl",
 )
 SUBMITTED = ("build_tiny_student", "train")
-LOCAL = ("split_dataset", "direct_sets", "leakage_guard", "set_dataset_info", "teacher_initial")
+LOCAL = ("split_dataset", "direct_sets", "teacher_initial")
 MAX_TRAIN, MAX_TEST = 60, 10
 #: The loopback node's GPU exists for Slurm only (gres.conf File=/dev/null): torch there has no
 #: CUDA, so the SFT job must stop at start with training/devices.py's one line (no silent CPU

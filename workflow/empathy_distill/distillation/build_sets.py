@@ -1,7 +1,9 @@
 """Dataset-stage commands: write LLaMA-Factory sets, their dataset_info.json, the leakage guard.
 
 Called by the rules of ``workflow/rules/datasets.smk``. Every set is validated before it is
-written (see :mod:`empathy_distill.distillation.formats`).
+written (see :mod:`empathy_distill.distillation.formats`). The ``direct`` and ``improved``
+commands also run the leakage guard on the pair they wrote and register it in its folder's
+dataset_info.json (``--test``, ``--leakage-ok``, ``--info``): one job per data configuration.
 """
 
 from __future__ import annotations
@@ -22,18 +24,23 @@ from .leakage import check_no_leakage
 log = logging.getLogger("empathy_distill.distillation.build_sets")
 
 
-def _write_pair(sft: list[dict], dpo: list[dict], out_sft: str, out_dpo: str) -> None:
-    formats.write_set(sft, out_sft, "sft")
-    formats.write_set(dpo, out_dpo, "dpo")
+def _write_pair(sft: list[dict], dpo: list[dict], args: argparse.Namespace) -> None:
+    """Write the pair, then guard it (no test dialogue) and register it, in that order: the
+    leakage flag and dataset_info.json exist only for a pair that passed the guard."""
+    formats.write_set(sft, args.sft, "sft")
+    formats.write_set(dpo, args.dpo, "dpo")
     log.info(
-        "wrote %s (%d SFT records) and %s (%d DPO pairs)", out_sft, len(sft), out_dpo, len(dpo)
+        "wrote %s (%d SFT records) and %s (%d DPO pairs)", args.sft, len(sft), args.dpo, len(dpo)
     )
+    pair = [args.sft, args.dpo]
+    _guard(args.test, pair, args.leakage_ok)
+    _register(pair, args.info)
 
 
 def cmd_direct(args: argparse.Namespace) -> None:
     train = dataset.load_dataset(args.train)
     sft, dpo = sets.direct_records(train, args.strategy, Prompts(args.prompts), args.dpo_filter)
-    _write_pair(sft, dpo, args.sft, args.dpo)
+    _write_pair(sft, dpo, args)
 
 
 def cmd_improved(args: argparse.Namespace) -> None:
@@ -53,14 +60,14 @@ def cmd_improved(args: argparse.Namespace) -> None:
                 ", ".join(map(str, left_out[:10])) + (" ..." if len(left_out) > 10 else ""),
             )
         parts.append(sets.improved_records(sources, improved, prompts, path, refused))
-    _write_pair(*sets.pooled(parts), args.sft, args.dpo)
+    _write_pair(*sets.pooled(parts), args)
 
 
-def cmd_dataset_info(args: argparse.Namespace) -> None:
+def _register(set_paths: list[str], out: str) -> None:
     """dataset_info.json whose file_names are relative to the folder the file is written in."""
-    root = Path(args.out).parent
+    root = Path(out).parent
     info = {}
-    for path in args.sets:
+    for path in set_paths:
         method, strategy, stage = (
             Path(path).parent.parent.name,
             Path(path).parent.name,
@@ -70,19 +77,34 @@ def cmd_dataset_info(args: argparse.Namespace) -> None:
         info[formats.dataset_key(method, strategy, stage)] = formats.dataset_info_entry(
             relative, stage
         )
-    formats.write_json(info, args.out)
-    log.info("registered %d sets in %s", len(info), args.out)
+    formats.write_json(info, out)
+    log.info("registered %d sets in %s", len(info), out)
 
 
-def cmd_leakage(args: argparse.Namespace) -> None:
-    for path in args.sets:
+def _guard(test: str, set_paths: list[str], out: str) -> None:
+    """Fail if a test dialogue is in a training file; else write the flag training waits for."""
+    for path in set_paths:
         formats.validate_records(formats.read_set(path), Path(path).stem, path)
-    checked = check_no_leakage(args.test, args.sets)
-    Path(args.out).write_text(
-        f"checked {checked} records in {len(args.sets)} file(s): no test dialogue found\n",
+    checked = check_no_leakage(test, set_paths)
+    Path(out).write_text(
+        f"checked {checked} records in {len(set_paths)} file(s): no test dialogue found\n",
         encoding="utf-8",
     )
     log.info("leakage guard passed on %d records", checked)
+
+
+def cmd_dataset_info(args: argparse.Namespace) -> None:
+    _register(args.sets, args.out)
+
+
+def cmd_leakage(args: argparse.Namespace) -> None:
+    _guard(args.test, args.sets, args.out)
+
+
+def _add_guard_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--test", required=True, help="the test split no training file may contain")
+    p.add_argument("--info", required=True, help="the pair's dataset_info.json")
+    p.add_argument("--leakage-ok", required=True, help="the flag written when the guard passes")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -98,6 +120,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", required=True)
     p.add_argument("--sft", required=True)
     p.add_argument("--dpo", required=True)
+    _add_guard_arguments(p)
     p.set_defaults(func=cmd_direct)
 
     p = sub.add_parser("improved", help="sets from teacher rewrites (several files are pooled)")
@@ -106,6 +129,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", required=True)
     p.add_argument("--sft", required=True)
     p.add_argument("--dpo", required=True)
+    _add_guard_arguments(p)
     p.set_defaults(func=cmd_improved)
 
     p = sub.add_parser("dataset-info", help="register sets in a dataset_info.json")
