@@ -143,3 +143,37 @@ def test_figures_and_command_lines(grid, tmp_path):
         == 0
     )
     assert empty.exists()
+
+
+@pytest.mark.parametrize("table", ["win-rates", "judge-agreement"])
+def test_table_jobs_check_the_judge_records(grid, tmp_path, table, capsys):
+    """As the rules call them (``--judge-records``): the table is written when every judgment
+    file of its manifest is in a judge job's record, unchanged; a file changed after its judge
+    job wrote it, or one no record names, stops the job naming the file, before any row."""
+    from empathy_distill.evaluation import judge_records
+
+    config, root = grid
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    paths = [e["path"] for e in evaluation_specs.judgments(config)]
+    records = []
+    for judge in ("local", "offline"):
+        mine = [p for p in paths if p.startswith(f"results/judgments/{judge}/")]
+        counts = {p: len((root / p).read_text().splitlines()) for p in mine}
+        record = root / f"results/judgments/{judge}/all.files.json"
+        judge_records.write(judge, "all", counts, root, record)
+        records.append(str(record))
+    out = tmp_path / "table.csv"
+    argv = [table, "--config", str(config_path), "--root", str(root), "--out", str(out)]
+    assert tables.main([*argv, "--judge-records", *records]) == 0 and out.exists()
+    out.unlink()
+    assert tables.main([*argv, "--judge-records", records[0]]) == 1  # the offline record left out
+    assert not out.exists()
+    offline = next(p for p in paths if p.startswith("results/judgments/offline/"))
+    error = capsys.readouterr().err
+    assert "in no judge job's record" in error and offline in error
+    with open(root / paths[0], "a", encoding="utf-8") as handle:
+        handle.write('{"dialog_id": "d0", "order": "model_first", "winner": "model"}\n')
+    assert tables.main([*argv, "--judge-records", *records]) == 1
+    assert not out.exists()
+    assert f"{paths[0]}: missing or changed since its judge job wrote it" in capsys.readouterr().err

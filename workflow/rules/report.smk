@@ -25,7 +25,7 @@ rule win_rates:
         "logs/tables/win_rates.log",
     shell:
         "python -m empathy_distill.evaluation.tables win-rates --spec {params.spec:q}"
-        " --out {output:q} > {log} 2>&1"
+        " --judge-records {input.judgments:q} --out {output:q} > {log} 2>&1"
 
 
 rule judge_agreement:
@@ -47,8 +47,8 @@ rule judge_agreement:
     log:
         "logs/tables/judge_agreement.log",
     shell:
-        "python -m empathy_distill.evaluation.tables judge-agreement"
-        " --spec {params.spec:q} {params.offline} --out {output:q} > {log} 2>&1"
+        "python -m empathy_distill.evaluation.tables judge-agreement --spec {params.spec:q}"
+        " {params.offline} --judge-records {input.judgments:q} --out {output:q} > {log} 2>&1"
 
 
 rule figure_heatmap:

@@ -46,3 +46,18 @@ def judgment_files(records: Sequence[str | Path], root: Path = Path(".")) -> lis
                 )
             paths.append(entry["path"])
     return paths
+
+
+def check_covered(paths: Sequence[str], records: Sequence[str | Path], root: Path) -> None:
+    """Every judgment file a table reads (``paths``, from its spec's manifest) must be one the
+    judge jobs' records name, unchanged since (``judgment_files`` checks each sha256): a table
+    never reads a file its judge job did not write as it is now."""
+    recorded = set(judgment_files(records, root))
+    unrecorded = [path for path in paths if path not in recorded]
+    if unrecorded:
+        raise AnswersError(
+            f"{len(unrecorded)} judgment file(s) of the table's manifest are in no judge job's"
+            f" record ({', '.join(str(r) for r in records) or 'none given'}): "
+            + ", ".join(unrecorded[:5])
+            + (" ..." if len(unrecorded) > 5 else "")
+        )

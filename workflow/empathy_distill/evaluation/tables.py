@@ -28,6 +28,7 @@ from ..core.atomic import write_csv
 from ..core.command import run_cli
 from ..core.grid import PAIR_SEPARATOR, parse_tag
 from ..core.judges import OFFLINE
+from . import judge_records
 from . import specs as evaluation_specs
 from .judge import combine_orders
 from .records import n_words, read_answers, read_jsonl
@@ -225,6 +226,12 @@ def _parser() -> argparse.ArgumentParser:
     specs.add_spec_arguments(parser)
     parser.add_argument("--offline-agreement", help="results/judges/offline/agreement.json")
     parser.add_argument("--root", default=".", help="directory holding results/")
+    parser.add_argument(
+        "--judge-records",
+        nargs="*",
+        help="the judge jobs' records (<judge>/<kind>.files.json): every judgment file of the"
+        " spec must be in one, unchanged since (sha256)",
+    )
     parser.add_argument("--out", required=True)
     return parser
 
@@ -232,9 +239,14 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> None:
     if args.table == "win-rates":
         spec, _ = specs.from_args(args, evaluation_specs.win_rates)
-        table = win_rate_table(spec, args.root)
     else:
         spec, _ = specs.from_args(args, evaluation_specs.judge_agreement)
+    if args.judge_records is not None:
+        paths = [entry["path"] for entry in evaluation_specs.manifest(spec)]
+        judge_records.check_covered(paths, args.judge_records, Path(args.root))
+    if args.table == "win-rates":
+        table = win_rate_table(spec, args.root)
+    else:
         table = agreement_table(spec, args.offline_agreement, args.root)
     write_csv(args.out, table)
     print(f"{args.out}: {len(table)} rows")
