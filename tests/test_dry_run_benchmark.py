@@ -41,4 +41,8 @@ def test_dry_run_on_toy_workflow(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out.strip().splitlines()
     assert code == 0
     assert out[-1].startswith("dry_run_s=") and out[-1].endswith(" jobs=6")
+    # the context a figure needs to be compared with another day's: load and machine speed
+    assert out[0].startswith("load average (1, 5, 15 min): ")
+    speed = out[1].removeprefix("machine speed: 10M-addition Python loop ").split()
+    assert float(speed[0]) > 0 and speed[1:] == ["s", "(best", "of", "3)"]
     assert any(line.split() == ["judge_pair", "2"] for line in out)
