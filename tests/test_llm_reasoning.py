@@ -209,6 +209,20 @@ def test_startup_demands_an_explicit_thinking_setting_a_model_takes():
     assert "judges.gpt4o.reasoning_effort: 'gpt-4o' takes none" in problems
 
 
+def test_startup_refuses_two_different_output_caps_in_one_sampling_block():
+    """A request sends one cap (max_completion_tokens on the OpenAI API) while the budget
+    reserves the largest one named: two that disagree are a config error naming both; the same
+    value twice is harmless."""
+    config = load_configs([str(REPO_ROOT / "config.yaml")])
+    config["judges"]["gpt4o"]["sampling"] = {"max_tokens": 64, "max_completion_tokens": 256}
+    problems = "\n".join(startup.endpoint_problems(config))
+    assert "judges.gpt4o.sampling: max_tokens=64, max_completion_tokens=256 are different" in (
+        problems
+    )
+    config["judges"]["gpt4o"]["sampling"] = {"max_tokens": 64, "max_completion_tokens": 64}
+    assert "sampling" not in "\n".join(startup.endpoint_problems(config))
+
+
 # Model lifecycle --------------------------------------------------------------------------------
 def at(monkeypatch, day: str) -> None:
     monkeypatch.setattr(lifecycle, "today", lambda: datetime.date.fromisoformat(day))

@@ -155,12 +155,20 @@ def openai_body_options(
 
 
 def endpoint_problems(where: str, endpoint: dict[str, Any]) -> list[str]:
-    """Thinking settings ``endpoint`` cannot take, or a thinking model left without a budget."""
+    """Output caps that disagree, thinking settings ``endpoint`` cannot take, or a thinking
+    model left without a budget."""
+    problems = []
+    caps = {k: v for k, v in (endpoint.get("sampling") or {}).items() if k in CAP_KEYS}
+    if len({int(v) for v in caps.values()}) > 1:
+        named = ", ".join(f"{k}={v}" for k, v in caps.items())
+        problems.append(
+            f"{where}.sampling: {named} are different output caps; a request sends one of them"
+            " (and the budget reserves the largest): keep one"
+        )
     if endpoint.get("backend") not in ("openai", "gemini"):
-        return []
+        return problems
     cap = capability(str(endpoint["model"]))
     model = endpoint["model"]
-    problems = []
     effort = endpoint.get("reasoning_effort")
     if effort is not None and effort not in cap.reasoning_efforts:
         allowed = ", ".join(cap.reasoning_efforts) or "none (not a reasoning model)"
