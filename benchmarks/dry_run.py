@@ -69,9 +69,9 @@ def time_dry_run(args: list[str], cwd: Path) -> tuple[float, subprocess.Complete
 
 def machine_speed() -> float:
     """Seconds of a fixed pure-Python loop (10 million additions), best of three: the dry run is
-    pure Python, so this figure says how fast this machine runs it today. The same commit's dry
-    run took 4.0 s on one day and 6.2-7.8 s on another on the "same" 2-core VM; compare dry-run
-    figures across days only beside this one."""
+    pure Python, so this figure says how fast this machine runs it now. The same commit's dry
+    run took 4.0 s on one 2-core VM and 6.2-7.8 s on another of the same kind, the same day;
+    compare dry-run figures across machines and days only beside this one."""
 
     def loop() -> float:
         t0 = time.perf_counter()
