@@ -20,7 +20,6 @@ Exit status 1 (with snakemake's error, and no summary line) when the dry run fai
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import subprocess
@@ -28,7 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench_common import REPO, load_line, speed_line
+
 VARIANTS: dict[str, list[str]] = {
     "-n": ["--dry-run"],
     "-n --quiet rules": ["--dry-run", "--quiet", "rules"],
@@ -67,22 +67,6 @@ def time_dry_run(args: list[str], cwd: Path) -> tuple[float, subprocess.Complete
     return time.perf_counter() - t0, proc
 
 
-def machine_speed() -> float:
-    """Seconds of a fixed pure-Python loop (10 million additions), best of three: the dry run is
-    pure Python, so this figure says how fast this machine runs it now. The same commit's dry
-    run took 4.0 s on one 2-core VM and 6.2-7.8 s on another of the same kind, the same day;
-    compare dry-run figures across machines and days only beside this one."""
-
-    def loop() -> float:
-        t0 = time.perf_counter()
-        total = 0
-        for i in range(10_000_000):
-            total += i
-        return time.perf_counter() - t0
-
-    return min(loop() for _ in range(3))
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run each dry-run variant `--repeat` times; print timings, job table and summary line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -92,11 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     extra = list(args.snakemake_args)
 
-    one, five, fifteen = os.getloadavg()
-    print(
-        f"load average (1, 5, 15 min): {one:.2f} {five:.2f} {fifteen:.2f}, {os.cpu_count()} cores"
-    )
-    print(f"machine speed: 10M-addition Python loop {machine_speed():.2f} s (best of 3)")
+    print(load_line("before"))
+    print(speed_line())
     best: dict[str, float] = {}
     counts: dict[str, int] = {}
     # Baseline: starting Python and importing Snakemake, paid by every call whatever the DAG.
