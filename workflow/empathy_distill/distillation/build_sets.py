@@ -97,10 +97,6 @@ def cmd_dataset_info(args: argparse.Namespace) -> None:
     _register(args.sets, args.out)
 
 
-def cmd_leakage(args: argparse.Namespace) -> None:
-    _guard(args.test, args.sets, args.out)
-
-
 def _add_guard_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test", required=True, help="the test split no training file may contain")
     p.add_argument("--info", required=True, help="the pair's dataset_info.json")
@@ -136,12 +132,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sets", required=True, nargs="+")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_dataset_info)
-
-    p = sub.add_parser("leakage", help="fail if a test dialogue is in a training file")
-    p.add_argument("--test", required=True)
-    p.add_argument("--sets", required=True, nargs="+")
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_leakage)
     return top
 
 

@@ -237,14 +237,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> None:
-    if args.table == "win-rates":
-        spec, _ = specs.from_args(args, evaluation_specs.win_rates)
-    else:
-        spec, _ = specs.from_args(args, evaluation_specs.judge_agreement)
+    win_rates = args.table == "win-rates"
+    builder = evaluation_specs.win_rates if win_rates else evaluation_specs.judge_agreement
+    spec, _ = specs.from_args(args, builder)
     if args.judge_records is not None:
         paths = [entry["path"] for entry in evaluation_specs.manifest(spec)]
         judge_records.check_covered(paths, args.judge_records, Path(args.root))
-    if args.table == "win-rates":
+    if win_rates:
         table = win_rate_table(spec, args.root)
     else:
         table = agreement_table(spec, args.offline_agreement, args.root)
