@@ -1,10 +1,12 @@
 """Emotion accuracy: likelihood scoring of the 32 labels on a tiny random Llama (its shared-
 prefix cache against plain forward passes, a planted preference), the table's numbers against
-hand-computed ones, the command lines, and the grid's plan (one job per student answer set)."""
+hand-computed ones, the command lines (one load per student, an adapter merged per answer set,
+parts as the unit of resume), and the grid's plan (one job per student)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -223,16 +225,17 @@ def test_table_command_writes_the_columns_in_the_manifests_order(tmp_path, monke
             "rating_human": 3,
         }
     ).to_csv("test.csv", index=False)
+    lines = []
     for k, entry in enumerate(evaluation_specs.emotion_manifest(spec)):
-        assert entry["path"] == grid.answer_path(entry["answers"]).replace("answers", "emotion", 1)
-        path = tmp_path / entry["path"]
-        path.parent.mkdir(parents=True, exist_ok=True)
+        assert entry["path"] == "results/emotion/s.jsonl"  # the student's one file
         preds = [PREDICTED, GOLD[:2] + PREDICTED[2:], GOLD][k]
-        lines = [
-            {"dialog_id": d, "gold": g, "predicted": p}
+        lines += [
+            {"answers": entry["answers"], "dialog_id": d, "gold": g, "predicted": p}
             for d, g, p in zip(ids, GOLD, preds, strict=True)
         ]
-        path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    path = tmp_path / "results/emotion/s.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in reversed(lines)))  # any order
     out = tmp_path / "emotion_accuracy.csv"
     assert table.main(["--spec", json.dumps(spec), "--test", "test.csv", "--out", str(out)]) == 0
     written = pd.read_csv(out, keep_default_na=False)
@@ -258,62 +261,171 @@ def test_table_refuses_labels_from_another_test_split(tmp_path, monkeypatch):
     ).to_csv("test.csv", index=False)
     path = tmp_path / evaluation_specs.emotion_path("s--base")
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"dialog_id": "d0", "gold": "afraid", "predicted": "sad"}) + "\n")
-    with pytest.raises(AnswersError, match="gold emotion differs"):
+    record = {"answers": "s--base", "dialog_id": "d0", "gold": "afraid", "predicted": "sad"}
+    path.write_text(json.dumps(record) + "\n")
+    with pytest.raises(AnswersError, match="gold emotion of s--base differs"):
+        table.table_of_spec(spec, "test.csv")
+    # a set the file lacks, and a file of the one-job-per-set layout (no answer set named)
+    spec["answer_tags"] = ["s--base", "s--direct--gemini--sft"]
+    record["gold"] = "sad"
+    path.write_text(json.dumps(record) + "\n")
+    with pytest.raises(AnswersError, match=r"s.jsonl: no records of answer set s--direct--gemini"):
+        table.table_of_spec(spec, "test.csv")
+    path.write_text(json.dumps({"dialog_id": "d0", "gold": "sad", "predicted": "sad"}) + "\n")
+    with pytest.raises(AnswersError, match=r"s.jsonl, line 1: no 'answers'"):
         table.table_of_spec(spec, "test.csv")
 
 
-def test_emotion_answers_command_with_and_without_adapter(tiny, split, tmp_path):
+def _adapter(model, folder, seed: int) -> None:
+    """A LoRA adapter of ``model`` with random (non-zero) weights, saved to ``folder``."""
     from peft import LoraConfig, get_peft_model
 
-    model, _, model_dir = tiny
-    base_copy = type(model)(model.config)
-    base_copy.load_state_dict(model.state_dict())
+    torch.manual_seed(seed)
+    copy = type(model)(model.config)
+    copy.load_state_dict(model.state_dict())
     lora = get_peft_model(
-        base_copy, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        copy, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     )
-    adapter = tmp_path / "adapter"
-    lora.save_pretrained(adapter)
-    test_csv = tmp_path / "test.csv"
-    read_split(split["test"]).head(3).to_csv(test_csv, index=False)
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        json.dumps({"students": {"tiny": {"model": "builtin:tiny", "template": TEMPLATE}}})
+    lora.save_pretrained(folder)
+
+
+def test_one_job_names_every_answer_set_as_a_load_per_set_would(tiny, split, tmp_path, monkeypatch):
+    """The student's job: base and two trained models in the spec's order, each set's records
+    those of the base + that adapter loaded on its own (generate.load_model, as the answer rule);
+    the base weights come back between sets; a rerun reads the parts and loads no model; a job
+    killed after the first set scores only the sets it has no part of, and writes the same
+    bytes."""
+    from empathy_distill.evaluation import emotion_answers
+    from empathy_distill.evaluation.generate import load_model, load_tokenizer
+
+    model, _, model_dir = tiny
+    monkeypatch.chdir(tmp_path)
+    tags = ["tiny--base", "tiny--direct--gemini--sft", "tiny--direct--gemini--dpo"]
+    for seed, tag in enumerate(tags[1:], start=1):
+        _adapter(model, grid.adapter_dir(tag), seed)
+    read_split(split["test"]).head(3).to_csv("test.csv", index=False)
+    config = {
+        "students": {"tiny": {"model": "builtin:tiny", "template": TEMPLATE}},
+        "distillation": {"methods": {"direct": ["gemini"]}},
+        "grid": {"students": ["tiny"], "judges": [], "methods": ["sft", "dpo"]},
+    }
+    Path("config.yaml").write_text(json.dumps(config))
+    argv = ["--config", "config.yaml", "--student", "tiny", "--test", "test.csv"]
+    argv += ["--model-path", str(model_dir), "--out", "results/emotion/tiny.jsonl"]
+    assert main(argv) == 0
+    rows = read_jsonl("results/emotion/tiny.jsonl")
+    ids = read_split("test.csv")["dialog_id"].astype(str).tolist()
+    assert [(r["answers"], r["dialog_id"]) for r in rows] == [(t, d) for t in tags for d in ids]
+
+    test = read_split("test.csv")
+    for tag in tags:
+        adapter = grid.adapter_dir(tag)
+        alone = load_model(model_dir, adapter, dtype="auto")
+        tokenizer = load_tokenizer(model_dir, adapter)
+        template = TEMPLATE if adapter else None
+        expected = name_emotions(test, alone, tokenizer, EMOTIONS, template)
+        assert [
+            {k: v for k, v in r.items() if k != "answers"} for r in rows if r["answers"] == tag
+        ] == expected, tag
+    by_set = {t: [r["scores"] for r in rows if r["answers"] == t] for t in tags}
+    assert len({json.dumps(v, sort_keys=True) for v in by_set.values()}) == 3  # three models
+
+    # the merged-then-restored model is the base again
+    base = load_model(model_dir, None, dtype="auto")
+    pristine = {k: v.clone() for k, v in base.state_dict().items()}
+    with emotion_answers.merged(base, grid.adapter_dir(tags[1]), pristine) as tuned:
+        assert any(not torch.equal(v, pristine[k]) for k, v in tuned.state_dict().items())
+    assert all(torch.equal(v, pristine[k]) for k, v in base.state_dict().items())
+
+    first = Path("results/emotion/tiny.jsonl").read_bytes()
+    parts = sorted(Path("results/emotion/tiny.parts").iterdir())
+    assert len(parts) == 3
+
+    def no_load(*_args, **_kwargs):
+        raise AssertionError("a rerun with every part loaded a model")
+
+    monkeypatch.setattr(emotion_answers, "load_model", no_load)
+    Path("results/emotion/tiny.jsonl").unlink()
+    assert main(argv) == 0
+    assert Path("results/emotion/tiny.jsonl").read_bytes() == first
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+
+    # killed after the first set: the other two parts are missing; only they are scored
+    scored = []
+    real = emotion_answers.name_emotions
+    monkeypatch.setattr(
+        emotion_answers, "name_emotions", lambda *a, **k: scored.append(1) or real(*a, **k)
     )
-    common = ["--config", str(config), "--student", "tiny", "--test", str(test_csv)]
-    common += ["--model-path", str(model_dir)]
-    tuned, base = tmp_path / "tuned.jsonl", tmp_path / "base.jsonl"
-    assert main([*common, "--adapter", str(adapter), "--out", str(tuned)]) == 0
-    assert main([*common, "--out", str(base)]) == 0
-    tuned_rows, base_rows = read_jsonl(tuned), read_jsonl(base)
-    assert [r["dialog_id"] for r in tuned_rows] == read_split(test_csv)["dialog_id"].tolist()
-    assert all(set(r["scores"]) == set(EMOTIONS) for r in tuned_rows + base_rows)
-    assert all(r["predicted"] == max(r["scores"], key=r["scores"].get) for r in tuned_rows)
-    assert [r["scores"] for r in tuned_rows] != [r["scores"] for r in base_rows]
+    for part in parts:
+        if read_jsonl(part)[0]["answers"] != tags[0]:
+            part.unlink()
+    Path("results/emotion/tiny.jsonl").unlink()
+    assert main(argv) == 0
+    assert len(scored) == 2
+    assert Path("results/emotion/tiny.jsonl").read_bytes() == first
+
+    # a retrained adapter (new bytes) is a new part: only its set is scored again
+    scored.clear()
+    _adapter(model, grid.adapter_dir(tags[2]), 7)
+    assert main(argv) == 0
+    assert len(scored) == 1
+
+
+def test_a_missing_adapter_stops_before_any_model(tiny, split, tmp_path, monkeypatch):
+    _, _, model_dir = tiny
+    monkeypatch.chdir(tmp_path)
+    read_split(split["test"]).head(2).to_csv("test.csv", index=False)
+    config = {
+        "students": {"tiny": {"model": "builtin:tiny", "template": TEMPLATE}},
+        "distillation": {"methods": {"direct": ["gemini"]}},
+        "grid": {"students": ["tiny"], "judges": [], "methods": ["sft"]},
+    }
+    Path("config.yaml").write_text(json.dumps(config))
+    argv = ["--config", "config.yaml", "--student", "tiny", "--test", "test.csv"]
+    argv += ["--model-path", str(model_dir), "--out", "results/emotion/tiny.jsonl"]
+    assert main(argv) != 0
+    assert not Path("results/emotion/tiny.parts").exists()
 
 
 # --- the plan ----------------------------------------------------------------------------------
 
 
-def test_default_grid_plans_one_emotion_job_per_student_answer_set(dataset_path, tmp_path):
-    """snakemake -n on config.yaml: every answers file of a student has its emotion file, with
-    the answer job's GPU, and one table reads them all."""
+def test_default_grid_plans_one_emotion_job_per_student(dataset_path, tmp_path):
+    """snakemake -n on config.yaml: one emotion job per student, waiting for the adapter of
+    every trained model whose answers the answer rule writes for it, with the answer job's
+    GPU; one table reads them all."""
     result = run_snakemake(tmp_path, {"dataset": {"path": str(dataset_path)}}, "-n")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     blocks = output.split("\nrule ")
 
-    def outputs(rule: str) -> list[str]:
-        found = [b for b in blocks if b.startswith(f"{rule}:")]
-        return [b.split("output: ", 1)[1].splitlines()[0] for b in found]
+    def field(block: str, name: str) -> str:
+        return block.split(f"{name}: ", 1)[1].splitlines()[0]
 
-    answers = {p for p in outputs("answer") if p.startswith("results/answers/")}
-    emotion = outputs("emotion_answers")
-    assert len(emotion) == len(set(emotion)) == len(answers) > 0
-    assert {p.replace("results/emotion/", "results/answers/", 1) for p in emotion} == answers
-    assert outputs("emotion_accuracy") == ["results/tables/emotion_accuracy.csv"]
-    for block in (b for b in blocks if b.startswith("emotion_answers:")):
-        assert "gpu=1" in block.split("resources:", 1)[1].splitlines()[0]
+    answers = [field(b, "output") for b in blocks if b.startswith("answer:")]
+    students = sorted({p.split("/")[2] for p in answers if p.startswith("results/answers/")})
+    emotion = [b for b in blocks if b.startswith("emotion_answers:")]
+    assert sorted(field(b, "output") for b in emotion) == [
+        f"results/emotion/{s}.jsonl" for s in students
+    ]
+    assert len(students) == 2
+    for block in emotion:
+        student = field(block, "output").removeprefix("results/emotion/").removesuffix(".jsonl")
+        inputs = field(block, "input").split(", ")
+        trained = [
+            p.removeprefix("results/answers/").removesuffix(".jsonl")
+            for p in answers
+            if p.startswith(f"results/answers/{student}/") and not p.endswith("/base.jsonl")
+        ]
+        assert len(trained) == 63  # 21 data configurations x SFT, DPO, PRIDE
+        for variant in trained:
+            folder = "results/models/" + variant
+            assert f"{folder}/adapter_model.safetensors" in inputs, folder
+            assert f"{folder}/adapter_config.json" in inputs, folder
+        assert "gpu=1" in field(block, "resources")
+    tables = [field(b, "output") for b in blocks if b.startswith("emotion_accuracy:")]
+    assert tables == ["results/tables/emotion_accuracy.csv"]
 
 
 def test_switch_off_plans_no_emotion_job(dataset_path, tmp_path):

@@ -140,7 +140,7 @@ def grid_jobs(pride: bool) -> dict[str, int]:
         "teacher_improve": 14,  # 7 rewriting strategies x 2 (the pooled one rewrites nothing)
         "train": CONFIGS * STUDENTS * 2,  # SFT + DPO
         "answer": STUDENTS + models,  # base students + trained models
-        "emotion_answers": STUDENTS + models,  # each answer set's model names the emotions
+        "emotion_answers": STUDENTS,  # each student's models name the emotions, one load
         "emotion_accuracy": 1,  # one table of them (evaluation.emotion_accuracy, on by default)
         # one judge job per judge and comparison kind, writing one file per pair
         **{f"judge_{kind}": JUDGES for kind in comparisons(pride)},
@@ -209,15 +209,24 @@ def test_the_grid_arithmetic_gives_readmes_job_counts() -> None:
     # the leakage guard and dataset_info.json of each configuration: jobs of their own until
     # 2026-12-07, written by the job that builds its sets since
     folded = 2 * CONFIGS
+    # emotion_answers: one job per answer set until 2026-12-07, one per student since
+    emotion_folded = {k: answers[k] - STUDENTS for k in (True, False)}
     after = before - files[True] + judge_jobs[True] + scoring[True] - folded
-    assert sum(with_pride.values()) == after == 508  # 806 with a job per answer set
+    assert sum(with_pride.values()) == after - emotion_folded[True] == 382  # 508 before
     assert sum(paper.values()) == (
-        717 + emotion[False] + study - files[False] + judge_jobs[False] + scoring[False] - folded
+        717
+        + emotion[False]
+        + study
+        - files[False]
+        + judge_jobs[False]
+        + scoring[False]
+        - folded
+        - emotion_folded[False]
     )
-    assert sum(paper.values()) == 337  # 551 with a job per answer set
+    assert sum(paper.values()) == 253  # 337 with an emotion job per answer set
     gpu = ("train", "train_pride", "pride_teacher_outputs", "answer", "emotion_answers")
-    assert sum(with_pride.get(r, 0) for r in gpu) == 254 + pride_jobs + answers[True] == 424
-    assert sum(paper.get(r, 0) for r in gpu) == 170 + answers[False] == 256
+    assert sum(with_pride.get(r, 0) for r in gpu) == 254 + pride_jobs + STUDENTS == 298
+    assert sum(paper.get(r, 0) for r in gpu) == 170 + STUDENTS == 172
 
 
 def _job_stats(output: str) -> dict[str, int]:

@@ -1,8 +1,10 @@
 # Emotion accuracy, our reading of the PRIDE abstract's "accuracy" (docs/emotion-accuracy.md):
 # every student answer set's model (base and trained, loaded as rule answer loads it) names the
 # speaker's emotion of each test dialogue among the 32 EmpatheticDialogues labels, by likelihood;
-# one table of all of them. Switch: evaluation.emotion_accuracy. Input functions and specs:
-# functions/emotion.smk; the answer job's resources it reuses: common.smk.
+# one job per student (the base model loaded once, each adapter merged in turn; a part per answer
+# set is the unit of resume), one table of all of them. Switch: evaluation.emotion_accuracy.
+# Input functions and specs: functions/emotion.smk; the answer job's resources it reuses:
+# common.smk.
 
 # Input functions and specs of these rules.
 include: "functions/emotion.smk"
@@ -15,7 +17,6 @@ rule emotion_answers:
         evaluation_specs.EMOTION,
     params:
         spec=get_emotion_answers_spec,
-        adapter=get_answer_adapter_arg,
     resources:
         gpu=get_answer_resource("gpu"),
         mem_mb=get_answer_resource("mem_mb"),
@@ -24,13 +25,12 @@ rule emotion_answers:
     conda:
         "../../envs/train.yaml"
     log:
-        "logs/emotion/{student}/{variant}.log",
+        "logs/emotion/{student}.log",
     benchmark:
-        "results/benchmarks/emotion/{student}/{variant}.tsv"
+        "results/benchmarks/emotion/{student}.tsv"
     shell:
         "python -m empathy_distill.evaluation.emotion_answers --spec {params.spec:q}"
-        " --test {input.test:q} {params.adapter}"
-        " --out {output:q} --gpus {resources.gpu} > {log} 2>&1"
+        " --test {input.test:q} --out {output:q} --gpus {resources.gpu} > {log} 2>&1"
 
 
 rule emotion_accuracy:

@@ -41,6 +41,7 @@ rule train_pride:
     threads: get_pride_resource("threads")
     conda:
         "../../envs/train.yaml"
+    priority: 5  # a training chain, as rule train's
     log:
         "logs/train/{student}/{method}/{strategy}/{stage}.log",
     benchmark:
@@ -70,6 +71,7 @@ rule pride_teacher_outputs:
     threads: get_pride_teacher_resource("threads")
     conda:
         "../../envs/train.yaml"
+    priority: 5  # a training chain, as rule train's
     log:
         "logs/pride/teacher_outputs/{student}/{method}/{strategy}.log",
     benchmark:

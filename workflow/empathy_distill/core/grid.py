@@ -42,6 +42,10 @@ JUDGE_JOB_FILES = "results/judgments/{judge}/{comparison}.files.json"
 #: results/answers/ without .jsonl (``teacher``, ``<student>/base``, ``<student>/<m>/<s>/<stage>``).
 SCORES = "results/scores/{scorer}/{answers}.jsonl"
 ANSWERS_ROOT = "results/answers"
+#: A trained model's LoRA adapter folder (the training rules' output).
+MODELS = "results/models/{student}/{method}/{strategy}/{stage}"
+#: The files of such a folder a model's loader reads besides the base model (PEFT's names).
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 #: The dataset's split (rule split_dataset) and the scorers' own train dialogues
 #: (scoring.train_dialogues, rule scorer_train_split: not cut by dataset.max_train_dialogues).
 TRAIN_CSV = "results/data/train.csv"
@@ -157,6 +161,16 @@ def answer_path(tag: str) -> str:
         return ANSWERS.format(student=info["student"], variant="base")
     variant = "/".join((info["method"], info["strategy"], info["stage"]))
     return ANSWERS.format(student=info["student"], variant=variant)
+
+
+def adapter_dir(tag: str) -> str | None:
+    """The LoRA adapter folder of the trained model ``tag``; None for a base model."""
+    info = parse_tag(tag)
+    if info["kind"] == "teacher":
+        raise ValueError("the teacher has no adapter")
+    if info["kind"] == "base":
+        return None
+    return MODELS.format(**{k: info[k] for k in ("student", "method", "strategy", "stage")})
 
 
 def score_path(scorer: str, tag: str) -> str:

@@ -1,12 +1,12 @@
 """Emotion accuracy of every student: our reading of the PRIDE abstract's "accuracy".
 
-Each answer set's ``results/emotion/...jsonl`` (rule emotion_answers: the label the model
-scores highest per test dialogue) against the dataset's ``emotion``: accuracy with a percentile
-bootstrap interval over dialogues (``stats.bootstrap_mean_ci``, seeded by ``evaluation.seed``),
-macro-F1 over the labels that occur (gold or predicted), the chance level (1 / number of
-labels), the majority-class baseline of the test split, the label predicted most often (a model
-that names one emotion for everything shows here) and the most frequent confusions.
-docs/emotion-accuracy.md.
+Each answer set's records in its student's ``results/emotion/<student>.jsonl`` (rule
+emotion_answers: the label the model scores highest per test dialogue) against the dataset's
+``emotion``: accuracy with a percentile bootstrap interval over dialogues
+(``stats.bootstrap_mean_ci``, seeded by ``evaluation.seed``), macro-F1 over the labels that
+occur (gold or predicted), the chance level (1 / number of labels), the majority-class baseline
+of the test split, the label predicted most often (a model that names one emotion for
+everything shows here) and the most frequent confusions. docs/emotion-accuracy.md.
 """
 
 from __future__ import annotations
@@ -103,27 +103,38 @@ def accuracy_row(
     }
 
 
+def _by_answer_set(path: str) -> dict[str, dict[str, dict]]:
+    """A student's emotion file as answer set -> dialogue -> record."""
+    grouped: dict[str, dict[str, dict]] = {}
+    for line, record in enumerate(read_jsonl(path), start=1):
+        if "answers" not in record:
+            raise AnswersError(f"{path}, line {line}: no 'answers' (rerun emotion_answers)")
+        grouped.setdefault(str(record["answers"]), {})[str(record["dialog_id"])] = record
+    return grouped
+
+
 def table_of_spec(spec: specs.Spec, test_path: str) -> pd.DataFrame:
     """The table of a ``specs.emotion_accuracy`` spec: its manifest's files, in its order."""
     test = read_split(test_path)
     gold = {str(r.dialog_id): str(r.emotion) for r in test.itertuples(index=False)}
+    files: dict[str, dict[str, dict[str, dict]]] = {}  # path -> answer set -> dialogue -> record
     rows = []
     for entry in evaluation_specs.emotion_manifest(spec):
-        records = {str(r["dialog_id"]): r for r in read_jsonl(entry["path"])}
+        path, tag = entry["path"], entry["answers"]
+        if path not in files:
+            files[path] = _by_answer_set(path)
+        records = files[path].get(tag)
+        if records is None:
+            raise AnswersError(f"{path}: no records of answer set {tag} (rerun emotion_answers)")
         wrong_gold = [d for d, r in records.items() if d in gold and r.get("gold") != gold[d]]
         if wrong_gold:
             raise AnswersError(
-                f"{entry['path']}: gold emotion differs from {test_path} for dialogue(s) "
+                f"{path}: gold emotion of {tag} differs from {test_path} for dialogue(s) "
                 f"{wrong_gold[:5]} (written from another test split: rerun emotion_answers)"
             )
         rows.append(
             accuracy_row(
-                entry["answers"],
-                records,
-                gold,
-                len(spec["labels"]),
-                spec["bootstrap_samples"],
-                spec["seed"],
+                tag, records, gold, len(spec["labels"]), spec["bootstrap_samples"], spec["seed"]
             )
         )
     return pd.DataFrame(rows, columns=list(COLUMNS))

@@ -20,27 +20,36 @@ is cheap: one forward pass per dialogue plus one batch of 32 short candidates.
 * Weights: base + merged adapter as the answer rule loads them (``generate.load_model``),
   ``generation.dtype``. The transformers engine always (``generation.engine: vllm`` serves
   generation only).
+* One job per student: the base model is loaded once and each trained model's adapter merged
+  into it in turn, the base weights restored from a host copy between them (a load per answer
+  set made 128 GPU jobs of the default grid, each mostly loading). Each set's records are kept
+  in a part named by what they depend on (:func:`fingerprint`), so a job killed half-way, or
+  rerun for a set added to the grid, scores only the sets it has no part for.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..core import specs
+from ..core import grid, specs
+from ..core.atomic import write_jsonl
 from ..core.command import run_cli
 from ..core.errors import ConfigError, DatasetError
 from ..core.students import resolve_model
+from ..data.dataset import sha256_of
 from ..llm.backends.local_decoding import prefix_cache, shared_prefix_length
 from ..training.devices import add_gpus_argument, job_gpus
 from ..training.templates import llamafactory_template
 from . import specs as evaluation_specs
 from .emotion_labels import BASE_SUFFIX, CHAT_SUFFIX, question
 from .generate import load_model, load_tokenizer
-from .records import read_split, write_jsonl
+from .records import read_jsonl, read_split
 
 
 def check_gold(test: Any, labels: Sequence[str], source: str) -> None:
@@ -154,16 +163,92 @@ def name_emotions(
     return records
 
 
+def fingerprint(spec: dict, tag: str, test_sha256: str, model_path: str | Path) -> str:
+    """sha256 of what an answer set's labels depend on: the spec less its list of sets, the set,
+    the test split's bytes, the base model (a local folder: its files' names, sizes and times;
+    a Hub id: the spec's pinned revision) and the adapter's files. Names the set's part."""
+    digest = hashlib.sha256()
+    shared = {k: v for k, v in spec.items() if k != "answer_tags"}
+    digest.update(f"{specs.dumps(shared)}\0{tag}\0{test_sha256}\0".encode())
+    folder = Path(model_path)
+    if folder.is_dir():
+        for path in sorted(p for p in folder.iterdir() if p.is_file()):
+            stat = path.stat()
+            digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    adapter = grid.adapter_dir(tag)
+    if adapter is not None:
+        for name in grid.ADAPTER_FILES:
+            digest.update(f"{name}\0{sha256_of(Path(adapter) / name)}\0".encode())
+    return digest.hexdigest()
+
+
+@contextmanager
+def merged(model: Any, adapter: str | None, pristine: dict[str, Any]) -> Iterator[Any]:
+    """The base ``model`` with ``adapter`` merged in (as ``generate.load_model`` merges it),
+    then its base weights restored from ``pristine`` (a host copy of its state dict)."""
+    if adapter is None:
+        yield model
+        return
+    from peft import PeftModel
+
+    tuned = PeftModel.from_pretrained(model, adapter).merge_and_unload().eval()
+    try:
+        yield tuned
+    finally:
+        tuned.load_state_dict(pristine)
+        # unloading leaves the adapter's config on the model; the next adapter is its only one
+        if hasattr(tuned, "peft_config"):
+            del tuned.peft_config
+
+
+def answer_set_records(
+    spec: dict, test_path: str | Path, model_path: str | Path, parts: Path
+) -> Iterator[tuple[str, list[dict[str, Any]], bool]]:
+    """(tag, records, from a part) of every answer set of ``spec`` in its order: a part's
+    records when the set has one, else scored and its part written. The base model is loaded
+    once, on the first set with no part; its host copy costs one more copy of its weights in
+    host memory (16 GB for an 8B model in bf16, within the answer job's 32 GB)."""
+    labels = list(spec["labels"])
+    student = spec["model"]
+    test = read_split(test_path)
+    test_sha256 = sha256_of(test_path)
+    model: Any = None
+    pristine: dict[str, Any] | None = None
+    for tag in spec["answer_tags"]:
+        part = parts / f"{fingerprint(spec, tag, test_sha256, model_path)}.jsonl"
+        if part.exists():
+            yield tag, read_jsonl(part), True
+            continue
+        if model is None:
+            model = load_model(model_path, None, revision=student["revision"], dtype=spec["dtype"])
+        if pristine is None:
+            pristine = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        adapter = grid.adapter_dir(tag)
+        tokenizer = load_tokenizer(model_path, adapter, student["revision"])
+        template = student["template"] if adapter is not None else None
+        with merged(model, adapter, pristine) as scored:
+            records = [
+                {"answers": tag, **r}
+                for r in name_emotions(test, scored, tokenizer, labels, template)
+            ]
+        write_jsonl(part, records)
+        yield tag, records, False
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="A student names the speaker's emotion of each test dialogue (by likelihood)."
+        description="A student's models name the speaker's emotion of each test dialogue "
+        "(by likelihood): its base model and every trained model of the spec, one load."
     )
     specs.add_spec_arguments(parser)
     parser.add_argument("--student", help="with --config: a key of config.students")
     parser.add_argument("--test", required=True, help="results/data/test.csv")
-    parser.add_argument("--adapter", help="fine-tuned LoRA adapter dir (omit for the base model)")
     parser.add_argument("--model-path", help="override the student's resolved model path")
-    parser.add_argument("--out", required=True, help="results/emotion/<answer set>.jsonl")
+    parser.add_argument("--out", required=True, help="results/emotion/<student>.jsonl")
+    parser.add_argument(
+        "--parts",
+        help="folder of the answer sets' parts (default: results/emotion/<student>.parts)",
+    )
     add_gpus_argument(parser)
     return parser
 
@@ -174,21 +259,23 @@ def _run(args: argparse.Namespace) -> None:
     spec, _ = specs.from_args(
         args, lambda config: evaluation_specs.emotion_answers(config, args.student)
     )
-    test = read_split(args.test)
-    labels = list(spec["labels"])
-    check_gold(test, labels, args.test)
-    student = spec["model"]
+    check_gold(read_split(args.test), list(spec["labels"]), args.test)
+    for tag in spec["answer_tags"]:  # every adapter before the model is loaded
+        adapter = grid.adapter_dir(tag)
+        missing = [n for n in grid.ADAPTER_FILES if adapter and not (Path(adapter) / n).is_file()]
+        if missing:
+            raise ConfigError(f"answer set {tag}: no {', '.join(missing)} in {adapter}")
+    parts = Path(args.parts) if args.parts else Path(args.out).with_suffix(".parts")
+    model_path = args.model_path or resolve_model(spec["model"])
+    rows: list[dict[str, Any]] = []
     with job_gpus(args.gpus, job=f"emotion_answers {args.out}", student=spec["student"]):
-        model_path: str | Path = args.model_path or resolve_model(student)
-        tokenizer = load_tokenizer(model_path, args.adapter, student["revision"])
-        model = load_model(
-            model_path, args.adapter, revision=student["revision"], dtype=spec["dtype"]
-        )
-        template = student["template"] if args.adapter else None
-        records = name_emotions(test, model, tokenizer, labels, template)
-    write_jsonl(args.out, records)
-    right = sum(r["gold"] == r["predicted"] for r in records)
-    print(f"{args.out}: {len(records)} dialogues, {right} named right")
+        for tag, records, reused in answer_set_records(spec, args.test, model_path, parts):
+            right = sum(r["gold"] == r["predicted"] for r in records)
+            how = "from its part" if reused else "scored"
+            print(f"{tag}: {len(records)} dialogues, {right} named right ({how})")
+            rows.extend(records)
+    write_jsonl(args.out, rows)
+    print(f"{args.out}: {len(spec['answer_tags'])} answer sets, {len(rows)} records")
 
 
 def main(argv: list[str] | None = None) -> int:

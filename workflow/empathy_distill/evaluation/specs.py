@@ -207,32 +207,37 @@ def answer_manifest(spec: Spec) -> list[dict[str, str]]:
     return [{"answers": tag, "path": grid.answer_path(tag)} for tag in spec["answer_tags"]]
 
 
-#: Where a student's emotion labels of the test dialogues live: the answers file's path with
-#: ``results/emotion`` for ``results/answers`` (rule emotion_answers).
+#: Where a student's emotion labels of the test dialogues live: one file per student, a record
+#: per (answer set, test dialogue) of every model the answer rule loads for it (its base and each
+#: trained model), written by the student's one ``emotion_answers`` job.
 EMOTION_ROOT = "results/emotion"
-EMOTION = EMOTION_ROOT + "/{student}/{variant}.jsonl"
+EMOTION = EMOTION_ROOT + "/{student}.jsonl"
 
 
 def emotion_path(tag: str) -> str:
-    """File of the emotion labels the answer set ``tag``'s model names (no teacher)."""
-    if grid.parse_tag(tag)["kind"] == "teacher":
+    """File holding the emotion labels of the answer set ``tag``'s model (its student's file;
+    no teacher)."""
+    info = grid.parse_tag(tag)
+    if info["kind"] == "teacher":
         raise ConfigError("emotion accuracy is measured on students, not on the teacher")
-    return EMOTION_ROOT + grid.answer_path(tag).removeprefix(grid.ANSWERS_ROOT)
+    return EMOTION.format(student=info["student"])
 
 
-def student_tags(config: dict) -> list[str]:
-    """Per student its base model, then its trained models: the sets the answer rule writes."""
+def student_tags(config: dict, student: str | None = None) -> list[str]:
+    """Per student its base model, then its trained models: the sets the answer rule writes
+    (``student`` given: that student's only)."""
     tags = []
-    for student in grid.students(config):
-        tags.append(grid.base_tag(student))
-        tags += [m.tag for m in grid.models(config) if m.student == student]
+    for name in grid.students(config) if student is None else [student]:
+        tags.append(grid.base_tag(name))
+        tags += [m.tag for m in grid.models(config) if m.student == name]
     return tags
 
 
 @register("emotion_answers")
 def emotion_answers(config: dict, student: str) -> Spec:
-    """Rule emotion_answers: the student, the weights' precision, the labels and the question
-    (a change of any reruns the student's jobs). docs/emotion-accuracy.md."""
+    """Rule emotion_answers: the student, the weights' precision, the labels and the question,
+    and its answer sets (a change of the first four reruns every set; a new set is scored alone,
+    the others come from the job's parts). docs/emotion-accuracy.md."""
     if student not in config["students"]:
         raise ConfigError(
             f"config['students'] has no student {student!r}"
@@ -246,6 +251,7 @@ def emotion_answers(config: dict, student: str) -> Spec:
         "question": QUESTION,
         "suffixes": {"chat": CHAT_SUFFIX, "base": BASE_SUFFIX},
         "score": "mean_token_logprob",
+        "answer_tags": student_tags(config, student),
     }
 
 
