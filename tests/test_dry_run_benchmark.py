@@ -45,6 +45,10 @@ def test_dry_run_on_toy_workflow(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert out[-1].startswith("dry_run_s=") and out[-1].endswith(" jobs=6")
     # the context a figure needs to be compared with another day's: load and machine speed
     assert out[0].startswith("load average before (1, 5, 15 min): ")
-    speed = out[1].removeprefix("machine speed: 10M-addition Python loop ").split()
-    assert float(speed[0]) > 0 and speed[1:] == ["s", "(best", "of", "3)"]
+    speed, bf16 = out[1].removeprefix("machine speed: 10M-addition Python loop ").split("; ")
+    assert float(speed.split()[0]) > 0 and speed.split()[1:] == ["s", "(best", "of", "3)"]
+    cpu_flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    native = "avx512_bf16" in cpu_flags or "amx_bf16" in cpu_flags
+    expected = "yes" if native else "no (bf16 settings run in float32)"
+    assert bf16 == f"native bf16: {expected}"
     assert any(line.split() == ["judge_pair", "2"] for line in out)

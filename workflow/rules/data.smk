@@ -67,6 +67,8 @@ rule improve_human_sources:
         "results/data/sources/improve_human.csv",
     conda:
         CORE_ENV
+    # Seconds of work that gate the teacher's rewrites or training (priority as the teacher's)
+    priority: 10
     log:
         "logs/data/improve_human_sources.log",
     shell:

@@ -24,6 +24,8 @@ rule direct_sets:
         dpo_filter=config["distillation"]["direct_dpo_filter"],
     conda:
         CORE_ENV
+    # Seconds of work that gate the teacher's rewrites or training (priority as the teacher's)
+    priority: 10
     log:
         "logs/datasets/direct/{strategy}.log",
     shell:
@@ -49,6 +51,8 @@ rule improved_sets:
         strategy=strategies.wildcard_regex(strategies.improve_names()),
     conda:
         CORE_ENV
+    # Seconds of work that gate the teacher's rewrites or training (priority as the teacher's)
+    priority: 10
     log:
         "logs/datasets/{method}/{strategy}.log",
     shell:

@@ -58,6 +58,9 @@ rule improve_llm_sources:
         spec=specs.dumps(specs.build("improve_llm_sources", config)),
     conda:
         TEACHER_ENV
+    # Seconds of work between the teacher's two jobs: without a priority it waited 229 s of
+    # the demo for a core (2026-12-07), and the improve_llm chain with it
+    priority: 10
     log:
         "logs/teacher/improve_llm_sources.log",
     shell:
