@@ -22,7 +22,9 @@ is cheap: one forward pass per dialogue plus one batch of 32 short candidates.
   generation only).
 * One job per student: the base model is loaded once and each trained model's adapter merged
   into it in turn, the base weights restored from a host copy between them (a load per answer
-  set made 128 GPU jobs of the default grid, each mostly loading). Each set's records are kept
+  set made 128 GPU jobs of the default grid, each mostly loading). The merge runs on the job's
+  device: on a GPU a merged bf16 weight may differ in its last bit from ``load_model``'s merge
+  on the CPU; on a CPU the labels are those of a load per set (tested). Each set's records are kept
   in a part named by what they depend on (:func:`fingerprint`), so a job killed half-way, or
   rerun for a set added to the grid, scores only the sets it has no part for.
 """
