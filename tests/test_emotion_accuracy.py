@@ -372,7 +372,7 @@ def test_one_job_names_every_answer_set_as_a_load_per_set_would(tiny, split, tmp
     assert len(scored) == 1
 
 
-def test_a_missing_adapter_stops_before_any_model(tiny, split, tmp_path, monkeypatch):
+def test_a_missing_adapter_stops_before_any_model(tiny, split, tmp_path, monkeypatch, capsys):
     _, _, model_dir = tiny
     monkeypatch.chdir(tmp_path)
     read_split(split["test"]).head(2).to_csv("test.csv", index=False)
@@ -385,6 +385,9 @@ def test_a_missing_adapter_stops_before_any_model(tiny, split, tmp_path, monkeyp
     argv = ["--config", "config.yaml", "--student", "tiny", "--test", "test.csv"]
     argv += ["--model-path", str(model_dir), "--out", "results/emotion/tiny.jsonl"]
     assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "answer set tiny--direct--gemini--sft: no adapter_model.safetensors" in err, err
+    assert "results/models/tiny/direct/gemini/sft" in err
     assert not Path("results/emotion/tiny.parts").exists()
 
 
