@@ -121,7 +121,7 @@ def model_files(entry):
 
 # Training: train.smk and pride.smk.
 
-MODEL_DIR = "results/models/{student}/{method}/{strategy}/{stage}"
+MODEL_DIR = grid.MODELS
 
 
 def get_train_input(wildcards):
@@ -313,10 +313,7 @@ def data_configs():
 
 def model_outputs():
     """Final adapter of every (student, data configuration, stage) of the grid."""
-    return [
-        f"results/models/{m.student}/{m.method}/{m.strategy}/{m.stage}/adapter_model.safetensors"
-        for m in grid.models(config)
-    ]
+    return [f"{grid.adapter_dir(m.tag)}/adapter_model.safetensors" for m in grid.models(config)]
 
 
 def all_answers(wildcards=None):

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import yaml
 
+from ..core import grid
 from ..core.errors import ConfigError
 from ..core.students import resolve_model, resolve_revision
 from . import methods as registry
@@ -56,8 +57,8 @@ REFERENCE_OBJECTIVES = frozenset({"dpo", "kto"})
 #: Where a job's sets and their ``dataset_info.json`` live (one folder per data configuration, so
 #: a job waits only for its own sets).
 DATASET_DIR = "results/datasets/{method}/{strategy}"
-#: Output folder of a job (the layout contract of the workflow).
-OUTPUT_DIR = "results/models/{student}/{method}/{strategy}/{stage}"
+#: Output folder of a job (the layout contract of the workflow: ``grid.MODELS``).
+OUTPUT_DIR = grid.MODELS
 
 #: Defaults the paper did not state, written out so that every value used is in train.yaml.
 #: They equal LLaMA-Factory 0.9.5 / transformers 5.6 defaults unless a comment says otherwise.
