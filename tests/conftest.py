@@ -25,9 +25,8 @@ SYNTHETIC_CSV = REPO_ROOT / "tests" / "data" / "synthetic_dataset.csv"
 #: Environment variable naming a copy of the real dataset anywhere on disk.
 DATASET_ENV = "EMPATHY_DISTILL_DATASET"
 SHARED = REPO_ROOT.parent / "shared"
-REFERENCE_PROMPTS = SHARED / "reference" / "prompts.json"
-#: The paper's prompt texts as shipped (test_prompts checks them byte-equal to REFERENCE_PROMPTS
-#: wherever ../shared is present): what every other test reads, so a fresh clone runs them.
+#: The paper's prompt texts as shipped (tests/test_reference_texts.py checks them byte-equal to
+#: ../shared/reference/prompts.json): what every other test reads, so a fresh clone runs them.
 SHIPPED_PROMPTS = REPO_ROOT / "resources" / "prompts.json"
 
 

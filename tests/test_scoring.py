@@ -24,7 +24,7 @@ from empathy_distill.evaluation.scoring.prompts import scoring_prompt
 from empathy_distill.llm.pricing import PriceTable
 from tests.servers.openai_server import REFUSE, OpenAIServer
 
-from .conftest import REPO_ROOT, SHARED
+from .conftest import REPO_ROOT
 from .workflow_helpers import run_snakemake
 
 SHIPPED = REPO_ROOT / "resources" / "scoring_prompts.json"
@@ -36,13 +36,6 @@ PRICES = REPO_ROOT / "resources" / "prices.yaml"
 
 
 # --- prompts ---------------------------------------------------------------------------------
-def test_shipped_scoring_prompts_equal_the_studys_texts():
-    reference = SHARED / "reference" / "scoring_prompts.json"
-    if not reference.exists():
-        pytest.skip("reference scoring prompts not available")
-    assert SHIPPED.read_bytes() == reference.read_bytes()
-
-
 SITUATION = "I lost my {response} keys \u2019again\u2019"
 UTTERANCE = "Ugh, {context}."
 RESPONSE = "That's rough.\nHang in there {x}!"

@@ -23,7 +23,7 @@ SECRET = "sk-teacher-SECRET-42"
 
 
 def reference():
-    """The paper's prompt texts (the shipped copy: test_prompts checks it against the
+    """The paper's prompt texts (the shipped copy: test_reference_texts checks it against the
     reference wherever that is present)."""
     return json.loads(SHIPPED_PROMPTS.read_text(encoding="utf-8"))
 
