@@ -22,6 +22,7 @@ def load(name: str):
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import does (a dataclass looks its module up)
     spec.loader.exec_module(module)
     return module
 
@@ -110,3 +111,46 @@ def test_training_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     # the trainer's token count equals the template's count of the same examples
     assert not any("template count" in line for line in out)
     assert (tmp_path / "fp32" / "dpo" / "train.yaml").is_file()
+
+
+#: A report as pytest --junitxml writes one (xdist: one <testsuite>, classname = the dotted module).
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" tests="5">
+<testcase classname="tests.test_demo" name="test_demo_runs" time="600.250"/>
+<testcase classname="tests.test_llm_cache" name="test_a[x]" time="1.500"/>
+<testcase classname="tests.test_llm_cache" name="test_b" time="2.000"><skipped/></testcase>
+<testcase classname="tests.test_llm_cache.TestOpen" name="test_c" time="0.500"/>
+<testcase classname="tests.test_prompts" name="test_fill" time="0.010"/>
+</testsuite></testsuites>
+"""
+
+
+def test_suite_times_sums_each_file_and_lists_the_slowest(tmp_path, capsys) -> None:
+    suite_times = load("suite_times")
+    report = tmp_path / "junit.xml"
+    report.write_text(JUNIT)
+    tests = suite_times.read_junit(report)
+    assert len(tests) == 5
+    # the class's test belongs to its module's file; sums worked out by hand from JUNIT above
+    assert suite_times.per_file(tests) == [
+        ("tests/test_demo.py", 1, 600.25),
+        ("tests/test_llm_cache.py", 3, 4.0),
+        ("tests/test_prompts.py", 1, 0.01),
+    ]
+    assert suite_times.main([str(report), "--tests", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "5 tests, 604.3 s of test time" in out
+    assert "tests/test_llm_cache.py" in out and "0.7%" in out  # 4.0 of 604.26
+    slowest = out.split("slowest tests:")[1].strip().splitlines()
+    assert [line.split("  ")[-1] for line in slowest] == [
+        "tests/test_demo.py::test_demo_runs",
+        "tests/test_llm_cache.py::test_b",
+    ]
+
+
+def test_suite_times_names_a_file_that_is_not_a_report(tmp_path) -> None:
+    suite_times = load("suite_times")
+    bad = tmp_path / "junit.xml"
+    bad.write_text("not xml")
+    with pytest.raises(SystemExit, match=r"junit\.xml: not a readable JUnit XML"):
+        suite_times.main([str(bad)])
