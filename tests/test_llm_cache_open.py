@@ -16,7 +16,7 @@ from empathy_distill.llm.cache import ResponseCache
 from empathy_distill.llm.request import Answer, ChatRequest, Message
 
 PROCESSES = 8
-#: Without the retry (forked processes) 40 rounds failed 5 runs of 5, 20 rounds 3 of 6 (2026-12-07).
+#: Without the retry (forked processes) 40 rounds failed 5 runs of 5, 20 rounds 2 of 6 (2026-12-07).
 ROUNDS = 40
 
 
