@@ -9,16 +9,26 @@ naming every place searched, when it is not where the README tells users to put 
 
 from __future__ import annotations
 
-import hashlib
 import os
-from pathlib import Path
 
-import pandas as pd
-import pytest
-import yaml
+#: One BLAS/OpenMP thread per test process (set before numpy, scipy or torch is loaded; a value
+#: the caller set stays). The README's command runs two workers on two cores, beside the demo's
+#: jobs: with OpenBLAS's default of a thread per core, the small solves of the scikit-learn tests
+#: spin for each other's cores (2026-12-07, both cores busy: one test's 390 logistic regressions
+#: took 43-51 s, 7.5 s with one thread). Snakemake jobs get their rule's threads from Snakemake.
+BLAS_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+for _name, _value in BLAS_THREADS.items():
+    os.environ.setdefault(_name, _value)
+
+import hashlib  # noqa: E402  (after the thread settings, as are the imports below)
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
 
 # Every stage registers its job-spec builders and config checks with core, as the Snakefile does.
-import empathy_distill.stages  # noqa: F401
+import empathy_distill.stages  # noqa: E402, F401
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC_CSV = REPO_ROOT / "tests" / "data" / "synthetic_dataset.csv"
