@@ -13,9 +13,10 @@ import os
 
 #: One BLAS/OpenMP thread per test process (set before numpy, scipy or torch is loaded; a value
 #: the caller set stays). The README's command runs two workers on two cores, beside the demo's
-#: jobs: with OpenBLAS's default of a thread per core, the small solves of the scikit-learn tests
-#: spin for each other's cores (2026-12-07, both cores busy: one test's 390 logistic regressions
-#: took 43-51 s, 7.5 s with one thread). Snakemake jobs get their rule's threads from Snakemake.
+#: jobs: with OpenBLAS's default of a thread per core, its threads spin on the small solves of
+#: the scikit-learn tests (2026-12-07, one test's 390 logistic regressions: idle 15.6 CPU s with
+#: two threads, 10.5 with one, same wall; beside two busy processes 22.7 CPU s and 26.8 s of
+#: wall against 11.7 and 19.5). Snakemake jobs get their rule's threads from Snakemake.
 BLAS_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 for _name, _value in BLAS_THREADS.items():
     os.environ.setdefault(_name, _value)
