@@ -1,4 +1,4 @@
-"""Where the test suite's time goes, per test file, from the JUnit XML that CI writes.
+"""Where the test suite's time goes, per test file, and what it skipped, from CI's JUnit XML.
 
 Why: CI is throughput-bound on two cores (every test file's time adds up, whichever worker runs
 it), so the next cut starts from the files that take the most, not from the slowest single test
@@ -9,7 +9,9 @@ Usage::
     python benchmarks/suite_times.py results/ci/junit.xml        # after `bash .ci/run`
     python -m pytest -n 2 --junitxml=junit.xml && python benchmarks/suite_times.py junit.xml
 
-Prints the files by time taken (tests, seconds, share), then the slowest tests.
+Prints the files by time taken (tests, seconds, share), then the slowest tests. With
+``--allow-skips FILE`` (repeatable) it exits 1, naming them, when a test of any other file was
+skipped: CI runs every test, and a skip there is coverage lost without a failure.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class TestTime:
     file: str
     name: str
     seconds: float
+    skipped: str | None = None  # pytest's reason, when the test was skipped
 
 
 def read_junit(path: Path) -> list[TestTime]:
@@ -43,7 +46,10 @@ def read_junit(path: Path) -> list[TestTime]:
         parts = classname.split(".")
         module = next((i for i, part in enumerate(parts) if part.startswith("test_")), None)
         file = "/".join(parts[: module + 1]) + ".py" if module is not None else classname
-        tests.append(TestTime(file, case.get("name", ""), float(case.get("time", 0) or 0)))
+        skip = case.find("skipped")
+        reason = None if skip is None else (skip.get("message") or "skipped")
+        seconds = float(case.get("time", 0) or 0)
+        tests.append(TestTime(file, case.get("name", ""), seconds, reason))
     return tests
 
 
@@ -62,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("report", type=Path, help="JUnit XML written by pytest --junitxml")
     parser.add_argument("--files", type=int, default=25, help="files to list (default 25)")
     parser.add_argument("--tests", type=int, default=15, help="slowest tests to list")
+    parser.add_argument(
+        "--allow-skips",
+        action="append",
+        metavar="FILE",
+        help="the only test file whose tests may skip (repeatable); any other skip: exit 1",
+    )
     args = parser.parse_args(argv)
     tests = read_junit(args.report)
     if not tests:
@@ -74,6 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     print("slowest tests:")
     for test in sorted(tests, key=lambda t: -t.seconds)[: args.tests]:
         print(f"{test.seconds:>9.1f} s  {test.file}::{test.name}")
+    if args.allow_skips is not None:
+        lost = [t for t in tests if t.skipped and t.file not in args.allow_skips]
+        for test in lost:
+            print(f"skipped: {test.file}::{test.name}: {test.skipped}", file=sys.stderr)
+        if lost:
+            print(
+                f"{len(lost)} tests skipped outside {', '.join(args.allow_skips)}", file=sys.stderr
+            )
+            return 1
     return 0
 
 

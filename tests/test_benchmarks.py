@@ -118,7 +118,9 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" tests="5">
 <testcase classname="tests.test_demo" name="test_demo_runs" time="600.250"/>
 <testcase classname="tests.test_llm_cache" name="test_a[x]" time="1.500"/>
-<testcase classname="tests.test_llm_cache" name="test_b" time="2.000"><skipped/></testcase>
+<testcase classname="tests.test_llm_cache" name="test_b" time="2.000">
+<skipped type="pytest.skip" message="no dataset">tests/test_llm_cache.py:9: no dataset</skipped>
+</testcase>
 <testcase classname="tests.test_llm_cache.TestOpen" name="test_c" time="0.500"/>
 <testcase classname="tests.test_prompts" name="test_fill" time="0.010"/>
 </testsuite></testsuites>
@@ -146,6 +148,26 @@ def test_suite_times_sums_each_file_and_lists_the_slowest(tmp_path, capsys) -> N
         "tests/test_demo.py::test_demo_runs",
         "tests/test_llm_cache.py::test_b",
     ]
+
+
+def test_suite_times_fails_on_a_skip_outside_the_allowed_files(tmp_path, capsys) -> None:
+    suite_times = load("suite_times")
+    report = tmp_path / "junit.xml"
+    report.write_text(JUNIT)
+    assert [t.skipped for t in suite_times.read_junit(report)] == [
+        None,
+        None,
+        "no dataset",
+        None,
+        None,
+    ]
+    assert suite_times.main([str(report), "--allow-skips", "tests/test_llm_cache.py"]) == 0
+    assert suite_times.main([str(report)]) == 0  # without the option, skips are not checked
+    capsys.readouterr()
+    assert suite_times.main([str(report), "--allow-skips", "tests/test_reference_texts.py"]) == 1
+    err = capsys.readouterr().err
+    assert "skipped: tests/test_llm_cache.py::test_b: no dataset" in err
+    assert "1 tests skipped outside tests/test_reference_texts.py" in err
 
 
 def test_suite_times_names_a_file_that_is_not_a_report(tmp_path) -> None:
