@@ -117,7 +117,7 @@ def test_the_cv_k_never_reads_the_test_rows(balanced) -> None:
 def test_the_table_has_every_cell_and_the_best_rows(monkeypatch) -> None:
     # The table's shape is under test, not the study's five models (their settings and one
     # real fit each: test_the_models_are_the_studys_five): each name fits a logistic
-    # regression here, instead of 79-101 s of CI for ~450 fits of the MLP (5,000 iterations),
+    # regression here, instead of 79-101 s of CI for 390 fits of the MLP (5,000 iterations),
     # the forest (100 trees) and the rest.
     fast = {name: (lambda: LogisticRegression(max_iter=1000)) for name in repro.MODELS}
     monkeypatch.setattr(repro, "MODELS", fast)
