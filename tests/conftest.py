@@ -23,6 +23,7 @@ for _name, _value in BLAS_THREADS.items():
 
 import hashlib  # noqa: E402  (after the thread settings, as are the imports below)
 from pathlib import Path  # noqa: E402
+from typing import NoReturn  # noqa: E402
 
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -45,6 +46,15 @@ SHIPPED_PROMPTS = REPO_ROOT / "resources" / "prompts.json"
 #: loadfile --no-loadscope-reorder`` from pyproject.toml) one worker takes the demo (10 to 13
 #: minutes) while the other runs the rest; queued last, it would start when the rest is done.
 FIRST = ("test_demo.py",)
+
+
+def skip_or_fail(reason: str, required_by: str) -> NoReturn:
+    """Skip for ``reason``, or fail when the environment variable ``required_by`` is 1: CI sets
+    it where a skip would be coverage lost without a failure (Slurm, the GPU resolve report,
+    the reference texts)."""
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{required_by}=1 but {reason}")
+    pytest.skip(reason)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

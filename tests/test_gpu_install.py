@@ -33,12 +33,11 @@ from packaging.version import Version
 
 from empathy_distill import install_check
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, skip_or_fail
 
 REPORT = Path(
     os.environ.get("EMPATHY_DISTILL_GPU_RESOLVE", REPO_ROOT / "results/ci/gpu_resolve.json")
 )
-REQUIRED = os.environ.get("EMPATHY_DISTILL_REQUIRE_GPU_RESOLVE") == "1"
 CONSTRAINTS = REPO_ROOT / "envs" / "constraints-gpu.txt"
 LOCK = REPO_ROOT / "envs" / "lock-gpu.txt"
 
@@ -51,9 +50,7 @@ def normalize(name: str) -> str:
 def report() -> dict:
     if not REPORT.exists():
         reason = f"no GPU resolve report at {REPORT} (run `bash .ci/gpu_resolve.sh`, needs network)"
-        if REQUIRED:
-            pytest.fail(f"EMPATHY_DISTILL_REQUIRE_GPU_RESOLVE=1 but {reason}")
-        pytest.skip(reason)
+        skip_or_fail(reason, "EMPATHY_DISTILL_REQUIRE_GPU_RESOLVE")
     data = json.loads(REPORT.read_text())
     assert data["version"] == "1", f"{REPORT}: unknown pip report version {data['version']}"
     return data

@@ -10,24 +10,19 @@ run from a copy with no ``../shared``), which turns the skip into a failure.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO_ROOT, SHARED
+from .conftest import REPO_ROOT, SHARED, skip_or_fail
 
-REQUIRED = os.environ.get("EMPATHY_DISTILL_REQUIRE_REFERENCE") == "1"
 REFERENCE = SHARED / "reference"
 
 
 def reference(name: str) -> Path:
     path = REFERENCE / name
     if not path.is_file():
-        reason = f"the reference text {path} is not there"
-        if REQUIRED:
-            pytest.fail(f"EMPATHY_DISTILL_REQUIRE_REFERENCE=1 but {reason}")
-        pytest.skip(reason)
+        skip_or_fail(f"the reference text {path} is not there", "EMPATHY_DISTILL_REQUIRE_REFERENCE")
     return path
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .conftest import skip_or_fail
 from .workflow_helpers import rule_blocks
 
 SLURM_DIR = Path(__file__).resolve().parent / "slurm"
@@ -31,13 +32,9 @@ sys.path.insert(0, str(SLURM_DIR))
 import dag  # noqa: E402
 import loopback  # noqa: E402
 
-REQUIRED = os.environ.get("EMPATHY_DISTILL_REQUIRE_SLURM") == "1"
-
 
 def _unavailable(reason: str) -> None:
-    if REQUIRED:
-        pytest.fail(f"EMPATHY_DISTILL_REQUIRE_SLURM=1 but {reason}")
-    pytest.skip(reason)
+    skip_or_fail(reason, "EMPATHY_DISTILL_REQUIRE_SLURM")
 
 
 @pytest.fixture(scope="module")
